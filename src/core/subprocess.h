@@ -1,0 +1,73 @@
+#pragma once
+// Child processes: spawned in their own process group, output to files (tail kept in memory,
+// capped), a wall-clock timeout that kills the whole group, optional rlimits. The sandbox
+// (workspace/sandbox.h) wraps the argv; this layer only spawns and supervises.
+
+#include <atomic>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/result.h"
+
+namespace factory {
+
+struct ResourceLimits {
+  int64_t cpu_seconds = 0;      // RLIMIT_CPU; 0 = unlimited
+  int64_t memory_bytes = 0;     // RLIMIT_AS; 0 = unlimited
+  int64_t file_size_bytes = 0;  // RLIMIT_FSIZE; 0 = unlimited
+  int64_t max_processes = 0;    // RLIMIT_NPROC; 0 = unlimited
+};
+
+struct SubprocessOptions {
+  std::vector<std::string> argv;               // argv[0] looked up in PATH
+  std::string cwd;                             // empty: inherit
+  std::map<std::string, std::string> env_set;  // added/overridden on top of the inherited env
+  bool clear_env = false;                      // start from an empty env (PATH kept)
+  std::string stdin_data;                      // written to the child's stdin, then closed
+  std::string stdout_path;                     // empty: not kept on disk
+  std::string stderr_path;                     // empty: not kept on disk
+  int64_t timeout_ms = 0;                      // wall clock; 0 = none. Kills the whole group.
+  size_t tail_bytes = 4096;                    // how much of each stream's end to keep
+  ResourceLimits limits;
+  // Polled; when set to true the group is killed (SIGTERM, then SIGKILL after a grace period).
+  const std::atomic<bool>* cancel = nullptr;
+  int64_t kill_grace_ms = 2000;
+  // When set, the child moves itself into this cgroup (writes "0" to <dir>/cgroup.procs) before
+  // exec, so a pids or memory limit the caller configured there covers the whole process tree.
+  // RLIMIT_NPROC does not bind root; a pids cgroup does. Failure to join is a start error.
+  std::string cgroup_dir;
+};
+
+struct SubprocessResult {
+  int exit_code = -1;         // exit status, or 128 + signal when killed by a signal
+  std::optional<int> signal;  // set when terminated by a signal
+  bool timed_out = false;
+  bool cancelled = false;
+  int64_t duration_ms = 0;
+  std::string stdout_tail;  // last tail_bytes of stdout
+  std::string stderr_tail;
+  int64_t stdout_bytes = 0;  // total bytes written
+  int64_t stderr_bytes = 0;
+  int pid = 0;
+};
+
+// Spawns and waits. Errors only when the process could not be started (InvalidArgument for an
+// empty argv, NotFound for a missing program or working directory, Unavailable/Internal for
+// other start failures); a non-zero exit, a timeout or a signal is a normal result.
+//
+// The child runs in its own process group (setpgid), with every inherited descriptor other than
+// 0/1/2 closed on exec, the signal mask and ignored signals reset, and `limits` applied. When the
+// group leader exits, the rest of its group is killed (SIGKILL) so a backgrounded grandchild
+// cannot outlive the call; a timeout kills the group at once; `cancel` sends SIGTERM to the group
+// and SIGKILL after `kill_grace_ms`. On return no member of the group is alive, except a process
+// that left the group on purpose (setsid/setpgid); the sandbox's namespaces and cgroup cover that.
+//
+// Thread-safe: fork/exec with only async-signal-safe calls in the child; all pipes are
+// close-on-exec so concurrent spawns from other threads do not leak them. SIGPIPE is blocked in
+// the calling thread while it runs so a child that closes stdin early cannot kill the process.
+Result<SubprocessResult> RunSubprocess(const SubprocessOptions& options);
+
+}  // namespace factory

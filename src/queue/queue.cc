@@ -1,0 +1,552 @@
+#include "queue/queue.h"
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <deque>
+#include <set>
+
+#include "queue/state_machine.h"
+
+namespace factory {
+namespace {
+
+using json = nlohmann::json;
+
+// Payloads are built by us from trusted values; a caller-supplied payload that does not parse
+// as a JSON object is kept verbatim under "data" instead of being dropped.
+json ParseObject(const std::string& text) {
+  if (text.empty()) return json::object();
+  json value = json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (value.is_discarded()) return json{{"data", text}};
+  if (!value.is_object()) return json{{"data", value}};
+  return value;
+}
+
+std::string StateName(TaskState state) { return std::string(TaskStateName(state)); }
+
+bool IsFinalFailure(TaskState state) {
+  return state == TaskState::kFailed || state == TaskState::kCancelled ||
+         state == TaskState::kBlocked;
+}
+
+}  // namespace
+
+Queue::Queue(Store& store, QueueOptions options)
+    : store_(store),
+      clock_(options.clock != nullptr ? *options.clock : SystemClock()),
+      retry_(options.retry),
+      actor_(options.actor),
+      ids_(clock_),
+      rng_(std::random_device{}()) {}
+
+Result<Run> Queue::EnsureRun(const std::string& run_id, const std::string& title) {
+  if (run_id.empty()) return InvalidArgument("run id is empty");
+  Run result;
+  FACTORY_RETURN_IF_ERROR(store_.Write([&](StoreTxn& txn) -> Status {
+    FACTORY_ASSIGN_OR_RETURN(auto existing, txn.GetRun(run_id));
+    if (existing) {
+      result = *existing;
+      return Ok();
+    }
+    int64_t now = clock_.NowMillis();
+    result = Run{run_id, title, "active", "{}", now, now};
+    FACTORY_RETURN_IF_ERROR(txn.InsertRun(result));
+    Event event{.id = ids_.Next(), .ts_ms = now, .run_id = run_id, .kind = "run.created",
+                .actor = actor_, .payload_json = json{{"title", title}}.dump()};
+    return txn.AppendEvent(event);
+  }));
+  return result;
+}
+
+Result<EnqueueResult> Queue::EnqueueInTxn(StoreTxn& txn, const EnqueueRequest& request,
+                                          std::map<std::string, Run>& known_runs) {
+  if (request.title.empty()) return InvalidArgument("task title is empty");
+  if (request.run_id.empty()) return InvalidArgument("run id is empty");
+  if (request.max_attempts < 1) {
+    return InvalidArgument("max_attempts must be at least 1 (got " +
+                           std::to_string(request.max_attempts) + ")");
+  }
+  if (request.idempotency_key) {
+    if (request.idempotency_key->empty()) return InvalidArgument("idempotency key is empty");
+    FACTORY_ASSIGN_OR_RETURN(auto existing_id,
+                             txn.FindTaskByIdempotencyKey(request.run_id, *request.idempotency_key));
+    if (existing_id) {
+      FACTORY_ASSIGN_OR_RETURN(auto existing, txn.GetTask(*existing_id));
+      if (!existing) return Internal("idempotency key points at missing task " + *existing_id);
+      return EnqueueResult{std::move(*existing), false};
+    }
+  }
+  int64_t now = clock_.NowMillis();
+  if (!known_runs.contains(request.run_id)) {
+    FACTORY_ASSIGN_OR_RETURN(auto run, txn.GetRun(request.run_id));
+    if (!run) {
+      run = Run{request.run_id, "", "active", "{}", now, now};
+      FACTORY_RETURN_IF_ERROR(txn.InsertRun(*run));
+      Event event{.id = ids_.Next(), .ts_ms = now, .run_id = request.run_id,
+                  .kind = "run.created", .actor = actor_, .payload_json = "{}"};
+      FACTORY_RETURN_IF_ERROR(txn.AppendEvent(event));
+    }
+    known_runs.emplace(request.run_id, *run);
+  }
+
+  Task task;
+  std::set<std::string> unique_deps(request.depends_on.begin(), request.depends_on.end());
+  bool any_failed = false;
+  bool all_done = true;
+  for (const auto& dep_id : unique_deps) {
+    FACTORY_ASSIGN_OR_RETURN(auto dep, txn.GetTask(dep_id));
+    if (!dep) return NotFound("dependency " + dep_id + " does not exist");
+    if (IsFinalFailure(dep->state)) any_failed = true;
+    if (dep->state != TaskState::kDone) all_done = false;
+  }
+  task.id = ids_.Next();
+  task.run_id = request.run_id;
+  task.title = request.title;
+  task.spec = request.spec;
+  task.acceptance_json = request.acceptance_json.empty() ? "[]" : request.acceptance_json;
+  task.type = request.type;
+  task.capabilities_json = request.capabilities_json.empty() ? "[]" : request.capabilities_json;
+  task.agent = request.agent;
+  task.command = request.command;
+  task.priority = request.priority;
+  task.state = any_failed ? TaskState::kBlocked : all_done ? TaskState::kReady : TaskState::kPending;
+  task.idempotency_key = request.idempotency_key;
+  task.max_attempts = request.max_attempts;
+  task.metadata_json = request.metadata_json.empty() ? "{}" : request.metadata_json;
+  task.created_ms = now;
+  task.updated_ms = now;
+  task.depends_on.assign(unique_deps.begin(), unique_deps.end());
+  FACTORY_RETURN_IF_ERROR(txn.InsertTask(task));
+  json payload{{"title", task.title}, {"state", StateName(task.state)},
+               {"priority", task.priority}, {"depends_on", task.depends_on}};
+  if (task.idempotency_key) payload["idempotency_key"] = *task.idempotency_key;
+  FACTORY_RETURN_IF_ERROR(AppendEvent(txn, task, "task.created", payload.dump()));
+  return EnqueueResult{std::move(task), true};
+}
+
+Result<EnqueueResult> Queue::Enqueue(const EnqueueRequest& request) {
+  EnqueueResult result;
+  FACTORY_RETURN_IF_ERROR(store_.Write([&](StoreTxn& txn) -> Status {
+    std::map<std::string, Run> known_runs;
+    FACTORY_ASSIGN_OR_RETURN(result, EnqueueInTxn(txn, request, known_runs));
+    return Ok();
+  }));
+  return result;
+}
+
+Result<std::vector<EnqueueResult>> Queue::EnqueueMany(const std::vector<EnqueueRequest>& requests) {
+  std::vector<EnqueueResult> results;
+  FACTORY_RETURN_IF_ERROR(store_.Write([&](StoreTxn& txn) -> Status {
+    results.clear();
+    results.reserve(requests.size());
+    std::map<std::string, Run> known_runs;
+    for (size_t i = 0; i < requests.size(); ++i) {
+      auto result = EnqueueInTxn(txn, requests[i], known_runs);
+      if (!result) return std::unexpected(result.error().Wrap("task #" + std::to_string(i + 1)));
+      results.push_back(std::move(*result));
+    }
+    return Ok();
+  }));
+  return results;
+}
+
+Result<std::vector<ClaimedTask>> Queue::Claim(const std::string& owner, int64_t lease_ms, int limit,
+                                              const ClaimFilter& filter) {
+  if (owner.empty()) return InvalidArgument("lease owner is empty");
+  if (lease_ms <= 0) return InvalidArgument("lease duration must be positive");
+  if (limit < 1) return InvalidArgument("claim limit must be at least 1");
+  std::vector<ClaimedTask> claimed;
+  FACTORY_RETURN_IF_ERROR(store_.Write([&](StoreTxn& txn) -> Status {
+    claimed.clear();
+    int64_t now = clock_.NowMillis();
+    int64_t expires = now + lease_ms;
+    FACTORY_ASSIGN_OR_RETURN(auto tasks, txn.ClaimReady(filter, now, owner, expires, limit));
+    claimed.reserve(tasks.size());
+    for (auto& task : tasks) {
+      Attempt attempt{.id = ids_.Next(), .task_id = task.id, .epoch = task.lease_epoch,
+                      .number = task.attempts, .owner = owner,
+                      .status = AttemptStatus::kRunning, .started_ms = now};
+      FACTORY_RETURN_IF_ERROR(txn.InsertAttempt(attempt));
+      FACTORY_RETURN_IF_ERROR(AppendEvent(
+          txn, task, "task.claimed",
+          json{{"from", "ready"}, {"to", "claimed"}, {"owner", owner},
+               {"attempt", task.attempts}, {"attempt_id", attempt.id},
+               {"lease_expires_ms", expires}}
+              .dump(),
+          "worker:" + owner));
+      Lease lease{task.id, owner, task.lease_epoch, attempt.id, task.attempts, expires};
+      claimed.push_back(ClaimedTask{std::move(task), std::move(lease)});
+    }
+    return Ok();
+  }));
+  return claimed;
+}
+
+Result<Task> Queue::LoadLeased(StoreTxn& txn, const Lease& lease) {
+  FACTORY_ASSIGN_OR_RETURN(auto task, txn.GetTask(lease.task_id));
+  if (!task) return NotFound("task " + lease.task_id + " does not exist");
+  if (!IsLeasedState(task->state) || task->lease_owner != lease.owner ||
+      task->lease_epoch != lease.epoch) {
+    return Aborted("lease on task " + lease.task_id + " (attempt " +
+                   std::to_string(lease.attempt_number) + ", owner " + lease.owner +
+                   ") is stale: the task is now " + StateName(task->state) +
+                   (task->lease_owner.empty() ? "" : ", leased to " + task->lease_owner));
+  }
+  return std::move(*task);
+}
+
+Status Queue::AppendEvent(StoreTxn& txn, const Task& task, const std::string& kind,
+                          const std::string& payload_json, const std::string& actor) {
+  Event event{.id = ids_.Next(), .ts_ms = clock_.NowMillis(), .run_id = task.run_id,
+              .task_id = task.id, .kind = kind, .actor = actor.empty() ? actor_ : actor,
+              .payload_json = payload_json};
+  return txn.AppendEvent(event);
+}
+
+Status Queue::Transition(StoreTxn& txn, Task& task, TaskState to, const std::string& kind,
+                         json payload, const std::string& actor) {
+  FACTORY_RETURN_IF_ERROR(CheckTransition(task.state, to));
+  payload["from"] = StateName(task.state);
+  payload["to"] = StateName(to);
+  task.state = to;
+  task.updated_ms = clock_.NowMillis();
+  if (!IsLeasedState(to)) {
+    task.lease_owner.clear();
+    task.lease_expires_ms = 0;
+  }
+  FACTORY_RETURN_IF_ERROR(txn.UpdateTask(task));
+  return AppendEvent(txn, task, kind, payload.dump(), actor);
+}
+
+Status Queue::FinishAttempt(StoreTxn& txn, const Task& task, AttemptStatus status,
+                            const std::string& error, const std::string& details_json) {
+  FACTORY_ASSIGN_OR_RETURN(auto attempt, txn.GetAttempt(task.id, task.lease_epoch));
+  if (!attempt) return Ok();  // leased before attempts were recorded; nothing to close
+  attempt->status = status;
+  attempt->finished_ms = clock_.NowMillis();
+  attempt->error = error;
+  json details = ParseObject(details_json);
+  if (auto it = details.find("exit_code"); it != details.end() && it->is_number_integer()) {
+    attempt->exit_code = it->get<int>();
+  }
+  if (!details.empty()) attempt->details_json = details.dump();
+  return txn.UpdateAttempt(*attempt);
+}
+
+Result<Lease> Queue::Heartbeat(const Lease& lease, int64_t lease_ms) {
+  if (lease_ms <= 0) return InvalidArgument("lease duration must be positive");
+  Lease renewed = lease;
+  FACTORY_RETURN_IF_ERROR(store_.Write([&](StoreTxn& txn) -> Status {
+    FACTORY_ASSIGN_OR_RETURN(Task task, LoadLeased(txn, lease));
+    task.lease_expires_ms = clock_.NowMillis() + lease_ms;
+    renewed.expires_ms = task.lease_expires_ms;
+    // Not a state change, so no event: heartbeats would otherwise dominate the chain.
+    return txn.UpdateTask(task);
+  }));
+  return renewed;
+}
+
+Status Queue::Start(const Lease& lease) {
+  return store_.Write([&](StoreTxn& txn) -> Status {
+    FACTORY_ASSIGN_OR_RETURN(Task task, LoadLeased(txn, lease));
+    return Transition(txn, task, TaskState::kRunning, "task.started",
+                      json{{"attempt", lease.attempt_number}}, "worker:" + lease.owner);
+  });
+}
+
+Status Queue::Advance(const Lease& lease, TaskState to, const std::string& payload_json) {
+  if (to == TaskState::kDone || to == TaskState::kFailed || to == TaskState::kReady ||
+      to == TaskState::kCancelled) {
+    return InvalidArgument("use Complete/Fail/Release/Cancel to move a task to " + StateName(to));
+  }
+  return store_.Write([&](StoreTxn& txn) -> Status {
+    FACTORY_ASSIGN_OR_RETURN(Task task, LoadLeased(txn, lease));
+    return Transition(txn, task, to, "task." + StateName(to), ParseObject(payload_json),
+                      "worker:" + lease.owner);
+  });
+}
+
+Status Queue::CompleteInTxn(StoreTxn& txn, const Lease& lease, const std::string& result_json,
+                            const std::string& details_json) {
+  FACTORY_ASSIGN_OR_RETURN(Task task, LoadLeased(txn, lease));
+  FACTORY_RETURN_IF_ERROR(
+      FinishAttempt(txn, task, AttemptStatus::kSucceeded, "", details_json));
+  task.result_json = result_json;
+  FACTORY_RETURN_IF_ERROR(Transition(txn, task, TaskState::kDone, "task.completed",
+                                     json{{"attempt", lease.attempt_number}},
+                                     "worker:" + lease.owner));
+  return PromoteDependents(txn, task.id);
+}
+
+Status Queue::Complete(const Lease& lease, const std::string& result_json,
+                       const std::string& details_json) {
+  return store_.Write([&](StoreTxn& txn) -> Status {
+    return CompleteInTxn(txn, lease, result_json, details_json);
+  });
+}
+
+Status Queue::CompleteMany(const std::vector<Lease>& leases) {
+  return store_.Write([&](StoreTxn& txn) -> Status {
+    for (const auto& lease : leases) {
+      FACTORY_RETURN_IF_ERROR(CompleteInTxn(txn, lease, "{}", "{}"));
+    }
+    return Ok();
+  });
+}
+
+Status Queue::PromoteDependents(StoreTxn& txn, const std::string& task_id) {
+  FACTORY_ASSIGN_OR_RETURN(auto dependents, txn.ListDependents(task_id));
+  for (const auto& dependent_id : dependents) {
+    FACTORY_ASSIGN_OR_RETURN(auto dependent, txn.GetTask(dependent_id));
+    if (!dependent || dependent->state != TaskState::kPending) continue;
+    FACTORY_ASSIGN_OR_RETURN(int unfinished, txn.CountUnfinishedDependencies(dependent_id));
+    if (unfinished > 0) continue;
+    FACTORY_RETURN_IF_ERROR(Transition(txn, *dependent, TaskState::kReady, "task.ready",
+                                       json{{"cause", task_id}}, ""));
+  }
+  return Ok();
+}
+
+Result<std::vector<std::string>> Queue::BlockDependents(StoreTxn& txn, const std::string& task_id,
+                                                        const std::string& cause) {
+  std::vector<std::string> blocked;
+  std::deque<std::string> frontier{task_id};
+  while (!frontier.empty()) {
+    std::string current = std::move(frontier.front());
+    frontier.pop_front();
+    FACTORY_ASSIGN_OR_RETURN(auto dependents, txn.ListDependents(current));
+    for (const auto& dependent_id : dependents) {
+      FACTORY_ASSIGN_OR_RETURN(auto dependent, txn.GetTask(dependent_id));
+      if (!dependent) continue;
+      // Only waiting tasks can be blocked; a blocked one's dependents are blocked already.
+      if (dependent->state != TaskState::kPending && dependent->state != TaskState::kReady) {
+        continue;
+      }
+      FACTORY_RETURN_IF_ERROR(Transition(txn, *dependent, TaskState::kBlocked, "task.blocked",
+                                         json{{"cause", cause}, {"via", current}}, ""));
+      blocked.push_back(dependent_id);
+      frontier.push_back(dependent_id);
+    }
+  }
+  return blocked;
+}
+
+int64_t Queue::NextBackoff(int attempt) {
+  std::lock_guard lock(rng_mu_);
+  return BackoffDelayMillis(retry_, attempt, rng_);
+}
+
+Result<FailureOutcome> Queue::Fail(const Lease& lease, const std::string& error,
+                                   const std::string& details_json, bool retryable) {
+  FailureOutcome outcome;
+  FACTORY_RETURN_IF_ERROR(store_.Write([&](StoreTxn& txn) -> Status {
+    outcome = FailureOutcome{};
+    FACTORY_ASSIGN_OR_RETURN(Task task, LoadLeased(txn, lease));
+    FACTORY_RETURN_IF_ERROR(FinishAttempt(txn, task, AttemptStatus::kFailed, error, details_json));
+    std::string actor = "worker:" + lease.owner;
+    if (retryable && task.attempts < task.max_attempts) {
+      int64_t delay = NextBackoff(task.attempts);
+      task.not_before_ms = clock_.NowMillis() + delay;
+      outcome.will_retry = true;
+      outcome.not_before_ms = task.not_before_ms;
+      return Transition(txn, task, TaskState::kReady, "task.retry_scheduled",
+                        json{{"error", error}, {"attempt", lease.attempt_number},
+                             {"delay_ms", delay}, {"not_before_ms", task.not_before_ms}},
+                        actor);
+    }
+    FACTORY_RETURN_IF_ERROR(Transition(
+        txn, task, TaskState::kFailed, "task.failed",
+        json{{"error", error}, {"attempt", lease.attempt_number}, {"final", true}}, actor));
+    FACTORY_ASSIGN_OR_RETURN(outcome.blocked, BlockDependents(txn, task.id, task.id));
+    return Ok();
+  }));
+  return outcome;
+}
+
+Status Queue::Release(const Lease& lease, const std::string& reason) {
+  return store_.Write([&](StoreTxn& txn) -> Status {
+    FACTORY_ASSIGN_OR_RETURN(Task task, LoadLeased(txn, lease));
+    FACTORY_RETURN_IF_ERROR(FinishAttempt(txn, task, AttemptStatus::kReleased, reason, "{}"));
+    // A release is the worker's choice (shutdown), not the task's failure: give the attempt back.
+    task.attempts = std::max(0, task.attempts - 1);
+    return Transition(txn, task, TaskState::kReady, "task.released",
+                      json{{"reason", reason}, {"attempt", lease.attempt_number}},
+                      "worker:" + lease.owner);
+  });
+}
+
+Result<int> Queue::ReapExpired(int limit) {
+  int reaped = 0;
+  FACTORY_RETURN_IF_ERROR(store_.Write([&](StoreTxn& txn) -> Status {
+    reaped = 0;
+    FACTORY_ASSIGN_OR_RETURN(auto expired, txn.ListExpiredLeases(clock_.NowMillis(), limit));
+    for (auto& task : expired) {
+      if (!IsLeasedState(task.state)) continue;
+      std::string owner = task.lease_owner;
+      FACTORY_RETURN_IF_ERROR(
+          FinishAttempt(txn, task, AttemptStatus::kExpired, "lease expired", "{}"));
+      json payload{{"owner", owner}, {"attempt", task.attempts},
+                   {"lease_expires_ms", task.lease_expires_ms}};
+      if (task.attempts >= task.max_attempts) {
+        payload["error"] = "lease expired on the last attempt";
+        payload["final"] = true;
+        FACTORY_RETURN_IF_ERROR(
+            Transition(txn, task, TaskState::kFailed, "task.failed", payload, "reaper"));
+        FACTORY_RETURN_IF_ERROR(BlockDependents(txn, task.id, task.id));
+      } else {
+        FACTORY_RETURN_IF_ERROR(
+            Transition(txn, task, TaskState::kReady, "task.lease_expired", payload, "reaper"));
+      }
+      ++reaped;
+    }
+    return Ok();
+  }));
+  return reaped;
+}
+
+Status Queue::Cancel(const std::string& task_id, const std::string& reason) {
+  return store_.Write([&](StoreTxn& txn) -> Status {
+    FACTORY_ASSIGN_OR_RETURN(auto task, txn.GetTask(task_id));
+    if (!task) return NotFound("task " + task_id + " does not exist");
+    if (IsTerminalState(task->state)) {
+      return FailedPrecondition("task " + task_id + " is already " + StateName(task->state));
+    }
+    if (task->state == TaskState::kFailed) {
+      return FailedPrecondition("task " + task_id + " has failed; nothing to cancel");
+    }
+    if (IsLeasedState(task->state)) {
+      FACTORY_RETURN_IF_ERROR(
+          FinishAttempt(txn, *task, AttemptStatus::kCancelled, "cancelled", "{}"));
+    }
+    FACTORY_RETURN_IF_ERROR(Transition(txn, *task, TaskState::kCancelled, "task.cancelled",
+                                       json{{"reason", reason}}, ""));
+    FACTORY_RETURN_IF_ERROR(BlockDependents(txn, task_id, task_id));
+    return Ok();
+  });
+}
+
+Status Queue::Retry(const std::string& task_id) {
+  return store_.Write([&](StoreTxn& txn) -> Status {
+    FACTORY_ASSIGN_OR_RETURN(auto task, txn.GetTask(task_id));
+    if (!task) return NotFound("task " + task_id + " does not exist");
+    if (task->state != TaskState::kFailed && task->state != TaskState::kBlocked) {
+      return FailedPrecondition("task " + task_id + " is " + StateName(task->state) +
+                                "; only failed or blocked tasks can be retried");
+    }
+    for (const auto& dep_id : task->depends_on) {
+      FACTORY_ASSIGN_OR_RETURN(auto dep, txn.GetTask(dep_id));
+      if (dep && IsFinalFailure(dep->state)) {
+        return FailedPrecondition("task " + task_id + " depends on " + dep_id + ", which is " +
+                                  StateName(dep->state) + "; retry that task first");
+      }
+    }
+    FACTORY_ASSIGN_OR_RETURN(int unfinished, txn.CountUnfinishedDependencies(task_id));
+    task->attempts = 0;
+    task->not_before_ms = 0;
+    FACTORY_RETURN_IF_ERROR(Transition(txn, *task,
+                                       unfinished == 0 ? TaskState::kReady : TaskState::kPending,
+                                       "task.retried", json::object(), ""));
+    // Dependents blocked because of this task wait again, unless another dependency of theirs
+    // still failed.
+    std::deque<std::string> frontier{task_id};
+    while (!frontier.empty()) {
+      std::string current = std::move(frontier.front());
+      frontier.pop_front();
+      FACTORY_ASSIGN_OR_RETURN(auto dependents, txn.ListDependents(current));
+      for (const auto& dependent_id : dependents) {
+        FACTORY_ASSIGN_OR_RETURN(auto dependent, txn.GetTask(dependent_id));
+        if (!dependent || dependent->state != TaskState::kBlocked) continue;
+        bool still_blocked = false;
+        for (const auto& dep_id : dependent->depends_on) {
+          FACTORY_ASSIGN_OR_RETURN(auto dep, txn.GetTask(dep_id));
+          if (dep && IsFinalFailure(dep->state)) still_blocked = true;
+        }
+        if (still_blocked) continue;
+        FACTORY_ASSIGN_OR_RETURN(int waiting, txn.CountUnfinishedDependencies(dependent_id));
+        FACTORY_RETURN_IF_ERROR(Transition(
+            txn, *dependent, waiting == 0 ? TaskState::kReady : TaskState::kPending,
+            "task.unblocked", json{{"cause", task_id}}, ""));
+        frontier.push_back(dependent_id);
+      }
+    }
+    return Ok();
+  });
+}
+
+Result<Task> Queue::GetTask(const std::string& task_id) {
+  std::optional<Task> task;
+  FACTORY_RETURN_IF_ERROR(store_.Read([&](StoreTxn& txn) -> Status {
+    FACTORY_ASSIGN_OR_RETURN(task, txn.GetTask(task_id));
+    return Ok();
+  }));
+  if (!task) return NotFound("task " + task_id + " does not exist");
+  return std::move(*task);
+}
+
+Result<std::vector<Task>> Queue::ListTasks(const TaskQuery& query) {
+  std::vector<Task> tasks;
+  FACTORY_RETURN_IF_ERROR(store_.Read([&](StoreTxn& txn) -> Status {
+    FACTORY_ASSIGN_OR_RETURN(tasks, txn.ListTasks(query));
+    return Ok();
+  }));
+  return tasks;
+}
+
+Result<std::vector<Attempt>> Queue::ListAttempts(const std::string& task_id) {
+  std::vector<Attempt> attempts;
+  FACTORY_RETURN_IF_ERROR(store_.Read([&](StoreTxn& txn) -> Status {
+    FACTORY_ASSIGN_OR_RETURN(attempts, txn.ListAttempts(task_id));
+    return Ok();
+  }));
+  return attempts;
+}
+
+Result<std::vector<Event>> Queue::ListEvents(const EventQuery& query) {
+  std::vector<Event> events;
+  FACTORY_RETURN_IF_ERROR(store_.Read([&](StoreTxn& txn) -> Status {
+    FACTORY_ASSIGN_OR_RETURN(events, txn.ListEvents(query));
+    return Ok();
+  }));
+  return events;
+}
+
+Result<std::map<std::string, int64_t>> Queue::Stats(const std::string& run_id) {
+  std::map<TaskState, int64_t> counts;
+  FACTORY_RETURN_IF_ERROR(store_.Read([&](StoreTxn& txn) -> Status {
+    FACTORY_ASSIGN_OR_RETURN(counts, txn.CountTasksByState(run_id));
+    return Ok();
+  }));
+  std::map<std::string, int64_t> stats;
+  for (TaskState state : kAllTaskStates) {
+    auto it = counts.find(state);
+    stats[StateName(state)] = it == counts.end() ? 0 : it->second;
+  }
+  return stats;
+}
+
+Result<bool> Queue::HasActiveWork(const ClaimFilter& filter) {
+  bool active = false;
+  FACTORY_RETURN_IF_ERROR(store_.Read([&](StoreTxn& txn) -> Status {
+    FACTORY_ASSIGN_OR_RETURN(auto counts, txn.CountTasksByState(filter.run_id));
+    for (const auto& [state, count] : counts) {
+      if (IsLeasedState(state) && count > 0) active = true;
+    }
+    if (active) return Ok();
+    FACTORY_ASSIGN_OR_RETURN(auto next, txn.NextReadyAt(filter));
+    active = next.has_value();
+    return Ok();
+  }));
+  return active;
+}
+
+Result<std::optional<int64_t>> Queue::NextReadyAt(const ClaimFilter& filter) {
+  std::optional<int64_t> next;
+  FACTORY_RETURN_IF_ERROR(store_.Read([&](StoreTxn& txn) -> Status {
+    FACTORY_ASSIGN_OR_RETURN(next, txn.NextReadyAt(filter));
+    return Ok();
+  }));
+  return next;
+}
+
+}  // namespace factory

@@ -1,0 +1,105 @@
+#pragma once
+// The stored records: plain value types shared by every Store backend and the modules above.
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace factory {
+
+enum class TaskState {
+  kPending,    // waiting for dependencies
+  kReady,      // may be claimed (once not_before has passed)
+  kClaimed,    // leased to a worker, not yet started
+  kRunning,    // the worker is executing it
+  kVerifying,  // gates are running on the result
+  kReview,     // waiting for approval or a reviewer
+  kDone,       // finished successfully (terminal)
+  kFailed,     // failed finally (terminal until `task retry`)
+  kBlocked,    // a dependency failed finally or was cancelled
+  kCancelled,  // cancelled by a user (terminal)
+};
+inline constexpr TaskState kAllTaskStates[] = {
+    TaskState::kPending, TaskState::kReady,  TaskState::kClaimed, TaskState::kRunning,
+    TaskState::kVerifying, TaskState::kReview, TaskState::kDone,  TaskState::kFailed,
+    TaskState::kBlocked, TaskState::kCancelled};
+
+std::string_view TaskStateName(TaskState state);
+std::optional<TaskState> ParseTaskState(std::string_view name);
+// States in which a lease is held (claimed, running, verifying, review).
+bool IsLeasedState(TaskState state);
+
+struct Task {
+  std::string id;  // ULID
+  std::string run_id;
+  std::string title;
+  std::string spec;
+  std::string acceptance_json = "[]";    // JSON array of strings
+  std::string type;                      // task type (code, test, docs...); may be empty
+  std::string capabilities_json = "[]";  // JSON array of strings
+  std::string agent;                     // explicit agent, may be empty
+  std::string command;                   // shell command for command tasks, may be empty
+  int priority = 0;                      // higher first
+  TaskState state = TaskState::kPending;
+  std::optional<std::string> idempotency_key;
+  int attempts = 0;  // attempts started (claims), reset by `task retry`
+  int max_attempts = 3;
+  int64_t not_before_ms = 0;  // earliest claim time (retry backoff)
+  std::string lease_owner;    // empty when not leased
+  int64_t lease_expires_ms = 0;
+  int64_t lease_epoch = 0;  // fencing token: bumped by every claim, never reset
+  std::string result_json;       // free-form result of the last attempt
+  std::string metadata_json = "{}";
+  int64_t created_ms = 0;
+  int64_t updated_ms = 0;
+  std::vector<std::string> depends_on;  // task ids
+};
+
+enum class AttemptStatus { kRunning, kSucceeded, kFailed, kExpired, kReleased, kCancelled };
+std::string_view AttemptStatusName(AttemptStatus status);
+std::optional<AttemptStatus> ParseAttemptStatus(std::string_view name);
+
+struct Attempt {
+  std::string id;  // ULID
+  std::string task_id;
+  int64_t epoch = 0;  // the task's lease_epoch when this attempt was claimed
+  int number = 0;  // 1-based within the task (since its last reset)
+  std::string owner;  // lease owner (worker id)
+  AttemptStatus status = AttemptStatus::kRunning;
+  int64_t started_ms = 0;
+  int64_t finished_ms = 0;  // 0 while running
+  std::optional<int> exit_code;
+  std::string error;
+  std::string details_json = "{}";  // runner, agent, gates, usage...
+};
+
+struct Run {
+  std::string id;
+  std::string title;
+  std::string state = "active";
+  std::string metadata_json = "{}";
+  int64_t created_ms = 0;
+  int64_t updated_ms = 0;
+};
+
+// One entry of the append-only, hash-chained event log.
+struct Event {
+  int64_t seq = 0;   // position in the chain, assigned by the store
+  std::string id;    // ULID
+  int64_t ts_ms = 0;
+  std::string run_id;   // may be empty
+  std::string task_id;  // may be empty
+  std::string kind;     // e.g. "task.created", "task.claimed"
+  std::string actor;    // who caused it: "cli", "worker:<id>", "reaper"...
+  std::string payload_json = "{}";
+  std::string prev_hash;  // hash of the previous event ("" for the first)
+  std::string hash;       // SHA-256 over this event's content and prev_hash
+};
+
+// SHA-256 (hex) over the event's content (id, ts, run, task, kind, actor, payload) and its
+// prev_hash. The same function writes and verifies the chain, whatever the backend.
+std::string ComputeEventHash(const Event& event);
+
+}  // namespace factory

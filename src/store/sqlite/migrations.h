@@ -1,0 +1,92 @@
+#pragma once
+// Versioned schema migrations for the SQLite backend. Version N is reached by applying
+// kMigrations[0..N-1] in order; the version lives in PRAGMA user_version.
+
+#include <iterator>
+#include <string_view>
+
+namespace factory::sqlite {
+
+inline constexpr std::string_view kMigrations[] = {
+    // 1: the queue.
+    R"sql(
+CREATE TABLE runs (
+  id TEXT PRIMARY KEY,
+  title TEXT NOT NULL DEFAULT '',
+  state TEXT NOT NULL,
+  metadata TEXT NOT NULL DEFAULT '{}',
+  created_ms INTEGER NOT NULL,
+  updated_ms INTEGER NOT NULL
+);
+CREATE TABLE tasks (
+  id TEXT PRIMARY KEY,
+  run_id TEXT NOT NULL REFERENCES runs(id),
+  title TEXT NOT NULL,
+  spec TEXT NOT NULL DEFAULT '',
+  acceptance TEXT NOT NULL DEFAULT '[]',
+  type TEXT NOT NULL DEFAULT '',
+  capabilities TEXT NOT NULL DEFAULT '[]',
+  agent TEXT NOT NULL DEFAULT '',
+  command TEXT NOT NULL DEFAULT '',
+  priority INTEGER NOT NULL DEFAULT 0,
+  state TEXT NOT NULL CHECK (state IN ('pending','ready','claimed','running','verifying',
+                                       'review','done','failed','blocked','cancelled')),
+  idempotency_key TEXT,
+  attempts INTEGER NOT NULL DEFAULT 0,
+  max_attempts INTEGER NOT NULL DEFAULT 3 CHECK (max_attempts >= 1),
+  not_before_ms INTEGER NOT NULL DEFAULT 0,
+  lease_owner TEXT NOT NULL DEFAULT '',
+  lease_expires_ms INTEGER NOT NULL DEFAULT 0,
+  lease_epoch INTEGER NOT NULL DEFAULT 0,
+  result TEXT NOT NULL DEFAULT '',
+  metadata TEXT NOT NULL DEFAULT '{}',
+  created_ms INTEGER NOT NULL,
+  updated_ms INTEGER NOT NULL
+);
+CREATE UNIQUE INDEX tasks_idempotency ON tasks(run_id, idempotency_key)
+  WHERE idempotency_key IS NOT NULL;
+-- The claim path: the best ready task is the first entry of this index.
+CREATE INDEX tasks_claim ON tasks(state, priority DESC, id);
+-- The reaper: leased tasks by expiry.
+CREATE INDEX tasks_lease ON tasks(lease_expires_ms) WHERE lease_owner <> '';
+CREATE INDEX tasks_run ON tasks(run_id, state);
+CREATE TABLE task_deps (
+  task_id TEXT NOT NULL REFERENCES tasks(id),
+  depends_on TEXT NOT NULL REFERENCES tasks(id),
+  PRIMARY KEY (task_id, depends_on)
+) WITHOUT ROWID;
+CREATE INDEX task_deps_reverse ON task_deps(depends_on, task_id);
+CREATE TABLE attempts (
+  id TEXT PRIMARY KEY,
+  task_id TEXT NOT NULL REFERENCES tasks(id),
+  epoch INTEGER NOT NULL,
+  number INTEGER NOT NULL,
+  owner TEXT NOT NULL,
+  status TEXT NOT NULL,
+  started_ms INTEGER NOT NULL,
+  finished_ms INTEGER NOT NULL DEFAULT 0,
+  exit_code INTEGER,
+  error TEXT NOT NULL DEFAULT '',
+  details TEXT NOT NULL DEFAULT '{}',
+  UNIQUE (task_id, epoch)
+);
+CREATE TABLE events (
+  seq INTEGER PRIMARY KEY,
+  id TEXT NOT NULL UNIQUE,
+  ts_ms INTEGER NOT NULL,
+  run_id TEXT NOT NULL DEFAULT '',
+  task_id TEXT NOT NULL DEFAULT '',
+  kind TEXT NOT NULL,
+  actor TEXT NOT NULL,
+  payload TEXT NOT NULL DEFAULT '{}',
+  prev_hash TEXT NOT NULL,
+  hash TEXT NOT NULL
+);
+CREATE INDEX events_task ON events(task_id, seq) WHERE task_id <> '';
+CREATE INDEX events_run ON events(run_id, seq) WHERE run_id <> '';
+)sql",
+};
+
+inline constexpr int kLatestVersion = static_cast<int>(std::size(kMigrations));
+
+}  // namespace factory::sqlite

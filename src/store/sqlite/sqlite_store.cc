@@ -1,0 +1,683 @@
+// The SQLite Store: WAL, one writer connection (serialised by a mutex in-process and by
+// BEGIN IMMEDIATE across processes) and a small pool of reader connections; every statement
+// prepared once per connection and cached.
+
+#include <sqlite3.h>
+
+#include <algorithm>
+#include <chrono>
+#include <condition_variable>
+#include <filesystem>
+#include <fstream>
+#include <mutex>
+#include <thread>
+
+#include "store/sqlite/claim_sql.h"
+#include "store/sqlite/migrations.h"
+#include "store/sqlite/sqlite_db.h"
+#include "store/store.h"
+
+namespace factory {
+namespace {
+
+using sqlite::Connection;
+using sqlite::Statement;
+
+constexpr char kTaskColumns[] =
+    "id, run_id, title, spec, acceptance, type, capabilities, agent, command, priority, state, "
+    "idempotency_key, attempts, max_attempts, not_before_ms, lease_owner, lease_expires_ms, "
+    "lease_epoch, result, metadata, created_ms, updated_ms";
+
+Task ReadTask(const Statement& row) {
+  Task task;
+  task.id = row.ColumnText(0);
+  task.run_id = row.ColumnText(1);
+  task.title = row.ColumnText(2);
+  task.spec = row.ColumnText(3);
+  task.acceptance_json = row.ColumnText(4);
+  task.type = row.ColumnText(5);
+  task.capabilities_json = row.ColumnText(6);
+  task.agent = row.ColumnText(7);
+  task.command = row.ColumnText(8);
+  task.priority = static_cast<int>(row.ColumnInt(9));
+  task.state = ParseTaskState(row.ColumnText(10)).value_or(TaskState::kFailed);
+  if (!row.ColumnIsNull(11)) task.idempotency_key = row.ColumnText(11);
+  task.attempts = static_cast<int>(row.ColumnInt(12));
+  task.max_attempts = static_cast<int>(row.ColumnInt(13));
+  task.not_before_ms = row.ColumnInt(14);
+  task.lease_owner = row.ColumnText(15);
+  task.lease_expires_ms = row.ColumnInt(16);
+  task.lease_epoch = row.ColumnInt(17);
+  task.result_json = row.ColumnText(18);
+  task.metadata_json = row.ColumnText(19);
+  task.created_ms = row.ColumnInt(20);
+  task.updated_ms = row.ColumnInt(21);
+  return task;
+}
+
+constexpr char kAttemptColumns[] =
+    "id, task_id, epoch, number, owner, status, started_ms, finished_ms, exit_code, error, details";
+
+Attempt ReadAttempt(const Statement& row) {
+  Attempt attempt;
+  attempt.id = row.ColumnText(0);
+  attempt.task_id = row.ColumnText(1);
+  attempt.epoch = row.ColumnInt(2);
+  attempt.number = static_cast<int>(row.ColumnInt(3));
+  attempt.owner = row.ColumnText(4);
+  attempt.status = ParseAttemptStatus(row.ColumnText(5)).value_or(AttemptStatus::kFailed);
+  attempt.started_ms = row.ColumnInt(6);
+  attempt.finished_ms = row.ColumnInt(7);
+  if (!row.ColumnIsNull(8)) attempt.exit_code = static_cast<int>(row.ColumnInt(8));
+  attempt.error = row.ColumnText(9);
+  attempt.details_json = row.ColumnText(10);
+  return attempt;
+}
+
+constexpr char kEventColumns[] =
+    "seq, id, ts_ms, run_id, task_id, kind, actor, payload, prev_hash, hash";
+
+Event ReadEvent(const Statement& row) {
+  Event event;
+  event.seq = row.ColumnInt(0);
+  event.id = row.ColumnText(1);
+  event.ts_ms = row.ColumnInt(2);
+  event.run_id = row.ColumnText(3);
+  event.task_id = row.ColumnText(4);
+  event.kind = row.ColumnText(5);
+  event.actor = row.ColumnText(6);
+  event.payload_json = row.ColumnText(7);
+  event.prev_hash = row.ColumnText(8);
+  event.hash = row.ColumnText(9);
+  return event;
+}
+
+Run ReadRun(const Statement& row) {
+  Run run;
+  run.id = row.ColumnText(0);
+  run.title = row.ColumnText(1);
+  run.state = row.ColumnText(2);
+  run.metadata_json = row.ColumnText(3);
+  run.created_ms = row.ColumnInt(4);
+  run.updated_ms = row.ColumnInt(5);
+  return run;
+}
+
+class SqliteTxn final : public StoreTxn {
+ public:
+  SqliteTxn(Connection& conn, bool writable) : conn_(conn), writable_(writable) {}
+
+  // --- runs
+  Result<std::optional<Run>> GetRun(std::string_view id) override {
+    FACTORY_ASSIGN_OR_RETURN(Statement * stmt,
+                             conn_.Prepare("SELECT id, title, state, metadata, created_ms, "
+                                           "updated_ms FROM runs WHERE id = ?1"));
+    stmt->Bind(1, id);
+    FACTORY_ASSIGN_OR_RETURN(bool has_row, stmt->Step());
+    if (!has_row) return std::optional<Run>();
+    return std::optional<Run>(ReadRun(*stmt));
+  }
+
+  Status InsertRun(const Run& run) override {
+    FACTORY_RETURN_IF_ERROR(CheckWritable());
+    FACTORY_ASSIGN_OR_RETURN(
+        Statement * stmt,
+        conn_.Prepare("INSERT INTO runs (id, title, state, metadata, created_ms, updated_ms) "
+                      "VALUES (?1, ?2, ?3, ?4, ?5, ?6)"));
+    stmt->Bind(1, run.id).Bind(2, run.title).Bind(3, run.state).Bind(4, run.metadata_json);
+    stmt->Bind(5, run.created_ms).Bind(6, run.updated_ms);
+    return stmt->Run();
+  }
+
+  Status UpdateRun(const Run& run) override {
+    FACTORY_RETURN_IF_ERROR(CheckWritable());
+    FACTORY_ASSIGN_OR_RETURN(
+        Statement * stmt,
+        conn_.Prepare("UPDATE runs SET title = ?2, state = ?3, metadata = ?4, updated_ms = ?5 "
+                      "WHERE id = ?1"));
+    stmt->Bind(1, run.id).Bind(2, run.title).Bind(3, run.state).Bind(4, run.metadata_json);
+    stmt->Bind(5, run.updated_ms);
+    FACTORY_RETURN_IF_ERROR(stmt->Run());
+    if (sqlite3_changes(conn_.handle()) == 0) return NotFound("run " + run.id);
+    return Ok();
+  }
+
+  Result<std::vector<Run>> ListRuns(int limit) override {
+    FACTORY_ASSIGN_OR_RETURN(Statement * stmt,
+                             conn_.Prepare("SELECT id, title, state, metadata, created_ms, "
+                                           "updated_ms FROM runs ORDER BY created_ms DESC, id "
+                                           "DESC LIMIT ?1"));
+    stmt->Bind(1, static_cast<int64_t>(limit > 0 ? limit : -1));
+    std::vector<Run> runs;
+    while (true) {
+      FACTORY_ASSIGN_OR_RETURN(bool has_row, stmt->Step());
+      if (!has_row) break;
+      runs.push_back(ReadRun(*stmt));
+    }
+    return runs;
+  }
+
+  // --- tasks
+  Result<std::optional<Task>> GetTask(std::string_view id) override {
+    FACTORY_ASSIGN_OR_RETURN(
+        Statement * stmt,
+        conn_.Prepare(std::string("SELECT ") + kTaskColumns + " FROM tasks WHERE id = ?1"));
+    stmt->Bind(1, id);
+    FACTORY_ASSIGN_OR_RETURN(bool has_row, stmt->Step());
+    if (!has_row) return std::optional<Task>();
+    Task task = ReadTask(*stmt);
+    stmt->Reset();
+    FACTORY_ASSIGN_OR_RETURN(task.depends_on, ListDependencies(task.id));
+    return std::optional<Task>(std::move(task));
+  }
+
+  Result<std::optional<std::string>> FindTaskByIdempotencyKey(std::string_view run_id,
+                                                              std::string_view key) override {
+    FACTORY_ASSIGN_OR_RETURN(
+        Statement * stmt,
+        conn_.Prepare("SELECT id FROM tasks WHERE run_id = ?1 AND idempotency_key = ?2"));
+    stmt->Bind(1, run_id).Bind(2, key);
+    FACTORY_ASSIGN_OR_RETURN(bool has_row, stmt->Step());
+    if (!has_row) return std::optional<std::string>();
+    return std::optional<std::string>(stmt->ColumnText(0));
+  }
+
+  Status InsertTask(const Task& task) override {
+    FACTORY_RETURN_IF_ERROR(CheckWritable());
+    FACTORY_ASSIGN_OR_RETURN(
+        Statement * stmt,
+        conn_.Prepare(std::string("INSERT INTO tasks (") + kTaskColumns +
+                      ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, "
+                      "?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22)"));
+    stmt->Bind(1, task.id).Bind(2, task.run_id).Bind(3, task.title).Bind(4, task.spec);
+    stmt->Bind(5, task.acceptance_json).Bind(6, task.type).Bind(7, task.capabilities_json);
+    stmt->Bind(8, task.agent).Bind(9, task.command).Bind(10, task.priority);
+    stmt->Bind(11, TaskStateName(task.state)).BindOptional(12, task.idempotency_key);
+    stmt->Bind(13, task.attempts).Bind(14, task.max_attempts).Bind(15, task.not_before_ms);
+    stmt->Bind(16, task.lease_owner).Bind(17, task.lease_expires_ms).Bind(18, task.lease_epoch);
+    stmt->Bind(19, task.result_json).Bind(20, task.metadata_json).Bind(21, task.created_ms);
+    stmt->Bind(22, task.updated_ms);
+    FACTORY_RETURN_IF_ERROR(stmt->Run());
+    if (task.depends_on.empty()) return Ok();
+    FACTORY_ASSIGN_OR_RETURN(
+        Statement * dep,
+        conn_.Prepare("INSERT OR IGNORE INTO task_deps (task_id, depends_on) VALUES (?1, ?2)"));
+    for (const auto& dependency : task.depends_on) {
+      dep->Reset();
+      dep->Bind(1, task.id).Bind(2, dependency);
+      FACTORY_RETURN_IF_ERROR(dep->Run());
+    }
+    return Ok();
+  }
+
+  Status UpdateTask(const Task& task) override {
+    FACTORY_RETURN_IF_ERROR(CheckWritable());
+    FACTORY_ASSIGN_OR_RETURN(
+        Statement * stmt,
+        conn_.Prepare("UPDATE tasks SET title = ?2, spec = ?3, acceptance = ?4, type = ?5, "
+                      "capabilities = ?6, agent = ?7, command = ?8, priority = ?9, state = ?10, "
+                      "attempts = ?11, max_attempts = ?12, not_before_ms = ?13, "
+                      "lease_owner = ?14, lease_expires_ms = ?15, lease_epoch = ?16, "
+                      "result = ?17, metadata = ?18, updated_ms = ?19 WHERE id = ?1"));
+    stmt->Bind(1, task.id).Bind(2, task.title).Bind(3, task.spec).Bind(4, task.acceptance_json);
+    stmt->Bind(5, task.type).Bind(6, task.capabilities_json).Bind(7, task.agent);
+    stmt->Bind(8, task.command).Bind(9, task.priority).Bind(10, TaskStateName(task.state));
+    stmt->Bind(11, task.attempts).Bind(12, task.max_attempts).Bind(13, task.not_before_ms);
+    stmt->Bind(14, task.lease_owner).Bind(15, task.lease_expires_ms).Bind(16, task.lease_epoch);
+    stmt->Bind(17, task.result_json).Bind(18, task.metadata_json).Bind(19, task.updated_ms);
+    FACTORY_RETURN_IF_ERROR(stmt->Run());
+    if (sqlite3_changes(conn_.handle()) == 0) return NotFound("task " + task.id);
+    return Ok();
+  }
+
+  Result<std::vector<Task>> ClaimReady(const ClaimFilter& filter, int64_t now_ms,
+                                       std::string_view owner, int64_t lease_expires_ms,
+                                       int limit) override {
+    FACTORY_RETURN_IF_ERROR(CheckWritable());
+    FACTORY_ASSIGN_OR_RETURN(Statement * stmt, conn_.Prepare(sqlite::ClaimSql(filter)));
+    stmt->Bind(1, owner).Bind(2, lease_expires_ms).Bind(3, now_ms).Bind(4, limit);
+    if (!filter.run_id.empty()) stmt->Bind(5, filter.run_id);
+    FACTORY_ASSIGN_OR_RETURN(std::vector<Task> tasks, CollectTasks(*stmt));
+    // RETURNING gives no order guarantee; hand tasks out best first.
+    std::sort(tasks.begin(), tasks.end(), [](const Task& a, const Task& b) {
+      return a.priority != b.priority ? a.priority > b.priority : a.id < b.id;
+    });
+    return tasks;
+  }
+
+  Result<std::vector<Task>> ListExpiredLeases(int64_t now_ms, int limit) override {
+    FACTORY_ASSIGN_OR_RETURN(
+        Statement * stmt,
+        conn_.Prepare(std::string("SELECT ") + kTaskColumns +
+                      " FROM tasks WHERE lease_owner <> '' AND lease_expires_ms < ?1 "
+                      "ORDER BY lease_expires_ms LIMIT ?2"));
+    stmt->Bind(1, now_ms).Bind(2, limit);
+    return CollectTasks(*stmt);
+  }
+
+  Result<std::vector<Task>> ListTasks(const TaskQuery& query) override {
+    std::string sql = std::string("SELECT ") + kTaskColumns + " FROM tasks WHERE 1";
+    if (!query.run_id.empty()) sql += " AND run_id = ?1";
+    if (query.state) sql += " AND state = ?2";
+    sql += " ORDER BY id LIMIT ?3";
+    FACTORY_ASSIGN_OR_RETURN(Statement * stmt, conn_.Prepare(sql));
+    if (!query.run_id.empty()) stmt->Bind(1, query.run_id);
+    if (query.state) stmt->Bind(2, TaskStateName(*query.state));
+    stmt->Bind(3, static_cast<int64_t>(query.limit > 0 ? query.limit : -1));
+    FACTORY_ASSIGN_OR_RETURN(std::vector<Task> tasks, CollectTasks(*stmt));
+    for (auto& task : tasks) {
+      FACTORY_ASSIGN_OR_RETURN(task.depends_on, ListDependencies(task.id));
+    }
+    return tasks;
+  }
+
+  Result<std::vector<std::string>> ListDependents(std::string_view task_id) override {
+    FACTORY_ASSIGN_OR_RETURN(
+        Statement * stmt,
+        conn_.Prepare("SELECT task_id FROM task_deps WHERE depends_on = ?1 ORDER BY task_id"));
+    stmt->Bind(1, task_id);
+    return CollectStrings(*stmt);
+  }
+
+  Result<int> CountUnfinishedDependencies(std::string_view task_id) override {
+    FACTORY_ASSIGN_OR_RETURN(
+        Statement * stmt,
+        conn_.Prepare("SELECT count(*) FROM task_deps d JOIN tasks t ON t.id = d.depends_on "
+                      "WHERE d.task_id = ?1 AND t.state <> 'done'"));
+    stmt->Bind(1, task_id);
+    FACTORY_ASSIGN_OR_RETURN(bool has_row, stmt->Step());
+    int count = has_row ? static_cast<int>(stmt->ColumnInt(0)) : 0;
+    stmt->Reset();
+    return count;
+  }
+
+  Result<std::map<TaskState, int64_t>> CountTasksByState(std::string_view run_id) override {
+    std::string sql = "SELECT state, count(*) FROM tasks";
+    if (!run_id.empty()) sql += " WHERE run_id = ?1";
+    sql += " GROUP BY state";
+    FACTORY_ASSIGN_OR_RETURN(Statement * stmt, conn_.Prepare(sql));
+    if (!run_id.empty()) stmt->Bind(1, run_id);
+    std::map<TaskState, int64_t> counts;
+    while (true) {
+      FACTORY_ASSIGN_OR_RETURN(bool has_row, stmt->Step());
+      if (!has_row) break;
+      if (auto state = ParseTaskState(stmt->ColumnText(0))) counts[*state] = stmt->ColumnInt(1);
+    }
+    return counts;
+  }
+
+  Result<std::optional<int64_t>> NextReadyAt(const ClaimFilter& filter) override {
+    std::string sql = "SELECT min(not_before_ms) FROM tasks WHERE state = 'ready'";
+    if (!filter.run_id.empty()) sql += " AND run_id = ?1";
+    if (filter.require_command) sql += " AND command <> ''";
+    FACTORY_ASSIGN_OR_RETURN(Statement * stmt, conn_.Prepare(sql));
+    if (!filter.run_id.empty()) stmt->Bind(1, filter.run_id);
+    FACTORY_ASSIGN_OR_RETURN(bool has_row, stmt->Step());
+    std::optional<int64_t> next;
+    if (has_row && !stmt->ColumnIsNull(0)) next = stmt->ColumnInt(0);
+    stmt->Reset();
+    return next;
+  }
+
+  // --- attempts
+  Status InsertAttempt(const Attempt& attempt) override {
+    FACTORY_RETURN_IF_ERROR(CheckWritable());
+    FACTORY_ASSIGN_OR_RETURN(
+        Statement * stmt,
+        conn_.Prepare(std::string("INSERT INTO attempts (") + kAttemptColumns +
+                      ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"));
+    BindAttempt(*stmt, attempt);
+    return stmt->Run();
+  }
+
+  Status UpdateAttempt(const Attempt& attempt) override {
+    FACTORY_RETURN_IF_ERROR(CheckWritable());
+    FACTORY_ASSIGN_OR_RETURN(
+        Statement * stmt,
+        conn_.Prepare("UPDATE attempts SET status = ?3, finished_ms = ?4, exit_code = ?5, "
+                      "error = ?6, details = ?7 WHERE task_id = ?1 AND epoch = ?2"));
+    stmt->Bind(1, attempt.task_id).Bind(2, attempt.epoch).Bind(3, AttemptStatusName(attempt.status));
+    stmt->Bind(4, attempt.finished_ms);
+    if (attempt.exit_code) {
+      stmt->Bind(5, *attempt.exit_code);
+    } else {
+      stmt->BindNull(5);
+    }
+    stmt->Bind(6, attempt.error).Bind(7, attempt.details_json);
+    FACTORY_RETURN_IF_ERROR(stmt->Run());
+    if (sqlite3_changes(conn_.handle()) == 0) {
+      return NotFound("attempt of task " + attempt.task_id);
+    }
+    return Ok();
+  }
+
+  Result<std::optional<Attempt>> GetAttempt(std::string_view task_id, int64_t epoch) override {
+    FACTORY_ASSIGN_OR_RETURN(
+        Statement * stmt,
+        conn_.Prepare(std::string("SELECT ") + kAttemptColumns +
+                      " FROM attempts WHERE task_id = ?1 AND epoch = ?2"));
+    stmt->Bind(1, task_id).Bind(2, epoch);
+    FACTORY_ASSIGN_OR_RETURN(bool has_row, stmt->Step());
+    if (!has_row) return std::optional<Attempt>();
+    Attempt attempt = ReadAttempt(*stmt);
+    stmt->Reset();
+    return std::optional<Attempt>(std::move(attempt));
+  }
+
+  Result<std::vector<Attempt>> ListAttempts(std::string_view task_id) override {
+    FACTORY_ASSIGN_OR_RETURN(
+        Statement * stmt,
+        conn_.Prepare(std::string("SELECT ") + kAttemptColumns +
+                      " FROM attempts WHERE task_id = ?1 ORDER BY epoch"));
+    stmt->Bind(1, task_id);
+    std::vector<Attempt> attempts;
+    while (true) {
+      FACTORY_ASSIGN_OR_RETURN(bool has_row, stmt->Step());
+      if (!has_row) break;
+      attempts.push_back(ReadAttempt(*stmt));
+    }
+    return attempts;
+  }
+
+  // --- events
+  Status AppendEvent(Event& event) override {
+    FACTORY_RETURN_IF_ERROR(CheckWritable());
+    if (!chain_head_loaded_) {
+      // Read the head once per transaction: the write lock is held, so no other writer can
+      // append before we commit and the chain stays linear across processes.
+      FACTORY_ASSIGN_OR_RETURN(
+          Statement * head,
+          conn_.Prepare("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1"));
+      FACTORY_ASSIGN_OR_RETURN(bool has_row, head->Step());
+      if (has_row) {
+        head_seq_ = head->ColumnInt(0);
+        head_hash_ = head->ColumnText(1);
+      }
+      head->Reset();
+      chain_head_loaded_ = true;
+    }
+    event.seq = head_seq_ + 1;
+    event.prev_hash = head_hash_;
+    event.hash = ComputeEventHash(event);
+    FACTORY_ASSIGN_OR_RETURN(
+        Statement * stmt,
+        conn_.Prepare(std::string("INSERT INTO events (") + kEventColumns +
+                      ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"));
+    stmt->Bind(1, event.seq).Bind(2, event.id).Bind(3, event.ts_ms).Bind(4, event.run_id);
+    stmt->Bind(5, event.task_id).Bind(6, event.kind).Bind(7, event.actor);
+    stmt->Bind(8, event.payload_json).Bind(9, event.prev_hash).Bind(10, event.hash);
+    FACTORY_RETURN_IF_ERROR(stmt->Run());
+    head_seq_ = event.seq;
+    head_hash_ = event.hash;
+    return Ok();
+  }
+
+  Result<std::vector<Event>> ListEvents(const EventQuery& query) override {
+    std::string sql = std::string("SELECT ") + kEventColumns + " FROM events WHERE seq > ?1";
+    if (!query.run_id.empty()) sql += " AND run_id = ?2";
+    if (!query.task_id.empty()) sql += " AND task_id = ?3";
+    sql += " ORDER BY seq LIMIT ?4";
+    FACTORY_ASSIGN_OR_RETURN(Statement * stmt, conn_.Prepare(sql));
+    stmt->Bind(1, query.after_seq);
+    if (!query.run_id.empty()) stmt->Bind(2, query.run_id);
+    if (!query.task_id.empty()) stmt->Bind(3, query.task_id);
+    stmt->Bind(4, static_cast<int64_t>(query.limit > 0 ? query.limit : -1));
+    std::vector<Event> events;
+    while (true) {
+      FACTORY_ASSIGN_OR_RETURN(bool has_row, stmt->Step());
+      if (!has_row) break;
+      events.push_back(ReadEvent(*stmt));
+    }
+    return events;
+  }
+
+ private:
+  Status CheckWritable() const {
+    if (!writable_) return Internal("write attempted inside a read transaction");
+    return Ok();
+  }
+
+  static void BindAttempt(Statement& stmt, const Attempt& attempt) {
+    stmt.Bind(1, attempt.id).Bind(2, attempt.task_id).Bind(3, attempt.epoch);
+    stmt.Bind(4, attempt.number).Bind(5, attempt.owner).Bind(6, AttemptStatusName(attempt.status));
+    stmt.Bind(7, attempt.started_ms).Bind(8, attempt.finished_ms);
+    if (attempt.exit_code) {
+      stmt.Bind(9, *attempt.exit_code);
+    } else {
+      stmt.BindNull(9);
+    }
+    stmt.Bind(10, attempt.error).Bind(11, attempt.details_json);
+  }
+
+  Result<std::vector<std::string>> ListDependencies(const std::string& task_id) {
+    FACTORY_ASSIGN_OR_RETURN(
+        Statement * stmt,
+        conn_.Prepare("SELECT depends_on FROM task_deps WHERE task_id = ?1 ORDER BY depends_on"));
+    stmt->Bind(1, task_id);
+    return CollectStrings(*stmt);
+  }
+
+  static Result<std::vector<Task>> CollectTasks(Statement& stmt) {
+    std::vector<Task> tasks;
+    while (true) {
+      FACTORY_ASSIGN_OR_RETURN(bool has_row, stmt.Step());
+      if (!has_row) break;
+      tasks.push_back(ReadTask(stmt));
+    }
+    return tasks;
+  }
+
+  static Result<std::vector<std::string>> CollectStrings(Statement& stmt) {
+    std::vector<std::string> values;
+    while (true) {
+      FACTORY_ASSIGN_OR_RETURN(bool has_row, stmt.Step());
+      if (!has_row) break;
+      values.push_back(stmt.ColumnText(0));
+    }
+    return values;
+  }
+
+  Connection& conn_;
+  bool writable_;
+  bool chain_head_loaded_ = false;
+  int64_t head_seq_ = 0;
+  std::string head_hash_;
+};
+
+bool LooksLikeSqliteFile(const std::string& path, std::string* reason) {
+  std::error_code ec;
+  if (!std::filesystem::exists(path, ec)) return true;
+  if (std::filesystem::is_directory(path, ec)) {
+    *reason = path + " is a directory, not an SQLite database";
+    return false;
+  }
+  auto size = std::filesystem::file_size(path, ec);
+  if (ec || size == 0) return true;  // an empty file becomes a new database
+  std::ifstream in(path, std::ios::binary);
+  char header[16] = {};
+  in.read(header, sizeof(header));
+  if (in.gcount() < 16 || std::string_view(header, 16) != std::string_view("SQLite format 3\0", 16)) {
+    *reason = path + " is not an SQLite database (bad file header)";
+    return false;
+  }
+  return true;
+}
+
+class SqliteStore final : public Store {
+ public:
+  static Result<std::unique_ptr<Store>> Open(const SqliteOptions& options) {
+    if (options.path.empty()) return InvalidArgument("database path is empty");
+    std::string reason;
+    // Check the header ourselves before SQLite touches the file, so a file that is not a
+    // database is refused without being modified.
+    if (!LooksLikeSqliteFile(options.path, &reason)) return InvalidArgument(reason);
+    std::error_code ec;
+    bool exists = std::filesystem::exists(options.path, ec);
+    if (!exists && !options.create_if_missing) {
+      return NotFound("database " + options.path + " does not exist (run `factory init`)");
+    }
+    auto parent = std::filesystem::path(options.path).parent_path();
+    if (!exists && !parent.empty() && !std::filesystem::exists(parent, ec)) {
+      std::filesystem::create_directories(parent, ec);
+      if (ec) {
+        return Unavailable("cannot create directory " + parent.string() + ": " + ec.message());
+      }
+    }
+    auto store = std::unique_ptr<SqliteStore>(new SqliteStore(options));
+    FACTORY_RETURN_IF_ERROR(store->Init());
+    return std::unique_ptr<Store>(std::move(store));
+  }
+
+  Status Write(const std::function<Status(StoreTxn&)>& fn) override {
+    std::lock_guard lock(writer_mu_);
+    constexpr int kMaxTries = 50;
+    for (int attempt = 1;; ++attempt) {
+      Status status = WriteOnce(fn);
+      if (status || status.error().code != ErrorCode::kUnavailable ||
+          status.error().message.find("database busy") == std::string::npos ||
+          attempt >= kMaxTries) {
+        return status;
+      }
+      // Another process held the lock past busy_timeout, or a snapshot conflict: retry.
+      std::this_thread::sleep_for(std::chrono::milliseconds(std::min(attempt * 5, 100)));
+    }
+  }
+
+  Status Read(const std::function<Status(StoreTxn&)>& fn) override {
+    std::unique_ptr<Connection> conn = AcquireReader();
+    if (!conn) {
+      auto opened = OpenConnection(/*writer=*/false);
+      if (!opened) return std::unexpected(opened.error());
+      conn = std::move(*opened);
+    }
+    Status status = conn->Exec("BEGIN");
+    if (status) {
+      SqliteTxn txn(*conn, /*writable=*/false);
+      status = fn(txn);
+      Status end = conn->Exec("COMMIT");
+      if (status && !end) status = end;
+      if (!end) (void)conn->Exec("ROLLBACK");
+    }
+    ReleaseReader(std::move(conn));
+    return status;
+  }
+
+  StoreInfo Info() const override {
+    return StoreInfo{"sqlite", options_.path, sqlite::kLatestVersion};
+  }
+
+ private:
+  explicit SqliteStore(SqliteOptions options) : options_(std::move(options)) {}
+
+  Result<std::unique_ptr<Connection>> OpenConnection(bool writer) {
+    int flags = SQLITE_OPEN_READWRITE | (writer && options_.create_if_missing ? SQLITE_OPEN_CREATE : 0);
+    FACTORY_ASSIGN_OR_RETURN(auto conn, Connection::Open(options_.path, flags));
+    FACTORY_RETURN_IF_ERROR(conn->Exec("PRAGMA busy_timeout = " +
+                                       std::to_string(options_.busy_timeout_ms)));
+    FACTORY_RETURN_IF_ERROR(conn->Exec("PRAGMA foreign_keys = ON"));
+    FACTORY_RETURN_IF_ERROR(conn->Exec(options_.synchronous == SqliteSync::kFull
+                                           ? "PRAGMA synchronous = FULL"
+                                           : "PRAGMA synchronous = NORMAL"));
+    return conn;
+  }
+
+  Status Init() {
+    auto writer = OpenConnection(/*writer=*/true);
+    if (!writer) return std::unexpected(writer.error().Wrap("opening " + options_.path));
+    writer_ = std::move(*writer);
+    // Reading the schema first makes SQLite validate the file before anything is written.
+    if (auto status = writer_->Exec("SELECT count(*) FROM sqlite_schema"); !status) {
+      return std::unexpected(status.error().Wrap(options_.path));
+    }
+    if (auto status = writer_->Exec("PRAGMA journal_mode = WAL"); !status) {
+      return std::unexpected(status.error().Wrap("enabling WAL on " + options_.path));
+    }
+    return Migrate();
+  }
+
+  Status Migrate() {
+    FACTORY_RETURN_IF_ERROR(BeginImmediate());
+    auto version = UserVersion();
+    if (!version) {
+      (void)writer_->Exec("ROLLBACK");
+      return std::unexpected(version.error());
+    }
+    if (*version > sqlite::kLatestVersion) {
+      (void)writer_->Exec("ROLLBACK");
+      return FailedPrecondition(
+          options_.path + " has schema version " + std::to_string(*version) +
+          ", newer than this build of factory supports (" +
+          std::to_string(sqlite::kLatestVersion) + "); upgrade factory to open it");
+    }
+    for (int next = *version; next < sqlite::kLatestVersion; ++next) {
+      Status status = writer_->Exec(sqlite::kMigrations[next]);
+      if (status) status = writer_->Exec("PRAGMA user_version = " + std::to_string(next + 1));
+      if (!status) {
+        (void)writer_->Exec("ROLLBACK");
+        return std::unexpected(
+            status.error().Wrap("migrating " + options_.path + " to version " +
+                                std::to_string(next + 1)));
+      }
+    }
+    Status commit = writer_->Exec("COMMIT");
+    if (!commit) {
+      (void)writer_->Exec("ROLLBACK");
+      return std::unexpected(commit.error().Wrap("migrating " + options_.path));
+    }
+    return Ok();
+  }
+
+  Result<int> UserVersion() {
+    FACTORY_ASSIGN_OR_RETURN(Statement * stmt, writer_->Prepare("PRAGMA user_version"));
+    FACTORY_ASSIGN_OR_RETURN(bool has_row, stmt->Step());
+    int version = has_row ? static_cast<int>(stmt->ColumnInt(0)) : 0;
+    stmt->Reset();
+    return version;
+  }
+
+  Status BeginImmediate() { return writer_->Exec("BEGIN IMMEDIATE"); }
+
+  Status WriteOnce(const std::function<Status(StoreTxn&)>& fn) {
+    FACTORY_RETURN_IF_ERROR(BeginImmediate());
+    SqliteTxn txn(*writer_, /*writable=*/true);
+    Status status = fn(txn);
+    if (!status) {
+      (void)writer_->Exec("ROLLBACK");
+      return status;
+    }
+    Status commit = writer_->Exec("COMMIT");
+    if (!commit) (void)writer_->Exec("ROLLBACK");
+    return commit;
+  }
+
+  std::unique_ptr<Connection> AcquireReader() {
+    std::lock_guard lock(readers_mu_);
+    if (readers_.empty()) return nullptr;
+    auto conn = std::move(readers_.back());
+    readers_.pop_back();
+    return conn;
+  }
+
+  void ReleaseReader(std::unique_ptr<Connection> conn) {
+    std::lock_guard lock(readers_mu_);
+    if (static_cast<int>(readers_.size()) < options_.reader_connections) {
+      readers_.push_back(std::move(conn));
+    }
+  }
+
+  SqliteOptions options_;
+  std::mutex writer_mu_;
+  std::unique_ptr<Connection> writer_;  // guarded by writer_mu_ (after Init)
+  std::mutex readers_mu_;
+  std::vector<std::unique_ptr<Connection>> readers_;  // guarded by readers_mu_; idle readers
+};
+
+}  // namespace
+
+Result<std::unique_ptr<Store>> OpenSqliteStore(const SqliteOptions& options) {
+  return SqliteStore::Open(options);
+}
+
+int LatestSchemaVersion() { return sqlite::kLatestVersion; }
+
+}  // namespace factory

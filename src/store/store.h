@@ -1,0 +1,133 @@
+#pragma once
+// The Store: durable records behind an interface. Backends (SQLite now, PostgreSQL later)
+// implement typed primitives inside transactions; the queue's semantics are written once, above,
+// in terms of these primitives. Nothing above store/ knows SQL.
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/result.h"
+#include "store/model.h"
+
+namespace factory {
+
+struct ClaimFilter {
+  std::string run_id;            // empty: any run
+  bool require_command = false;  // only tasks that carry a shell command
+};
+
+struct TaskQuery {
+  std::string run_id;                   // empty: any run
+  std::optional<TaskState> state;       // empty: any state
+  int limit = 0;                        // 0: no limit
+};
+
+struct EventQuery {
+  int64_t after_seq = 0;  // events with seq > after_seq, in chain order
+  std::string run_id;     // empty: any
+  std::string task_id;    // empty: any
+  int limit = 1000;
+};
+
+// The operations available inside one transaction. Obtained only from Store::Write/Read; never
+// outlives the callback. Not thread-safe (a transaction belongs to one thread).
+class StoreTxn {
+ public:
+  virtual ~StoreTxn() = default;
+
+  // --- runs
+  virtual Result<std::optional<Run>> GetRun(std::string_view id) = 0;
+  virtual Status InsertRun(const Run& run) = 0;
+  virtual Status UpdateRun(const Run& run) = 0;
+  virtual Result<std::vector<Run>> ListRuns(int limit) = 0;
+
+  // --- tasks
+  // The task with its depends_on filled in, or nullopt.
+  virtual Result<std::optional<Task>> GetTask(std::string_view id) = 0;
+  virtual Result<std::optional<std::string>> FindTaskByIdempotencyKey(std::string_view run_id,
+                                                                      std::string_view key) = 0;
+  // Inserts the task row and its dependency edges. AlreadyExists on a duplicate id or
+  // (run_id, idempotency_key).
+  virtual Status InsertTask(const Task& task) = 0;
+  // Writes every mutable field of the task row (not depends_on, which never changes).
+  virtual Status UpdateTask(const Task& task) = 0;
+  // Atomically moves up to `limit` of the best ready tasks (priority DESC, id ASC) whose
+  // not_before has passed to `claimed`: lease owner and expiry set, attempts and lease_epoch
+  // incremented, updated_ms = now. Returns them as updated (depends_on not filled).
+  virtual Result<std::vector<Task>> ClaimReady(const ClaimFilter& filter, int64_t now_ms,
+                                               std::string_view owner, int64_t lease_expires_ms,
+                                               int limit) = 0;
+  // Leased tasks whose lease expired before now_ms.
+  virtual Result<std::vector<Task>> ListExpiredLeases(int64_t now_ms, int limit) = 0;
+  virtual Result<std::vector<Task>> ListTasks(const TaskQuery& query) = 0;
+  // Ids of tasks that depend directly on task_id.
+  virtual Result<std::vector<std::string>> ListDependents(std::string_view task_id) = 0;
+  // How many of task_id's dependencies are not done.
+  virtual Result<int> CountUnfinishedDependencies(std::string_view task_id) = 0;
+  // Count of tasks per state (states with no task are absent).
+  virtual Result<std::map<TaskState, int64_t>> CountTasksByState(std::string_view run_id) = 0;
+  // The earliest not_before among ready tasks matching filter, if any (for worker sleeps).
+  virtual Result<std::optional<int64_t>> NextReadyAt(const ClaimFilter& filter) = 0;
+
+  // --- attempts
+  virtual Status InsertAttempt(const Attempt& attempt) = 0;
+  // Updates status, finished_ms, exit_code, error, details_json of the attempt (task_id, epoch).
+  virtual Status UpdateAttempt(const Attempt& attempt) = 0;
+  virtual Result<std::optional<Attempt>> GetAttempt(std::string_view task_id, int64_t epoch) = 0;
+  virtual Result<std::vector<Attempt>> ListAttempts(std::string_view task_id) = 0;
+
+  // --- events
+  // Appends to the chain: fills seq, prev_hash and hash (id, ts_ms must be set by the caller).
+  virtual Status AppendEvent(Event& event) = 0;
+  virtual Result<std::vector<Event>> ListEvents(const EventQuery& query) = 0;
+};
+
+struct StoreInfo {
+  std::string backend;  // "sqlite" or "postgres"
+  std::string location;  // file path or redacted URL
+  int schema_version = 0;
+};
+
+class Store {
+ public:
+  virtual ~Store() = default;
+
+  // Runs fn in a write transaction and commits when fn succeeds; rolls back when it fails and
+  // returns its error. Serialised against every other writer, in this process and others.
+  // Transient lock contention is retried internally; fn may therefore run more than once and
+  // must not have side effects outside the transaction. Thread-safe.
+  virtual Status Write(const std::function<Status(StoreTxn&)>& fn) = 0;
+
+  // Runs fn on a consistent read snapshot; write primitives fail inside. Thread-safe.
+  virtual Status Read(const std::function<Status(StoreTxn&)>& fn) = 0;
+
+  virtual StoreInfo Info() const = 0;
+};
+
+enum class SqliteSync { kNormal, kFull };
+
+struct SqliteOptions {
+  std::string path;
+  // NORMAL (default): in WAL mode a commit survives a process crash; the last commits may be
+  // lost on power loss. FULL: fsync at every commit, for power-loss durability.
+  SqliteSync synchronous = SqliteSync::kNormal;
+  int busy_timeout_ms = 10'000;
+  int reader_connections = 4;
+  bool create_if_missing = true;
+};
+
+// Opens (creating if allowed) the SQLite store and applies pending migrations. Fails with
+// FailedPrecondition when the file's schema is newer than this build knows, InvalidArgument when
+// the file is not an SQLite database, Unavailable when it cannot be opened or written.
+Result<std::unique_ptr<Store>> OpenSqliteStore(const SqliteOptions& options);
+
+// The newest schema version this build knows.
+int LatestSchemaVersion();
+
+}  // namespace factory

@@ -1,0 +1,278 @@
+// The SQLite store and the queue under concurrency, bad files and tampering.
+
+#include <sqlite3.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <set>
+#include <thread>
+
+#include "common/test_util.h"
+#include "events/audit.h"
+#include "queue/queue.h"
+#include "store/sqlite/claim_sql.h"
+
+namespace factory {
+namespace {
+
+std::unique_ptr<Store> OpenOrDie(const std::string& path) {
+  auto store = OpenSqliteStore(SqliteOptions{.path = path});
+  if (!store) ADD_FAILURE() << store.error().message;
+  return store ? std::move(*store) : nullptr;
+}
+
+// Runs SQL on the file directly, as a user with the sqlite3 CLI would.
+void ExecRaw(const std::string& path, const std::string& sql) {
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+  char* error = nullptr;
+  EXPECT_EQ(sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &error), SQLITE_OK)
+      << (error ? error : "");
+  sqlite3_free(error);
+  sqlite3_close(db);
+}
+
+std::string QueryRaw(const std::string& path, const std::string& sql) {
+  sqlite3* db = nullptr;
+  EXPECT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+  std::string out;
+  sqlite3_exec(
+      db, sql.c_str(),
+      [](void* sink, int columns, char** values, char**) {
+        auto* text = static_cast<std::string*>(sink);
+        for (int i = 0; i < columns; ++i) {
+          *text += values[i] ? values[i] : "NULL";
+          *text += i + 1 < columns ? "|" : "\n";
+        }
+        return 0;
+      },
+      &out, nullptr);
+  sqlite3_close(db);
+  return out;
+}
+
+class StoreTest : public ::testing::Test {
+ protected:
+  std::string db_path() const { return dir_ / "factory.db"; }
+  testing::TempDir dir_;
+};
+
+TEST_F(StoreTest, OpensInWalModeWithTheLatestSchema) {
+  auto store = OpenOrDie(db_path());
+  ASSERT_NE(store, nullptr);
+  EXPECT_EQ(store->Info().schema_version, LatestSchemaVersion());
+  EXPECT_EQ(QueryRaw(db_path(), "PRAGMA journal_mode"), "wal\n");
+  EXPECT_EQ(QueryRaw(db_path(), "PRAGMA user_version"), std::to_string(LatestSchemaVersion()) + "\n");
+  for (const char* table : {"runs", "tasks", "task_deps", "attempts", "events"}) {
+    EXPECT_EQ(QueryRaw(db_path(), std::string("SELECT count(*) FROM sqlite_schema WHERE name='") +
+                                      table + "'"),
+              "1\n")
+        << table;
+  }
+  // Reopening applies nothing and keeps data.
+  Queue queue(*store);
+  ASSERT_TRUE(queue.Enqueue(EnqueueRequest{.title = "kept"}).has_value());
+  store.reset();
+  auto reopened = OpenOrDie(db_path());
+  Queue queue2(*reopened);
+  EXPECT_EQ(queue2.ListTasks({})->size(), 1u);
+}
+
+TEST_F(StoreTest, RefusesADatabaseFromANewerSchema) {
+  { auto store = OpenOrDie(db_path()); }
+  ExecRaw(db_path(), "PRAGMA user_version = 999");
+  auto store = OpenSqliteStore(SqliteOptions{.path = db_path()});
+  ASSERT_FALSE(store.has_value());
+  EXPECT_EQ(store.error().code, ErrorCode::kFailedPrecondition);
+  EXPECT_NE(store.error().message.find("schema version 999"), std::string::npos);
+  EXPECT_NE(store.error().message.find("upgrade factory"), std::string::npos);
+  EXPECT_EQ(QueryRaw(db_path(), "PRAGMA user_version"), "999\n");
+}
+
+TEST_F(StoreTest, RefusesAFileThatIsNotADatabaseAndLeavesItAlone) {
+  std::string garbage = "this is a text file, not a database\n";
+  for (int i = 0; i < 100; ++i) garbage += "line " + std::to_string(i) + "\n";
+  testing::WriteFile(db_path(), garbage);
+  auto store = OpenSqliteStore(SqliteOptions{.path = db_path()});
+  ASSERT_FALSE(store.has_value());
+  EXPECT_EQ(store.error().code, ErrorCode::kInvalidArgument);
+  EXPECT_NE(store.error().message.find("not an SQLite database"), std::string::npos);
+  EXPECT_EQ(testing::ReadFile(db_path()), garbage);
+  EXPECT_FALSE(std::filesystem::exists(db_path() + "-wal"));
+}
+
+TEST_F(StoreTest, ReadOnlyDirectoryGivesAClearError) {
+  if (geteuid() == 0) {
+    // root ignores directory permissions; use a path under a regular file instead, which no
+    // user can create.
+    testing::WriteFile(dir_ / "file", "x");
+    auto store = OpenSqliteStore(SqliteOptions{.path = dir_ / "file/sub/factory.db"});
+    ASSERT_FALSE(store.has_value());
+    EXPECT_EQ(store.error().code, ErrorCode::kUnavailable);
+    EXPECT_NE(store.error().message.find("cannot create directory"), std::string::npos);
+    return;
+  }
+  std::filesystem::create_directory(dir_ / "ro");
+  chmod((dir_ / "ro").c_str(), 0555);
+  auto store = OpenSqliteStore(SqliteOptions{.path = dir_ / "ro/factory.db"});
+  ASSERT_FALSE(store.has_value());
+  EXPECT_EQ(store.error().code, ErrorCode::kUnavailable);
+}
+
+TEST_F(StoreTest, ClaimUsesTheClaimIndexAndNeverScans) {
+  auto store = OpenOrDie(db_path());
+  for (const ClaimFilter& filter :
+       {ClaimFilter{}, ClaimFilter{.require_command = true}, ClaimFilter{.run_id = "r"}}) {
+    std::string plan = QueryRaw(db_path(), "EXPLAIN QUERY PLAN " + sqlite::ClaimSelectSql(filter));
+    EXPECT_NE(plan.find("USING INDEX tasks_claim"), std::string::npos) << plan;
+    EXPECT_EQ(plan.find("SCAN tasks"), std::string::npos) << plan;
+    EXPECT_EQ(plan.find("TEMP B-TREE"), std::string::npos) << "no sort step: " << plan;
+  }
+}
+
+TEST_F(StoreTest, TamperingWithAnEventIsDetected) {
+  auto store = OpenOrDie(db_path());
+  Queue queue(*store);
+  for (int i = 0; i < 5; ++i) ASSERT_TRUE(queue.Enqueue(EnqueueRequest{.title = "t"}).has_value());
+  auto report = VerifyChain(*store);
+  ASSERT_TRUE(report->ok);
+  EXPECT_EQ(report->events_checked, 6);
+
+  std::string third_id = QueryRaw(db_path(), "SELECT id FROM events WHERE seq = 3");
+  ExecRaw(db_path(), "UPDATE events SET payload = '{}' WHERE seq = 3");
+  report = VerifyChain(*store);
+  ASSERT_TRUE(report.has_value());
+  EXPECT_FALSE(report->ok);
+  EXPECT_EQ(report->broken_seq, 3);
+  EXPECT_EQ(report->broken_id + "\n", third_id);
+  EXPECT_NE(report->problem.find("hash mismatch"), std::string::npos);
+}
+
+TEST_F(StoreTest, RecomputedHashStillBreaksTheLinkAndDeletionIsDetected) {
+  auto store = OpenOrDie(db_path());
+  Queue queue(*store);
+  for (int i = 0; i < 5; ++i) ASSERT_TRUE(queue.Enqueue(EnqueueRequest{.title = "t"}).has_value());
+  // A forger who rewrites an event and its hash breaks the next event's link.
+  ExecRaw(db_path(), "UPDATE events SET hash = 'forged' WHERE seq = 2");
+  auto report = VerifyChain(*store);
+  EXPECT_FALSE(report->ok);
+  EXPECT_EQ(report->broken_seq, 2);
+  ExecRaw(db_path(), "DELETE FROM events WHERE seq = 2");
+  report = VerifyChain(*store);
+  EXPECT_FALSE(report->ok);
+  EXPECT_EQ(report->broken_seq, 3);
+  EXPECT_NE(report->problem.find("missing"), std::string::npos);
+}
+
+class ConcurrencyTest : public StoreTest, public ::testing::WithParamInterface<int> {};
+
+TEST_P(ConcurrencyTest, IdempotentEnqueueFromManyThreadsCreatesOneTask) {
+  const int threads = GetParam();
+  auto store = OpenOrDie(db_path());
+  Queue queue(*store);
+  std::vector<std::thread> pool;
+  std::vector<std::string> ids(static_cast<size_t>(threads));
+  std::atomic<int> created{0};
+  for (int t = 0; t < threads; ++t) {
+    pool.emplace_back([&, t] {
+      // Each thread has its own connection to the file, as separate processes would.
+      auto own = OpenOrDie(db_path());
+      Queue own_queue(*own);
+      for (int round = 0; round < 20; ++round) {
+        auto result = own_queue.Enqueue(EnqueueRequest{
+            .title = "same", .idempotency_key = "key-" + std::to_string(round)});
+        ASSERT_TRUE(result.has_value()) << result.error().message;
+        created += result->created;
+        if (round == 0) ids[static_cast<size_t>(t)] = result->task.id;
+      }
+    });
+  }
+  for (auto& thread : pool) thread.join();
+  EXPECT_EQ(created.load(), 20);
+  EXPECT_EQ(std::set<std::string>(ids.begin(), ids.end()).size(), 1u);
+  EXPECT_EQ(queue.ListTasks({})->size(), 20u);
+}
+
+TEST_P(ConcurrencyTest, EveryTaskIsClaimedAndCompletedExactlyOnce) {
+  const int workers = GetParam();
+  auto store = OpenOrDie(db_path());
+  Queue queue(*store);
+  std::vector<EnqueueRequest> requests(200, EnqueueRequest{.title = "job"});
+  ASSERT_TRUE(queue.EnqueueMany(requests).has_value());
+  std::vector<std::thread> pool;
+  std::mutex mu;
+  std::multiset<std::string> completed;
+  for (int w = 0; w < workers; ++w) {
+    pool.emplace_back([&, w] {
+      auto own = OpenOrDie(db_path());
+      Queue own_queue(*own);
+      std::string owner = "w" + std::to_string(w);
+      while (true) {
+        auto claimed = own_queue.Claim(owner, 60'000, 1 + w % 3);
+        ASSERT_TRUE(claimed.has_value()) << claimed.error().message;
+        if (claimed->empty()) break;
+        for (const auto& item : *claimed) {
+          ASSERT_TRUE(own_queue.Complete(item.lease).has_value());
+          std::lock_guard lock(mu);
+          completed.insert(item.task.id);
+        }
+      }
+    });
+  }
+  for (auto& thread : pool) thread.join();
+  EXPECT_EQ(completed.size(), 200u);
+  EXPECT_EQ(std::set<std::string>(completed.begin(), completed.end()).size(), 200u);
+  EXPECT_EQ((*queue.Stats())["done"], 200);
+  EXPECT_TRUE(VerifyChain(*store)->ok);
+}
+
+INSTANTIATE_TEST_SUITE_P(Workers, ConcurrencyTest, ::testing::Values(1, 2, 8));
+
+TEST_F(StoreTest, IdempotentEnqueueFromTwoProcessesCreatesOneTask) {
+  { auto store = OpenOrDie(db_path()); }
+  std::vector<pid_t> children;
+  for (int p = 0; p < 2; ++p) {
+    pid_t pid = fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+      // Child: 4 threads each enqueue the same keys; exit status reports success.
+      bool ok = true;
+      std::vector<std::thread> pool;
+      std::atomic<bool> all_ok{true};
+      for (int t = 0; t < 4; ++t) {
+        pool.emplace_back([&] {
+          auto store = OpenSqliteStore(SqliteOptions{.path = db_path()});
+          if (!store) { all_ok = false; return; }
+          Queue queue(**store);
+          for (int round = 0; round < 25; ++round) {
+            auto result = queue.Enqueue(
+                EnqueueRequest{.title = "x", .idempotency_key = "k" + std::to_string(round)});
+            if (!result) all_ok = false;
+          }
+        });
+      }
+      for (auto& thread : pool) thread.join();
+      ok = all_ok.load();
+      _exit(ok ? 0 : 1);
+    }
+    children.push_back(pid);
+  }
+  for (pid_t pid : children) {
+    int status = 0;
+    ASSERT_EQ(waitpid(pid, &status, 0), pid);
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  }
+  auto store = OpenOrDie(db_path());
+  Queue queue(*store);
+  EXPECT_EQ(queue.ListTasks({})->size(), 25u);
+  EXPECT_EQ(QueryRaw(db_path(), "SELECT count(*) FROM events WHERE kind = 'task.created'"), "25\n");
+  EXPECT_TRUE(VerifyChain(*store)->ok);
+  EXPECT_EQ(QueryRaw(db_path(), "PRAGMA integrity_check"), "ok\n");
+}
+
+}  // namespace
+}  // namespace factory
