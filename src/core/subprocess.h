@@ -18,7 +18,9 @@ struct ResourceLimits {
   int64_t cpu_seconds = 0;      // RLIMIT_CPU; 0 = unlimited
   int64_t memory_bytes = 0;     // RLIMIT_AS; 0 = unlimited
   int64_t file_size_bytes = 0;  // RLIMIT_FSIZE; 0 = unlimited
-  int64_t max_processes = 0;    // RLIMIT_NPROC; 0 = unlimited
+  // RLIMIT_NPROC; 0 = unlimited. The kernel counts every process of the real user, not just
+  // this tree, and does not apply it to root: use cgroup_dir (the sandbox does) for a real limit.
+  int64_t max_processes = 0;
 };
 
 struct SubprocessOptions {
@@ -64,10 +66,15 @@ struct SubprocessResult {
 // cannot outlive the call; a timeout kills the group at once; `cancel` sends SIGTERM to the group
 // and SIGKILL after `kill_grace_ms`. On return no member of the group is alive, except a process
 // that left the group on purpose (setsid/setpgid); the sandbox's namespaces and cgroup cover that.
+// Such a process may keep the output pipes open; after the leader's exit they are read for at
+// most one more second, so it cannot make the call hang.
 //
 // Thread-safe: fork/exec with only async-signal-safe calls in the child; all pipes are
 // close-on-exec so concurrent spawns from other threads do not leak them. SIGPIPE is blocked in
 // the calling thread while it runs so a child that closes stdin early cannot kill the process.
+// REQUIRES: nothing else in the process reaps children indiscriminately (waitpid(-1), SIGCHLD
+// set to SIG_IGN); the child would still be supervised but its exit status would be lost
+// (exit_code -1).
 Result<SubprocessResult> RunSubprocess(const SubprocessOptions& options);
 
 }  // namespace factory

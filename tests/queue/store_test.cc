@@ -128,7 +128,8 @@ TEST_F(StoreTest, ClaimUsesTheClaimIndexAndNeverScans) {
   for (const ClaimFilter& filter :
        {ClaimFilter{}, ClaimFilter{.require_command = true}, ClaimFilter{.run_id = "r"}}) {
     std::string plan = QueryRaw(db_path(), "EXPLAIN QUERY PLAN " + sqlite::ClaimSelectSql(filter));
-    EXPECT_NE(plan.find("USING INDEX tasks_claim"), std::string::npos) << plan;
+    const char* index = filter.run_id.empty() ? "USING INDEX tasks_claim" : "USING INDEX tasks_run_claim";
+    EXPECT_NE(plan.find(index), std::string::npos) << plan;
     EXPECT_EQ(plan.find("SCAN tasks"), std::string::npos) << plan;
     EXPECT_EQ(plan.find("TEMP B-TREE"), std::string::npos) << "no sort step: " << plan;
   }

@@ -29,8 +29,9 @@ CREATE TABLE tasks (
   agent TEXT NOT NULL DEFAULT '',
   command TEXT NOT NULL DEFAULT '',
   priority INTEGER NOT NULL DEFAULT 0,
-  state TEXT NOT NULL CHECK (state IN ('pending','ready','claimed','running','verifying',
-                                       'review','done','failed','blocked','cancelled')),
+  -- No CHECK on the state names: SQLite builds a temporary table for an IN-list CHECK on every
+  -- insert and update (half the cost of an enqueue); the state machine in queue/ guards them.
+  state TEXT NOT NULL,
   idempotency_key TEXT,
   attempts INTEGER NOT NULL DEFAULT 0,
   max_attempts INTEGER NOT NULL DEFAULT 3 CHECK (max_attempts >= 1),
@@ -42,14 +43,15 @@ CREATE TABLE tasks (
   metadata TEXT NOT NULL DEFAULT '{}',
   created_ms INTEGER NOT NULL,
   updated_ms INTEGER NOT NULL
-);
+) WITHOUT ROWID;
 CREATE UNIQUE INDEX tasks_idempotency ON tasks(run_id, idempotency_key)
   WHERE idempotency_key IS NOT NULL;
--- The claim path: the best ready task is the first entry of this index.
+-- The claim path: the best ready task is the first entry of this index. The reaper also finds
+-- leased tasks through it (by state), so no separate lease index is kept up to date.
+-- Every index here costs a page write per state change; keep them few.
 CREATE INDEX tasks_claim ON tasks(state, priority DESC, id);
--- The reaper: leased tasks by expiry.
-CREATE INDEX tasks_lease ON tasks(lease_expires_ms) WHERE lease_owner <> '';
-CREATE INDEX tasks_run ON tasks(run_id, state);
+-- Claims and listings filtered by run.
+CREATE INDEX tasks_run_claim ON tasks(run_id, state, priority DESC, id);
 CREATE TABLE task_deps (
   task_id TEXT NOT NULL REFERENCES tasks(id),
   depends_on TEXT NOT NULL REFERENCES tasks(id),
@@ -57,7 +59,7 @@ CREATE TABLE task_deps (
 ) WITHOUT ROWID;
 CREATE INDEX task_deps_reverse ON task_deps(depends_on, task_id);
 CREATE TABLE attempts (
-  id TEXT PRIMARY KEY,
+  id TEXT NOT NULL,
   task_id TEXT NOT NULL REFERENCES tasks(id),
   epoch INTEGER NOT NULL,
   number INTEGER NOT NULL,
@@ -68,11 +70,11 @@ CREATE TABLE attempts (
   exit_code INTEGER,
   error TEXT NOT NULL DEFAULT '',
   details TEXT NOT NULL DEFAULT '{}',
-  UNIQUE (task_id, epoch)
-);
+  PRIMARY KEY (task_id, epoch)
+) WITHOUT ROWID;
 CREATE TABLE events (
   seq INTEGER PRIMARY KEY,
-  id TEXT NOT NULL UNIQUE,
+  id TEXT NOT NULL,
   ts_ms INTEGER NOT NULL,
   run_id TEXT NOT NULL DEFAULT '',
   task_id TEXT NOT NULL DEFAULT '',
@@ -83,7 +85,6 @@ CREATE TABLE events (
   hash TEXT NOT NULL
 );
 CREATE INDEX events_task ON events(task_id, seq) WHERE task_id <> '';
-CREATE INDEX events_run ON events(run_id, seq) WHERE run_id <> '';
 )sql",
 };
 

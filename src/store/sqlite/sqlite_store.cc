@@ -249,8 +249,8 @@ class SqliteTxn final : public StoreTxn {
     FACTORY_ASSIGN_OR_RETURN(
         Statement * stmt,
         conn_.Prepare(std::string("SELECT ") + kTaskColumns +
-                      " FROM tasks WHERE lease_owner <> '' AND lease_expires_ms < ?1 "
-                      "ORDER BY lease_expires_ms LIMIT ?2"));
+                      " FROM tasks WHERE state IN ('claimed', 'running', 'verifying', 'review') "
+                      "AND lease_expires_ms < ?1 ORDER BY lease_expires_ms LIMIT ?2"));
     stmt->Bind(1, now_ms).Bind(2, limit);
     return CollectTasks(*stmt);
   }
@@ -575,6 +575,10 @@ class SqliteStore final : public Store {
     FACTORY_RETURN_IF_ERROR(conn->Exec("PRAGMA busy_timeout = " +
                                        std::to_string(options_.busy_timeout_ms)));
     FACTORY_RETURN_IF_ERROR(conn->Exec("PRAGMA foreign_keys = ON"));
+    // A 64 MiB page cache keeps large transactions (batched enqueues) from spilling pages to
+    // the WAL before commit; temp B-trees stay in memory.
+    FACTORY_RETURN_IF_ERROR(conn->Exec("PRAGMA cache_size = -65536"));
+    FACTORY_RETURN_IF_ERROR(conn->Exec("PRAGMA temp_store = MEMORY"));
     FACTORY_RETURN_IF_ERROR(conn->Exec(options_.synchronous == SqliteSync::kFull
                                            ? "PRAGMA synchronous = FULL"
                                            : "PRAGMA synchronous = NORMAL"));

@@ -1,0 +1,567 @@
+#include "core/subprocess.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <string_view>
+#include <utility>
+
+extern char** environ;
+
+namespace factory {
+namespace {
+
+using SteadyClock = std::chrono::steady_clock;
+
+// After the leader has exited and its group was killed, how long we keep reading the pipes.
+// Only a process that escaped the group (setsid) can hold them open longer; we stop waiting
+// for it rather than hang.
+constexpr int64_t kDrainAfterExitMs = 1000;
+// How long we wait for SIGKILLed group members to disappear before returning anyway.
+constexpr int64_t kGroupGoneWaitMs = 2000;
+// Poll granularity while a cancel flag must be observed (no pidfd wake-up for that).
+constexpr int kCancelPollMs = 20;
+
+int64_t MillisSince(SteadyClock::time_point start) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(SteadyClock::now() - start).count();
+}
+
+// Owns a file descriptor; closes it once.
+class Fd {
+ public:
+  Fd() = default;
+  explicit Fd(int fd) : fd_(fd) {}
+  Fd(const Fd&) = delete;
+  Fd& operator=(const Fd&) = delete;
+  Fd(Fd&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
+  Fd& operator=(Fd&& other) noexcept {
+    if (this != &other) {
+      Reset();
+      fd_ = std::exchange(other.fd_, -1);
+    }
+    return *this;
+  }
+  ~Fd() { Reset(); }
+  int get() const { return fd_; }
+  bool valid() const { return fd_ >= 0; }
+  void Reset() {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;
+  }
+
+ private:
+  int fd_ = -1;
+};
+
+struct Pipe {
+  Fd read;
+  Fd write;
+};
+
+Result<Pipe> MakePipe() {
+  int fds[2];
+  if (::pipe2(fds, O_CLOEXEC) != 0) {
+    return Unavailable(std::string("pipe2: ") + std::strerror(errno));
+  }
+  return Pipe{Fd(fds[0]), Fd(fds[1])};
+}
+
+// What the child reports through the exec-error pipe when it cannot get to exec.
+enum class ChildStage : int { kCgroup = 1, kChdir, kRlimit, kExec, kSetup };
+struct ChildFailure {
+  int stage;
+  int err;
+};
+
+std::string LookupEnv(const std::vector<std::string>& env, std::string_view name) {
+  for (const auto& entry : env) {
+    if (entry.size() > name.size() && entry.compare(0, name.size(), name) == 0 &&
+        entry[name.size()] == '=') {
+      return entry.substr(name.size() + 1);
+    }
+  }
+  return {};
+}
+
+std::vector<std::string> BuildEnv(const SubprocessOptions& options) {
+  std::map<std::string, std::string> merged;
+  if (options.clear_env) {
+    const char* path = ::getenv("PATH");
+    merged["PATH"] = path != nullptr ? path : "/usr/local/bin:/usr/bin:/bin";
+  } else {
+    for (char** entry = environ; entry != nullptr && *entry != nullptr; ++entry) {
+      std::string_view kv(*entry);
+      auto eq = kv.find('=');
+      if (eq == std::string_view::npos) continue;
+      merged.emplace(std::string(kv.substr(0, eq)), std::string(kv.substr(eq + 1)));
+    }
+  }
+  for (const auto& [key, value] : options.env_set) merged[key] = value;
+  std::vector<std::string> env;
+  env.reserve(merged.size());
+  for (const auto& [key, value] : merged) env.push_back(key + "=" + value);
+  return env;
+}
+
+bool IsExecutableFile(const std::string& path) {
+  struct stat st {};
+  return ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode) && ::access(path.c_str(), X_OK) == 0;
+}
+
+// Resolves argv[0] in the parent (execvp's search is not guaranteed async-signal-safe) using the
+// PATH the child will see. A name with a slash is taken as given.
+Result<std::string> ResolveProgram(const std::string& program,
+                                   const std::vector<std::string>& env) {
+  if (program.find('/') != std::string::npos) return program;
+  std::string path = LookupEnv(env, "PATH");
+  if (path.empty()) path = "/usr/local/bin:/usr/bin:/bin";
+  size_t begin = 0;
+  while (begin <= path.size()) {
+    size_t end = path.find(':', begin);
+    if (end == std::string::npos) end = path.size();
+    std::string dir = path.substr(begin, end - begin);
+    if (dir.empty()) dir = ".";
+    std::string candidate = dir + "/" + program;
+    if (IsExecutableFile(candidate)) return candidate;
+    begin = end + 1;
+  }
+  return NotFound("program not found in PATH: " + program);
+}
+
+// Bounded in-memory tail of a stream.
+class Tail {
+ public:
+  explicit Tail(size_t cap) : cap_(cap) {}
+  void Append(const char* data, size_t size) {
+    total_ += static_cast<int64_t>(size);
+    if (cap_ == 0) return;
+    if (size >= cap_) {
+      buffer_.assign(data + size - cap_, cap_);
+      return;
+    }
+    buffer_.append(data, size);
+    // Trim lazily so appends stay amortised O(size).
+    if (buffer_.size() > 2 * cap_) buffer_.erase(0, buffer_.size() - cap_);
+  }
+  std::string Take() {
+    if (buffer_.size() > cap_) buffer_.erase(0, buffer_.size() - cap_);
+    return std::move(buffer_);
+  }
+  int64_t total() const { return total_; }
+
+ private:
+  size_t cap_;
+  std::string buffer_;
+  int64_t total_ = 0;
+};
+
+void WriteAll(int fd, const char* data, size_t size) {
+  while (size > 0) {
+    ssize_t written = ::write(fd, data, size);
+    if (written < 0) {
+      if (errno == EINTR) continue;
+      return;  // a full disk loses the file copy; the in-memory tail is still kept
+    }
+    data += written;
+    size -= static_cast<size_t>(written);
+  }
+}
+
+// True while some process other than a zombie still belongs to process group `pgid`.
+bool GroupHasLiveMembers(pid_t pgid) {
+  DIR* proc = ::opendir("/proc");
+  if (proc == nullptr) return ::kill(-pgid, 0) == 0;
+  bool live = false;
+  while (struct dirent* entry = ::readdir(proc)) {
+    if (entry->d_name[0] < '0' || entry->d_name[0] > '9') continue;
+    std::string stat_path = std::string("/proc/") + entry->d_name + "/stat";
+    int fd = ::open(stat_path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) continue;
+    char buf[512];
+    ssize_t n = ::read(fd, buf, sizeof(buf) - 1);
+    ::close(fd);
+    if (n <= 0) continue;
+    buf[n] = '\0';
+    // Format: pid (comm) state ppid pgrp ...; comm may contain spaces, so parse after the last ')'.
+    const char* rparen = std::strrchr(buf, ')');
+    if (rparen == nullptr) continue;
+    char state = 0;
+    int ppid = 0;
+    int pgrp = 0;
+    if (std::sscanf(rparen + 1, " %c %d %d", &state, &ppid, &pgrp) != 3) continue;
+    if (pgrp == pgid && state != 'Z' && state != 'X') {
+      live = true;
+      break;
+    }
+  }
+  ::closedir(proc);
+  return live;
+}
+
+// Runs in the child between fork and exec: only async-signal-safe calls.
+[[noreturn]] void ChildMain(const SubprocessOptions& options, int stdin_fd, int stdout_fd,
+                            int stderr_fd, int error_fd, const char* program, char* const* argv,
+                            char* const* envp) {
+  auto fail = [error_fd](ChildStage stage) {
+    ChildFailure failure{static_cast<int>(stage), errno};
+    ssize_t ignored = ::write(error_fd, &failure, sizeof(failure));
+    (void)ignored;
+    ::_exit(127);
+  };
+
+  ::setpgid(0, 0);
+
+  // Inherited state from the parent thread: blocked signals and ignored dispositions would
+  // survive exec and change how the command behaves (e.g. SIGPIPE ignored).
+  sigset_t empty;
+  sigemptyset(&empty);
+  ::sigprocmask(SIG_SETMASK, &empty, nullptr);
+  for (int sig = 1; sig < NSIG; ++sig) {
+    if (sig == SIGKILL || sig == SIGSTOP) continue;
+    ::signal(sig, SIG_DFL);
+  }
+
+  if (!options.cgroup_dir.empty()) {
+    // The path string was built by the parent; c_str() does not allocate.
+    int fd = ::open(options.cgroup_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) fail(ChildStage::kCgroup);
+    int procs = ::openat(fd, "cgroup.procs", O_WRONLY | O_CLOEXEC);
+    if (procs < 0) fail(ChildStage::kCgroup);
+    if (::write(procs, "0", 1) != 1) fail(ChildStage::kCgroup);
+    ::close(procs);
+    ::close(fd);
+  }
+
+  if (::dup2(stdin_fd, STDIN_FILENO) < 0 || ::dup2(stdout_fd, STDOUT_FILENO) < 0 ||
+      ::dup2(stderr_fd, STDERR_FILENO) < 0) {
+    fail(ChildStage::kSetup);
+  }
+  // Descriptors another thread opened without O_CLOEXEC must not leak into the command.
+  if (::syscall(SYS_close_range, 3U, ~0U, 4U /* CLOSE_RANGE_CLOEXEC */) != 0) {
+    struct rlimit nofile {};
+    int max_fd = ::getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur != RLIM_INFINITY
+                     ? static_cast<int>(std::min<rlim_t>(nofile.rlim_cur, 65536))
+                     : 65536;
+    for (int fd = 3; fd < max_fd; ++fd) {
+      if (fd != error_fd) ::fcntl(fd, F_SETFD, FD_CLOEXEC);
+    }
+  }
+
+  if (!options.cwd.empty() && ::chdir(options.cwd.c_str()) != 0) fail(ChildStage::kChdir);
+
+  auto apply = [&](int resource, int64_t value, int64_t hard_extra) {
+    if (value <= 0) return;
+    struct rlimit limit {};
+    limit.rlim_cur = static_cast<rlim_t>(value);
+    limit.rlim_max = static_cast<rlim_t>(value + hard_extra);
+    if (::setrlimit(resource, &limit) != 0) fail(ChildStage::kRlimit);
+  };
+  // CPU: the soft limit delivers SIGXCPU, the hard one a second later SIGKILL.
+  apply(RLIMIT_CPU, options.limits.cpu_seconds, 1);
+  apply(RLIMIT_AS, options.limits.memory_bytes, 0);
+  apply(RLIMIT_FSIZE, options.limits.file_size_bytes, 0);
+  apply(RLIMIT_NPROC, options.limits.max_processes, 0);
+
+  ::execve(program, argv, envp);
+  fail(ChildStage::kExec);
+  ::_exit(127);  // not reached
+}
+
+// Blocks SIGPIPE in the calling thread for its lifetime and discards one raised meanwhile.
+class ScopedBlockSigpipe {
+ public:
+  ScopedBlockSigpipe() {
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGPIPE);
+    ::pthread_sigmask(SIG_BLOCK, &set, &old_);
+  }
+  ScopedBlockSigpipe(const ScopedBlockSigpipe&) = delete;
+  ScopedBlockSigpipe& operator=(const ScopedBlockSigpipe&) = delete;
+  ~ScopedBlockSigpipe() {
+    if (!sigismember(&old_, SIGPIPE)) {
+      sigset_t set;
+      sigemptyset(&set);
+      sigaddset(&set, SIGPIPE);
+      struct timespec zero {};
+      while (::sigtimedwait(&set, nullptr, &zero) == SIGPIPE) {
+      }
+    }
+    ::pthread_sigmask(SIG_SETMASK, &old_, nullptr);
+  }
+
+ private:
+  sigset_t old_;
+};
+
+}  // namespace
+
+Result<SubprocessResult> RunSubprocess(const SubprocessOptions& options) {
+  if (options.argv.empty() || options.argv[0].empty()) {
+    return InvalidArgument("RunSubprocess: empty argv");
+  }
+  const auto start = SteadyClock::now();
+
+  // Everything the child needs is prepared here: after fork it may not allocate.
+  std::vector<std::string> env = BuildEnv(options);
+  FACTORY_ASSIGN_OR_RETURN(std::string program, ResolveProgram(options.argv[0], env));
+  std::vector<char*> argv_ptrs;
+  argv_ptrs.reserve(options.argv.size() + 1);
+  for (const auto& arg : options.argv) argv_ptrs.push_back(const_cast<char*>(arg.c_str()));
+  argv_ptrs.push_back(nullptr);
+  std::vector<char*> env_ptrs;
+  env_ptrs.reserve(env.size() + 1);
+  for (const auto& entry : env) env_ptrs.push_back(const_cast<char*>(entry.c_str()));
+  env_ptrs.push_back(nullptr);
+
+  Fd stdout_file;
+  Fd stderr_file;
+  auto open_output = [](const std::string& path, Fd& out) -> Status {
+    if (path.empty()) return Ok();
+    int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) {
+      return FailedPrecondition("cannot open output file " + path + ": " + std::strerror(errno));
+    }
+    out = Fd(fd);
+    return Ok();
+  };
+  FACTORY_RETURN_IF_ERROR(open_output(options.stdout_path, stdout_file));
+  FACTORY_RETURN_IF_ERROR(open_output(options.stderr_path, stderr_file));
+
+  FACTORY_ASSIGN_OR_RETURN(Pipe in_pipe, MakePipe());
+  FACTORY_ASSIGN_OR_RETURN(Pipe out_pipe, MakePipe());
+  FACTORY_ASSIGN_OR_RETURN(Pipe err_pipe, MakePipe());
+  FACTORY_ASSIGN_OR_RETURN(Pipe exec_pipe, MakePipe());
+
+  ScopedBlockSigpipe block_sigpipe;
+
+  const pid_t pid = ::fork();
+  if (pid < 0) return Unavailable(std::string("fork: ") + std::strerror(errno));
+  if (pid == 0) {
+    ChildMain(options, in_pipe.read.get(), out_pipe.write.get(), err_pipe.write.get(),
+              exec_pipe.write.get(), program.c_str(), argv_ptrs.data(), env_ptrs.data());
+  }
+  // Also set the group from the parent so a kill(-pid) right after fork cannot miss the child
+  // (whichever of the two setpgid calls runs first wins; the other is a no-op or EACCES).
+  ::setpgid(pid, pid);
+  const pid_t pgid = pid;
+
+  in_pipe.read.Reset();
+  out_pipe.write.Reset();
+  err_pipe.write.Reset();
+  exec_pipe.write.Reset();
+
+  // The exec pipe closes on a successful exec (CLOEXEC) or carries the reason it failed.
+  ChildFailure failure{};
+  ssize_t got;
+  do {
+    got = ::read(exec_pipe.read.get(), &failure, sizeof(failure));
+  } while (got < 0 && errno == EINTR);
+  if (got == static_cast<ssize_t>(sizeof(failure))) {
+    int status = 0;
+    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    const std::string reason = std::strerror(failure.err);
+    switch (static_cast<ChildStage>(failure.stage)) {
+      case ChildStage::kExec:
+        if (failure.err == ENOENT) return NotFound("cannot execute " + program + ": " + reason);
+        if (failure.err == EACCES)
+          return PermissionDenied("cannot execute " + program + ": " + reason);
+        return Unavailable("cannot execute " + program + ": " + reason);
+      case ChildStage::kChdir:
+        if (failure.err == ENOENT || failure.err == ENOTDIR) {
+          return NotFound("working directory " + options.cwd + ": " + reason);
+        }
+        return Unavailable("cannot enter working directory " + options.cwd + ": " + reason);
+      case ChildStage::kCgroup:
+        return Unavailable("cannot join cgroup " + options.cgroup_dir + ": " + reason);
+      case ChildStage::kRlimit:
+        return Internal("setrlimit in child: " + reason);
+      case ChildStage::kSetup:
+        return Internal("child setup: " + reason);
+    }
+    return Internal("child failed before exec: " + reason);
+  }
+  exec_pipe.read.Reset();
+
+  SubprocessResult result;
+  result.pid = pid;
+
+  // A pidfd wakes the poll loop the moment the leader exits; without one we poll periodically.
+  Fd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
+
+  Fd stdin_fd = std::move(in_pipe.write);
+  size_t stdin_offset = 0;
+  if (options.stdin_data.empty()) {
+    stdin_fd.Reset();
+  } else {
+    ::fcntl(stdin_fd.get(), F_SETFL, ::fcntl(stdin_fd.get(), F_GETFL) | O_NONBLOCK);
+  }
+  Fd stdout_fd = std::move(out_pipe.read);
+  Fd stderr_fd = std::move(err_pipe.read);
+  Tail stdout_tail(options.tail_bytes);
+  Tail stderr_tail(options.tail_bytes);
+
+  bool leader_exited = false;
+  int wait_status = 0;
+  int64_t exited_at_ms = 0;
+  int64_t sigkill_at_ms = -1;  // pending escalation after a cancel's SIGTERM
+  std::vector<char> buffer(64 * 1024);
+
+  auto drain = [&](Fd& fd, Fd& file, Tail& tail) {
+    ssize_t n = ::read(fd.get(), buffer.data(), buffer.size());
+    if (n > 0) {
+      if (file.valid()) WriteAll(file.get(), buffer.data(), static_cast<size_t>(n));
+      tail.Append(buffer.data(), static_cast<size_t>(n));
+    } else if (n == 0 || (errno != EINTR && errno != EAGAIN)) {
+      fd.Reset();
+    }
+  };
+
+  // Detects the leader's exit without reaping it: while the zombie is unreaped its pid cannot be
+  // reused, so killing -pgid cannot hit an unrelated process group.
+  auto check_leader = [&]() {
+    if (leader_exited) return;
+    siginfo_t info{};
+    const int waited = ::waitid(P_PID, static_cast<id_t>(pid), &info, WEXITED | WNOHANG | WNOWAIT);
+    // ECHILD: someone else reaped it (SIGCHLD ignored, or a stray waitpid(-1)); it is gone.
+    const bool gone = (waited == 0 && info.si_pid == pid) || (waited < 0 && errno == ECHILD);
+    if (gone) {
+      leader_exited = true;
+      exited_at_ms = MillisSince(start);
+      // Whatever the leader left behind in its group (`cmd &`) dies with it.
+      ::kill(-pgid, SIGKILL);
+    }
+  };
+
+  while (true) {
+    check_leader();
+    const int64_t now_ms = MillisSince(start);
+    if (!leader_exited) {
+      if (options.timeout_ms > 0 && now_ms >= options.timeout_ms && !result.timed_out) {
+        result.timed_out = true;
+        ::kill(-pgid, SIGKILL);
+      }
+      if (options.cancel != nullptr && options.cancel->load() && !result.cancelled &&
+          !result.timed_out) {
+        result.cancelled = true;
+        ::kill(-pgid, SIGTERM);
+        sigkill_at_ms = now_ms + std::max<int64_t>(0, options.kill_grace_ms);
+      }
+      if (sigkill_at_ms >= 0 && now_ms >= sigkill_at_ms) {
+        ::kill(-pgid, SIGKILL);
+        sigkill_at_ms = -1;
+      }
+    }
+    const bool pipes_open = stdout_fd.valid() || stderr_fd.valid();
+    if (leader_exited && (!pipes_open || now_ms - exited_at_ms >= kDrainAfterExitMs)) break;
+
+    // Sleep until output, the leader's exit, or the next deadline we must act on.
+    int64_t wait_ms = -1;
+    auto bound = [&](int64_t ms) { wait_ms = wait_ms < 0 ? ms : std::min(wait_ms, ms); };
+    if (leader_exited) {
+      bound(kDrainAfterExitMs - (now_ms - exited_at_ms));
+    } else {
+      if (options.timeout_ms > 0 && !result.timed_out) bound(options.timeout_ms - now_ms);
+      if (sigkill_at_ms >= 0) bound(sigkill_at_ms - now_ms);
+      if (options.cancel != nullptr && !result.cancelled) bound(kCancelPollMs);
+      if (!pidfd.valid()) bound(10);
+    }
+    if (wait_ms >= 0) wait_ms = std::max<int64_t>(wait_ms, 1);
+
+    struct pollfd fds[4];
+    int count = 0;
+    int out_idx = -1, err_idx = -1, in_idx = -1, pid_idx = -1;
+    if (stdout_fd.valid()) {
+      out_idx = count;
+      fds[count++] = {stdout_fd.get(), POLLIN, 0};
+    }
+    if (stderr_fd.valid()) {
+      err_idx = count;
+      fds[count++] = {stderr_fd.get(), POLLIN, 0};
+    }
+    if (stdin_fd.valid()) {
+      in_idx = count;
+      fds[count++] = {stdin_fd.get(), POLLOUT, 0};
+    }
+    if (pidfd.valid() && !leader_exited) {
+      pid_idx = count;
+      fds[count++] = {pidfd.get(), POLLIN, 0};
+    }
+    int ready = ::poll(fds, static_cast<nfds_t>(count), static_cast<int>(wait_ms));
+    if (ready < 0) {
+      if (errno == EINTR) continue;
+      ::kill(-pgid, SIGKILL);
+      break;
+    }
+    if (out_idx >= 0 && fds[out_idx].revents != 0) drain(stdout_fd, stdout_file, stdout_tail);
+    if (err_idx >= 0 && fds[err_idx].revents != 0) drain(stderr_fd, stderr_file, stderr_tail);
+    if (in_idx >= 0 && fds[in_idx].revents != 0) {
+      if (fds[in_idx].revents & (POLLERR | POLLHUP)) {
+        stdin_fd.Reset();  // the child closed its stdin; the rest of the data is unwanted
+      } else {
+        ssize_t n = ::write(stdin_fd.get(), options.stdin_data.data() + stdin_offset,
+                            options.stdin_data.size() - stdin_offset);
+        if (n > 0) stdin_offset += static_cast<size_t>(n);
+        if ((n < 0 && errno != EAGAIN && errno != EINTR) ||
+            stdin_offset == options.stdin_data.size()) {
+          stdin_fd.Reset();
+        }
+      }
+    }
+    (void)pid_idx;  // the pidfd only wakes us; check_leader() does the work
+  }
+
+  stdin_fd.Reset();
+  stdout_fd.Reset();
+  stderr_fd.Reset();
+
+  // Reap the leader (it exited, or we killed the group after a poll failure).
+  if (!leader_exited) ::kill(-pgid, SIGKILL);
+  bool reaped = false;
+  while (true) {
+    if (::waitpid(pid, &wait_status, 0) >= 0) {
+      reaped = true;
+      break;
+    }
+    if (errno != EINTR) break;  // ECHILD: reaped elsewhere, the status is lost
+  }
+  // Members SIGKILLed a moment ago may still be on their way out; wait (bounded) until none is
+  // alive so callers can rely on "nothing of it remains" once we return.
+  if (::kill(-pgid, 0) == 0) {
+    const auto wait_start = SteadyClock::now();
+    while (GroupHasLiveMembers(pgid) && MillisSince(wait_start) < kGroupGoneWaitMs) {
+      ::usleep(2000);
+    }
+  }
+
+  if (!reaped) {
+    result.exit_code = -1;
+  } else if (WIFEXITED(wait_status)) {
+    result.exit_code = WEXITSTATUS(wait_status);
+  } else if (WIFSIGNALED(wait_status)) {
+    result.signal = WTERMSIG(wait_status);
+    result.exit_code = 128 + *result.signal;
+  }
+  result.duration_ms = MillisSince(start);
+  result.stdout_bytes = stdout_tail.total();
+  result.stderr_bytes = stderr_tail.total();
+  result.stdout_tail = stdout_tail.Take();
+  result.stderr_tail = stderr_tail.Take();
+  return result;
+}
+
+}  // namespace factory

@@ -1,0 +1,338 @@
+#include "plan/config.h"
+
+#include <fstream>
+#include <set>
+#include <sstream>
+#include <system_error>
+
+#include "agents/registry.h"
+#include "agents/yaml_fields.h"
+#include "plan/glob.h"
+
+namespace factory {
+namespace {
+
+const std::set<std::string, std::less<>> kTopLevelKeys = {
+    "base_branch", "concurrency", "max_attempts",  "gates",
+    "protected",   "sandbox",     "default_agents"};
+const std::set<std::string, std::less<>> kGateKeys = {"name", "command", "timeout"};
+const std::set<std::string, std::less<>> kSandboxKeys = {
+    "enabled",      "network",       "cpu_seconds",    "memory_mb",
+    "file_size_mb", "max_processes", "output_limit_kb"};
+
+constexpr int64_t kMaxTimeoutSeconds = 7 * 24 * 3600;
+
+void ParseGates(const YAML::Node& node, YamlFields& fields, ProjectConfig& config) {
+  if (!node.IsSequence()) {
+    fields.AddError(node, "gates", "must be a list of {name, command, timeout}");
+    return;
+  }
+  std::map<std::string, int> seen;  // gate name -> line
+  for (size_t index = 0; index < node.size(); ++index) {
+    const YAML::Node gate_node = node[index];
+    const std::string prefix = IndexField("gates", index);
+    if (!gate_node.IsMap()) {
+      fields.AddError(gate_node, prefix, "must be a mapping with name, command and timeout");
+      continue;
+    }
+    fields.WarnUnknownKeys(gate_node, prefix, kGateKeys);
+    GateConfig gate;
+    gate.line = fields.Line(gate_node);
+    for (const char* key : {"name", "command"}) {
+      const YAML::Node value = gate_node[key];
+      const std::string field = JoinField(prefix, key);
+      if (!value.IsDefined() || value.IsNull()) {
+        fields.AddError(gate_node, field, "missing required field");
+        continue;
+      }
+      auto text = fields.String(value, field);
+      if (!text) continue;
+      if (text->empty()) {
+        fields.AddError(value, field, "must not be empty");
+        continue;
+      }
+      (std::string_view(key) == "name" ? gate.name : gate.command) = *text;
+    }
+    if (!gate.name.empty()) {
+      if (auto [it, inserted] = seen.emplace(gate.name, gate.line); !inserted) {
+        fields.AddError(gate_node["name"], JoinField(prefix, "name"),
+                        "duplicate gate name '" + gate.name + "' (also at line " +
+                            std::to_string(it->second) + ")");
+      }
+    }
+    const YAML::Node timeout = gate_node["timeout"];
+    if (timeout.IsDefined() && !timeout.IsNull()) {
+      std::optional<std::chrono::seconds> seconds;
+      if (timeout.IsScalar()) seconds = ParseDuration(timeout.Scalar());
+      if (!seconds || seconds->count() > kMaxTimeoutSeconds) {
+        fields.AddError(timeout, JoinField(prefix, "timeout"),
+                        "must be a positive number of seconds or a duration like 90s, 5m, 1h "
+                        "(at most 7 days)");
+      } else {
+        gate.timeout = *seconds;
+      }
+    }
+    config.gates.push_back(std::move(gate));
+  }
+}
+
+void ParseSandbox(const YAML::Node& node, YamlFields& fields, SandboxConfig& sandbox) {
+  if (!node.IsMap()) {
+    fields.AddError(node, "sandbox", "must be a mapping");
+    return;
+  }
+  fields.WarnUnknownKeys(node, "sandbox", kSandboxKeys);
+  for (const auto& entry : node) {
+    if (!entry.first.IsScalar()) continue;
+    const std::string key = entry.first.Scalar();
+    const std::string field = JoinField("sandbox", key);
+    const YAML::Node value = entry.second;
+    if (key == "enabled" || key == "network") {
+      if (auto flag = fields.Bool(value, field)) {
+        (key == "enabled" ? sandbox.enabled : sandbox.network) = *flag;
+      }
+      continue;
+    }
+    int64_t* target = nullptr;
+    if (key == "cpu_seconds") target = &sandbox.cpu_seconds;
+    if (key == "memory_mb") target = &sandbox.memory_mb;
+    if (key == "file_size_mb") target = &sandbox.file_size_mb;
+    if (key == "max_processes") target = &sandbox.max_processes;
+    if (key == "output_limit_kb") target = &sandbox.output_limit_kb;
+    if (target == nullptr) continue;  // unknown: already warned
+    // 0 would mean "unlimited" to setrlimit-style code; a limit must be a real limit.
+    if (auto number = fields.Int(value, field, 1, INT32_MAX)) *target = *number;
+  }
+}
+
+}  // namespace
+
+std::optional<std::chrono::seconds> ParseDuration(std::string_view text) {
+  if (text.empty()) return std::nullopt;
+  if (auto plain = ParseInt64(text)) {
+    if (*plain <= 0) return std::nullopt;
+    return std::chrono::seconds(*plain);
+  }
+  int64_t total = 0;
+  size_t pos = 0;
+  while (pos < text.size()) {
+    size_t digits_end = pos;
+    while (digits_end < text.size() && text[digits_end] >= '0' && text[digits_end] <= '9') {
+      ++digits_end;
+    }
+    if (digits_end == pos || digits_end == text.size() || digits_end - pos > 9) {
+      return std::nullopt;
+    }
+    int64_t amount = *ParseInt64(text.substr(pos, digits_end - pos));
+    switch (text[digits_end]) {
+      case 's':
+        total += amount;
+        break;
+      case 'm':
+        total += amount * 60;
+        break;
+      case 'h':
+        total += amount * 3600;
+        break;
+      default:
+        return std::nullopt;
+    }
+    pos = digits_end + 1;
+  }
+  if (total <= 0) return std::nullopt;
+  return std::chrono::seconds(total);
+}
+
+std::optional<std::string> ProjectConfig::ProtectedMatch(
+    std::string_view path, const std::vector<std::string>& allow) const {
+  for (const auto& allowed : allow) {
+    if (MatchesGlob(allowed, path)) return std::nullopt;
+  }
+  for (const auto& pattern : protected_paths) {
+    if (MatchesGlob(pattern, path)) return pattern;
+  }
+  return std::nullopt;
+}
+
+namespace {
+
+Result<Loaded<ProjectConfig>> ParseProjectConfigImpl(std::string_view text,
+                                                     const std::string& file) {
+  Diagnostics diagnostics(file);
+  YamlFields fields(diagnostics);
+  ProjectConfig config;
+  config.source = file;
+  std::optional<YAML::Node> root = fields.Parse(text);
+  if (!root) return std::unexpected(diagnostics.ToError());
+  if (root->IsNull()) return Loaded<ProjectConfig>{std::move(config), {}};
+  if (!root->IsMap()) {
+    fields.AddError(*root, "", "the config must be a YAML mapping of keys");
+    return std::unexpected(diagnostics.ToError());
+  }
+  fields.WarnUnknownKeys(*root, "", kTopLevelKeys);
+
+  for (const auto& entry : *root) {
+    if (!entry.first.IsScalar()) continue;
+    const std::string key = entry.first.Scalar();
+    const YAML::Node value = entry.second;
+    if (value.IsNull()) continue;  // `key:` with nothing: keep the default
+    if (key == "base_branch") {
+      if (auto branch = fields.String(value, key)) {
+        if (branch->empty()) {
+          fields.AddError(value, key, "must not be empty");
+        } else {
+          config.base_branch = *branch;
+        }
+      }
+    } else if (key == "concurrency") {
+      if (auto number = fields.Int(value, key, 1, 10000))
+        config.concurrency = static_cast<int>(*number);
+    } else if (key == "max_attempts") {
+      if (auto number = fields.Int(value, key, 1, 100))
+        config.max_attempts = static_cast<int>(*number);
+    } else if (key == "gates") {
+      ParseGates(value, fields, config);
+    } else if (key == "protected") {
+      if (auto globs = fields.StringList(value, key)) {
+        for (size_t index = 0; index < globs->size(); ++index) {
+          if (std::string why = CheckGlob((*globs)[index]); !why.empty()) {
+            fields.AddError(value[index], IndexField(key, index), why);
+          }
+        }
+        config.protected_paths = *globs;
+      }
+    } else if (key == "sandbox") {
+      ParseSandbox(value, fields, config.sandbox);
+    } else if (key == "default_agents") {
+      if (!value.IsMap()) {
+        fields.AddError(value, key, "must be a mapping of task type to agent name");
+        continue;
+      }
+      for (const auto& pair : value) {
+        const std::string type = pair.first.IsScalar() ? pair.first.Scalar() : "";
+        const std::string field = JoinField(key, type);
+        if (type.empty()) {
+          fields.AddError(pair.first, key, "task types must be non-empty names");
+          continue;
+        }
+        if (config.default_agents.contains(type)) {
+          fields.AddError(pair.first, field, "task type given twice");
+          continue;
+        }
+        auto agent = fields.String(pair.second, field);
+        if (!agent) continue;
+        if (agent->empty()) {
+          fields.AddError(pair.second, field, "must name an agent");
+          continue;
+        }
+        config.default_agents[type] = *agent;
+        config.default_agents_lines[type] = fields.Line(pair.second);
+      }
+    }
+  }
+  if (diagnostics.has_errors()) return std::unexpected(diagnostics.ToError());
+  return Loaded<ProjectConfig>{std::move(config), diagnostics.warnings()};
+}
+
+}  // namespace
+
+Result<Loaded<ProjectConfig>> ParseProjectConfig(std::string_view text, const std::string& file) {
+  try {
+    return ParseProjectConfigImpl(text, file);
+  } catch (const YAML::Exception& e) {
+    // Every access is checked first; this is the last line of defence, not a control path.
+    return InvalidArgument(file + ": cannot read config: " + e.what());
+  }
+}
+
+Result<Loaded<ProjectConfig>> LoadProjectConfig(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return NotFound("cannot read config " + path.string());
+  std::ostringstream text;
+  text << in.rdbuf();
+  if (in.bad()) return Internal("error reading config " + path.string());
+  return ParseProjectConfig(text.str(), path.string());
+}
+
+Status ValidateDefaultAgents(const ProjectConfig& config, const AgentRegistry& agents) {
+  Diagnostics diagnostics(config.source.empty() ? "config" : config.source);
+  for (const auto& [type, agent] : config.default_agents) {
+    if (agents.Find(agent) != nullptr) continue;
+    auto line = config.default_agents_lines.find(type);
+    diagnostics.AddError(line == config.default_agents_lines.end() ? 0 : line->second,
+                         "default_agents." + type, "unknown agent '" + agent + "'");
+  }
+  if (diagnostics.has_errors()) return std::unexpected(diagnostics.ToError());
+  return Ok();
+}
+
+const std::string_view kDefaultConfigYaml =
+    R"yaml(# Agent Factory project configuration (.factory/config.yaml).
+# Every key is optional. Unknown keys are reported as warnings.
+
+# The branch each run's integration branch (factory/<run>) starts from; `factory run merge RUN`
+# merges into it. `factory run` itself never touches it.
+# Default: the branch checked out when the run starts.
+# base_branch: main
+
+# Tasks executed at the same time, each in its own git worktree and sandbox.
+concurrency: 4
+
+# Attempts per task before it fails finally (and its dependents are blocked). Each retry gets
+# the previous attempt's failure as feedback.
+max_attempts: 3
+
+# Checks run in order on a clean checkout of every attempt's commit; all must exit 0.
+# timeout: seconds (90) or a duration (90s, 5m, 1h30m); default 10m.
+gates: []
+#  - name: build
+#    command: make
+#    timeout: 10m
+#  - name: test
+#    command: make test
+#    timeout: 10m
+
+# Path globs an attempt may not change (agents must not edit the tests that judge them):
+# `*` within one path segment, `**` across segments, `?` one character; anchored at the
+# repository root. A backlog task may exempt paths with `allow_protected: [globs]`.
+protected:
+  - ".factory/**"
+#  - "tests/**"
+
+# Limits for runner and gate commands. With bubblewrap installed the command sees its worktree
+# read-write and the rest read-only; without it only the limits and timeouts apply.
+sandbox:
+  enabled: true
+  network: false        # for gates; agents follow `network:` in their own file
+  cpu_seconds: 600
+  memory_mb: 4096
+  file_size_mb: 1024
+  max_processes: 512
+  output_limit_kb: 1024 # per stream; the tail is kept
+
+# Task type -> the agent that takes tasks of that type (when it has the task's capabilities).
+# Otherwise the cheapest agent (lowest cost_tier) with the capabilities is chosen.
+default_agents: {}
+#  code: builder
+#  docs: llm-coder
+)yaml";
+
+Status WriteDefaultConfig(const std::filesystem::path& path) {
+  std::error_code ec;
+  if (std::filesystem::exists(path, ec)) {
+    return AlreadyExists(path.string() + " already exists; not overwriting it");
+  }
+  if (path.has_parent_path()) {
+    std::filesystem::create_directories(path.parent_path(), ec);
+    if (ec)
+      return Unavailable("cannot create " + path.parent_path().string() + ": " + ec.message());
+  }
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  if (!out) return Unavailable("cannot write " + path.string());
+  out.write(kDefaultConfigYaml.data(), static_cast<std::streamsize>(kDefaultConfigYaml.size()));
+  out.close();
+  if (!out) return Unavailable("error writing " + path.string());
+  return Ok();
+}
+
+}  // namespace factory

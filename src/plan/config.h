@@ -1,0 +1,95 @@
+#pragma once
+// Project configuration: `.factory/config.yaml`.
+//
+//   base_branch: main          # optional; default: the repository's current branch (the
+//                              # caller resolves it, so it is nullopt here when absent)
+//   concurrency: 4             # tasks running at once, >= 1
+//   max_attempts: 3            # attempts per task before it fails finally, >= 1
+//   gates:                     # run in order on each attempt's commit
+//     - {name: test, command: "make test", timeout: 10m}
+//   protected: ["tests/**"]    # path globs (plan/glob.h) an attempt may not touch
+//   sandbox: {enabled, network, cpu_seconds, memory_mb, file_size_mb, max_processes,
+//             output_limit_kb}
+//   default_agents: {code: builder}   # task type -> agent
+//
+// A gate timeout is either a positive integer (seconds) or a duration string: a sequence of
+// <integer><unit> with units s, m, h ("90s", "5m", "1h30m"). Default 600 s.
+// Unknown keys are warnings; wrong types and values are errors "FILE:LINE: field 'x': ...".
+
+#include <chrono>
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "agents/diagnostics.h"
+#include "core/result.h"
+#include "plan/glob.h"  // MatchesGlob, the matcher for `protected:`
+
+namespace factory {
+
+class AgentRegistry;
+
+struct GateConfig {
+  std::string name;
+  std::string command;  // run with `sh -c` in the checkout
+  std::chrono::seconds timeout{600};
+  int line = 0;  // where it is declared, for later messages
+};
+
+struct SandboxConfig {
+  bool enabled = true;  // use bubblewrap when installed
+  // Network for gate commands. Runner commands follow their agent's `network:` instead, so a
+  // project can let its build fetch dependencies without giving agents the network.
+  bool network = false;
+  int64_t cpu_seconds = 600;
+  int64_t memory_mb = 4096;
+  int64_t file_size_mb = 1024;
+  int64_t max_processes = 512;
+  int64_t output_limit_kb = 1024;  // per stream; the tail is kept
+};
+
+struct ProjectConfig {
+  std::optional<std::string> base_branch;
+  int concurrency = 4;
+  int max_attempts = 3;
+  std::vector<GateConfig> gates;
+  std::vector<std::string> protected_paths;  // `protected:` globs
+  SandboxConfig sandbox;
+  std::map<std::string, std::string> default_agents;  // task type -> agent name
+
+  std::string source;                               // file it was loaded from, if any
+  std::map<std::string, int> default_agents_lines;  // task type -> line, for messages
+
+  // The first protected glob `path` matches, or nullopt. A task's `allow_protected` globs
+  // exempt the paths they match.
+  [[nodiscard]] std::optional<std::string> ProtectedMatch(
+      std::string_view path, const std::vector<std::string>& allow = {}) const;
+};
+
+// Parses config text; `file` names it in diagnostics. Empty text gives the defaults. Every
+// error is reported (one per line in the error message); unknown keys come back as warnings.
+Result<Loaded<ProjectConfig>> ParseProjectConfig(std::string_view text, const std::string& file);
+
+// Reads and parses a config file. NotFound when it does not exist (callers that accept a
+// missing config use ProjectConfig{} then).
+Result<Loaded<ProjectConfig>> LoadProjectConfig(const std::filesystem::path& path);
+
+// Checks `default_agents` against the loaded agents: every named agent must exist.
+// InvalidArgument listing each unknown one as "FILE:LINE: field 'default_agents.T': ...".
+Status ValidateDefaultAgents(const ProjectConfig& config, const AgentRegistry& agents);
+
+// Parses a gate timeout: "90", "90s", "5m", "1h30m". nullopt when malformed or not positive.
+std::optional<std::chrono::seconds> ParseDuration(std::string_view text);
+
+// The commented default config `factory init` writes: the defaults above plus `.factory/**`
+// protected; it parses with no error or warning (tested).
+extern const std::string_view kDefaultConfigYaml;
+
+// Writes kDefaultConfigYaml to `path` (parents created). AlreadyExists when the file is there:
+// a user's config is never overwritten.
+Status WriteDefaultConfig(const std::filesystem::path& path);
+
+}  // namespace factory

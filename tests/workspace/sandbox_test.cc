@@ -1,0 +1,324 @@
+#include "workspace/sandbox.h"
+
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "workspace/test_repo.h"
+#include "workspace/worktree.h"
+
+namespace factory {
+namespace {
+
+namespace fs = std::filesystem;
+using ::testing::HasSubstr;
+using testing::ReadFileBytes;
+using testing::TempRepo;
+using testing::WriteFileBytes;
+
+// Live (non-zombie) processes whose command line contains `marker`.
+std::vector<int> LiveProcessesWith(const std::string& marker) {
+  std::vector<int> pids;
+  DIR* proc = opendir("/proc");
+  if (proc == nullptr) return pids;
+  while (dirent* entry = readdir(proc)) {
+    if (entry->d_name[0] < '0' || entry->d_name[0] > '9') continue;
+    const std::string base = std::string("/proc/") + entry->d_name;
+    std::string cmdline = ReadFileBytes(base + "/cmdline");
+    for (char& c : cmdline) {
+      if (c == '\0') c = ' ';
+    }
+    if (cmdline.find(marker) == std::string::npos) continue;
+    std::string stat = ReadFileBytes(base + "/stat");
+    auto rparen = stat.rfind(')');
+    if (rparen == std::string::npos || rparen + 2 >= stat.size()) continue;
+    char state = stat[rparen + 2];
+    if (state != 'Z' && state != 'X') pids.push_back(std::atoi(entry->d_name));
+  }
+  closedir(proc);
+  return pids;
+}
+
+std::string UniqueMarker(const std::string& name) {
+  return "factory-" + name + "-" + std::to_string(getpid()) + "-" +
+         std::to_string(std::rand() % 1000000);
+}
+
+// A loopback TCP listener on an ephemeral port that counts accepted connections.
+class Listener {
+ public:
+  Listener() {
+    fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    address.sin_port = 0;
+    EXPECT_EQ(bind(fd_, reinterpret_cast<sockaddr*>(&address), sizeof(address)), 0);
+    EXPECT_EQ(listen(fd_, 16), 0);
+    socklen_t length = sizeof(address);
+    getsockname(fd_, reinterpret_cast<sockaddr*>(&address), &length);
+    port_ = ntohs(address.sin_port);
+  }
+  ~Listener() { close(fd_); }
+  int port() const { return port_; }
+  // Connections waiting in the backlog right now (non-blocking accept).
+  int AcceptPending() {
+    int accepted = 0;
+    pollfd entry{fd_, POLLIN, 0};
+    while (poll(&entry, 1, 0) > 0) {
+      int client = accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC);
+      if (client < 0) break;
+      close(client);
+      ++accepted;
+    }
+    return accepted;
+  }
+
+ private:
+  int fd_ = -1;
+  int port_ = 0;
+};
+
+class SandboxTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    WorkspaceOptions options;
+    options.repo_path = repo_.root();
+    auto manager = WorkspaceManager::Open(options);
+    ASSERT_TRUE(manager.has_value()) << manager.error().ToString();
+    manager_ = std::move(*manager);
+    ASSERT_TRUE(manager_->EnsureIntegrationBranch("r1").has_value());
+    auto attempt = manager_->CreateAttempt("r1", "t1", 1);
+    ASSERT_TRUE(attempt.has_value()) << attempt.error().ToString();
+    worktree_ = attempt->path;
+  }
+
+  SandboxedCommand Shell(const std::string& script) const {
+    SandboxedCommand command;
+    command.shell = script;
+    command.worktree = worktree_;
+    command.timeout_ms = 30'000;  // a safety net; tests that time out set their own
+    return command;
+  }
+
+  static std::unique_ptr<Sandbox> Bubblewrap() {
+    auto sandbox = MakeSandbox({});
+    return sandbox->name() == "bubblewrap" ? std::move(sandbox) : nullptr;
+  }
+
+  TempRepo repo_;
+  std::unique_ptr<WorkspaceManager> manager_;
+  std::string worktree_;
+};
+
+#define REQUIRE_BWRAP(sandbox) \
+  auto sandbox = Bubblewrap(); \
+  if (sandbox == nullptr) GTEST_SKIP() << "bubblewrap is not usable here"
+
+TEST_F(SandboxTest, PicksBubblewrapWhenUsableAndRlimitWhenDisabled) {
+  auto sandbox = MakeSandbox({});
+  EXPECT_EQ(sandbox->name(), BubblewrapAvailable() ? "bubblewrap" : "rlimit");
+  SandboxConfig config;
+  config.use_bubblewrap = false;
+  EXPECT_EQ(MakeSandbox(config)->name(), "rlimit");
+}
+
+TEST_F(SandboxTest, CannotWriteOutsideTheWorktree) {
+  REQUIRE_BWRAP(sandbox);
+  const std::string marker = UniqueMarker("outside");
+  const char* home_env = std::getenv("HOME");
+  const std::string home = home_env != nullptr ? home_env : "/root";
+  const std::vector<std::string> outside = {
+      "/work/" + marker,                 // elsewhere on the machine
+      repo_.root() + "/" + marker,       // the repository root next to the worktree
+      repo_.root() + "/.git/" + marker,  // the repository's git directory
+      home + "/" + marker,               // $HOME
+  };
+  for (const auto& path : outside) {
+    auto result = sandbox->Run(Shell("touch '" + path + "'"));
+    ASSERT_TRUE(result.has_value()) << result.error().ToString();
+    EXPECT_NE(result->exit_code, 0) << path;
+    EXPECT_FALSE(fs::exists(path)) << path;
+    std::error_code ignored;
+    fs::remove(path, ignored);
+  }
+
+  // Inside the worktree it can write; /tmp is private and vanishes with the sandbox.
+  auto inside = sandbox->Run(
+      Shell("echo made > inside.txt && echo tmp > /tmp/" + marker + " && cat /tmp/" + marker));
+  ASSERT_TRUE(inside.has_value());
+  EXPECT_EQ(inside->exit_code, 0) << inside->stderr_tail;
+  EXPECT_EQ(inside->stdout_tail, "tmp\n");
+  EXPECT_EQ(ReadFileBytes(worktree_ + "/inside.txt"), "made\n");
+  EXPECT_FALSE(fs::exists("/tmp/" + marker));
+}
+
+TEST_F(SandboxTest, ExtraWritablePathsAreWritable) {
+  REQUIRE_BWRAP(sandbox);
+  char tmpl[] = "/tmp/factory-sandbox-extra-XXXXXX";
+  ASSERT_NE(mkdtemp(tmpl), nullptr);
+  const std::string extra = tmpl;
+  SandboxedCommand command = Shell("echo cache > '" + extra + "/cache.txt'");
+  command.writable_paths = {extra};
+  auto result = sandbox->Run(command);
+  ASSERT_TRUE(result.has_value());
+  EXPECT_EQ(result->exit_code, 0) << result->stderr_tail;
+  EXPECT_EQ(ReadFileBytes(extra + "/cache.txt"), "cache\n");
+  fs::remove_all(extra);
+}
+
+TEST_F(SandboxTest, GitWorksReadOnlyInsideTheWorktree) {
+  REQUIRE_BWRAP(sandbox);
+  WriteFileBytes(worktree_ + "/change.txt", "x\n");
+  SandboxedCommand command;
+  command.argv = {"git", "status", "--porcelain"};
+  command.worktree = worktree_;
+  command.timeout_ms = 30'000;
+  auto result = sandbox->Run(command);
+  ASSERT_TRUE(result.has_value());
+  EXPECT_EQ(result->exit_code, 0) << result->stderr_tail;
+  EXPECT_THAT(result->stdout_tail, HasSubstr("?? change.txt"));
+}
+
+TEST_F(SandboxTest, NoNetworkUnlessAllowed) {
+  REQUIRE_BWRAP(sandbox);
+  Listener listener;
+  const std::string connect =
+      "exec 3<>/dev/tcp/127.0.0.1/" + std::to_string(listener.port()) + " && echo connected";
+  SandboxedCommand offline;
+  offline.argv = {"bash", "-c", connect};
+  offline.worktree = worktree_;
+  offline.timeout_ms = 30'000;
+  auto blocked = sandbox->Run(offline);
+  ASSERT_TRUE(blocked.has_value()) << blocked.error().ToString();
+  EXPECT_NE(blocked->exit_code, 0);
+  EXPECT_EQ(blocked->stdout_tail, "");
+  EXPECT_EQ(listener.AcceptPending(), 0);
+
+  SandboxedCommand online = offline;
+  online.network = true;
+  auto allowed = sandbox->Run(online);
+  ASSERT_TRUE(allowed.has_value());
+  EXPECT_EQ(allowed->exit_code, 0) << allowed->stderr_tail;
+  EXPECT_EQ(allowed->stdout_tail, "connected\n");
+  EXPECT_EQ(listener.AcceptPending(), 1);
+}
+
+void ExpectSleepIsKilled(Sandbox& sandbox, const std::string& worktree) {
+  // A unique duration makes the sleep findable in /proc afterwards.
+  const std::string duration = "1000." + std::to_string(getpid() % 100000);
+  SandboxedCommand command;
+  command.argv = {"sleep", duration};
+  command.worktree = worktree;
+  command.timeout_ms = 1000;
+  auto result = sandbox.Run(command);
+  ASSERT_TRUE(result.has_value()) << result.error().ToString();
+  EXPECT_TRUE(result->timed_out);
+  EXPECT_NE(result->exit_code, 0);
+  EXPECT_THAT(LiveProcessesWith("sleep " + duration), ::testing::IsEmpty());
+}
+
+TEST_F(SandboxTest, SleepIsKilledAtTheTimeoutBubblewrap) {
+  REQUIRE_BWRAP(sandbox);
+  ExpectSleepIsKilled(*sandbox, worktree_);
+}
+
+TEST_F(SandboxTest, SleepIsKilledAtTheTimeoutRlimit) {
+  SandboxConfig config;
+  config.use_bubblewrap = false;
+  auto sandbox = MakeSandbox(config);
+  ExpectSleepIsKilled(*sandbox, worktree_);
+}
+
+void ExpectForkBombContained(Sandbox& sandbox, const std::string& worktree) {
+  if (!sandbox.EnforcesProcessLimit()) {
+    GTEST_SKIP() << "no pids cgroup and running as root: a fork bomb would not be limited";
+  }
+  const std::string marker = UniqueMarker("bomb");
+  SandboxedCommand command;
+  // $0 carries the marker; every forked copy of the shell keeps that command line.
+  command.argv = {"bash", "-c", ":(){ :|:& };:; wait", marker};
+  command.worktree = worktree;
+  command.limits.max_processes = 64;
+  command.timeout_ms = 2000;
+  auto result = sandbox.Run(command);
+  ASSERT_TRUE(result.has_value()) << result.error().ToString();
+  // The shell either gives up once its forks keep failing or is killed at the timeout; both
+  // are fine. What matters: the limit bit: forks failed instead of filling the machine's process
+  // table.
+  EXPECT_THAT(result->stderr_tail, HasSubstr("fork"));
+  EXPECT_THAT(LiveProcessesWith(marker), ::testing::IsEmpty());
+}
+
+TEST_F(SandboxTest, ForkBombIsContainedAndKilledBubblewrap) {
+  REQUIRE_BWRAP(sandbox);
+  ExpectForkBombContained(*sandbox, worktree_);
+}
+
+TEST_F(SandboxTest, ForkBombIsContainedAndKilledRlimit) {
+  SandboxConfig config;
+  config.use_bubblewrap = false;
+  auto sandbox = MakeSandbox(config);
+  ExpectForkBombContained(*sandbox, worktree_);
+}
+
+TEST_F(SandboxTest, OutputBeyondTheCapKeepsTheTail) {
+  auto sandbox = MakeSandbox({});
+  SandboxedCommand command = Shell("seq 1 100000");
+  command.tail_bytes = 64;
+  command.stdout_path = repo_.root() + "/.factory/stdout.log";
+  auto result = sandbox->Run(command);
+  ASSERT_TRUE(result.has_value());
+  EXPECT_EQ(result->exit_code, 0);
+  EXPECT_EQ(result->stdout_tail.size(), 64u);
+  EXPECT_THAT(result->stdout_tail, ::testing::EndsWith("99999\n100000\n"));
+  EXPECT_GT(result->stdout_bytes, 500000);
+  EXPECT_EQ(static_cast<int64_t>(fs::file_size(command.stdout_path)), result->stdout_bytes);
+}
+
+TEST_F(SandboxTest, PassesEnvironmentAndRunsInTheWorktree) {
+  auto sandbox = MakeSandbox({});
+  SandboxedCommand command = Shell("printf '%s %s' \"$FACTORY_TASK_ID\" \"$(pwd -P)\"");
+  command.env["FACTORY_TASK_ID"] = "t1";
+  auto result = sandbox->Run(command);
+  ASSERT_TRUE(result.has_value());
+  EXPECT_EQ(result->stdout_tail, "t1 " + fs::canonical(worktree_).string());
+}
+
+TEST_F(SandboxTest, BadCommandsAreErrors) {
+  auto sandbox = MakeSandbox({});
+  SandboxedCommand missing;
+  missing.argv = {"factory-no-such-program"};
+  missing.worktree = worktree_;
+  auto not_found = sandbox->Run(missing);
+  ASSERT_FALSE(not_found.has_value());
+  EXPECT_EQ(not_found.error().code, ErrorCode::kNotFound);
+
+  SandboxedCommand both = Shell("true");
+  both.argv = {"true"};
+  auto invalid = sandbox->Run(both);
+  ASSERT_FALSE(invalid.has_value());
+  EXPECT_EQ(invalid.error().code, ErrorCode::kInvalidArgument);
+
+  SandboxedCommand no_tree = Shell("true");
+  no_tree.worktree = worktree_ + "/does-not-exist";
+  auto no_worktree = sandbox->Run(no_tree);
+  ASSERT_FALSE(no_worktree.has_value());
+  EXPECT_EQ(no_worktree.error().code, ErrorCode::kNotFound);
+}
+
+}  // namespace
+}  // namespace factory
