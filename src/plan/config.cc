@@ -76,7 +76,7 @@ void ParseGates(const YAML::Node& node, YamlFields& fields, ProjectConfig& confi
   }
 }
 
-void ParseSandbox(const YAML::Node& node, YamlFields& fields, SandboxConfig& sandbox) {
+void ParseSandbox(const YAML::Node& node, YamlFields& fields, SandboxPolicy& sandbox) {
   if (!node.IsMap()) {
     fields.AddError(node, "sandbox", "must be a mapping");
     return;

@@ -39,7 +39,7 @@ struct GateConfig {
   int line = 0;  // where it is declared, for later messages
 };
 
-struct SandboxConfig {
+struct SandboxPolicy {
   bool enabled = true;  // use bubblewrap when installed
   // Network for gate commands. Runner commands follow their agent's `network:` instead, so a
   // project can let its build fetch dependencies without giving agents the network.
@@ -57,7 +57,7 @@ struct ProjectConfig {
   int max_attempts = 3;
   std::vector<GateConfig> gates;
   std::vector<std::string> protected_paths;  // `protected:` globs
-  SandboxConfig sandbox;
+  SandboxPolicy sandbox;
   std::map<std::string, std::string> default_agents;  // task type -> agent name
 
   std::string source;                               // file it was loaded from, if any

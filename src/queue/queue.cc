@@ -92,6 +92,13 @@ Result<EnqueueResult> Queue::EnqueueInTxn(StoreTxn& txn, const EnqueueRequest& r
 
   Task task;
   std::set<std::string> unique_deps(request.depends_on.begin(), request.depends_on.end());
+  for (const auto& key : request.depends_on_keys) {
+    FACTORY_ASSIGN_OR_RETURN(auto dep_id, txn.FindTaskByIdempotencyKey(request.run_id, key));
+    if (!dep_id) {
+      return NotFound("dependency '" + key + "' is not a task of run " + request.run_id);
+    }
+    unique_deps.insert(*dep_id);
+  }
   bool any_failed = false;
   bool all_done = true;
   for (const auto& dep_id : unique_deps) {
@@ -471,6 +478,36 @@ Status Queue::Retry(const std::string& task_id) {
       }
     }
     return Ok();
+  });
+}
+
+Status Queue::RecordEvent(const std::string& run_id, const std::string& task_id,
+                          const std::string& kind, const std::string& actor,
+                          const std::string& payload_json) {
+  if (kind.empty()) return InvalidArgument("event kind is empty");
+  json payload = json::parse(payload_json.empty() ? "{}" : payload_json, nullptr, false);
+  if (payload.is_discarded()) return InvalidArgument("event payload is not valid JSON");
+  return store_.Write([&](StoreTxn& txn) -> Status {
+    Event event{.id = ids_.Next(), .ts_ms = clock_.NowMillis(), .run_id = run_id,
+                .task_id = task_id, .kind = kind, .actor = actor.empty() ? actor_ : actor,
+                .payload_json = payload.dump()};
+    return txn.AppendEvent(event);
+  });
+}
+
+Status Queue::UpdateMetadata(const std::string& task_id, const std::string& patch_json) {
+  json patch = json::parse(patch_json, nullptr, false);
+  if (patch.is_discarded() || !patch.is_object()) {
+    return InvalidArgument("metadata patch must be a JSON object");
+  }
+  return store_.Write([&](StoreTxn& txn) -> Status {
+    FACTORY_ASSIGN_OR_RETURN(auto task, txn.GetTask(task_id));
+    if (!task) return NotFound("task " + task_id + " does not exist");
+    json metadata = ParseObject(task->metadata_json);
+    metadata.merge_patch(patch);
+    task->metadata_json = metadata.dump();
+    task->updated_ms = clock_.NowMillis();
+    return txn.UpdateTask(*task);
   });
 }
 

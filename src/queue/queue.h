@@ -36,6 +36,9 @@ struct EnqueueRequest {
   std::string command;
   int priority = 0;
   std::vector<std::string> depends_on;  // ids of existing tasks (or earlier in an EnqueueMany)
+  // Dependencies named by their idempotency key in the same run (e.g. backlog ids); resolved
+  // inside the transaction, so they may name tasks earlier in the same EnqueueMany.
+  std::vector<std::string> depends_on_keys;
   std::optional<std::string> idempotency_key;
   int max_attempts = 3;
   std::string metadata_json = "{}";
@@ -88,8 +91,7 @@ class Queue {
   // cancelled, pending otherwise. Creates the run if missing.
   Result<EnqueueResult> Enqueue(const EnqueueRequest& request);
   // Many tasks in one transaction; a request may depend on tasks earlier in the same batch
-  // (by the id they get: use ids from a previous call or idempotency keys via ResolveKey).
-  // All or nothing.
+  // through depends_on_keys. All or nothing.
   Result<std::vector<EnqueueResult>> EnqueueMany(const std::vector<EnqueueRequest>& requests);
 
   // Claims up to `limit` of the best ready tasks (priority DESC, then oldest) whose not_before
@@ -125,6 +127,14 @@ class Queue {
   // attempts reset; blocked dependents whose dependencies are no longer failed become pending
   // again. FailedPrecondition when a dependency is itself failed or cancelled.
   Status Retry(const std::string& task_id);
+
+  // Appends an event that is not a state change (an agent step, a phase, a merge...) to the
+  // chain. run_id and task_id may be empty.
+  Status RecordEvent(const std::string& run_id, const std::string& task_id,
+                     const std::string& kind, const std::string& actor,
+                     const std::string& payload_json);
+  // Merges `patch` (a JSON object) into the task's metadata. NotFound / InvalidArgument.
+  Status UpdateMetadata(const std::string& task_id, const std::string& patch_json);
 
   Result<Task> GetTask(const std::string& task_id);
   Result<std::vector<Task>> ListTasks(const TaskQuery& query);

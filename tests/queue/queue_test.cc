@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include <nlohmann/json.hpp>
+
 #include "common/test_util.h"
 #include "events/audit.h"
 
@@ -339,6 +341,45 @@ TEST_F(QueueTest, InvalidRequestsAreRejected) {
             ErrorCode::kInvalidArgument);
   EXPECT_EQ(queue_->Claim("", 1000).error().code, ErrorCode::kInvalidArgument);
   EXPECT_EQ(queue_->Claim("w", 0).error().code, ErrorCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace factory
+
+namespace factory {
+namespace {
+
+TEST_F(QueueTest, DependenciesByIdempotencyKeyResolveInsideOneBatch) {
+  std::vector<EnqueueRequest> requests{
+      EnqueueRequest{.run_id = "r1", .title = "a", .idempotency_key = "a"},
+      EnqueueRequest{.run_id = "r1", .title = "b", .depends_on_keys = {"a"},
+                     .idempotency_key = "b"}};
+  auto results = queue_->EnqueueMany(requests);
+  ASSERT_TRUE(results.has_value()) << results.error().message;
+  EXPECT_EQ((*results)[1].task.depends_on, std::vector<std::string>{(*results)[0].task.id});
+  EXPECT_EQ((*results)[1].task.state, TaskState::kPending);
+  // Running the same batch again creates nothing.
+  auto again = queue_->EnqueueMany(requests);
+  ASSERT_TRUE(again.has_value());
+  EXPECT_FALSE((*again)[0].created);
+  EXPECT_FALSE((*again)[1].created);
+  auto unknown = queue_->Enqueue(
+      EnqueueRequest{.run_id = "r1", .title = "c", .depends_on_keys = {"nope"}});
+  ASSERT_FALSE(unknown.has_value());
+  EXPECT_NE(unknown.error().message.find("'nope'"), std::string::npos);
+}
+
+TEST_F(QueueTest, RecordEventAndMetadataPatch) {
+  std::string id = Add("t");
+  ASSERT_TRUE(queue_->RecordEvent("default", id, "agent.step", "agent:x", R"({"n":1})").has_value());
+  EXPECT_EQ(CountEvents(id, "agent.step"), 1);
+  EXPECT_FALSE(queue_->RecordEvent("", id, "agent.step", "", "{oops").has_value());
+  ASSERT_TRUE(queue_->UpdateMetadata(id, R"({"backlog_id":"a","n":2})").has_value());
+  ASSERT_TRUE(queue_->UpdateMetadata(id, R"({"n":3})").has_value());
+  EXPECT_EQ(nlohmann::json::parse(queue_->GetTask(id)->metadata_json),
+            nlohmann::json::parse(R"({"backlog_id":"a","n":3})"));
+  EXPECT_EQ(queue_->UpdateMetadata(id, "[1]").error().code, ErrorCode::kInvalidArgument);
+  EXPECT_TRUE(VerifyChain(*store_)->ok);
 }
 
 }  // namespace

@@ -1,0 +1,437 @@
+#include "queue/worker.h"
+
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <exception>
+#include <utility>
+
+#include "core/ulid.h"
+
+namespace factory {
+namespace {
+
+// The store keeps failing (disk gone, database replaced): give up after this many claim errors
+// in a row rather than spinning forever.
+constexpr int kMaxConsecutiveClaimErrors = 30;
+constexpr int64_t kMinWaitMs = 10;
+
+int64_t SteadyMillis() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+}  // namespace
+
+std::string_view WorkerEventKindName(WorkerEvent::Kind kind) {
+  switch (kind) {
+    case WorkerEvent::Kind::kStarted:
+      return "started";
+    case WorkerEvent::Kind::kSucceeded:
+      return "succeeded";
+    case WorkerEvent::Kind::kFailed:
+      return "failed";
+    case WorkerEvent::Kind::kReleased:
+      return "released";
+    case WorkerEvent::Kind::kLeaseLost:
+      return "lease-lost";
+    case WorkerEvent::Kind::kError:
+      return "error";
+  }
+  return "unknown";
+}
+
+std::string DefaultWorkerOwner() {
+  char host[256] = {};
+  if (gethostname(host, sizeof(host) - 1) != 0 || host[0] == '\0') {
+    std::snprintf(host, sizeof(host), "localhost");
+  }
+  return std::string(host) + ":" + std::to_string(getpid()) + ":" + NewUlid();
+}
+
+Worker::Worker(Queue& queue, Executor& executor, WorkerOptions options)
+    : queue_(queue), executor_(executor), options_(std::move(options)) {
+  if (options_.owner.empty()) options_.owner = DefaultWorkerOwner();
+}
+
+Worker::~Worker() {
+  {
+    std::lock_guard lock(mu_);
+    stop_ = true;
+    pool_exit_ = true;
+    CancelAllLocked();
+  }
+  pool_cv_.notify_all();
+  cv_.notify_all();
+  for (auto& thread : threads_) {
+    if (thread.joinable()) thread.join();
+  }
+}
+
+void Worker::RequestStop() {
+  {
+    std::lock_guard lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+}
+
+void Worker::RequestCancel() {
+  {
+    std::lock_guard lock(mu_);
+    stop_ = true;
+    cancel_now_ = true;
+    CancelAllLocked();
+  }
+  cv_.notify_all();
+}
+
+void Worker::CancelAllLocked() {
+  for (auto& [task_id, job] : active_) {
+    job->shutting_down = true;
+    job->cancel.store(true);
+  }
+}
+
+WorkerStats Worker::stats() const {
+  std::lock_guard lock(mu_);
+  return stats_;
+}
+
+void Worker::Emit(WorkerEvent event) {
+  if (!options_.on_event) return;
+  try {
+    options_.on_event(event);
+  } catch (const std::exception& e) {
+    spdlog::warn("worker: progress callback threw: {}", e.what());
+  }
+}
+
+Status Worker::Run() {
+  if (options_.concurrency < 1) return InvalidArgument("worker concurrency must be >= 1");
+  if (options_.batch < 1) return InvalidArgument("worker batch must be >= 1");
+  if (options_.lease_ms <= 0) return InvalidArgument("worker lease must be > 0 ms");
+  if (options_.poll_ms <= 0) return InvalidArgument("worker poll interval must be > 0 ms");
+  if (!threads_.empty()) return FailedPrecondition("Worker::Run called twice");
+
+  spdlog::info("worker {}: concurrency {}, lease {} ms, batch {}", options_.owner,
+               options_.concurrency, options_.lease_ms, options_.batch);
+  for (int thread_idx = 0; thread_idx < options_.concurrency; ++thread_idx) {
+    threads_.emplace_back([this] { PoolThread(); });
+  }
+  threads_.emplace_back([this] { HeartbeatThread(); });
+
+  Status result = Ok();
+  int64_t last_reap_ms = 0;
+  int consecutive_errors = 0;
+  while (true) {
+    {
+      std::lock_guard lock(mu_);
+      if (stop_) break;
+    }
+    const int64_t now_ms = queue_.clock().NowMillis();
+    if (now_ms - last_reap_ms >= options_.reap_interval_ms) {
+      last_reap_ms = now_ms;
+      auto reaped = queue_.ReapExpired();
+      if (!reaped) {
+        spdlog::warn("worker: reaping expired leases failed: {}", reaped.error().ToString());
+      } else if (*reaped > 0) {
+        spdlog::info("worker: returned {} expired lease(s) to ready", *reaped);
+        std::lock_guard lock(mu_);
+        stats_.reaped += *reaped;
+      }
+    }
+
+    int free_slots = 0;
+    {
+      std::lock_guard lock(mu_);
+      free_slots = options_.concurrency - in_flight_;
+    }
+    bool claimed_any = false;
+    if (free_slots > 0) {
+      Status claimed = ClaimAndDispatch(free_slots, claimed_any);
+      if (!claimed) {
+        ++consecutive_errors;
+        spdlog::warn("worker: claim failed ({} in a row): {}", consecutive_errors,
+                     claimed.error().ToString());
+        if (consecutive_errors >= kMaxConsecutiveClaimErrors) {
+          result = std::unexpected(claimed.error().Wrap("worker gave up after repeated errors"));
+          break;
+        }
+      } else {
+        consecutive_errors = 0;
+      }
+      if (claimed_any) continue;  // maybe more are claimable right away
+    }
+
+    int in_flight = 0;
+    {
+      std::lock_guard lock(mu_);
+      in_flight = in_flight_;
+    }
+    if (options_.until_idle && in_flight == 0 && consecutive_errors == 0) {
+      auto active = queue_.HasActiveWork(options_.filter);
+      if (!active) {
+        spdlog::warn("worker: checking for active work failed: {}", active.error().ToString());
+      } else if (!*active) {
+        spdlog::info("worker: idle, exiting");
+        break;
+      }
+    }
+
+    int64_t wait_ms = options_.poll_ms;
+    if (free_slots > 0 && consecutive_errors == 0) {
+      auto next_ready = queue_.NextReadyAt(options_.filter);
+      if (next_ready && next_ready->has_value()) {
+        wait_ms =
+            std::clamp(**next_ready - queue_.clock().NowMillis(), kMinWaitMs, options_.poll_ms);
+      }
+    }
+    std::unique_lock lock(mu_);
+    const int64_t finished_before = finished_count_;
+    // Wake early when a task finishes: its dependents may have become ready.
+    cv_.wait_for(lock, std::chrono::milliseconds(wait_ms),
+                 [&] { return stop_ || finished_count_ != finished_before; });
+  }
+
+  // Shutdown: no more claims. Running tasks get the grace period, then are cancelled.
+  {
+    std::unique_lock lock(mu_);
+    stop_ = true;
+    if (in_flight_ > 0) {
+      spdlog::info("worker: stopping; waiting up to {} ms for {} running task(s)",
+                   options_.shutdown_grace_ms, in_flight_);
+      cv_.wait_for(lock, std::chrono::milliseconds(options_.shutdown_grace_ms),
+                   [&] { return in_flight_ == 0 || cancel_now_; });
+      if (in_flight_ > 0) {
+        spdlog::info("worker: cancelling {} running task(s) and releasing their leases",
+                     in_flight_);
+        CancelAllLocked();
+      }
+    }
+    cv_.wait(lock, [&] { return in_flight_ == 0; });
+    pool_exit_ = true;
+  }
+  pool_cv_.notify_all();
+  cv_.notify_all();
+  for (auto& thread : threads_) thread.join();
+  threads_.clear();
+  return result;
+}
+
+Status Worker::ClaimAndDispatch(int free_slots, bool& claimed_any) {
+  claimed_any = false;
+  const int limit = std::min(free_slots, options_.batch);
+  FACTORY_ASSIGN_OR_RETURN(std::vector<ClaimedTask> claimed,
+                           queue_.Claim(options_.owner, options_.lease_ms, limit, options_.filter));
+  const int64_t interval_ms = std::max<int64_t>(options_.lease_ms / 3, 20);
+  const int64_t now_ms = queue_.clock().NowMillis();
+  for (auto& claimed_task : claimed) {
+    auto job = std::make_shared<Job>();
+    job->claimed = std::move(claimed_task);
+    job->next_heartbeat_ms = now_ms + interval_ms;
+    {
+      std::lock_guard lock(mu_);
+      active_[job->claimed.task.id] = job;
+      pending_jobs_.push_back(job);
+      ++in_flight_;
+      ++stats_.claimed;
+      // A stop that arrived meanwhile: the job starts cancelled and is released.
+      if (stop_ && cancel_now_) {
+        job->shutting_down = true;
+        job->cancel.store(true);
+      }
+    }
+    pool_cv_.notify_one();
+  }
+  claimed_any = !claimed.empty();
+  return Ok();
+}
+
+void Worker::PoolThread() {
+  while (true) {
+    std::shared_ptr<Job> job;
+    {
+      std::unique_lock lock(mu_);
+      pool_cv_.wait(lock, [&] { return pool_exit_ || !pending_jobs_.empty(); });
+      if (pending_jobs_.empty()) return;  // pool_exit_
+      job = std::move(pending_jobs_.front());
+      pending_jobs_.erase(pending_jobs_.begin());
+    }
+    RunJob(job);
+    {
+      std::lock_guard lock(mu_);
+      active_.erase(job->claimed.task.id);
+      --in_flight_;
+      ++finished_count_;
+    }
+    cv_.notify_all();
+  }
+}
+
+void Worker::RunJob(const std::shared_ptr<Job>& job) {
+  const Task& task = job->claimed.task;
+  job->started_ms = SteadyMillis();
+  ExecResult result;
+  if (job->cancel.load()) {
+    result.cancelled = true;
+  } else {
+    Status started = queue_.Start(job->claimed.lease);
+    if (!started) {
+      std::lock_guard lock(mu_);
+      if (started.error().code == ErrorCode::kAborted) {
+        job->lease_lost = true;
+      } else {
+        // Could not mark it running (store trouble): give it back rather than run it blind.
+        job->shutting_down = true;
+      }
+      result.cancelled = true;
+      result.error = started.error().ToString();
+    } else {
+      Emit({WorkerEvent::Kind::kStarted, task.id, task.title, job->claimed.lease.attempt_number,
+            task.max_attempts, false, 0, ""});
+      try {
+        result = executor_.Execute(job->claimed, job->cancel);
+      } catch (const std::exception& e) {
+        result = ExecResult{};
+        result.error = std::string("executor threw: ") + e.what();
+      } catch (...) {
+        result = ExecResult{};
+        result.error = "executor threw an unknown exception";
+      }
+    }
+  }
+  Finish(job, result);
+}
+
+void Worker::Finish(const std::shared_ptr<Job>& job, const ExecResult& result) {
+  bool lease_lost = false;
+  bool shutting_down = false;
+  Lease lease;
+  {
+    std::lock_guard lock(mu_);
+    lease_lost = job->lease_lost;
+    shutting_down = job->shutting_down;
+    lease = job->claimed.lease;
+  }
+  const Task& task = job->claimed.task;
+  WorkerEvent event{WorkerEvent::Kind::kSucceeded,
+                    task.id,
+                    task.title,
+                    lease.attempt_number,
+                    task.max_attempts,
+                    false,
+                    SteadyMillis() - job->started_ms,
+                    ""};
+
+  auto lost = [&](const std::string& why) {
+    {
+      std::lock_guard lock(mu_);
+      ++stats_.lease_lost;
+    }
+    event.kind = WorkerEvent::Kind::kLeaseLost;
+    event.message = why;
+    spdlog::warn("worker: task {}: {}", task.id, why);
+    Emit(event);
+  };
+  auto store_error = [&](const char* what, const Error& error) {
+    if (error.code == ErrorCode::kAborted) {
+      lost("lease is stale (task cancelled, reaped or claimed elsewhere); result discarded: " +
+           error.message);
+      return;
+    }
+    // The lease stays ours until it expires; a reaper then returns the task to ready.
+    spdlog::error("worker: task {}: {} failed: {}", task.id, what, error.ToString());
+    {
+      std::lock_guard lock(mu_);
+      ++stats_.lease_lost;
+    }
+    event.kind = WorkerEvent::Kind::kError;
+    event.message = std::string(what) + " failed: " + error.ToString();
+    Emit(event);
+  };
+
+  if (lease_lost) {
+    lost("lease is stale (task cancelled, reaped or claimed elsewhere); result discarded");
+    return;
+  }
+  if (result.cancelled && (shutting_down || job->cancel.load())) {
+    Status released = queue_.Release(lease, "worker shutting down");
+    if (!released) return store_error("release", released.error());
+    {
+      std::lock_guard lock(mu_);
+      ++stats_.released;
+    }
+    event.kind = WorkerEvent::Kind::kReleased;
+    event.message = "released (worker shutting down)";
+    Emit(event);
+    return;
+  }
+  if (result.success) {
+    Status completed = queue_.Complete(lease, result.result_json, result.details_json);
+    if (!completed) return store_error("complete", completed.error());
+    {
+      std::lock_guard lock(mu_);
+      ++stats_.succeeded;
+    }
+    Emit(event);
+    return;
+  }
+  std::string error = result.error.empty() ? "failed" : result.error;
+  auto outcome = queue_.Fail(lease, error, result.details_json, result.retryable);
+  if (!outcome) return store_error("fail", outcome.error());
+  {
+    std::lock_guard lock(mu_);
+    ++stats_.failed;
+  }
+  event.kind = WorkerEvent::Kind::kFailed;
+  event.will_retry = outcome->will_retry;
+  event.message = error;
+  Emit(event);
+}
+
+void Worker::HeartbeatThread() {
+  const int64_t interval_ms = std::max<int64_t>(options_.lease_ms / 3, 20);
+  while (true) {
+    std::vector<std::shared_ptr<Job>> due;
+    {
+      std::unique_lock lock(mu_);
+      cv_.wait_for(lock, std::chrono::milliseconds(std::min<int64_t>(interval_ms, 100)),
+                   [&] { return pool_exit_; });
+      if (pool_exit_) return;
+      const int64_t now_ms = queue_.clock().NowMillis();
+      for (auto& [task_id, job] : active_) {
+        if (!job->lease_lost && job->next_heartbeat_ms <= now_ms) due.push_back(job);
+      }
+    }
+    for (auto& job : due) {
+      Lease lease;
+      {
+        std::lock_guard lock(mu_);
+        lease = job->claimed.lease;
+      }
+      auto renewed = queue_.Heartbeat(lease, options_.lease_ms);
+      const int64_t now_ms = queue_.clock().NowMillis();
+      std::lock_guard lock(mu_);
+      if (renewed) {
+        job->claimed.lease.expires_ms = renewed->expires_ms;
+        job->next_heartbeat_ms = now_ms + interval_ms;
+      } else if (renewed.error().code == ErrorCode::kAborted) {
+        // Cancelled, reaped or claimed by someone else: stop the work, discard its result.
+        spdlog::warn("worker: task {}: lease lost: {}", lease.task_id, renewed.error().message);
+        job->lease_lost = true;
+        job->cancel.store(true);
+      } else {
+        spdlog::warn("worker: task {}: heartbeat failed, retrying: {}", lease.task_id,
+                     renewed.error().ToString());
+        job->next_heartbeat_ms = now_ms + std::min<int64_t>(interval_ms, 1'000);
+      }
+    }
+  }
+}
+
+}  // namespace factory

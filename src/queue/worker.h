@@ -1,0 +1,159 @@
+#pragma once
+// A reusable worker loop over the Queue: claims tasks (reaping expired leases first), runs each
+// on a pool of `concurrency` threads through an Executor, heartbeats every lease, and completes,
+// fails or releases by the outcome. Used by `factory worker` (shell commands) and, later, by the
+// run pipeline (agents).
+//
+// Life of a claimed task:
+//   Claim -> Start -> Executor::Execute (heartbeat every lease/3 meanwhile)
+//     success            -> Complete
+//     failure            -> Fail (retry with backoff, or failed finally)
+//     stopped by Stop    -> Release (the attempt is given back; the task is ready again)
+//     lease found stale  -> the executor is cancelled and its result discarded (the task was
+//                           cancelled, reaped or claimed by someone else)
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "core/result.h"
+#include "queue/queue.h"
+#include "store/store.h"
+
+namespace factory {
+
+// What an Executor made of one claimed task.
+struct ExecResult {
+  bool success = false;
+  // True when the executor stopped because its cancel flag was set (the worker decides what
+  // that means: release on shutdown, discard when the lease was lost).
+  bool cancelled = false;
+  bool retryable = true;         // false: fail finally even when attempts remain
+  std::optional<int> exit_code;  // for command-like executors
+  std::string error;             // failure text recorded on the attempt (exit code + stderr tail)
+  std::string result_json = "{}";
+  std::string details_json = "{}";
+};
+
+// Runs claimed tasks. Implementations must be thread-safe: Execute is called concurrently from
+// up to `concurrency` threads.
+class Executor {
+ public:
+  virtual ~Executor() = default;
+  // Runs the task to completion. Must return promptly (within a few seconds) once cancel
+  // becomes true, with cancelled = true. Must not throw (an exception is recorded as a failed
+  // attempt, but executors should turn their own errors into ExecResult).
+  virtual ExecResult Execute(const ClaimedTask& task, const std::atomic<bool>& cancel) = 0;
+};
+
+// Progress notifications (for a display); called from worker threads, must be thread-safe and
+// cheap.
+struct WorkerEvent {
+  enum class Kind { kStarted, kSucceeded, kFailed, kReleased, kLeaseLost, kError };
+  Kind kind = Kind::kStarted;
+  std::string task_id;
+  std::string title;
+  int attempt_number = 0;
+  int max_attempts = 0;
+  bool will_retry = false;  // kFailed: the task goes back to ready after backoff
+  int64_t duration_ms = 0;  // kSucceeded/kFailed/kReleased
+  std::string message;      // error text, or the reason
+};
+std::string_view WorkerEventKindName(WorkerEvent::Kind kind);
+
+struct WorkerOptions {
+  std::string owner;  // lease owner id; empty: DefaultWorkerOwner()
+  int concurrency = 1;
+  int64_t lease_ms = 30'000;
+  int64_t poll_ms = 500;    // longest sleep when nothing is claimable
+  bool until_idle = false;  // return once no matching task is ready, leased or backing off
+  int batch = 1;            // most tasks claimed in one transaction
+  ClaimFilter filter;
+  int64_t reap_interval_ms = 1'000;
+  // After RequestStop: how long running tasks may take to finish before they are cancelled
+  // and their leases released.
+  int64_t shutdown_grace_ms = 10'000;
+  std::function<void(const WorkerEvent&)> on_event;  // may be empty
+};
+
+struct WorkerStats {
+  int64_t claimed = 0;
+  int64_t succeeded = 0;
+  int64_t failed = 0;
+  int64_t released = 0;
+  int64_t lease_lost = 0;
+  int64_t reaped = 0;
+};
+
+// "<hostname>:<pid>:<ulid>"
+std::string DefaultWorkerOwner();
+
+class Worker {
+ public:
+  // REQUIRES: queue and executor outlive the Worker. options.concurrency, batch >= 1,
+  // lease_ms > 0 (checked by Run).
+  Worker(Queue& queue, Executor& executor, WorkerOptions options);
+  ~Worker();
+  Worker(const Worker&) = delete;
+  Worker& operator=(const Worker&) = delete;
+
+  // Runs the loop on the calling thread until stopped (RequestStop, or idle with until_idle).
+  // Returns an error only when the options are invalid or the store keeps failing; per-task
+  // failures are recorded in the queue, not returned. Call at most once.
+  Status Run();
+
+  // Stops claiming; running tasks get shutdown_grace_ms to finish, then are cancelled and
+  // released. Thread-safe; not async-signal-safe (call it from a signal-watching thread).
+  void RequestStop();
+  // Cancels running tasks now (a second Ctrl-C) and releases their leases. Thread-safe.
+  void RequestCancel();
+
+  WorkerStats stats() const;
+  const std::string& owner() const { return options_.owner; }
+
+ private:
+  struct Job {
+    ClaimedTask claimed;
+    std::atomic<bool> cancel{false};
+    bool lease_lost = false;        // guarded by mu_
+    bool shutting_down = false;     // guarded by mu_: cancel came from RequestStop/Cancel
+    int64_t next_heartbeat_ms = 0;  // guarded by mu_
+    int64_t started_ms = 0;
+  };
+
+  void PoolThread();
+  void HeartbeatThread();
+  void RunJob(const std::shared_ptr<Job>& job);
+  void Finish(const std::shared_ptr<Job>& job, const ExecResult& result);
+  void Emit(WorkerEvent event);
+  // Cancels every running job as part of shutdown.
+  void CancelAllLocked();
+  Status ClaimAndDispatch(int free_slots, bool& claimed_any);
+
+  Queue& queue_;
+  Executor& executor_;
+  WorkerOptions options_;
+
+  mutable std::mutex mu_;
+  std::condition_variable cv_;                          // state changes for the main loop
+  std::condition_variable pool_cv_;                     // work for the pool
+  std::vector<std::shared_ptr<Job>> pending_jobs_;      // guarded by mu_: claimed, not yet running
+  std::map<std::string, std::shared_ptr<Job>> active_;  // guarded by mu_: by task id
+  int in_flight_ = 0;                                   // guarded by mu_: pending + running
+  int64_t finished_count_ = 0;                          // guarded by mu_: jobs done, any outcome
+  bool stop_ = false;                                   // guarded by mu_
+  bool cancel_now_ = false;                             // guarded by mu_
+  bool pool_exit_ = false;                              // guarded by mu_
+  WorkerStats stats_;                                   // guarded by mu_
+  std::vector<std::thread> threads_;
+};
+
+}  // namespace factory

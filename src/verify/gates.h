@@ -1,0 +1,55 @@
+#pragma once
+// Gates: checks on an attempt's result that agents cannot game.
+//  - Protected paths: an attempt whose diff touches a `protected:` glob fails, unless its task
+//    allows that path explicitly.
+//  - Command gates: run in order on a clean checkout of the attempt's commit (untracked
+//    leftovers of the agent do not count), each in the sandbox with a timeout; the first failure
+//    stops the sequence and its output tail becomes the next attempt's feedback.
+
+#include <atomic>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "core/result.h"
+#include "plan/config.h"
+#include "workspace/sandbox.h"
+
+namespace factory {
+
+struct GateResult {
+  std::string name;
+  bool passed = false;
+  int exit_code = -1;
+  bool timed_out = false;
+  int64_t duration_ms = 0;
+  std::string output_tail;  // last ~4 KB of stdout+stderr
+};
+
+struct GateRunOptions {
+  Sandbox* sandbox = nullptr;  // REQUIRES: non-null
+  bool network = false;
+  ResourceLimits limits;
+  size_t tail_bytes = 4096;
+  std::string logs_dir;  // where <gate>.log files go; "" = not kept
+  const std::atomic<bool>* cancel = nullptr;
+};
+
+// Runs gates in order in `checkout` (a clean checkout of the commit under test) until one
+// fails. Returns the results of the gates that ran. An error only when a gate could not be
+// started.
+Result<std::vector<GateResult>> RunGates(const std::vector<GateConfig>& gates,
+                                         const std::string& checkout,
+                                         const GateRunOptions& options);
+
+// The protected paths among `changed` (repository-relative), honouring the task's
+// `allow_protected` globs. Empty when the change is acceptable.
+std::vector<std::string> ProtectedViolations(const ProjectConfig& config,
+                                             const std::vector<std::string>& changed,
+                                             const std::vector<std::string>& allow_protected);
+
+// The feedback text for the next attempt after a gate failed: gate name, exit code or timeout,
+// and the output tail.
+std::string GateFeedback(const GateResult& failed);
+
+}  // namespace factory
