@@ -247,12 +247,19 @@ TEST_F(StoreTest, IdempotentEnqueueFromTwoProcessesCreatesOneTask) {
       for (int t = 0; t < 4; ++t) {
         pool.emplace_back([&] {
           auto store = OpenSqliteStore(SqliteOptions{.path = db_path()});
-          if (!store) { all_ok = false; return; }
+          if (!store) {
+            fprintf(stderr, "child open: %s\n", store.error().message.c_str());
+            all_ok = false;
+            return;
+          }
           Queue queue(**store);
           for (int round = 0; round < 25; ++round) {
             auto result = queue.Enqueue(
                 EnqueueRequest{.title = "x", .idempotency_key = "k" + std::to_string(round)});
-            if (!result) all_ok = false;
+            if (!result) {
+              fprintf(stderr, "child enqueue: %s\n", result.error().message.c_str());
+              all_ok = false;
+            }
           }
         });
       }

@@ -1,5 +1,7 @@
 #include "store/sqlite/sqlite_db.h"
 
+#include <mutex>
+
 namespace factory::sqlite {
 
 Error ErrorFromCode(int code, sqlite3* db, std::string_view what) {
@@ -30,7 +32,9 @@ Error ErrorFromCode(int code, sqlite3* db, std::string_view what) {
 }
 
 Statement& Statement::Bind(int index, std::string_view text) {
-  sqlite3_bind_text(stmt_, index, text.data(), static_cast<int>(text.size()), SQLITE_TRANSIENT);
+  // SQLITE_STATIC: callers keep the text alive until the statement is stepped (every call site
+  // binds from values that outlive Step), which saves a copy per bound value.
+  sqlite3_bind_text(stmt_, index, text.data(), static_cast<int>(text.size()), SQLITE_STATIC);
   return *this;
 }
 
@@ -84,6 +88,11 @@ bool Statement::ColumnIsNull(int column) const {
 }
 
 Result<std::unique_ptr<Connection>> Connection::Open(const std::string& path, int flags) {
+  static std::once_flag configured;
+  std::call_once(configured, [] {
+    // Memory statistics take a global mutex on every allocation; we never read them.
+    sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+  });
   sqlite3* db = nullptr;
   int rc = sqlite3_open_v2(path.c_str(), &db, flags | SQLITE_OPEN_NOMUTEX, nullptr);
   if (rc != SQLITE_OK) {
@@ -107,8 +116,12 @@ Status Connection::Exec(std::string_view sql) {
   if (rc != SQLITE_OK) {
     std::string detail = message != nullptr ? message : sqlite3_errstr(rc);
     sqlite3_free(message);
-    Error error = ErrorFromCode(sqlite3_extended_errcode(db_), nullptr, sql_text.substr(0, 60));
+    int code = sqlite3_extended_errcode(db_);
+    Error error = ErrorFromCode(code, nullptr, sql_text.substr(0, 60));
     error.message = sql_text.substr(0, 60) + ": " + detail;
+    if ((code & 0xff) == SQLITE_BUSY || (code & 0xff) == SQLITE_LOCKED) {
+      error.message += " (database busy)";
+    }
     return std::unexpected(std::move(error));
   }
   return Ok();
@@ -118,6 +131,7 @@ Result<Statement*> Connection::Prepare(const std::string& sql) {
   auto it = cache_.find(sql);
   if (it != cache_.end()) {
     it->second->Reset();
+    in_use_.push_back(it->second.get());
     return it->second.get();
   }
   sqlite3_stmt* stmt = nullptr;
@@ -127,7 +141,13 @@ Result<Statement*> Connection::Prepare(const std::string& sql) {
     return std::unexpected(ErrorFromCode(rc, db_, "prepare " + sql.substr(0, 60)));
   }
   auto [inserted, unused] = cache_.emplace(sql, std::make_unique<Statement>(db_, stmt));
+  in_use_.push_back(inserted->second.get());
   return inserted->second.get();
+}
+
+void Connection::ResetStatements() {
+  for (Statement* statement : in_use_) statement->Reset();
+  in_use_.clear();
 }
 
 }  // namespace factory::sqlite

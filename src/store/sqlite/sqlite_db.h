@@ -10,6 +10,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <vector>
 
 #include "core/result.h"
 
@@ -25,7 +26,8 @@ class Statement {
   Statement(const Statement&) = delete;
   Statement& operator=(const Statement&) = delete;
 
-  // Bind by 1-based index.
+  // Bind by 1-based index. Text is bound without a copy: REQUIRES the bound text stays alive
+  // until the statement has been stepped.
   Statement& Bind(int index, std::string_view text);
   Statement& Bind(int index, int64_t value);
   Statement& Bind(int index, int value) { return Bind(index, static_cast<int64_t>(value)); }
@@ -60,6 +62,10 @@ class Connection {
   Status Exec(std::string_view sql);
   // A cached prepared statement, reset and ready to bind. Valid until the connection closes.
   Result<Statement*> Prepare(const std::string& sql);
+  // Resets every statement handed out since the last call. A statement left mid-result keeps
+  // its read snapshot open, and a stale snapshot makes the next BEGIN IMMEDIATE fail with
+  // SQLITE_BUSY_SNAPSHOT forever; call this before ending every transaction.
+  void ResetStatements();
 
   sqlite3* handle() { return db_; }
 
@@ -67,6 +73,7 @@ class Connection {
   explicit Connection(sqlite3* db) : db_(db) {}
   sqlite3* db_;
   std::unordered_map<std::string, std::unique_ptr<Statement>> cache_;
+  std::vector<Statement*> in_use_;  // handed out since the last ResetStatements
 };
 
 }  // namespace factory::sqlite

@@ -554,6 +554,7 @@ class SqliteStore final : public Store {
     if (status) {
       SqliteTxn txn(*conn, /*writable=*/false);
       status = fn(txn);
+      conn->ResetStatements();
       Status end = conn->Exec("COMMIT");
       if (status && !end) status = end;
       if (!end) (void)conn->Exec("ROLLBACK");
@@ -635,7 +636,7 @@ class SqliteStore final : public Store {
     FACTORY_ASSIGN_OR_RETURN(Statement * stmt, writer_->Prepare("PRAGMA user_version"));
     FACTORY_ASSIGN_OR_RETURN(bool has_row, stmt->Step());
     int version = has_row ? static_cast<int>(stmt->ColumnInt(0)) : 0;
-    stmt->Reset();
+    writer_->ResetStatements();
     return version;
   }
 
@@ -645,6 +646,7 @@ class SqliteStore final : public Store {
     FACTORY_RETURN_IF_ERROR(BeginImmediate());
     SqliteTxn txn(*writer_, /*writable=*/true);
     Status status = fn(txn);
+    writer_->ResetStatements();
     if (!status) {
       (void)writer_->Exec("ROLLBACK");
       return status;
