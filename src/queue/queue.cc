@@ -191,7 +191,7 @@ Result<std::vector<ClaimedTask>> Queue::Claim(const std::string& owner, int64_t 
 }
 
 Result<Task> Queue::LoadLeased(StoreTxn& txn, const Lease& lease) {
-  FACTORY_ASSIGN_OR_RETURN(auto task, txn.GetTask(lease.task_id));
+  FACTORY_ASSIGN_OR_RETURN(auto task, txn.GetTask(lease.task_id, /*with_dependencies=*/false));
   if (!task) return NotFound("task " + lease.task_id + " does not exist");
   if (!IsLeasedState(task->state) || task->lease_owner != lease.owner ||
       task->lease_epoch != lease.epoch) {
@@ -228,17 +228,21 @@ Status Queue::Transition(StoreTxn& txn, Task& task, TaskState to, const std::str
 
 Status Queue::FinishAttempt(StoreTxn& txn, const Task& task, AttemptStatus status,
                             const std::string& error, const std::string& details_json) {
-  FACTORY_ASSIGN_OR_RETURN(auto attempt, txn.GetAttempt(task.id, task.lease_epoch));
-  if (!attempt) return Ok();  // leased before attempts were recorded; nothing to close
-  attempt->status = status;
-  attempt->finished_ms = clock_.NowMillis();
-  attempt->error = error;
-  json details = ParseObject(details_json);
-  if (auto it = details.find("exit_code"); it != details.end() && it->is_number_integer()) {
-    attempt->exit_code = it->get<int>();
+  // UpdateAttempt writes only the closing fields, so the row need not be read first.
+  Attempt attempt{.task_id = task.id, .epoch = task.lease_epoch, .status = status,
+                  .finished_ms = clock_.NowMillis(), .error = error};
+  if (details_json.empty() || details_json == "{}") {
+    attempt.details_json = "{}";
+  } else {
+    json details = ParseObject(details_json);
+    if (auto it = details.find("exit_code"); it != details.end() && it->is_number_integer()) {
+      attempt.exit_code = it->get<int>();
+    }
+    attempt.details_json = details.dump();
   }
-  if (!details.empty()) attempt->details_json = details.dump();
-  return txn.UpdateAttempt(*attempt);
+  Status updated = txn.UpdateAttempt(attempt);
+  if (!updated && updated.error().code == ErrorCode::kNotFound) return Ok();  // no attempt row
+  return updated;
 }
 
 Result<Lease> Queue::Heartbeat(const Lease& lease, int64_t lease_ms) {

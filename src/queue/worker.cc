@@ -129,9 +129,11 @@ Status Worker::Run() {
   int64_t last_reap_ms = 0;
   int consecutive_errors = 0;
   while (true) {
+    int64_t finished_before = 0;  // a task finishing after this wakes the wait below
     {
       std::lock_guard lock(mu_);
       if (stop_) break;
+      finished_before = finished_count_;
     }
     const int64_t now_ms = queue_.clock().NowMillis();
     if (now_ms - last_reap_ms >= options_.reap_interval_ms) {
@@ -192,7 +194,6 @@ Status Worker::Run() {
       }
     }
     std::unique_lock lock(mu_);
-    const int64_t finished_before = finished_count_;
     // Wake early when a task finishes: its dependents may have become ready.
     cv_.wait_for(lock, std::chrono::milliseconds(wait_ms),
                  [&] { return stop_ || finished_count_ != finished_before; });

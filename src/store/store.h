@@ -48,8 +48,10 @@ class StoreTxn {
   virtual Result<std::vector<Run>> ListRuns(int limit) = 0;
 
   // --- tasks
-  // The task with its depends_on filled in, or nullopt.
-  virtual Result<std::optional<Task>> GetTask(std::string_view id) = 0;
+  // The task with its depends_on filled in (unless with_dependencies is false: the hot paths
+  // that only check a lease skip that query), or nullopt.
+  virtual Result<std::optional<Task>> GetTask(std::string_view id,
+                                              bool with_dependencies = true) = 0;
   virtual Result<std::optional<std::string>> FindTaskByIdempotencyKey(std::string_view run_id,
                                                                       std::string_view key) = 0;
   // Inserts the task row and its dependency edges. AlreadyExists on a duplicate id or

@@ -158,7 +158,7 @@ class SqliteTxn final : public StoreTxn {
   }
 
   // --- tasks
-  Result<std::optional<Task>> GetTask(std::string_view id) override {
+  Result<std::optional<Task>> GetTask(std::string_view id, bool with_dependencies) override {
     FACTORY_ASSIGN_OR_RETURN(
         Statement * stmt,
         conn_.Prepare(std::string("SELECT ") + kTaskColumns + " FROM tasks WHERE id = ?1"));
@@ -167,7 +167,9 @@ class SqliteTxn final : public StoreTxn {
     if (!has_row) return std::optional<Task>();
     Task task = ReadTask(*stmt);
     stmt->Reset();
-    FACTORY_ASSIGN_OR_RETURN(task.depends_on, ListDependencies(task.id));
+    if (with_dependencies) {
+      FACTORY_ASSIGN_OR_RETURN(task.depends_on, ListDependencies(task.id));
+    }
     return std::optional<Task>(std::move(task));
   }
 
