@@ -1,0 +1,75 @@
+#pragma once
+// A small HTTP client over libcurl for model calls: connection reuse, connect / total / idle
+// timeouts, streamed response bodies (for SSE) and captured response headers (Retry-After).
+// Thread-safe: any number of threads may call Send() concurrently; each call borrows an easy
+// handle from a pool, and a handle keeps its connections alive between calls.
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "core/result.h"
+
+namespace factory::llm {
+
+struct HttpRequest {
+  std::string method = "POST";  // "GET" or "POST"
+  std::string url;
+  std::vector<std::pair<std::string, std::string>> headers;
+  std::string body;
+  int64_t connect_timeout_ms = 10'000;
+  int64_t total_timeout_ms = 60'000;  // whole transfer; 0 = none
+  // Abort when no byte arrives for this long; 0 = none. Checked about once a second, so the
+  // effective limit is this rounded up to the next second.
+  int64_t idle_timeout_ms = 0;
+};
+
+struct HttpResponse {
+  int status = 0;
+  std::map<std::string, std::string> headers;  // names lower-cased; last value wins
+  std::string body;  // the whole body, except 2xx bodies of a streamed call (see Send)
+
+  // The header's value, or "" when absent. `name` must be lower case.
+  std::string Header(const std::string& name) const;
+};
+
+// Receives a piece of a 2xx response body as it arrives. Return false to abort the transfer
+// (Send then fails with kAborted).
+using BodyChunkHandler = std::function<bool(std::string_view chunk)>;
+
+class HttpClient {
+ public:
+  HttpClient();
+  ~HttpClient();
+  HttpClient(const HttpClient&) = delete;
+  HttpClient& operator=(const HttpClient&) = delete;
+
+  // Performs the request. Any HTTP status is a success at this level (the caller maps statuses).
+  // When `on_chunk` is given and the status is 2xx, the body is handed to it piece by piece
+  // instead of being collected in HttpResponse::body; non-2xx bodies are always collected.
+  // Errors: kDeadlineExceeded (a timeout), kUnavailable (connection refused/reset, DNS, TLS,
+  // a transfer cut short), kAborted (on_chunk returned false), kInvalidArgument (a bad URL).
+  // Error messages name the URL but never header values.
+  Result<HttpResponse> Send(const HttpRequest& request, const BodyChunkHandler& on_chunk = {});
+
+  // A process-wide shared client (one connection pool for every provider).
+  static HttpClient& Shared();
+
+ private:
+  void* Acquire();
+  void Release(void* handle);
+
+  std::mutex mu_;
+  std::vector<void*> idle_handles_;  // guarded by mu_; CURL* handles ready for reuse
+};
+
+// Parses a Retry-After header value: delta-seconds (possibly fractional) or an HTTP-date,
+// relative to now_ms. Returns -1 when absent or unparseable, otherwise milliseconds >= 0.
+int64_t ParseRetryAfterMs(const std::string& value, int64_t now_ms);
+
+}  // namespace factory::llm
