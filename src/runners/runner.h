@@ -54,6 +54,10 @@ struct RunnerContext {
   size_t output_tail_bytes = 4096;
   const std::atomic<bool>* cancel = nullptr;
   std::map<std::string, std::string> extra_env;  // e.g. gateway URL and key (issue 4)
+  // Absolute paths bound read-write in the sandbox besides the worktree, for agents that must
+  // write somewhere else (a CLI agent's own state directory such as ~/.claude). Empty by
+  // default: the worktree is the only writable place; attempt_dir stays read-only inside.
+  std::vector<std::string> extra_writable_paths;
 };
 
 // One step an agent reported through its structured output (tool use, message...), recorded as
@@ -64,10 +68,10 @@ struct AgentStep {
 };
 
 struct RunnerUsage {
-  std::optional<double> cost_usd;
-  int64_t input_tokens = 0;
+  std::optional<double> cost_usd;  // set only when the agent reported it
+  int64_t input_tokens = 0;        // all prompt tokens, cached and cache-writing ones included
   int64_t output_tokens = 0;
-  int64_t cached_tokens = 0;
+  int64_t cached_tokens = 0;  // the part of input_tokens read from a prompt cache
   std::string model;
 };
 

@@ -23,7 +23,12 @@ struct GateResult {
   int exit_code = -1;
   bool timed_out = false;
   int64_t duration_ms = 0;
-  std::string output_tail;  // last ~4 KB of stdout+stderr
+  std::string output_tail;  // last ~4 KB of stdout+stderr, interleaved as written; starts on a
+                            // UTF-8 character boundary
+  std::string command;      // the gate's command, as configured
+  int64_t timeout_ms = 0;   // the limit it ran under
+  bool cancelled = false;   // stopped by GateRunOptions::cancel (not passed)
+  std::string log_path;     // the full output, when GateRunOptions::logs_dir was set
 };
 
 struct GateRunOptions {
@@ -31,13 +36,18 @@ struct GateRunOptions {
   bool network = false;
   ResourceLimits limits;
   size_t tail_bytes = 4096;
-  std::string logs_dir;  // where <gate>.log files go; "" = not kept
+  // Where the full output goes, one file per gate: <logs_dir>/<n>-<name>.log with n 1-based
+  // and the name reduced to [A-Za-z0-9._-]; created when missing. "" = not kept.
+  std::string logs_dir;
   const std::atomic<bool>* cancel = nullptr;
 };
 
 // Runs gates in order in `checkout` (a clean checkout of the commit under test) until one
-// fails. Returns the results of the gates that ran. An error only when a gate could not be
-// started.
+// fails (or `cancel` is set). Each gate runs as `/bin/sh -c` with stderr merged into stdout, in
+// the checkout as the sandbox's writable worktree, under gate.timeout (which kills its whole
+// process group). Returns the results of the gates that ran; all passed when every result's
+// `passed` is set and there is one per gate. An error only when a gate could not be started
+// (InvalidArgument without a sandbox; the sandbox's error, naming the gate).
 Result<std::vector<GateResult>> RunGates(const std::vector<GateConfig>& gates,
                                          const std::string& checkout,
                                          const GateRunOptions& options);

@@ -1,0 +1,67 @@
+#pragma once
+// Shared plumbing of the `factory` subcommands: global options, exit codes, error printing and
+// opening the store. Each command group lives in its own file and registers itself on the CLI11
+// app through an Add*Commands function; the selected command runs after parsing succeeded.
+
+#include <CLI/CLI.hpp>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "core/result.h"
+#include "store/store.h"
+
+namespace factory::cli {
+
+// Process exit codes (documented in README.md).
+inline constexpr int kExitOk = 0;
+inline constexpr int kExitFailed = 1;        // the operation ran and failed (audit broken...)
+inline constexpr int kExitUsage = 2;         // malformed arguments or invalid input values
+inline constexpr int kExitNotFound = 3;      // an unknown task id or a missing database
+inline constexpr int kExitPrecondition = 4;  // illegal transition, newer schema, not initialised
+
+inline constexpr char kDefaultDbPath[] = ".factory/factory.db";
+
+struct GlobalOptions {
+  std::string db_path = kDefaultDbPath;  // --db / FACTORY_DB
+  std::string log_level;                 // --log-level / FACTORY_LOG (empty: default)
+  std::string sync = "normal";           // --sync / FACTORY_SYNC: normal | full
+};
+
+class CliContext {
+ public:
+  GlobalOptions global;
+  // Set by the parsed subcommand's callback; run by RunCli after parsing.
+  std::function<int()> action;
+
+  // The database path as given (relative paths resolve against the cwd).
+  std::filesystem::path DbPath() const;
+  // The directory holding the database (".factory" by default): artifacts live under it.
+  std::filesystem::path FactoryDir() const;
+
+  // Opens the store. With create_if_missing the database file is created when its directory
+  // exists (FailedPrecondition "run `factory init`" when the directory is missing); without it
+  // a missing file is NotFound. Errors name the path.
+  Result<std::unique_ptr<Store>> OpenStore(bool create_if_missing) const;
+};
+
+// The exit code for an error from a store/queue operation.
+int ExitCodeFor(ErrorCode code);
+// Prints "factory: error: <message>" on stderr and returns ExitCodeFor(error.code).
+int ReportError(const Error& error);
+// Prints "factory: error: <message>" on stderr and returns exit_code.
+int ReportError(std::string_view message, int exit_code);
+
+// Registration of each command group (one file each).
+void AddInitCommand(CLI::App& app, CliContext& ctx);
+void AddTaskCommands(CLI::App& app, CliContext& ctx);
+void AddQueueCommands(CLI::App& app, CliContext& ctx);
+void AddAuditCommands(CLI::App& app, CliContext& ctx);
+void AddWorkerCommand(CLI::App& app, CliContext& ctx);
+
+// Parses argv, runs the selected command, returns the process exit code. Never throws.
+int RunCli(int argc, char** argv);
+
+}  // namespace factory::cli

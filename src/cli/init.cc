@@ -1,0 +1,74 @@
+#include "cli/init.h"
+
+#include <fmt/core.h>
+
+#include <cstring>
+#include <iostream>
+#include <system_error>
+
+#include "cli/cli.h"
+
+namespace factory::cli {
+namespace {
+
+Status EnsureDirectory(const std::filesystem::path& dir, InitReport& report) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(dir, ec)) return Ok();
+  if (std::filesystem::exists(dir, ec)) {
+    return FailedPrecondition(dir.string() + " exists and is not a directory");
+  }
+  std::filesystem::create_directories(dir, ec);
+  if (ec) return Unavailable("cannot create directory " + dir.string() + ": " + ec.message());
+  report.created.push_back(dir.string());
+  return Ok();
+}
+
+}  // namespace
+
+Result<InitReport> InitFactoryDir(const InitOptions& options) {
+  InitReport report;
+  FACTORY_RETURN_IF_ERROR(EnsureDirectory(options.factory_dir, report));
+  FACTORY_RETURN_IF_ERROR(EnsureDirectory(options.factory_dir / "artifacts", report));
+
+  std::error_code ec;
+  const bool db_existed = std::filesystem::exists(options.db_path, ec);
+  SqliteOptions sqlite;
+  sqlite.path = options.db_path.string();
+  sqlite.synchronous = options.sync;
+  sqlite.create_if_missing = true;
+  auto store = OpenSqliteStore(sqlite);
+  if (!store) {
+    Error error = store.error().Wrap("cannot open database " + options.db_path.string());
+    if (error.code == ErrorCode::kInvalidArgument) error.code = ErrorCode::kUnavailable;
+    return std::unexpected(std::move(error));
+  }
+  if (!db_existed) report.created.push_back(options.db_path.string());
+  report.schema_version = (*store)->Info().schema_version;
+  // Later: config.yaml, agents/, models.yaml (never overwriting existing files).
+  return report;
+}
+
+void AddInitCommand(CLI::App& app, CliContext& ctx) {
+  auto* cmd = app.add_subcommand(
+      "init", "Create .factory/ (or the directory of --db) with the database and artifacts/");
+  cmd->callback([&ctx] {
+    ctx.action = [&ctx]() -> int {
+      InitOptions options;
+      options.db_path = ctx.DbPath();
+      options.factory_dir = ctx.FactoryDir();
+      options.sync = ctx.global.sync == "full" ? SqliteSync::kFull : SqliteSync::kNormal;
+      auto report = InitFactoryDir(options);
+      if (!report) return ReportError(report.error());
+      if (report->created.empty()) {
+        std::cout << "factory: already initialised in " << options.factory_dir.string()
+                  << " (schema version " << report->schema_version << ")\n";
+      } else {
+        std::cout << "factory: initialised " << options.factory_dir.string() << " (schema version "
+                  << report->schema_version << ")\n";
+      }
+      return kExitOk;
+    };
+  });
+}
+
+}  // namespace factory::cli

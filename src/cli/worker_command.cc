@@ -1,0 +1,267 @@
+// `factory worker`: runs command tasks until stopped (or idle with --until-idle).
+
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <poll.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cmath>
+#include <cstdio>
+#include <functional>
+#include <iostream>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "cli/cli.h"
+#include "cli/shell_executor.h"
+#include "cli/validate.h"
+#include "queue/queue.h"
+#include "queue/worker.h"
+
+namespace factory::cli {
+namespace {
+
+// --- signals: the handler only writes to a self-pipe; a watcher thread does the real work.
+
+int g_signal_pipe_write = -1;
+
+extern "C" void OnStopSignal(int signo) {
+  const int saved_errno = errno;
+  const auto byte = static_cast<unsigned char>(signo);
+  if (g_signal_pipe_write >= 0) {
+    [[maybe_unused]] ssize_t written = write(g_signal_pipe_write, &byte, 1);
+  }
+  errno = saved_errno;
+}
+
+// Installs SIGINT/SIGTERM handlers for its lifetime. The first signal calls on_stop, the
+// second on_cancel. Not re-entrant: one instance at a time.
+class SignalWatcher {
+ public:
+  SignalWatcher(std::function<void(int)> on_stop, std::function<void(int)> on_cancel)
+      : on_stop_(std::move(on_stop)), on_cancel_(std::move(on_cancel)) {
+    if (pipe2(fds_, O_CLOEXEC | O_NONBLOCK) != 0) {
+      fds_[0] = fds_[1] = -1;
+      return;
+    }
+    g_signal_pipe_write = fds_[1];
+    struct sigaction action = {};
+    action.sa_handler = OnStopSignal;
+    sigemptyset(&action.sa_mask);
+    action.sa_flags = SA_RESTART;
+    sigaction(SIGINT, &action, &old_int_);
+    sigaction(SIGTERM, &action, &old_term_);
+    thread_ = std::thread([this] { Watch(); });
+  }
+  ~SignalWatcher() {
+    if (fds_[0] < 0) return;
+    sigaction(SIGINT, &old_int_, nullptr);
+    sigaction(SIGTERM, &old_term_, nullptr);
+    const unsigned char quit = 0;
+    [[maybe_unused]] ssize_t written = write(fds_[1], &quit, 1);
+    thread_.join();
+    g_signal_pipe_write = -1;
+    close(fds_[0]);
+    close(fds_[1]);
+  }
+  SignalWatcher(const SignalWatcher&) = delete;
+  SignalWatcher& operator=(const SignalWatcher&) = delete;
+
+ private:
+  void Watch() {
+    int signals_seen = 0;
+    while (true) {
+      pollfd pfd = {fds_[0], POLLIN, 0};
+      if (poll(&pfd, 1, -1) < 0 && errno != EINTR) return;
+      unsigned char byte = 0;
+      while (read(fds_[0], &byte, 1) == 1) {
+        if (byte == 0) return;
+        ++signals_seen;
+        if (signals_seen == 1) {
+          on_stop_(byte);
+        } else {
+          on_cancel_(byte);
+        }
+      }
+    }
+  }
+
+  std::function<void(int)> on_stop_;
+  std::function<void(int)> on_cancel_;
+  int fds_[2] = {-1, -1};
+  struct sigaction old_int_ = {};
+  struct sigaction old_term_ = {};
+  std::thread thread_;
+};
+
+struct WorkerArgs {
+  int concurrency = 1;
+  bool until_idle = false;
+  double lease_seconds = 30;
+  double timeout_seconds = 0;
+  int poll_ms = 500;
+  int batch = 1;
+  double grace_seconds = 10;
+  std::string run;
+  std::string owner;
+  bool quiet = false;
+};
+
+std::string Quoted(const std::string& title) {
+  std::string shown = title.size() > 60 ? title.substr(0, 57) + "..." : title;
+  return "\"" + shown + "\"";
+}
+
+int RunWorker(const CliContext& ctx, const WorkerArgs& args) {
+  if (!args.run.empty()) {
+    if (auto ok = ValidateRunId("--run", args.run); !ok) return ReportError(ok.error());
+  }
+  auto store = ctx.OpenStore(/*create_if_missing=*/false);
+  if (!store) return ReportError(store.error());
+
+  WorkerOptions options;
+  options.owner = args.owner.empty() ? DefaultWorkerOwner() : args.owner;
+  options.concurrency = args.concurrency;
+  options.lease_ms = std::max<int64_t>(1, std::llround(args.lease_seconds * 1000));
+  options.poll_ms = args.poll_ms;
+  options.until_idle = args.until_idle;
+  options.batch = args.batch;
+  options.filter.require_command = true;
+  options.filter.run_id = args.run;
+  options.reap_interval_ms = std::clamp<int64_t>(options.lease_ms / 2, 100, 5'000);
+  options.shutdown_grace_ms = std::llround(args.grace_seconds * 1000);
+
+  std::mutex print_mu;
+  std::atomic<int64_t> final_failures{0};
+  const bool quiet = args.quiet;
+  options.on_event = [&](const WorkerEvent& event) {
+    if (event.kind == WorkerEvent::Kind::kFailed && !event.will_retry) ++final_failures;
+    if (quiet) return;
+    std::string line;
+    const std::string attempt =
+        fmt::format("attempt {}/{}", event.attempt_number, event.max_attempts);
+    switch (event.kind) {
+      case WorkerEvent::Kind::kStarted:
+        line = fmt::format("started   {} {} ({})", event.task_id, Quoted(event.title), attempt);
+        break;
+      case WorkerEvent::Kind::kSucceeded:
+        line = fmt::format("done      {} {} in {:.2f}s", event.task_id, Quoted(event.title),
+                           event.duration_ms / 1000.0);
+        break;
+      case WorkerEvent::Kind::kFailed:
+        line = fmt::format("failed    {} {} ({}, {}): {}", event.task_id, Quoted(event.title),
+                           attempt, event.will_retry ? "will retry" : "final", event.message);
+        break;
+      case WorkerEvent::Kind::kReleased:
+        line =
+            fmt::format("released  {} {} ({})", event.task_id, Quoted(event.title), event.message);
+        break;
+      case WorkerEvent::Kind::kLeaseLost:
+        line =
+            fmt::format("discarded {} {}: {}", event.task_id, Quoted(event.title), event.message);
+        break;
+      case WorkerEvent::Kind::kError:
+        line =
+            fmt::format("error     {} {}: {}", event.task_id, Quoted(event.title), event.message);
+        break;
+    }
+    std::lock_guard lock(print_mu);
+    std::cerr << "factory worker: " << line << std::endl;
+  };
+
+  ShellExecutorOptions exec_options;
+  exec_options.artifacts_dir = ctx.FactoryDir() / "artifacts";
+  exec_options.timeout_ms = std::llround(args.timeout_seconds * 1000);
+  ShellExecutor executor(exec_options);
+
+  QueueOptions queue_options;
+  queue_options.actor = "worker:" + options.owner;
+  Queue queue(**store, queue_options);
+  Worker worker(queue, executor, options);
+
+  if (!quiet) {
+    std::cerr << "factory worker: " << options.owner << " started (concurrency "
+              << options.concurrency << ", lease " << options.lease_ms << " ms"
+              << (options.until_idle ? ", until idle" : "") << ")" << std::endl;
+  }
+  Status ran;
+  {
+    SignalWatcher signals(
+        [&](int signo) {
+          {
+            std::lock_guard lock(print_mu);
+            std::cerr << "factory worker: received " << (signo == SIGINT ? "SIGINT" : "SIGTERM")
+                      << "; finishing running tasks (again to cancel them now)" << std::endl;
+          }
+          worker.RequestStop();
+        },
+        [&](int) {
+          {
+            std::lock_guard lock(print_mu);
+            std::cerr << "factory worker: cancelling running tasks" << std::endl;
+          }
+          worker.RequestCancel();
+        });
+    ran = worker.Run();
+  }
+  const WorkerStats stats = worker.stats();
+  if (!quiet) {
+    std::cerr << fmt::format(
+                     "factory worker: exiting: {} succeeded, {} failed attempt(s), {} released, "
+                     "{} discarded, {} expired lease(s) reaped",
+                     stats.succeeded, stats.failed, stats.released, stats.lease_lost, stats.reaped)
+              << std::endl;
+  }
+  if (!ran) return ReportError(ran.error().message, kExitFailed);
+  if (args.until_idle && final_failures.load() > 0) {
+    return ReportError(std::to_string(final_failures.load()) + " task(s) failed finally",
+                       kExitFailed);
+  }
+  return kExitOk;
+}
+
+}  // namespace
+
+void AddWorkerCommand(CLI::App& app, CliContext& ctx) {
+  auto args = std::make_shared<WorkerArgs>();
+  auto* cmd = app.add_subcommand(
+      "worker",
+      "Run tasks that carry a --command; SIGINT/SIGTERM stop claiming and finish or "
+      "release running tasks");
+  cmd->add_option("--concurrency", args->concurrency, "Tasks run at once")
+      ->check(CLI::Range(1, 256))
+      ->capture_default_str();
+  cmd->add_flag("--until-idle", args->until_idle,
+                "Exit when no task is ready, claimed, running or backing off (exit 1 if one "
+                "failed finally)");
+  cmd->add_option("--lease-seconds", args->lease_seconds,
+                  "Lease length; heartbeats every third of it")
+      ->check(CLI::Range(0.1, 86400.0))
+      ->capture_default_str();
+  cmd->add_option("--timeout-seconds", args->timeout_seconds,
+                  "Kill a task's process group after this long (0: no timeout)")
+      ->check(CLI::Range(0.0, 604800.0))
+      ->capture_default_str();
+  cmd->add_option("--poll-ms", args->poll_ms, "Longest sleep when nothing is claimable")
+      ->check(CLI::Range(10, 60'000))
+      ->capture_default_str();
+  cmd->add_option("--batch", args->batch, "Most tasks claimed in one transaction")
+      ->check(CLI::Range(1, 1000))
+      ->capture_default_str();
+  cmd->add_option("--grace-seconds", args->grace_seconds,
+                  "On SIGINT/SIGTERM, how long running tasks may finish before they are "
+                  "cancelled and released")
+      ->check(CLI::Range(0.0, 86400.0))
+      ->capture_default_str();
+  cmd->add_option("--run", args->run, "Only tasks of this run");
+  cmd->add_option("--owner", args->owner, "Lease owner id (default host:pid:ulid)");
+  cmd->add_flag("--quiet", args->quiet, "No progress lines on stderr");
+  cmd->callback([&ctx, args] { ctx.action = [&ctx, args] { return RunWorker(ctx, *args); }; });
+}
+
+}  // namespace factory::cli
