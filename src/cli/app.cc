@@ -116,6 +116,7 @@ int ParseAndRun(int argc, char** argv) {
   AddQueueCommands(app, ctx);
   AddAuditCommands(app, ctx);
   AddWorkerCommand(app, ctx);
+  AddProjectCommands(app, ctx);
 
   try {
     app.parse(argc, argv);

@@ -60,6 +60,7 @@ void AddTaskCommands(CLI::App& app, CliContext& ctx);
 void AddQueueCommands(CLI::App& app, CliContext& ctx);
 void AddAuditCommands(CLI::App& app, CliContext& ctx);
 void AddWorkerCommand(CLI::App& app, CliContext& ctx);
+void AddProjectCommands(CLI::App& app, CliContext& ctx);  // agents, models
 
 // Parses argv, runs the selected command, returns the process exit code. Never throws.
 int RunCli(int argc, char** argv);

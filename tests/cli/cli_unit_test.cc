@@ -6,7 +6,10 @@
 #include <string>
 
 #include "cli/cli.h"
+#include "agents/registry.h"
 #include "cli/init.h"
+#include "llm/models_config.h"
+#include "plan/config.h"
 #include "cli/json_format.h"
 #include "cli/validate.h"
 #include "common/test_util.h"
@@ -98,12 +101,24 @@ TEST(InitTest, CreatesLayoutAndIsIdempotent) {
   options.db_path = options.factory_dir / "factory.db";
   auto first = InitFactoryDir(options);
   ASSERT_TRUE(first.has_value()) << first.error().ToString();
-  EXPECT_EQ(first->created.size(), 3u);
   EXPECT_GT(first->schema_version, 0);
   EXPECT_TRUE(std::filesystem::is_directory(options.factory_dir / "artifacts"));
+  // The project files init writes are valid as written.
+  auto config = LoadProjectConfig(options.factory_dir / "config.yaml");
+  ASSERT_TRUE(config.has_value()) << config.error().message;
+  EXPECT_TRUE(config->warnings.empty());
+  auto models = llm::LoadModelsConfig(options.factory_dir / "models.yaml");
+  ASSERT_TRUE(models.has_value()) << models.error().message;
+  auto agents = AgentRegistry::LoadDirectory(options.factory_dir / "agents");
+  ASSERT_TRUE(agents.has_value()) << agents.error().message;
+  EXPECT_GE(agents->value->agents().size(), 3u);
+  EXPECT_TRUE(std::filesystem::exists(dir.path() / ".factory/scripts/builder.sh"));
+  // A user's edit survives a second init.
+  testing::WriteFile(options.factory_dir / "config.yaml", "concurrency: 7\n");
   auto second = InitFactoryDir(options);
   ASSERT_TRUE(second.has_value());
   EXPECT_TRUE(second->created.empty());
+  EXPECT_EQ(testing::ReadFile(options.factory_dir / "config.yaml"), "concurrency: 7\n");
   // A file where the directory should be.
   testing::WriteFile(dir.path() / "occupied", "x");
   options.factory_dir = dir.path() / "occupied";
