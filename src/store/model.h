@@ -102,4 +102,52 @@ struct Event {
 // prev_hash. The same function writes and verifies the chain, whatever the backend.
 std::string ComputeEventHash(const Event& event);
 
+// --- model-call ledger and budgets (schema v2)
+
+// One routed model call, as the ledger stores it.
+struct ModelCallRow {
+  int64_t id = 0;     // assigned by the store
+  int64_t ts_ms = 0;  // when the call started
+  std::string run_id;
+  std::string task_id;
+  std::string attempt_id;
+  std::string agent;
+  std::string provider;
+  std::string model;
+  std::string alias;
+  int64_t input_tokens = 0;
+  int64_t output_tokens = 0;
+  int64_t cached_tokens = 0;  // cache reads
+  double cost_usd = 0;
+  int64_t latency_ms = 0;
+  std::string status;  // "ok" or an error code name
+  int http_status = 0;
+  int retries = 0;
+  bool cache_hit = false;
+  std::string error;
+  std::string purpose;
+};
+
+// A budget reservation: a worst-case amount held before a model call, settled with the actual
+// cost after it. Scope keys may be empty (not applicable).
+struct ReservationRow {
+  int64_t id = 0;  // assigned by the store
+  int64_t ts_ms = 0;
+  std::string run_id;
+  std::string task_id;
+  std::string agent;
+  std::string day;  // UTC "YYYY-MM-DD" of ts_ms
+  double amount_usd = 0;
+  bool settled = false;
+  double actual_usd = 0;  // meaningful once settled
+};
+
+// A paused agent. agent "*" pauses every agent (the global daily cap).
+struct AgentPause {
+  std::string agent;
+  std::string reason;
+  int64_t since_ms = 0;
+  std::string by;  // who paused it: "budget", "velocity", a user...
+};
+
 }  // namespace factory

@@ -35,6 +35,28 @@ struct EventQuery {
   int limit = 1000;
 };
 
+struct ModelCallQuery {
+  int64_t since_ms = 0;  // calls with ts_ms >= since_ms
+  std::string run_id;    // empty: any
+  std::string task_id;   // empty: any
+  std::string agent;     // empty: any
+  int limit = 0;         // 0: no limit
+};
+
+// Which spend to add up. Every non-empty key must match; since_ms/until_ms bound ts_ms
+// (until_ms 0 = no upper bound).
+struct SpendQuery {
+  std::string run_id;
+  std::string task_id;
+  std::string agent;
+  std::string day;
+  int64_t since_ms = 0;
+  int64_t until_ms = 0;
+  // false: settled actual cost + unsettled reserved amounts (what a new reservation must fit
+  // beside); true: settled actual cost only (what was really spent).
+  bool settled_only = false;
+};
+
 // The operations available inside one transaction. Obtained only from Store::Write/Read; never
 // outlives the callback. Not thread-safe (a transaction belongs to one thread).
 class StoreTxn {
@@ -88,6 +110,27 @@ class StoreTxn {
   // Appends to the chain: fills seq, prev_hash and hash (id, ts_ms must be set by the caller).
   virtual Status AppendEvent(Event& event) = 0;
   virtual Result<std::vector<Event>> ListEvents(const EventQuery& query) = 0;
+
+  // --- model-call ledger (schema v2)
+  // Appends a call; returns its id.
+  virtual Result<int64_t> InsertModelCall(const ModelCallRow& row) = 0;
+  // Calls matching query, oldest first.
+  virtual Result<std::vector<ModelCallRow>> ListModelCalls(const ModelCallQuery& query) = 0;
+
+  // --- budgets (schema v2)
+  // Sum of spend in the scope (see SpendQuery). 0 when nothing matches.
+  virtual Result<double> SumSpend(const SpendQuery& query) = 0;
+  // Inserts an unsettled reservation; returns its id.
+  virtual Result<int64_t> InsertReservation(const ReservationRow& row) = 0;
+  virtual Result<std::optional<ReservationRow>> GetReservation(int64_t id) = 0;
+  // Marks the reservation settled at actual_usd. NotFound when absent; settling twice
+  // overwrites the actual cost.
+  virtual Status SettleReservation(int64_t id, double actual_usd) = 0;
+  // Inserts or replaces the pause of pause.agent.
+  virtual Status SetAgentPause(const AgentPause& pause) = 0;
+  // Removes the pause of agent; true when there was one.
+  virtual Result<bool> ClearAgentPause(std::string_view agent) = 0;
+  virtual Result<std::vector<AgentPause>> ListAgentPauses() = 0;
 };
 
 struct StoreInfo {

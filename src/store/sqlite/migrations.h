@@ -86,6 +86,59 @@ CREATE TABLE events (
 );
 CREATE INDEX events_task ON events(task_id, seq) WHERE task_id <> '';
 )sql",
+    // 2: the model-call ledger, budget reservations and agent pauses.
+    R"sql(
+CREATE TABLE model_calls (
+  id INTEGER PRIMARY KEY,
+  ts_ms INTEGER NOT NULL,
+  run_id TEXT NOT NULL DEFAULT '',
+  task_id TEXT NOT NULL DEFAULT '',
+  attempt_id TEXT NOT NULL DEFAULT '',
+  agent TEXT NOT NULL DEFAULT '',
+  provider TEXT NOT NULL DEFAULT '',
+  model TEXT NOT NULL DEFAULT '',
+  alias TEXT NOT NULL DEFAULT '',
+  input_tokens INTEGER NOT NULL DEFAULT 0,
+  output_tokens INTEGER NOT NULL DEFAULT 0,
+  cached_tokens INTEGER NOT NULL DEFAULT 0,
+  cost_usd REAL NOT NULL DEFAULT 0,
+  latency_ms INTEGER NOT NULL DEFAULT 0,
+  status TEXT NOT NULL,
+  http_status INTEGER NOT NULL DEFAULT 0,
+  retries INTEGER NOT NULL DEFAULT 0,
+  cache_hit INTEGER NOT NULL DEFAULT 0,
+  error TEXT NOT NULL DEFAULT '',
+  purpose TEXT NOT NULL DEFAULT ''
+);
+-- `factory costs --since`, by day; by agent; by run.
+CREATE INDEX model_calls_ts ON model_calls(ts_ms);
+CREATE INDEX model_calls_agent ON model_calls(agent, ts_ms);
+CREATE INDEX model_calls_run ON model_calls(run_id, ts_ms) WHERE run_id <> '';
+-- The per-task token cap.
+CREATE INDEX model_calls_task ON model_calls(task_id) WHERE task_id <> '';
+CREATE TABLE budget_reservations (
+  id INTEGER PRIMARY KEY,
+  ts_ms INTEGER NOT NULL,
+  run_id TEXT NOT NULL DEFAULT '',
+  task_id TEXT NOT NULL DEFAULT '',
+  agent TEXT NOT NULL DEFAULT '',
+  day TEXT NOT NULL,
+  amount_usd REAL NOT NULL,
+  settled INTEGER NOT NULL DEFAULT 0,
+  actual_usd REAL NOT NULL DEFAULT 0
+);
+-- One index per budget scope that Reserve sums over.
+CREATE INDEX budget_reservations_day ON budget_reservations(day);
+CREATE INDEX budget_reservations_agent ON budget_reservations(agent, ts_ms);
+CREATE INDEX budget_reservations_run ON budget_reservations(run_id) WHERE run_id <> '';
+CREATE INDEX budget_reservations_task ON budget_reservations(task_id) WHERE task_id <> '';
+CREATE TABLE agent_pauses (
+  agent TEXT PRIMARY KEY,
+  reason TEXT NOT NULL,
+  since_ms INTEGER NOT NULL,
+  by TEXT NOT NULL DEFAULT ''
+) WITHOUT ROWID;
+)sql",
 };
 
 inline constexpr int kLatestVersion = static_cast<int>(std::size(kMigrations));

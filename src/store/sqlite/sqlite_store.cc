@@ -5,6 +5,7 @@
 #include <sqlite3.h>
 
 #include <algorithm>
+#include <charconv>
 #include <chrono>
 #include <condition_variable>
 #include <filesystem>
@@ -90,6 +91,52 @@ Event ReadEvent(const Statement& row) {
   event.prev_hash = row.ColumnText(8);
   event.hash = row.ColumnText(9);
   return event;
+}
+
+// Statement binds text and integers only. A REAL column converts a bound decimal text to a
+// double (column affinity), and printf('%!.17g', x) reads one back with every digit, so money
+// survives the round trip.
+std::string DoubleText(double value) {
+  char buffer[32];
+  auto [end, ec] = std::to_chars(buffer, buffer + sizeof(buffer), value);
+  if (ec != std::errc()) return "0";
+  return std::string(buffer, end);
+}
+
+double ParseDouble(const std::string& text) {
+  double value = 0;
+  std::from_chars(text.data(), text.data() + text.size(), value);
+  return value;
+}
+
+constexpr char kModelCallColumns[] =
+    "id, ts_ms, run_id, task_id, attempt_id, agent, provider, model, alias, input_tokens, "
+    "output_tokens, cached_tokens, printf('%!.17g', cost_usd), latency_ms, status, http_status, "
+    "retries, cache_hit, error, purpose";
+
+ModelCallRow ReadModelCall(const Statement& row) {
+  ModelCallRow call;
+  call.id = row.ColumnInt(0);
+  call.ts_ms = row.ColumnInt(1);
+  call.run_id = row.ColumnText(2);
+  call.task_id = row.ColumnText(3);
+  call.attempt_id = row.ColumnText(4);
+  call.agent = row.ColumnText(5);
+  call.provider = row.ColumnText(6);
+  call.model = row.ColumnText(7);
+  call.alias = row.ColumnText(8);
+  call.input_tokens = row.ColumnInt(9);
+  call.output_tokens = row.ColumnInt(10);
+  call.cached_tokens = row.ColumnInt(11);
+  call.cost_usd = ParseDouble(row.ColumnText(12));
+  call.latency_ms = row.ColumnInt(13);
+  call.status = row.ColumnText(14);
+  call.http_status = static_cast<int>(row.ColumnInt(15));
+  call.retries = static_cast<int>(row.ColumnInt(16));
+  call.cache_hit = row.ColumnInt(17) != 0;
+  call.error = row.ColumnText(18);
+  call.purpose = row.ColumnText(19);
+  return call;
 }
 
 Run ReadRun(const Statement& row) {
@@ -431,6 +478,160 @@ class SqliteTxn final : public StoreTxn {
       events.push_back(ReadEvent(*stmt));
     }
     return events;
+  }
+
+  // --- model-call ledger
+  Result<int64_t> InsertModelCall(const ModelCallRow& row) override {
+    FACTORY_RETURN_IF_ERROR(CheckWritable());
+    FACTORY_ASSIGN_OR_RETURN(
+        Statement * stmt,
+        conn_.Prepare("INSERT INTO model_calls (ts_ms, run_id, task_id, attempt_id, agent, "
+                      "provider, model, alias, input_tokens, output_tokens, cached_tokens, "
+                      "cost_usd, latency_ms, status, http_status, retries, cache_hit, error, "
+                      "purpose) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, "
+                      "?14, ?15, ?16, ?17, ?18, ?19)"));
+    const std::string cost = DoubleText(row.cost_usd);
+    stmt->Bind(1, row.ts_ms).Bind(2, row.run_id).Bind(3, row.task_id).Bind(4, row.attempt_id);
+    stmt->Bind(5, row.agent).Bind(6, row.provider).Bind(7, row.model).Bind(8, row.alias);
+    stmt->Bind(9, row.input_tokens).Bind(10, row.output_tokens).Bind(11, row.cached_tokens);
+    stmt->Bind(12, cost).Bind(13, row.latency_ms).Bind(14, row.status);
+    stmt->Bind(15, row.http_status).Bind(16, row.retries).Bind(17, row.cache_hit ? 1 : 0);
+    stmt->Bind(18, row.error).Bind(19, row.purpose);
+    FACTORY_RETURN_IF_ERROR(stmt->Run());
+    return static_cast<int64_t>(sqlite3_last_insert_rowid(conn_.handle()));
+  }
+
+  Result<std::vector<ModelCallRow>> ListModelCalls(const ModelCallQuery& query) override {
+    std::string sql =
+        std::string("SELECT ") + kModelCallColumns + " FROM model_calls WHERE ts_ms >= ?1";
+    if (!query.run_id.empty()) sql += " AND run_id = ?2";
+    if (!query.agent.empty()) sql += " AND agent = ?3";
+    if (!query.task_id.empty()) sql += " AND task_id = ?5";
+    sql += " ORDER BY ts_ms, id LIMIT ?4";
+    FACTORY_ASSIGN_OR_RETURN(Statement * stmt, conn_.Prepare(sql));
+    stmt->Bind(1, query.since_ms);
+    if (!query.run_id.empty()) stmt->Bind(2, query.run_id);
+    if (!query.agent.empty()) stmt->Bind(3, query.agent);
+    if (!query.task_id.empty()) stmt->Bind(5, query.task_id);
+    stmt->Bind(4, static_cast<int64_t>(query.limit > 0 ? query.limit : -1));
+    std::vector<ModelCallRow> calls;
+    while (true) {
+      FACTORY_ASSIGN_OR_RETURN(bool has_row, stmt->Step());
+      if (!has_row) break;
+      calls.push_back(ReadModelCall(*stmt));
+    }
+    return calls;
+  }
+
+  // --- budgets
+  Result<double> SumSpend(const SpendQuery& query) override {
+    std::string sql = query.settled_only
+                          ? "SELECT printf('%!.17g', total(actual_usd)) FROM budget_reservations "
+                            "WHERE settled = 1 AND ts_ms >= ?1"
+                          : "SELECT printf('%!.17g', total(CASE WHEN settled THEN actual_usd "
+                            "ELSE amount_usd END)) FROM budget_reservations WHERE ts_ms >= ?1";
+    if (query.until_ms > 0) sql += " AND ts_ms < ?2";
+    if (!query.run_id.empty()) sql += " AND run_id = ?3";
+    if (!query.task_id.empty()) sql += " AND task_id = ?4";
+    if (!query.agent.empty()) sql += " AND agent = ?5";
+    if (!query.day.empty()) sql += " AND day = ?6";
+    FACTORY_ASSIGN_OR_RETURN(Statement * stmt, conn_.Prepare(sql));
+    stmt->Bind(1, query.since_ms);
+    if (query.until_ms > 0) stmt->Bind(2, query.until_ms);
+    if (!query.run_id.empty()) stmt->Bind(3, query.run_id);
+    if (!query.task_id.empty()) stmt->Bind(4, query.task_id);
+    if (!query.agent.empty()) stmt->Bind(5, query.agent);
+    if (!query.day.empty()) stmt->Bind(6, query.day);
+    FACTORY_ASSIGN_OR_RETURN(bool has_row, stmt->Step());
+    double sum = has_row ? ParseDouble(stmt->ColumnText(0)) : 0;
+    stmt->Reset();
+    return sum;
+  }
+
+  Result<int64_t> InsertReservation(const ReservationRow& row) override {
+    FACTORY_RETURN_IF_ERROR(CheckWritable());
+    FACTORY_ASSIGN_OR_RETURN(
+        Statement * stmt,
+        conn_.Prepare("INSERT INTO budget_reservations (ts_ms, run_id, task_id, agent, day, "
+                      "amount_usd, settled, actual_usd) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"));
+    const std::string amount = DoubleText(row.amount_usd);
+    const std::string actual = DoubleText(row.actual_usd);
+    stmt->Bind(1, row.ts_ms).Bind(2, row.run_id).Bind(3, row.task_id).Bind(4, row.agent);
+    stmt->Bind(5, row.day).Bind(6, amount).Bind(7, row.settled ? 1 : 0).Bind(8, actual);
+    FACTORY_RETURN_IF_ERROR(stmt->Run());
+    return static_cast<int64_t>(sqlite3_last_insert_rowid(conn_.handle()));
+  }
+
+  Result<std::optional<ReservationRow>> GetReservation(int64_t id) override {
+    FACTORY_ASSIGN_OR_RETURN(
+        Statement * stmt,
+        conn_.Prepare("SELECT id, ts_ms, run_id, task_id, agent, day, printf('%!.17g', "
+                      "amount_usd), settled, printf('%!.17g', actual_usd) FROM "
+                      "budget_reservations WHERE id = ?1"));
+    stmt->Bind(1, id);
+    FACTORY_ASSIGN_OR_RETURN(bool has_row, stmt->Step());
+    if (!has_row) return std::optional<ReservationRow>();
+    ReservationRow row;
+    row.id = stmt->ColumnInt(0);
+    row.ts_ms = stmt->ColumnInt(1);
+    row.run_id = stmt->ColumnText(2);
+    row.task_id = stmt->ColumnText(3);
+    row.agent = stmt->ColumnText(4);
+    row.day = stmt->ColumnText(5);
+    row.amount_usd = ParseDouble(stmt->ColumnText(6));
+    row.settled = stmt->ColumnInt(7) != 0;
+    row.actual_usd = ParseDouble(stmt->ColumnText(8));
+    stmt->Reset();
+    return std::optional<ReservationRow>(std::move(row));
+  }
+
+  Status SettleReservation(int64_t id, double actual_usd) override {
+    FACTORY_RETURN_IF_ERROR(CheckWritable());
+    FACTORY_ASSIGN_OR_RETURN(
+        Statement * stmt,
+        conn_.Prepare("UPDATE budget_reservations SET settled = 1, actual_usd = ?2 WHERE id = ?1"));
+    const std::string actual = DoubleText(actual_usd);
+    stmt->Bind(1, id).Bind(2, actual);
+    FACTORY_RETURN_IF_ERROR(stmt->Run());
+    if (sqlite3_changes(conn_.handle()) == 0) {
+      return NotFound("budget reservation " + std::to_string(id));
+    }
+    return Ok();
+  }
+
+  Status SetAgentPause(const AgentPause& pause) override {
+    FACTORY_RETURN_IF_ERROR(CheckWritable());
+    FACTORY_ASSIGN_OR_RETURN(
+        Statement * stmt,
+        conn_.Prepare("INSERT OR REPLACE INTO agent_pauses (agent, reason, since_ms, by) "
+                      "VALUES (?1, ?2, ?3, ?4)"));
+    stmt->Bind(1, pause.agent).Bind(2, pause.reason).Bind(3, pause.since_ms).Bind(4, pause.by);
+    return stmt->Run();
+  }
+
+  Result<bool> ClearAgentPause(std::string_view agent) override {
+    FACTORY_RETURN_IF_ERROR(CheckWritable());
+    FACTORY_ASSIGN_OR_RETURN(Statement * stmt,
+                             conn_.Prepare("DELETE FROM agent_pauses WHERE agent = ?1"));
+    stmt->Bind(1, agent);
+    FACTORY_RETURN_IF_ERROR(stmt->Run());
+    return sqlite3_changes(conn_.handle()) > 0;
+  }
+
+  Result<std::vector<AgentPause>> ListAgentPauses() override {
+    FACTORY_ASSIGN_OR_RETURN(
+        Statement * stmt,
+        conn_.Prepare("SELECT agent, reason, since_ms, by FROM agent_pauses ORDER BY agent"));
+    std::vector<AgentPause> pauses;
+    while (true) {
+      FACTORY_ASSIGN_OR_RETURN(bool has_row, stmt->Step());
+      if (!has_row) break;
+      pauses.push_back(AgentPause{.agent = stmt->ColumnText(0),
+                                  .reason = stmt->ColumnText(1),
+                                  .since_ms = stmt->ColumnInt(2),
+                                  .by = stmt->ColumnText(3)});
+    }
+    return pauses;
   }
 
  private:
