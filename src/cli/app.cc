@@ -117,6 +117,7 @@ int ParseAndRun(int argc, char** argv) {
   AddAuditCommands(app, ctx);
   AddWorkerCommand(app, ctx);
   AddProjectCommands(app, ctx);
+  AddCostCommands(app, ctx);
 
   try {
     app.parse(argc, argv);

@@ -61,6 +61,8 @@ void AddQueueCommands(CLI::App& app, CliContext& ctx);
 void AddAuditCommands(CLI::App& app, CliContext& ctx);
 void AddWorkerCommand(CLI::App& app, CliContext& ctx);
 void AddProjectCommands(CLI::App& app, CliContext& ctx);  // agents, models
+// costs, agents resume. REQUIRES: AddProjectCommands ran first (it creates `agents`).
+void AddCostCommands(CLI::App& app, CliContext& ctx);
 
 // Parses argv, runs the selected command, returns the process exit code. Never throws.
 int RunCli(int argc, char** argv);

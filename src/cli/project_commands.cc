@@ -112,7 +112,9 @@ void AddProjectCommands(CLI::App& app, CliContext& ctx) {
   static bool agents_json = false;
   agents->add_option("--dir", agents_dir_value, "Agents directory (default: <factory dir>/agents)");
   agents->add_flag("--json", agents_json, "Print a JSON array");
-  agents->callback([&ctx] {
+  agents->callback([&ctx, agents] {
+    // `agents resume NAME` sets its own action; the parent's callback runs after it.
+    if (!agents->get_subcommands().empty()) return;
     ctx.action = [&ctx] { return ListAgents(ctx, agents_dir_value, agents_json); };
   });
 

@@ -1,0 +1,73 @@
+// `factory agents`, `factory models`, `factory costs` and `factory agents resume` through the
+// real binary.
+
+#include <gtest/gtest.h>
+
+#include <set>
+
+#include "cli/cli.h"
+#include "cli/cli_test_util.h"
+#include "ledger/budget.h"
+#include "queue/queue.h"
+
+namespace factory::cli {
+namespace {
+
+using testing::CliSandbox;
+
+TEST(ProjectCommandsTest, InitWritesAgentsThatTheListingShows) {
+  CliSandbox sandbox;
+  sandbox.Ok({"init"});
+  auto agents = sandbox.Ok({"agents", "--json"}).Json();
+  ASSERT_TRUE(agents.is_array());
+  ASSERT_GE(agents.size(), 3u);
+  std::set<std::string> runners;
+  for (const auto& agent : agents) {
+    runners.insert(agent["runner"].get<std::string>());
+    EXPECT_EQ(agent["status"], "idle");
+  }
+  EXPECT_EQ(runners, (std::set<std::string>{"cli", "llm", "script"}));
+  auto models = sandbox.Ok({"models", "--json"}).Json();
+  EXPECT_TRUE(models.contains("providers"));
+  // A broken agent file is reported with its file and line.
+  testing::WriteFile(sandbox.Path(".factory/agents/bad.md"), "---\nname: bad\nrole: x\n---\nbody\n");
+  auto bad = sandbox.Run({"agents"});
+  EXPECT_EQ(bad.exit_code, kExitUsage);
+  EXPECT_NE(bad.err.find("bad.md:"), std::string::npos) << bad.err;
+  EXPECT_NE(bad.err.find("runner"), std::string::npos) << bad.err;
+}
+
+TEST(ProjectCommandsTest, CostsAreEmptyOnAFreshDatabaseAndGroupingIsValidated) {
+  CliSandbox sandbox;
+  sandbox.Ok({"init"});
+  auto costs = sandbox.Ok({"costs", "--by", "model", "--json"}).Json();
+  EXPECT_EQ(costs["total"]["calls"], 0);
+  EXPECT_EQ(sandbox.Run({"costs", "--by", "colour"}).exit_code, kExitUsage);
+  EXPECT_EQ(sandbox.Run({"costs", "--since", "yesterday"}).exit_code, kExitUsage);
+}
+
+TEST(ProjectCommandsTest, ResumeLiftsAPause) {
+  CliSandbox sandbox;
+  sandbox.Ok({"init"});
+  {
+    auto store = OpenSqliteStore(SqliteOptions{.path = sandbox.DbPath().string()});
+    ASSERT_TRUE(store.has_value());
+    Queue queue(**store);
+    ledger::BudgetGuard guard(**store, queue, ledger::BudgetEnvelope{});
+    ASSERT_TRUE(guard.Pause("builder", "daily cap reached", "test").has_value());
+    EXPECT_TRUE(*guard.IsPaused("builder"));
+  }
+  EXPECT_EQ(sandbox.Run({"agents", "resume", "nobody"}).exit_code, kExitNotFound);
+  sandbox.Ok({"agents", "resume", "builder"});
+  auto store = OpenSqliteStore(SqliteOptions{.path = sandbox.DbPath().string()});
+  Queue queue(**store);
+  ledger::BudgetGuard guard(**store, queue, ledger::BudgetEnvelope{});
+  EXPECT_FALSE(*guard.IsPaused("builder"));
+  auto events = queue.ListEvents(EventQuery{.limit = 0});
+  int resumed = 0;
+  for (const auto& event : *events) resumed += event.kind == "agent.resumed";
+  EXPECT_EQ(resumed, 1);
+}
+
+}  // namespace
+}  // namespace factory::cli
