@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <deque>
 #include <set>
+#include <type_traits>
 
 #include "queue/state_machine.h"
 
@@ -24,6 +25,19 @@ json ParseObject(const std::string& text) {
 }
 
 std::string StateName(TaskState state) { return std::string(TaskStateName(state)); }
+
+// Runs one read primitive on a consistent snapshot and returns its result.
+template <typename Fn>
+auto ReadValue(Store& store, Fn&& read) -> std::invoke_result_t<Fn, StoreTxn&> {
+  std::optional<std::invoke_result_t<Fn, StoreTxn&>> result;
+  Status status = store.Read([&](StoreTxn& txn) -> Status {
+    result.emplace(read(txn));
+    if (!*result) return std::unexpected(result->error());
+    return Ok();
+  });
+  if (!status) return std::unexpected(status.error());
+  return std::move(*result);
+}
 
 bool IsFinalFailure(TaskState state) {
   return state == TaskState::kFailed || state == TaskState::kCancelled ||
@@ -516,48 +530,28 @@ Status Queue::UpdateMetadata(const std::string& task_id, const std::string& patc
 }
 
 Result<Task> Queue::GetTask(const std::string& task_id) {
-  std::optional<Task> task;
-  FACTORY_RETURN_IF_ERROR(store_.Read([&](StoreTxn& txn) -> Status {
-    FACTORY_ASSIGN_OR_RETURN(task, txn.GetTask(task_id));
-    return Ok();
-  }));
+  FACTORY_ASSIGN_OR_RETURN(
+      auto task, ReadValue(store_, [&](StoreTxn& txn) { return txn.GetTask(task_id); }));
   if (!task) return NotFound("task " + task_id + " does not exist");
   return std::move(*task);
 }
 
 Result<std::vector<Task>> Queue::ListTasks(const TaskQuery& query) {
-  std::vector<Task> tasks;
-  FACTORY_RETURN_IF_ERROR(store_.Read([&](StoreTxn& txn) -> Status {
-    FACTORY_ASSIGN_OR_RETURN(tasks, txn.ListTasks(query));
-    return Ok();
-  }));
-  return tasks;
+  return ReadValue(store_, [&](StoreTxn& txn) { return txn.ListTasks(query); });
 }
 
 Result<std::vector<Attempt>> Queue::ListAttempts(const std::string& task_id) {
-  std::vector<Attempt> attempts;
-  FACTORY_RETURN_IF_ERROR(store_.Read([&](StoreTxn& txn) -> Status {
-    FACTORY_ASSIGN_OR_RETURN(attempts, txn.ListAttempts(task_id));
-    return Ok();
-  }));
-  return attempts;
+  return ReadValue(store_, [&](StoreTxn& txn) { return txn.ListAttempts(task_id); });
 }
 
 Result<std::vector<Event>> Queue::ListEvents(const EventQuery& query) {
-  std::vector<Event> events;
-  FACTORY_RETURN_IF_ERROR(store_.Read([&](StoreTxn& txn) -> Status {
-    FACTORY_ASSIGN_OR_RETURN(events, txn.ListEvents(query));
-    return Ok();
-  }));
-  return events;
+  return ReadValue(store_, [&](StoreTxn& txn) { return txn.ListEvents(query); });
 }
 
 Result<std::map<std::string, int64_t>> Queue::Stats(const std::string& run_id) {
-  std::map<TaskState, int64_t> counts;
-  FACTORY_RETURN_IF_ERROR(store_.Read([&](StoreTxn& txn) -> Status {
-    FACTORY_ASSIGN_OR_RETURN(counts, txn.CountTasksByState(run_id));
-    return Ok();
-  }));
+  FACTORY_ASSIGN_OR_RETURN(
+      auto counts,
+      ReadValue(store_, [&](StoreTxn& txn) { return txn.CountTasksByState(run_id); }));
   std::map<std::string, int64_t> stats;
   for (TaskState state : kAllTaskStates) {
     auto it = counts.find(state);
@@ -582,12 +576,7 @@ Result<bool> Queue::HasActiveWork(const ClaimFilter& filter) {
 }
 
 Result<std::optional<int64_t>> Queue::NextReadyAt(const ClaimFilter& filter) {
-  std::optional<int64_t> next;
-  FACTORY_RETURN_IF_ERROR(store_.Read([&](StoreTxn& txn) -> Status {
-    FACTORY_ASSIGN_OR_RETURN(next, txn.NextReadyAt(filter));
-    return Ok();
-  }));
-  return next;
+  return ReadValue(store_, [&](StoreTxn& txn) { return txn.NextReadyAt(filter); });
 }
 
 }  // namespace factory
