@@ -1,0 +1,745 @@
+#include "orchestrator/pipeline.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <thread>
+#include <utility>
+
+#include "agents/agent.h"
+#include "verify/checkout.h"
+#include "verify/gates.h"
+
+namespace factory {
+namespace {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+constexpr int64_t kMiB = 1024 * 1024;
+
+json ParseObject(const std::string& text) {
+  json parsed = json::parse(text.empty() ? "{}" : text, nullptr, /*allow_exceptions=*/false);
+  if (parsed.is_discarded() || !parsed.is_object()) return json::object();
+  return parsed;
+}
+
+std::vector<std::string> ParseStringArray(const std::string& text) {
+  std::vector<std::string> values;
+  json parsed = json::parse(text.empty() ? "[]" : text, nullptr, /*allow_exceptions=*/false);
+  if (parsed.is_discarded() || !parsed.is_array()) return values;
+  for (const auto& item : parsed) {
+    if (item.is_string()) values.push_back(item.get<std::string>());
+  }
+  return values;
+}
+
+std::vector<std::string> StringArrayField(const json& object, const char* key) {
+  std::vector<std::string> values;
+  auto it = object.find(key);
+  if (it == object.end() || !it->is_array()) return values;
+  for (const auto& item : *it) {
+    if (item.is_string()) values.push_back(item.get<std::string>());
+  }
+  return values;
+}
+
+std::string JoinPaths(const std::vector<std::string>& paths) {
+  std::string joined;
+  for (const auto& path : paths) joined += (joined.empty() ? "" : ", ") + path;
+  return joined;
+}
+
+std::string FirstLine(const std::string& text) {
+  std::string line = text.substr(0, text.find('\n'));
+  if (line.size() > 300) line = line.substr(0, 300) + "...";
+  return line;
+}
+
+// Keeps the end of a text (the useful part of an output).
+std::string Tail(const std::string& text, size_t bytes) {
+  if (text.size() <= bytes) return text;
+  return "..." + text.substr(text.size() - bytes);
+}
+
+int64_t NowMillis(const Queue& queue) { return queue.clock().NowMillis(); }
+
+std::string OneLineTitle(const std::string& title) {
+  std::string line = title;
+  std::replace(line.begin(), line.end(), '\n', ' ');
+  std::replace(line.begin(), line.end(), '\r', ' ');
+  return line;
+}
+
+// Keeps the attempts' artifacts out of the user's `git status`: adds the folder, when it lies in
+// the repository, to the repository's info/exclude (never to a tracked file), as the workspace
+// does for its worktrees. Best effort.
+void ExcludeFromGit(const WorkspaceManager& workspace, const std::string& dir) {
+  std::error_code error;
+  const fs::path root = fs::weakly_canonical(workspace.repo_root(), error);
+  const fs::path target = fs::weakly_canonical(dir, error);
+  const fs::path relative = target.lexically_relative(root);
+  if (relative.empty() || relative.native().starts_with("..")) return;
+  auto common = workspace.git().CommonDir();
+  if (!common) return;
+  const fs::path exclude = fs::path(*common) / "info" / "exclude";
+  const std::string pattern = "/" + relative.generic_string() + "/";
+  std::string content;
+  if (std::ifstream in(exclude); in) {
+    std::stringstream buffer;
+    buffer << in.rdbuf();
+    content = buffer.str();
+  }
+  std::stringstream lines(content);
+  for (std::string line; std::getline(lines, line);) {
+    if (line == pattern) return;
+  }
+  fs::create_directories(exclude.parent_path(), error);
+  std::ofstream out(exclude, std::ios::app);
+  if (!content.empty() && content.back() != '\n') out << '\n';
+  out << pattern << '\n';
+}
+
+}  // namespace
+
+std::string TaskKey(const Task& task) {
+  json metadata = ParseObject(task.metadata_json);
+  auto it = metadata.find("backlog_id");
+  if (it != metadata.end() && it->is_string()) {
+    std::string key = it->get<std::string>();
+    if (WorkspaceManager::ValidateId("task id", key)) return key;
+  }
+  if (task.idempotency_key && WorkspaceManager::ValidateId("task id", *task.idempotency_key)) {
+    return *task.idempotency_key;
+  }
+  return task.id;
+}
+
+Result<std::string> PreviousFeedback(Queue& queue, const std::string& task_id,
+                                     int64_t current_epoch) {
+  FACTORY_ASSIGN_OR_RETURN(std::vector<Attempt> attempts, queue.ListAttempts(task_id));
+  const Attempt* latest = nullptr;
+  for (const auto& attempt : attempts) {
+    if (attempt.epoch >= current_epoch) continue;
+    if (attempt.status != AttemptStatus::kFailed) continue;
+    if (latest == nullptr || attempt.epoch > latest->epoch) latest = &attempt;
+  }
+  if (latest == nullptr) return std::string();
+  json details = ParseObject(latest->details_json);
+  auto it = details.find(kDetailsFeedback);
+  if (it != details.end() && it->is_string()) return it->get<std::string>();
+  return latest->error;
+}
+
+// One attempt of one task: the state shared by the phases.
+class PipelineExecutor::AttemptRun {
+ public:
+  AttemptRun(PipelineExecutor& executor, const ClaimedTask& claimed,
+             const std::atomic<bool>& cancel)
+      : ex_(executor),
+        deps_(executor.deps_),
+        options_(executor.options_),
+        task_(claimed.task),
+        lease_(claimed.lease),
+        cancel_(cancel),
+        key_(TaskKey(claimed.task)),
+        metadata_(ParseObject(claimed.task.metadata_json)) {
+    progress_.run_id = task_.run_id;
+    progress_.task_id = task_.id;
+    progress_.task_key = key_;
+    progress_.title = task_.title;
+    progress_.attempt = lease_.attempt_number;
+    progress_.max_attempts = task_.max_attempts;
+    progress_.started_ms = NowMillis(*deps_.queue);
+    details_["attempt"] = lease_.attempt_number;
+    details_["task_key"] = key_;
+  }
+
+  ExecResult Run();
+
+ private:
+  // Marks a phase: an `attempt.phase` event and an observer notification.
+  void Phase(const char* phase, json extra = json::object());
+  ExecResult Fail(const std::string& phase, const std::string& error, const std::string& feedback,
+                  bool retryable = true);
+  ExecResult Cancelled();
+  ExecResult Succeed();
+  void RecordEvent(const std::string& kind, json payload);
+  void Cleanup(bool final);
+  // Removes worktrees earlier attempts left behind (a crash), saving their state to refs.
+  void RemoveLeftoverWorktrees();
+  // Removes gate checkouts of attempts before `below_attempt` (left by a crash mid-gates).
+  void RemoveLeftoverCheckouts(int below_attempt);
+  std::string CheckoutPath(int attempt) const;
+
+  Status AcquireAgent();
+  std::optional<ExecResult> RunRunner();
+  std::optional<ExecResult> Commit();
+  std::optional<ExecResult> CheckProtected();
+  std::optional<ExecResult> Gates();
+  std::optional<ExecResult> Merge();
+
+  PipelineExecutor& ex_;
+  const PipelineDeps& deps_;
+  const PipelineOptions& options_;
+  const Task& task_;
+  const Lease& lease_;
+  const std::atomic<bool>& cancel_;
+  const std::string key_;
+  const json metadata_;
+
+  AttemptProgress progress_;
+  json details_ = json::object();
+  const AgentSpec* agent_ = nullptr;
+  bool agent_acquired_ = false;
+  std::optional<AttemptWorkspace> workspace_;
+  std::string attempt_dir_;
+  std::string commit_;
+  std::vector<std::string> gates_passed_;
+  double cost_usd_ = 0;
+
+ public:
+  ~AttemptRun() {
+    if (agent_acquired_) deps_.agents->Release(agent_->name);
+  }
+};
+
+void PipelineExecutor::AttemptRun::RecordEvent(const std::string& kind, json payload) {
+  payload["attempt"] = lease_.attempt_number;
+  Status recorded =
+      deps_.queue->RecordEvent(task_.run_id, task_.id, kind, options_.actor, payload.dump());
+  if (!recorded) {
+    spdlog::warn("task {}: cannot record {} event: {}", key_, kind, recorded.error().ToString());
+  }
+}
+
+void PipelineExecutor::AttemptRun::Phase(const char* phase, json extra) {
+  progress_.phase = phase;
+  progress_.phase_started_ms = NowMillis(*deps_.queue);
+  if (agent_ != nullptr) progress_.agent = agent_->name;
+  extra["phase"] = phase;
+  RecordEvent("attempt.phase", std::move(extra));
+  ex_.UpdateProgress(progress_, /*started=*/false);
+}
+
+std::string PipelineExecutor::AttemptRun::CheckoutPath(int attempt) const {
+  return deps_.workspace->RunWorktreesDir(task_.run_id) + "/_check/" + key_ + "-" +
+         std::to_string(attempt);
+}
+
+void PipelineExecutor::AttemptRun::RemoveLeftoverCheckouts(int below_attempt) {
+  for (int attempt = 1; attempt < below_attempt; ++attempt) {
+    const std::string path = CheckoutPath(attempt);
+    std::error_code error;
+    if (!fs::exists(path, error)) continue;
+    // Only ever a detached checkout of a commit: nothing to save.
+    std::lock_guard lock(ex_.worktree_mu_);
+    const Git& git = deps_.workspace->git();
+    if (auto removed = git.WorktreeRemove(path, /*force=*/true); !removed) {
+      fs::remove_all(path, error);
+      (void)git.WorktreePrune();
+    }
+  }
+}
+
+void PipelineExecutor::AttemptRun::Cleanup(bool final) {
+  if (!final) return;
+  RemoveLeftoverCheckouts(lease_.attempt_number + 1);
+  if (!workspace_ || options_.keep_worktrees) return;
+  auto removed = [&] {
+    std::lock_guard lock(ex_.worktree_mu_);
+    return deps_.workspace->RemoveAttempt(*workspace_);
+  }();
+  if (!removed) {
+    spdlog::warn("task {}: cannot remove worktree {}: {}", key_, workspace_->path,
+                 removed.error().ToString());
+    return;
+  }
+  json saved = json::object();
+  if (removed->snapshot_ref) saved["snapshot_ref"] = *removed->snapshot_ref;
+  if (removed->attempt_ref) saved["attempt_ref"] = *removed->attempt_ref;
+  if (!saved.empty()) details_["saved_refs"] = saved;
+}
+
+void PipelineExecutor::AttemptRun::RemoveLeftoverWorktrees() {
+  if (options_.keep_worktrees) return;
+  for (int attempt = 1; attempt <= lease_.attempt_number; ++attempt) {
+    AttemptWorkspace leftover;
+    leftover.run_id = task_.run_id;
+    leftover.task_id = key_;
+    leftover.attempt = attempt;
+    leftover.branch = WorkspaceManager::TaskBranch(task_.run_id, key_);
+    leftover.path =
+        deps_.workspace->RunWorktreesDir(task_.run_id) + "/" + key_ + "-" + std::to_string(attempt);
+    std::error_code error;
+    if (!fs::exists(leftover.path, error)) continue;
+    std::lock_guard lock(ex_.worktree_mu_);
+    auto removed = deps_.workspace->RemoveAttempt(leftover);
+    if (!removed) {
+      spdlog::warn("task {}: cannot remove leftover worktree {}: {}", key_, leftover.path,
+                   removed.error().ToString());
+    }
+  }
+}
+
+ExecResult PipelineExecutor::AttemptRun::Fail(const std::string& phase, const std::string& error,
+                                              const std::string& feedback, bool retryable) {
+  const bool final = !retryable || lease_.attempt_number >= task_.max_attempts;
+  details_["failed_phase"] = phase;
+  details_[kDetailsFeedback] = feedback;
+  if (cost_usd_ > 0) details_["cost_usd"] = cost_usd_;
+  Cleanup(final);
+  ExecResult result;
+  result.success = false;
+  result.retryable = retryable;
+  result.error = error;
+  result.details_json = details_.dump();
+  spdlog::info("task {} attempt {}: failed in {}: {}", key_, lease_.attempt_number, phase,
+               FirstLine(error));
+  return result;
+}
+
+ExecResult PipelineExecutor::AttemptRun::Cancelled() {
+  ExecResult result;
+  result.cancelled = true;
+  result.error = "cancelled";
+  details_["cancelled_in"] = progress_.phase;
+  result.details_json = details_.dump();
+  return result;
+}
+
+ExecResult PipelineExecutor::AttemptRun::Succeed() {
+  if (cost_usd_ > 0) details_["cost_usd"] = cost_usd_;
+  Cleanup(/*final=*/true);
+  ExecResult result;
+  result.success = true;
+  json summary{{"task_key", key_}, {"attempt", lease_.attempt_number}};
+  if (details_.contains("merge_commit")) summary["merge_commit"] = details_["merge_commit"];
+  if (agent_ != nullptr) summary["agent"] = agent_->name;
+  result.result_json = summary.dump();
+  result.details_json = details_.dump();
+  return result;
+}
+
+Status PipelineExecutor::AttemptRun::AcquireAgent() {
+  AgentRequest request;
+  request.type = task_.type;
+  request.capabilities = ParseStringArray(task_.capabilities_json);
+  request.agent = task_.agent;
+  int64_t wait_ms = std::max<int64_t>(options_.agent_wait_initial_ms, 1);
+  bool logged_wait = false;
+  while (true) {
+    auto acquired = deps_.agents->Acquire(request);
+    if (acquired) {
+      agent_ = *acquired;
+      agent_acquired_ = true;
+      details_["agent"] = agent_->name;
+      details_["runner"] = std::string(RunnerKindName(agent_->runner));
+      return Ok();
+    }
+    if (acquired.error().code != ErrorCode::kUnavailable) return std::unexpected(acquired.error());
+    if (!logged_wait) {
+      logged_wait = true;
+      spdlog::debug("task {}: waiting for an agent: {}", key_, acquired.error().message);
+    }
+    // Sleep in small slices so a cancel is honoured promptly.
+    const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(wait_ms);
+    while (std::chrono::steady_clock::now() < until) {
+      if (cancel_.load()) return Aborted("cancelled while waiting for an agent");
+      std::this_thread::sleep_for(std::chrono::milliseconds(std::min<int64_t>(wait_ms, 20)));
+    }
+    wait_ms = std::min(wait_ms * 2, std::max<int64_t>(options_.agent_wait_max_ms, 1));
+  }
+}
+
+std::optional<ExecResult> PipelineExecutor::AttemptRun::RunRunner() {
+  Phase(kPhaseRunner, json{{"agent", agent_->name}});
+  auto runner = ex_.RunnerFor(*agent_);
+  if (!runner) {
+    // A runner that cannot be made for this agent never will be (llm before the model layer,
+    // an unknown preset): no point retrying.
+    const bool retryable = runner.error().code == ErrorCode::kUnavailable;
+    std::string error = "agent " + agent_->name + ": " + runner.error().message;
+    return Fail(kPhaseRunner, error, error, retryable);
+  }
+
+  AttemptInput input;
+  input.run_id = task_.run_id;
+  input.task_id = key_;
+  input.title = task_.title;
+  input.spec = task_.spec;
+  input.acceptance = ParseStringArray(task_.acceptance_json);
+  input.type = task_.type;
+  input.attempt = lease_.attempt_number;
+  input.max_attempts = task_.max_attempts;
+  auto feedback = PreviousFeedback(*deps_.queue, task_.id, lease_.epoch);
+  if (!feedback) {
+    spdlog::warn("task {}: cannot read the previous attempt's feedback: {}", key_,
+                 feedback.error().ToString());
+  } else {
+    input.feedback = *feedback;
+  }
+  details_["had_feedback"] = !input.feedback.empty();
+
+  const SandboxPolicy& policy = deps_.config->sandbox;
+  RunnerContext context;
+  context.input = std::move(input);
+  context.worktree = workspace_->path;
+  context.attempt_dir = attempt_dir_;
+  context.sandbox = deps_.sandbox;
+  context.limits.cpu_seconds = policy.cpu_seconds;
+  context.limits.memory_bytes = policy.memory_mb * kMiB;
+  context.limits.file_size_bytes = policy.file_size_mb * kMiB;
+  context.limits.max_processes = policy.max_processes;
+  context.timeout_ms = options_.runner_timeout_ms;
+  context.output_tail_bytes = 4096;
+  context.cancel = &cancel_;
+
+  auto outcome = (*runner)->Run(context);
+  if (!outcome) {
+    std::string error = "agent " + agent_->name + " could not start: " + outcome.error().message;
+    const bool retryable = outcome.error().code != ErrorCode::kInvalidArgument &&
+                           outcome.error().code != ErrorCode::kNotFound;
+    return Fail(kPhaseRunner, error, error, retryable);
+  }
+  const RunnerOutcome& run = *outcome;
+  size_t recorded = 0;
+  for (const auto& step : run.steps) {
+    if (recorded >= options_.max_step_events) break;
+    RecordEvent("agent.step", json{{"agent", agent_->name},
+                                   {"index", recorded},
+                                   {"kind", step.kind},
+                                   {"summary", step.summary}});
+    ++recorded;
+  }
+  json usage{{"input_tokens", run.usage.input_tokens},
+             {"output_tokens", run.usage.output_tokens},
+             {"cached_tokens", run.usage.cached_tokens}};
+  if (run.usage.cost_usd) {
+    usage["cost_usd"] = *run.usage.cost_usd;
+    cost_usd_ += *run.usage.cost_usd;
+    ex_.AddCost(task_.id, *run.usage.cost_usd);
+  }
+  if (!run.usage.model.empty()) usage["model"] = run.usage.model;
+  details_["usage"] = usage;
+  details_["prompt_bytes"] = run.prompt_bytes;
+  details_["runner_ms"] = run.duration_ms;
+  details_["runner_exit_code"] = run.exit_code;
+  details_["steps"] = run.steps.size();
+  if (!run.summary.empty()) details_["agent_summary"] = Tail(run.summary, 2000);
+
+  if (run.cancelled || cancel_.load()) return Cancelled();
+  if (!run.success) {
+    std::string error = run.timed_out ? "the agent timed out" : run.error;
+    if (error.empty()) error = "the agent exited with code " + std::to_string(run.exit_code);
+    std::string feedback = "The agent " + agent_->name + " failed: " + error;
+    if (!run.output_tail.empty() && run.error.find(run.output_tail) == std::string::npos) {
+      feedback += "\n\nOutput (tail):\n" + Tail(run.output_tail, 4096);
+    }
+    return Fail(kPhaseRunner, error, feedback);
+  }
+  return std::nullopt;
+}
+
+std::optional<ExecResult> PipelineExecutor::AttemptRun::Commit() {
+  Phase(kPhaseCommit);
+  const std::string message = "factory: " + OneLineTitle(task_.title) +
+                              "\n\nFactory-Task: " + key_ + "\nFactory-Run: " + task_.run_id +
+                              "\nFactory-Attempt: " + std::to_string(lease_.attempt_number) +
+                              "\nFactory-Agent: " + agent_->name + "\n";
+  auto commit = deps_.workspace->CommitAttempt(*workspace_, message);
+  if (!commit) {
+    std::string error = "cannot commit the attempt: " + commit.error().message;
+    return Fail(kPhaseCommit, error, error);
+  }
+  if (!commit->has_value()) {
+    const std::string error = "the attempt changed nothing";
+    return Fail(kPhaseCommit, error,
+                "The previous attempt changed nothing in the repository. Make the changes the "
+                "task asks for.");
+  }
+  commit_ = **commit;
+  details_["commit"] = commit_;
+  return std::nullopt;
+}
+
+std::optional<ExecResult> PipelineExecutor::AttemptRun::CheckProtected() {
+  Phase(kPhaseProtected);
+  auto changed = deps_.workspace->ChangedPaths(*workspace_);
+  if (!changed) {
+    std::string error = "cannot list the attempt's changes: " + changed.error().message;
+    return Fail(kPhaseProtected, error, error);
+  }
+  details_["changed_paths"] = *changed;
+  const std::vector<std::string> allow = StringArrayField(metadata_, "allow_protected");
+  std::vector<std::string> violations = ProtectedViolations(*deps_.config, *changed, allow);
+  if (!violations.empty()) {
+    details_["protected_violations"] = violations;
+    const std::string error = "the attempt changed protected paths: " + JoinPaths(violations);
+    return Fail(kPhaseProtected, error,
+                error +
+                    ". These paths are protected by the project configuration; leave them "
+                    "unchanged and solve the task in other files.");
+  }
+  return std::nullopt;
+}
+
+std::optional<ExecResult> PipelineExecutor::AttemptRun::Gates() {
+  Status advanced =
+      deps_.queue->Advance(lease_, TaskState::kVerifying, json{{"commit", commit_}}.dump());
+  if (!advanced) {
+    // Aborted: the lease is stale; the worker learns it when it records the outcome.
+    return Fail(kPhaseGates, "cannot move the task to verifying: " + advanced.error().message, "");
+  }
+  Phase(kPhaseGates, json{{"gates", deps_.config->gates.size()}});
+  json gates = json::array();
+  details_["gates"] = gates;
+  if (deps_.config->gates.empty()) return std::nullopt;
+
+  RemoveLeftoverCheckouts(lease_.attempt_number);
+  // A clean checkout of the commit: untracked leftovers of the agent do not count.
+  Git repo = deps_.workspace->git();
+  auto checkout = [&] {
+    std::lock_guard lock(ex_.worktree_mu_);
+    return MakeCleanCheckout(repo, commit_, CheckoutPath(lease_.attempt_number));
+  }();
+  if (!checkout) {
+    std::string error =
+        "cannot check out the attempt's commit for the gates: " + checkout.error().message;
+    return Fail(kPhaseGates, error, error);
+  }
+  const SandboxPolicy& policy = deps_.config->sandbox;
+  GateRunOptions gate_options;
+  gate_options.sandbox = deps_.sandbox;
+  gate_options.network = policy.network;
+  gate_options.limits.cpu_seconds = policy.cpu_seconds;
+  gate_options.limits.memory_bytes = policy.memory_mb * kMiB;
+  gate_options.limits.file_size_bytes = policy.file_size_mb * kMiB;
+  gate_options.limits.max_processes = policy.max_processes;
+  gate_options.tail_bytes = 4096;
+  gate_options.logs_dir = attempt_dir_ + "/gates";
+  gate_options.cancel = &cancel_;
+  auto results = RunGates(deps_.config->gates, checkout->path(), gate_options);
+  if (auto removed =
+          [&] {
+            std::lock_guard lock(ex_.worktree_mu_);
+            return checkout->Remove();
+          }();
+      !removed) {
+    spdlog::warn("task {}: cannot remove the gate checkout: {}", key_, removed.error().ToString());
+  }
+  if (!results) {
+    std::string error = "cannot run the gates: " + results.error().message;
+    return Fail(kPhaseGates, error, error);
+  }
+  const GateResult* failed = nullptr;
+  for (const auto& gate : *results) {
+    gates.push_back(json{{"name", gate.name},
+                         {"passed", gate.passed},
+                         {"exit_code", gate.exit_code},
+                         {"timed_out", gate.timed_out},
+                         {"duration_ms", gate.duration_ms},
+                         {"log", gate.log_path}});
+    if (gate.passed) {
+      gates_passed_.push_back(gate.name);
+    } else if (failed == nullptr) {
+      failed = &gate;
+    }
+  }
+  details_["gates"] = gates;
+  if (cancel_.load() || (failed != nullptr && failed->cancelled)) return Cancelled();
+  if (failed != nullptr) {
+    RecordEvent("gate.failed", json{{"gate", failed->name},
+                                    {"exit_code", failed->exit_code},
+                                    {"timed_out", failed->timed_out}});
+    std::string error = "gate '" + failed->name + "' failed";
+    error +=
+        failed->timed_out ? " (timed out)" : " (exit " + std::to_string(failed->exit_code) + ")";
+    return Fail(kPhaseGates, error, GateFeedback(*failed));
+  }
+  if (results->size() < deps_.config->gates.size()) {
+    std::string error = "the gates stopped before the last one without a failure";
+    return Fail(kPhaseGates, error, error);
+  }
+  return std::nullopt;
+}
+
+std::optional<ExecResult> PipelineExecutor::AttemptRun::Merge() {
+  Phase(kPhaseMerge);
+  MergeRequest request;
+  request.run_id = task_.run_id;
+  request.task_id = key_;
+  request.title = task_.title;
+  request.agent = agent_->name;
+  request.attempt = lease_.attempt_number;
+  request.gates = gates_passed_;
+  request.source = commit_;
+  std::vector<std::string> conflicts;
+  auto merged = [&] {
+    std::lock_guard lock(ex_.worktree_mu_);
+    return deps_.merges->Merge(request, &conflicts);
+  }();
+  if (!merged) {
+    if (!conflicts.empty()) {
+      details_["conflicts"] = conflicts;
+      RecordEvent("merge.conflict", json{{"paths", conflicts}});
+      const std::string error =
+          "merge conflict with the integration branch in: " + JoinPaths(conflicts);
+      return Fail(kPhaseMerge, error,
+                  error +
+                      ". The integration branch changed since this attempt started (another "
+                      "task was merged). The next attempt starts from the updated "
+                      "integration branch: redo the change on top of it, keeping what the "
+                      "other task added.");
+    }
+    std::string error = "merge failed: " + merged.error().message;
+    return Fail(kPhaseMerge, error, error);
+  }
+  details_["merge_commit"] = merged->merge_commit;
+  details_["already_merged"] = merged->already_merged;
+  details_["gates_passed"] = gates_passed_;
+  RecordEvent("task.merged", json{{"merge_commit", merged->merge_commit},
+                                  {"already_merged", merged->already_merged},
+                                  {"agent", agent_->name}});
+  return std::nullopt;
+}
+
+ExecResult PipelineExecutor::AttemptRun::Run() {
+  ex_.UpdateProgress(progress_, /*started=*/true);
+
+  // A merge already on the integration branch (a crash between merge and completion): done.
+  auto existing = deps_.merges->FindMerge(task_.run_id, key_);
+  if (!existing) {
+    std::string error = "cannot read the integration branch: " + existing.error().message;
+    return Fail(kPhaseMerge, error, "");
+  }
+  if (existing->has_value()) {
+    Phase(kPhaseMerge, json{{"already_merged", true}});
+    details_["merge_commit"] = **existing;
+    details_["already_merged"] = true;
+    RecordEvent("task.merged", json{{"merge_commit", **existing}, {"already_merged", true}});
+    RemoveLeftoverWorktrees();
+    return Succeed();
+  }
+
+  Phase(kPhaseAgent);
+  Status acquired = AcquireAgent();
+  if (!acquired) {
+    if (cancel_.load()) return Cancelled();
+    // NotFound / FailedPrecondition: no agent can ever take this task.
+    return Fail(kPhaseAgent, "no agent for the task: " + acquired.error().message, "",
+                /*retryable=*/false);
+  }
+  progress_.agent = agent_->name;
+
+  Phase(kPhaseWorktree);
+  auto workspace = [&] {
+    std::lock_guard lock(ex_.worktree_mu_);
+    return deps_.workspace->CreateAttempt(task_.run_id, key_, lease_.attempt_number);
+  }();
+  if (!workspace) {
+    std::string error = "cannot create the attempt's worktree: " + workspace.error().message;
+    const bool retryable = workspace.error().code != ErrorCode::kInvalidArgument;
+    return Fail(kPhaseWorktree, error, "", retryable);
+  }
+  workspace_ = *workspace;
+  details_["worktree"] = workspace_->path;
+  details_["start_commit"] = workspace_->start_commit;
+  attempt_dir_ = options_.artifacts_dir + "/" + task_.run_id + "/" + key_ + "-" +
+                 std::to_string(lease_.attempt_number);
+  std::error_code fs_error;
+  fs::remove_all(attempt_dir_, fs_error);  // a leftover of a crashed attempt with this number
+  fs::create_directories(attempt_dir_, fs_error);
+  if (fs_error) {
+    std::string error = "cannot create " + attempt_dir_ + ": " + fs_error.message();
+    return Fail(kPhaseWorktree, error, "");
+  }
+  details_["attempt_dir"] = attempt_dir_;
+
+  if (cancel_.load()) return Cancelled();
+  if (auto failed = RunRunner()) return std::move(*failed);
+  if (cancel_.load()) return Cancelled();
+  if (auto failed = Commit()) return std::move(*failed);
+  if (auto failed = CheckProtected()) return std::move(*failed);
+  if (cancel_.load()) return Cancelled();
+  if (auto failed = Gates()) return std::move(*failed);
+  if (cancel_.load()) return Cancelled();
+  if (auto failed = Merge()) return std::move(*failed);
+  return Succeed();
+}
+
+PipelineExecutor::PipelineExecutor(PipelineDeps deps, PipelineOptions options)
+    : deps_(deps), options_(std::move(options)) {
+  if (!options_.make_runner) {
+    options_.make_runner = [](const AgentSpec& agent) { return MakeRunner(agent); };
+  }
+  if (options_.artifacts_dir.empty())
+    options_.artifacts_dir = deps_.workspace->FactoryDir() + "/runs";
+  ExcludeFromGit(*deps_.workspace, options_.artifacts_dir);
+}
+
+PipelineExecutor::~PipelineExecutor() = default;
+
+ExecResult PipelineExecutor::Execute(const ClaimedTask& claimed, const std::atomic<bool>& cancel) {
+  try {
+    AttemptRun attempt(*this, claimed, cancel);
+    return attempt.Run();
+  } catch (const std::exception& e) {
+    ExecResult result;
+    result.error = std::string("pipeline error: ") + e.what();
+    return result;
+  }
+}
+
+Result<Runner*> PipelineExecutor::RunnerFor(const AgentSpec& agent) {
+  std::lock_guard lock(mu_);
+  auto it = runners_.find(agent.name);
+  if (it != runners_.end()) return it->second.get();
+  FACTORY_ASSIGN_OR_RETURN(std::unique_ptr<Runner> runner, options_.make_runner(agent));
+  Runner* raw = runner.get();
+  runners_.emplace(agent.name, std::move(runner));
+  return raw;
+}
+
+void PipelineExecutor::UpdateProgress(const AttemptProgress& progress, bool started) {
+  {
+    std::lock_guard lock(mu_);
+    auto& entry = attempts_[progress.task_id];
+    if (started) entry.cost_usd = 0;
+    entry.progress = progress;
+  }
+  if (options_.observer == nullptr) return;
+  if (started) {
+    options_.observer->OnAttemptStarted(progress);
+  } else {
+    options_.observer->OnPhase(progress);
+  }
+}
+
+void PipelineExecutor::AddCost(const std::string& task_id, double cost_usd) {
+  std::lock_guard lock(mu_);
+  attempts_[task_id].cost_usd += cost_usd;
+  total_cost_usd_ += cost_usd;
+}
+
+std::optional<PipelineExecutor::FinishedAttempt> PipelineExecutor::TakeAttempt(
+    const std::string& task_id) {
+  std::lock_guard lock(mu_);
+  auto it = attempts_.find(task_id);
+  if (it == attempts_.end()) return std::nullopt;
+  FinishedAttempt finished = std::move(it->second);
+  attempts_.erase(it);
+  return finished;
+}
+
+double PipelineExecutor::total_cost_usd() const {
+  std::lock_guard lock(mu_);
+  return total_cost_usd_;
+}
+
+}  // namespace factory

@@ -1,0 +1,130 @@
+#pragma once
+// The execution pipeline of one claimed task of a run (issue 3, sections 4, 5 and 7):
+//
+//   agent     resolve and acquire an agent slot (explicit agent, default agent for the type,
+//             cheapest capable agent), waiting with backoff while busy
+//   worktree  a fresh worktree for the attempt from the integration branch's current tip
+//   runner    the agent's runner in the sandbox; its steps become `agent.step` events
+//   commit    the factory commits the changes ("factory: <title>" + Factory-Task trailer);
+//             nothing changed -> the attempt fails
+//   protected a diff touching a `protected:` glob fails, unless the task allows it
+//   gates     (task -> verifying) the configured gates on a clean checkout of the commit
+//   merge     the merge queue (--no-ff, structured message); a conflict fails the attempt
+//
+// A failed attempt stores its feedback in its details (`"feedback"`); the next attempt reads it
+// back from the queue's attempt list and hands it to the agent (FACTORY_TASK_FILE). Failures are
+// retryable unless no agent can ever take the task, so the queue's retry/backoff applies; after
+// the last attempt the task fails finally and the queue blocks its dependents.
+//
+// Crash safety: a task whose merge is already on the integration branch (a run that crashed
+// after merging, before recording it) completes without running or merging again.
+//
+// Names: branches, worktrees and merge trailers use the task's key, its backlog id (metadata
+// "backlog_id"), or the queue id when the task has none.
+//
+// Thread-safe: Execute runs concurrently on the worker's threads.
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+
+#include "agents/registry.h"
+#include "core/result.h"
+#include "orchestrator/observer.h"
+#include "plan/config.h"
+#include "queue/queue.h"
+#include "queue/worker.h"
+#include "runners/runner.h"
+#include "workspace/merge_queue.h"
+#include "workspace/sandbox.h"
+#include "workspace/worktree.h"
+
+namespace factory {
+
+// Everything the pipeline works with; none of it is owned. REQUIRES: all non-null and outliving
+// the executor.
+struct PipelineDeps {
+  Queue* queue = nullptr;
+  WorkspaceManager* workspace = nullptr;
+  MergeQueue* merges = nullptr;
+  AgentRegistry* agents = nullptr;
+  Sandbox* sandbox = nullptr;
+  const ProjectConfig* config = nullptr;
+};
+
+using RunnerFactory = std::function<Result<std::unique_ptr<Runner>>(const AgentSpec&)>;
+
+struct PipelineOptions {
+  bool keep_worktrees = false;                 // keep worktrees after a merge or a final failure
+  int64_t runner_timeout_ms = 30 * 60 * 1000;  // wall clock per agent run; 0 = none
+  // Where each attempt's artifacts (task file, prompt, logs, gate logs) go:
+  // <artifacts_dir>/<run>/<task key>-<attempt>/. Empty: <repo>/.factory/runs.
+  std::string artifacts_dir;
+  int64_t agent_wait_initial_ms = 50;  // backoff while every capable agent is busy
+  int64_t agent_wait_max_ms = 1'000;
+  size_t max_step_events = 500;  // agent steps recorded per attempt; the rest are counted
+  std::string actor = "pipeline";
+  RunObserver* observer = nullptr;  // not owned; may be null
+  RunnerFactory make_runner;        // empty: MakeRunner
+};
+
+// Keys of an attempt's details_json written by the pipeline.
+inline constexpr char kDetailsFeedback[] = "feedback";
+
+class PipelineExecutor final : public Executor {
+ public:
+  PipelineExecutor(PipelineDeps deps, PipelineOptions options);
+  ~PipelineExecutor() override;
+  PipelineExecutor(const PipelineExecutor&) = delete;
+  PipelineExecutor& operator=(const PipelineExecutor&) = delete;
+
+  ExecResult Execute(const ClaimedTask& claimed, const std::atomic<bool>& cancel) override;
+
+  // The progress of the task's current (or just finished) attempt, and forgets it. For the run
+  // manager, which reports attempt ends from the worker's events. nullopt when unknown.
+  struct FinishedAttempt {
+    AttemptProgress progress;
+    double cost_usd = 0;
+  };
+  std::optional<FinishedAttempt> TakeAttempt(const std::string& task_id);
+
+  // Total cost reported by the agents of the attempts this executor ran.
+  double total_cost_usd() const;
+
+ private:
+  class AttemptRun;
+  friend class AttemptRun;
+
+  Result<Runner*> RunnerFor(const AgentSpec& agent);
+  void UpdateProgress(const AttemptProgress& progress, bool started);
+  void AddCost(const std::string& task_id, double cost_usd);
+
+  PipelineDeps deps_;
+  PipelineOptions options_;
+
+  // Serialises the git commands that add, remove or prune worktrees (attempt worktrees, gate
+  // checkouts, the merge worktree): `git worktree prune` run by one of them can delete the
+  // administrative folder of a worktree another thread is adding at that moment.
+  std::mutex worktree_mu_;
+
+  mutable std::mutex mu_;
+  std::map<std::string, std::unique_ptr<Runner>> runners_;  // guarded by mu_: by agent name
+  std::map<std::string, FinishedAttempt> attempts_;         // guarded by mu_: by task id
+  double total_cost_usd_ = 0;                               // guarded by mu_
+};
+
+// The name a task goes by in branches, worktrees and merge trailers: its backlog id when it has
+// a valid one, else its queue id.
+std::string TaskKey(const Task& task);
+
+// The feedback left by the latest failed attempt of the task before `current_epoch` ("" when
+// none). Reads the queue's attempt list.
+Result<std::string> PreviousFeedback(Queue& queue, const std::string& task_id,
+                                     int64_t current_epoch);
+
+}  // namespace factory

@@ -1,0 +1,553 @@
+#include "orchestrator/run.h"
+
+#include <signal.h>
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cerrno>
+#include <chrono>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <utility>
+
+#include "core/ulid.h"
+
+namespace factory {
+namespace {
+
+using json = nlohmann::json;
+
+json ParseObject(const std::string& text) {
+  json parsed = json::parse(text.empty() ? "{}" : text, nullptr, /*allow_exceptions=*/false);
+  if (parsed.is_discarded() || !parsed.is_object()) return json::object();
+  return parsed;
+}
+
+std::string StringField(const json& object, const char* key) {
+  auto it = object.find(key);
+  if (it == object.end() || !it->is_string()) return "";
+  return it->get<std::string>();
+}
+
+double NumberField(const json& object, const char* key) {
+  auto it = object.find(key);
+  if (it == object.end() || !it->is_number()) return 0;
+  return it->get<double>();
+}
+
+std::string HostName() {
+  char host[256] = {};
+  if (gethostname(host, sizeof(host) - 1) != 0 || host[0] == '\0') return "localhost";
+  return host;
+}
+
+// True when `owner` ("host:pid:ulid", DefaultWorkerOwner) names a process of this host that no
+// longer exists. Owners of other hosts, or in another format, are never judged dead.
+bool OwnerIsDeadHere(const std::string& owner, const std::string& host) {
+  const size_t first = owner.find(':');
+  if (first == std::string::npos) return false;
+  const size_t second = owner.find(':', first + 1);
+  if (second == std::string::npos) return false;
+  if (owner.substr(0, first) != host) return false;
+  const std::string pid_text = owner.substr(first + 1, second - first - 1);
+  if (pid_text.empty() || pid_text.size() > 10 ||
+      !std::all_of(pid_text.begin(), pid_text.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+    return false;
+  }
+  const long pid = std::stol(pid_text);
+  if (pid <= 0) return false;
+  if (pid == static_cast<long>(getpid())) return false;  // ours: alive by definition
+  if (kill(static_cast<pid_t>(pid), 0) == 0) return false;
+  return errno == ESRCH;
+}
+
+int64_t SteadyMillis() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+AttemptEndKind EndKind(WorkerEvent::Kind kind) {
+  switch (kind) {
+    case WorkerEvent::Kind::kSucceeded:
+      return AttemptEndKind::kSucceeded;
+    case WorkerEvent::Kind::kFailed:
+      return AttemptEndKind::kFailed;
+    case WorkerEvent::Kind::kReleased:
+      return AttemptEndKind::kReleased;
+    case WorkerEvent::Kind::kLeaseLost:
+      return AttemptEndKind::kLeaseLost;
+    default:
+      return AttemptEndKind::kError;
+  }
+}
+
+}  // namespace
+
+RetryPolicy RunRetryPolicy() {
+  RetryPolicy policy;
+  policy.base_delay_ms = 200;
+  policy.max_delay_ms = 5'000;
+  return policy;
+}
+
+std::string NewRunId() {
+  // The ULID's 10 time characters then 3 of its random ones: sortable, short, unique enough
+  // for the runs of one repository, lowercase so it reads well in branch names.
+  const std::string ulid = NewUlid();
+  std::string id = "r" + ulid.substr(0, 10) + ulid.substr(23, 3);
+  std::transform(id.begin(), id.end(), id.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return id;
+}
+
+RunManager::RunManager(RunDeps deps) : deps_(deps) {}
+
+Result<CreatedRun> RunManager::CreateRun(const Backlog& backlog, const CreateRunOptions& options) {
+  if (backlog.tasks.empty()) return InvalidArgument("the backlog has no tasks");
+  CreatedRun created;
+  created.run_id = options.run_id.value_or(NewRunId());
+  FACTORY_RETURN_IF_ERROR(WorkspaceManager::ValidateId("run id", created.run_id));
+  const std::string base_branch = deps_.workspace->base_branch();
+  if (!options.base_branch.empty() && options.base_branch != base_branch) {
+    return InvalidArgument("base branch '" + options.base_branch +
+                           "' differs from the workspace's base branch '" + base_branch + "'");
+  }
+  created.integration_branch = WorkspaceManager::IntegrationBranch(created.run_id);
+
+  const int64_t now_ms = deps_.queue->clock().NowMillis();
+  FACTORY_RETURN_IF_ERROR(deps_.store->Write([&](StoreTxn& txn) -> Status {
+    created.created = false;
+    FACTORY_ASSIGN_OR_RETURN(std::optional<Run> existing, txn.GetRun(created.run_id));
+    if (existing) {
+      json metadata = ParseObject(existing->metadata_json);
+      const std::string existing_base = StringField(metadata, "base_branch");
+      if (!existing_base.empty() && existing_base != base_branch) {
+        return FailedPrecondition("run " + created.run_id + " was started from branch '" +
+                                  existing_base + "', not '" + base_branch + "'");
+      }
+      return Ok();
+    }
+    Run run;
+    run.id = created.run_id;
+    run.title = options.title.empty() ? backlog.source : options.title;
+    run.state = "active";
+    run.metadata_json = json{{"base_branch", base_branch},
+                             {"integration_branch", created.integration_branch},
+                             {"backlog", backlog.source},
+                             {"repo", deps_.workspace->repo_root()}}
+                            .dump();
+    run.created_ms = now_ms;
+    run.updated_ms = now_ms;
+    FACTORY_RETURN_IF_ERROR(txn.InsertRun(run));
+    created.created = true;
+    return Ok();
+  }));
+
+  FACTORY_ASSIGN_OR_RETURN(created.integration_tip,
+                           deps_.workspace->EnsureIntegrationBranch(created.run_id));
+
+  std::vector<EnqueueRequest> requests;
+  requests.reserve(backlog.tasks.size());
+  for (const BacklogTask& task : backlog.tasks) {
+    EnqueueRequest request;
+    request.run_id = created.run_id;
+    request.title = task.title;
+    request.spec = task.description;
+    request.acceptance_json = json(task.acceptance).dump();
+    request.type = task.type;
+    request.capabilities_json = json(task.capabilities).dump();
+    request.agent = task.agent;
+    request.priority = task.priority;
+    request.depends_on_keys = task.depends_on;
+    request.idempotency_key = task.id;
+    request.max_attempts = task.max_attempts.value_or(deps_.config->max_attempts);
+    request.metadata_json = json{{"backlog_id", task.id},
+                                 {"allow_protected", task.allow_protected},
+                                 {"agent", task.agent},
+                                 {"type", task.type},
+                                 {"capabilities", task.capabilities},
+                                 {"backlog_line", task.line}}
+                                .dump();
+    requests.push_back(std::move(request));
+  }
+  FACTORY_ASSIGN_OR_RETURN(std::vector<EnqueueResult> results, deps_.queue->EnqueueMany(requests));
+  for (const auto& result : results) {
+    if (result.created) {
+      ++created.tasks_created;
+    } else {
+      ++created.tasks_existing;
+    }
+  }
+  FACTORY_RETURN_IF_ERROR(deps_.queue->RecordEvent(
+      created.run_id, "", created.created ? "run.created" : "run.resumed", "orchestrator",
+      json{{"tasks_created", created.tasks_created},
+           {"tasks_existing", created.tasks_existing},
+           {"integration_branch", created.integration_branch},
+           {"base_branch", base_branch}}
+          .dump()));
+  return created;
+}
+
+Status RunManager::SetRunState(const std::string& run_id, const std::string& state) {
+  const int64_t now_ms = deps_.queue->clock().NowMillis();
+  return deps_.store->Write([&](StoreTxn& txn) -> Status {
+    FACTORY_ASSIGN_OR_RETURN(std::optional<Run> run, txn.GetRun(run_id));
+    if (!run) return NotFound("run " + run_id + " does not exist");
+    if (run->state == state) return Ok();
+    run->state = state;
+    run->updated_ms = now_ms;
+    return txn.UpdateRun(*run);
+  });
+}
+
+Result<RunCounts> RunManager::Counts(const std::string& run_id, double cost_usd) {
+  FACTORY_ASSIGN_OR_RETURN(auto stats, deps_.queue->Stats(run_id));
+  RunCounts counts;
+  counts.by_state = std::move(stats);
+  for (const auto& [state, count] : counts.by_state) counts.total += count;
+  counts.cost_usd = cost_usd;
+  return counts;
+}
+
+Result<RunSummary> RunManager::ExecuteRun(const std::string& run_id,
+                                          const ExecuteOptions& options) {
+  FACTORY_RETURN_IF_ERROR(WorkspaceManager::ValidateId("run id", run_id));
+  std::optional<Run> run;
+  FACTORY_RETURN_IF_ERROR(deps_.store->Read([&](StoreTxn& txn) -> Status {
+    FACTORY_ASSIGN_OR_RETURN(run, txn.GetRun(run_id));
+    return Ok();
+  }));
+  if (!run) return NotFound("run " + run_id + " does not exist");
+  // Tasks created by another process (or before a crash) need the branch too.
+  FACTORY_RETURN_IF_ERROR(deps_.workspace->EnsureIntegrationBranch(run_id));
+  FACTORY_RETURN_IF_ERROR(SetRunState(run_id, "running"));
+
+  // The cost of earlier executions of this run, so the live total includes them.
+  FACTORY_ASSIGN_OR_RETURN(RunSummary before, Summarize(run_id));
+  const double earlier_cost = before.cost_usd;
+
+  ObserverList observers;
+  observers.Add(options.observer);
+
+  PipelineOptions pipeline_options;
+  pipeline_options.keep_worktrees = options.keep_worktrees;
+  pipeline_options.runner_timeout_ms = options.runner_timeout_ms;
+  pipeline_options.artifacts_dir = options.artifacts_dir;
+  pipeline_options.observer = observers.empty() ? nullptr : &observers;
+  pipeline_options.make_runner = options.make_runner;
+  PipelineExecutor executor(PipelineDeps{deps_.queue, deps_.workspace, deps_.merges, deps_.agents,
+                                         deps_.sandbox, deps_.config},
+                            std::move(pipeline_options));
+
+  WorkerOptions worker_options;
+  worker_options.owner = options.worker_owner;
+  worker_options.concurrency =
+      options.concurrency > 0 ? options.concurrency : std::max(1, deps_.config->concurrency);
+  worker_options.lease_ms = options.lease_ms;
+  worker_options.poll_ms = options.poll_ms;
+  worker_options.until_idle = true;
+  worker_options.filter.run_id = run_id;
+  worker_options.reap_interval_ms = 1'000;
+  worker_options.on_event = [&](const WorkerEvent& event) {
+    if (observers.empty()) {
+      if (event.kind != WorkerEvent::Kind::kStarted) (void)executor.TakeAttempt(event.task_id);
+      return;
+    }
+    if (event.kind != WorkerEvent::Kind::kStarted) {
+      auto finished = executor.TakeAttempt(event.task_id);
+      AttemptProgress progress;
+      double cost = 0;
+      if (finished) {
+        progress = std::move(finished->progress);
+        cost = finished->cost_usd;
+      } else {
+        progress.run_id = run_id;
+        progress.task_id = event.task_id;
+        progress.task_key = event.task_id;
+        progress.title = event.title;
+        progress.attempt = event.attempt_number;
+        progress.max_attempts = event.max_attempts;
+      }
+      AttemptEnd end;
+      end.kind = EndKind(event.kind);
+      end.will_retry = event.will_retry;
+      end.message = event.message;
+      end.duration_ms = event.duration_ms;
+      end.cost_usd = cost;
+      observers.OnAttemptFinished(progress, end);
+    }
+    auto counts = Counts(run_id, earlier_cost + executor.total_cost_usd());
+    if (counts) observers.OnCounts(*counts);
+  };
+
+  Worker worker(*deps_.queue, executor, std::move(worker_options));
+  {
+    std::lock_guard lock(mu_);
+    active_worker_ = &worker;
+    if (cancel_requested_) {
+      worker.RequestCancel();
+    } else if (stop_requested_) {
+      worker.RequestStop();
+    }
+  }
+  if (!observers.empty()) {
+    auto counts = Counts(run_id, earlier_cost);
+    if (counts) observers.OnRunStarted(run_id, *counts);
+  }
+  const int64_t started_ms = SteadyMillis();
+  Status ran = worker.Run();
+  const int64_t wall_ms = SteadyMillis() - started_ms;
+  {
+    std::lock_guard lock(mu_);
+    active_worker_ = nullptr;
+    stop_requested_ = false;
+    cancel_requested_ = false;
+  }
+  // Best effort: the merge worktree is recreated by the next merge if needed.
+  if (auto removed = deps_.merges->RemoveMergeWorktree(run_id); !removed) {
+    spdlog::warn("run {}: cannot remove the merge worktree: {}", run_id,
+                 removed.error().ToString());
+  }
+  if (!ran) return std::unexpected(ran.error());
+
+  FACTORY_ASSIGN_OR_RETURN(RunSummary summary, Summarize(run_id));
+  summary.wall_ms = wall_ms;
+  const std::string state = summary.all_done()       ? "done"
+                            : summary.unfinished > 0 ? "stopped"
+                                                     : "failed";
+  FACTORY_RETURN_IF_ERROR(SetRunState(run_id, state));
+  (void)deps_.queue->RecordEvent(run_id, "", "run.executed", "orchestrator",
+                                 json{{"state", state},
+                                      {"done", summary.done},
+                                      {"failed", summary.failed},
+                                      {"blocked", summary.blocked},
+                                      {"wall_ms", wall_ms}}
+                                     .dump());
+  if (!observers.empty()) {
+    auto counts = Counts(run_id, summary.cost_usd);
+    if (counts) observers.OnRunFinished(run_id, *counts);
+  }
+  return summary;
+}
+
+Result<ResumeReport> RunManager::ExpireDeadLeases(const std::string& run_id) {
+  FACTORY_RETURN_IF_ERROR(WorkspaceManager::ValidateId("run id", run_id));
+  const std::string host = HostName();
+  ResumeReport report;
+  FACTORY_RETURN_IF_ERROR(deps_.store->Write([&](StoreTxn& txn) -> Status {
+    report = ResumeReport{};
+    FACTORY_ASSIGN_OR_RETURN(std::optional<Run> run, txn.GetRun(run_id));
+    if (!run) return NotFound("run " + run_id + " does not exist");
+    FACTORY_ASSIGN_OR_RETURN(std::vector<Task> tasks, txn.ListTasks(TaskQuery{.run_id = run_id}));
+    const int64_t now_ms = deps_.queue->clock().NowMillis();
+    for (Task& task : tasks) {
+      if (!IsLeasedState(task.state) || task.lease_owner.empty()) continue;
+      if (task.lease_expires_ms < now_ms) continue;  // the reaper takes it anyway
+      if (!OwnerIsDeadHere(task.lease_owner, host)) continue;
+      json payload{{"owner", task.lease_owner},
+                   {"attempt", task.attempts},
+                   {"lease_expires_ms", task.lease_expires_ms}};
+      task.lease_expires_ms = now_ms - 1;
+      if (task.attempts >= task.max_attempts) {
+        // The crash, not the agent, ended the last attempt: give the task one more.
+        task.max_attempts = task.attempts + 1;
+        payload["max_attempts"] = task.max_attempts;
+        ++report.last_attempts_granted;
+      }
+      task.updated_ms = now_ms;
+      FACTORY_RETURN_IF_ERROR(txn.UpdateTask(task));
+      Event event;
+      event.id = NewUlid();
+      event.ts_ms = now_ms;
+      event.run_id = run_id;
+      event.task_id = task.id;
+      event.kind = "task.dead_lease_expired";
+      event.actor = "orchestrator";
+      event.payload_json = payload.dump();
+      FACTORY_RETURN_IF_ERROR(txn.AppendEvent(event));
+      ++report.dead_leases_expired;
+    }
+    return Ok();
+  }));
+  if (report.dead_leases_expired > 0) {
+    spdlog::info("run {}: expired {} lease(s) of dead workers", run_id, report.dead_leases_expired);
+  }
+  return report;
+}
+
+Result<RunSummary> RunManager::ResumeRun(const std::string& run_id, const ExecuteOptions& options,
+                                         ResumeReport* report) {
+  FACTORY_ASSIGN_OR_RETURN(ResumeReport expired, ExpireDeadLeases(run_id));
+  if (report != nullptr) *report = expired;
+  // Reap now so the tasks are ready before the worker's first claim.
+  FACTORY_RETURN_IF_ERROR(deps_.queue->ReapExpired());
+  return ExecuteRun(run_id, options);
+}
+
+Result<RunSummary> RunManager::SummarizeTasks(const Run& run, const std::vector<Task>& tasks,
+                                              std::vector<RunTaskView>* views) {
+  RunSummary summary;
+  summary.run_id = run.id;
+  summary.integration_branch = WorkspaceManager::IntegrationBranch(run.id);
+  summary.base_branch = StringField(ParseObject(run.metadata_json), "base_branch");
+  std::map<std::string, std::string> keys;  // task id -> key
+  for (const auto& task : tasks) keys[task.id] = TaskKey(task);
+
+  int64_t attempted = 0;
+  int64_t first_try = 0;
+  int64_t first_start = 0;
+  int64_t last_end = 0;
+  for (const auto& task : tasks) {
+    ++summary.total;
+    switch (task.state) {
+      case TaskState::kDone:
+        ++summary.done;
+        break;
+      case TaskState::kFailed:
+        ++summary.failed;
+        break;
+      case TaskState::kBlocked:
+        ++summary.blocked;
+        break;
+      case TaskState::kCancelled:
+        ++summary.cancelled;
+        break;
+      default:
+        ++summary.unfinished;
+        break;
+    }
+    FACTORY_ASSIGN_OR_RETURN(std::vector<Attempt> attempts, deps_.queue->ListAttempts(task.id));
+    std::sort(attempts.begin(), attempts.end(),
+              [](const Attempt& a, const Attempt& b) { return a.epoch < b.epoch; });
+    RunTaskView view;
+    view.task_id = task.id;
+    view.key = keys[task.id];
+    view.title = task.title;
+    view.state = std::string(TaskStateName(task.state));
+    view.attempts = task.attempts;
+    view.max_attempts = task.max_attempts;
+    for (const auto& dep : task.depends_on) {
+      auto it = keys.find(dep);
+      view.depends_on.push_back(it == keys.end() ? dep : it->second);
+    }
+    int64_t counted = 0;
+    for (const auto& attempt : attempts) {
+      if (attempt.status == AttemptStatus::kReleased) continue;
+      ++counted;
+      json details = ParseObject(attempt.details_json);
+      const double cost = NumberField(details, "cost_usd");
+      view.cost_usd += cost;
+      summary.cost_usd += cost;
+      const std::string agent = StringField(details, "agent");
+      if (!agent.empty()) view.agent = agent;
+      if (attempt.status == AttemptStatus::kSucceeded) {
+        view.merge_commit = StringField(details, "merge_commit");
+        if (attempt.number == 1) ++first_try;
+      }
+      if (attempt.status == AttemptStatus::kFailed || attempt.status == AttemptStatus::kExpired) {
+        view.last_error = attempt.error;
+      }
+      if (attempt.started_ms > 0 && (first_start == 0 || attempt.started_ms < first_start)) {
+        first_start = attempt.started_ms;
+      }
+      last_end = std::max(last_end, attempt.finished_ms);
+    }
+    summary.attempts += counted;
+    if (counted > 0) ++attempted;
+    if (views != nullptr) views->push_back(std::move(view));
+  }
+  summary.first_attempt_success_rate =
+      attempted > 0 ? static_cast<double>(first_try) / static_cast<double>(attempted) : 0.0;
+  if (first_start > 0 && last_end >= first_start) summary.wall_ms = last_end - first_start;
+  return summary;
+}
+
+Result<RunDetails> RunManager::ShowRun(const std::string& run_id) {
+  RunDetails details;
+  std::optional<Run> run;
+  std::vector<Task> tasks;
+  FACTORY_RETURN_IF_ERROR(deps_.store->Read([&](StoreTxn& txn) -> Status {
+    FACTORY_ASSIGN_OR_RETURN(run, txn.GetRun(run_id));
+    if (!run) return Ok();
+    FACTORY_ASSIGN_OR_RETURN(tasks, txn.ListTasks(TaskQuery{.run_id = run_id}));
+    return Ok();
+  }));
+  if (!run) return NotFound("run " + run_id + " does not exist");
+  // ListTasks leaves depends_on empty in some backends: fill it from GetTask.
+  for (auto& task : tasks) {
+    if (!task.depends_on.empty()) continue;
+    auto full = deps_.queue->GetTask(task.id);
+    if (full) task.depends_on = full->depends_on;
+  }
+  std::stable_sort(tasks.begin(), tasks.end(), [](const Task& a, const Task& b) {
+    return a.created_ms != b.created_ms ? a.created_ms < b.created_ms : a.id < b.id;
+  });
+  details.run = *run;
+  FACTORY_ASSIGN_OR_RETURN(details.summary, SummarizeTasks(*run, tasks, &details.tasks));
+  return details;
+}
+
+Result<RunSummary> RunManager::Summarize(const std::string& run_id) {
+  std::optional<Run> run;
+  std::vector<Task> tasks;
+  FACTORY_RETURN_IF_ERROR(deps_.store->Read([&](StoreTxn& txn) -> Status {
+    FACTORY_ASSIGN_OR_RETURN(run, txn.GetRun(run_id));
+    if (!run) return Ok();
+    FACTORY_ASSIGN_OR_RETURN(tasks, txn.ListTasks(TaskQuery{.run_id = run_id}));
+    return Ok();
+  }));
+  if (!run) return NotFound("run " + run_id + " does not exist");
+  return SummarizeTasks(*run, tasks, nullptr);
+}
+
+Result<std::vector<RunListEntry>> RunManager::ListRuns(int limit) {
+  std::vector<Run> runs;
+  FACTORY_RETURN_IF_ERROR(deps_.store->Read([&](StoreTxn& txn) -> Status {
+    FACTORY_ASSIGN_OR_RETURN(runs, txn.ListRuns(limit));
+    return Ok();
+  }));
+  std::sort(runs.begin(), runs.end(), [](const Run& a, const Run& b) {
+    return a.created_ms != b.created_ms ? a.created_ms > b.created_ms : a.id > b.id;
+  });
+  std::vector<RunListEntry> entries;
+  for (const auto& run : runs) {
+    RunListEntry entry;
+    entry.run = run;
+    FACTORY_ASSIGN_OR_RETURN(entry.summary, Summarize(run.id));
+    entries.push_back(std::move(entry));
+  }
+  return entries;
+}
+
+Result<BaseMergeResult> RunManager::MergeRunIntoBase(const std::string& run_id) {
+  FACTORY_ASSIGN_OR_RETURN(RunSummary summary, Summarize(run_id));
+  FACTORY_ASSIGN_OR_RETURN(BaseMergeResult merged, deps_.workspace->MergeIntoBase(run_id));
+  (void)deps_.queue->RecordEvent(run_id, "", "run.merged_into_base", "orchestrator",
+                                 json{{"base_branch", merged.base_branch},
+                                      {"old_tip", merged.old_tip},
+                                      {"new_tip", merged.new_tip},
+                                      {"up_to_date", merged.up_to_date},
+                                      {"fast_forward", merged.fast_forward},
+                                      {"done", summary.done},
+                                      {"total", summary.total}}
+                                     .dump());
+  return merged;
+}
+
+void RunManager::RequestStop() {
+  std::lock_guard lock(mu_);
+  stop_requested_ = true;
+  if (active_worker_ != nullptr) active_worker_->RequestStop();
+}
+
+void RunManager::RequestCancel() {
+  std::lock_guard lock(mu_);
+  cancel_requested_ = true;
+  stop_requested_ = true;
+  if (active_worker_ != nullptr) active_worker_->RequestCancel();
+}
+
+}  // namespace factory
