@@ -118,6 +118,7 @@ int ParseAndRun(int argc, char** argv) {
   AddWorkerCommand(app, ctx);
   AddProjectCommands(app, ctx);
   AddCostCommands(app, ctx);
+  AddRunCommands(app, ctx);
 
   try {
     app.parse(argc, argv);

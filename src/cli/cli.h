@@ -63,6 +63,7 @@ void AddWorkerCommand(CLI::App& app, CliContext& ctx);
 void AddProjectCommands(CLI::App& app, CliContext& ctx);  // agents, models
 // costs, agents resume. REQUIRES: AddProjectCommands ran first (it creates `agents`).
 void AddCostCommands(CLI::App& app, CliContext& ctx);
+void AddRunCommands(CLI::App& app, CliContext& ctx);  // run, run resume/show/merge, runs
 
 // Parses argv, runs the selected command, returns the process exit code. Never throws.
 int RunCli(int argc, char** argv);
