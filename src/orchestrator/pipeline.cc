@@ -212,7 +212,7 @@ class PipelineExecutor::AttemptRun {
 void PipelineExecutor::AttemptRun::RecordEvent(const std::string& kind, json payload) {
   payload["attempt"] = lease_.attempt_number;
   Status recorded =
-      deps_.queue->RecordEvent(task_.run_id, task_.id, kind, options_.actor, payload.dump());
+      deps_.queue->RecordEvent(task_.run_id, task_.id, kind, options_.actor, payload.dump(-1, ' ', false, json::error_handler_t::replace));
   if (!recorded) {
     spdlog::warn("task {}: cannot record {} event: {}", key_, kind, recorded.error().ToString());
   }
@@ -298,7 +298,7 @@ ExecResult PipelineExecutor::AttemptRun::Fail(const std::string& phase, const st
   result.success = false;
   result.retryable = retryable;
   result.error = error;
-  result.details_json = details_.dump();
+  result.details_json = details_.dump(-1, ' ', false, json::error_handler_t::replace);
   spdlog::info("task {} attempt {}: failed in {}: {}", key_, lease_.attempt_number, phase,
                FirstLine(error));
   return result;
@@ -309,7 +309,7 @@ ExecResult PipelineExecutor::AttemptRun::Cancelled() {
   result.cancelled = true;
   result.error = "cancelled";
   details_["cancelled_in"] = progress_.phase;
-  result.details_json = details_.dump();
+  result.details_json = details_.dump(-1, ' ', false, json::error_handler_t::replace);
   return result;
 }
 
@@ -321,8 +321,8 @@ ExecResult PipelineExecutor::AttemptRun::Succeed() {
   json summary{{"task_key", key_}, {"attempt", lease_.attempt_number}};
   if (details_.contains("merge_commit")) summary["merge_commit"] = details_["merge_commit"];
   if (agent_ != nullptr) summary["agent"] = agent_->name;
-  result.result_json = summary.dump();
-  result.details_json = details_.dump();
+  result.result_json = summary.dump(-1, ' ', false, json::error_handler_t::replace);
+  result.details_json = details_.dump(-1, ' ', false, json::error_handler_t::replace);
   return result;
 }
 
@@ -491,7 +491,7 @@ std::optional<ExecResult> PipelineExecutor::AttemptRun::CheckProtected() {
 
 std::optional<ExecResult> PipelineExecutor::AttemptRun::Gates() {
   Status advanced =
-      deps_.queue->Advance(lease_, TaskState::kVerifying, json{{"commit", commit_}}.dump());
+      deps_.queue->Advance(lease_, TaskState::kVerifying, json{{"commit", commit_}}.dump(-1, ' ', false, json::error_handler_t::replace));
   if (!advanced) {
     // Aborted: the lease is stale; the worker learns it when it records the outcome.
     return Fail(kPhaseGates, "cannot move the task to verifying: " + advanced.error().message, "");

@@ -14,6 +14,8 @@ namespace {
 
 using json = nlohmann::json;
 
+// Every dump replaces invalid UTF-8 (a runner's output tail may hold any bytes) with U+FFFD
+// instead of throwing: an event must never be lost to, or crash on, its payload.
 // Payloads are built by us from trusted values; a caller-supplied payload that does not parse
 // as a JSON object is kept verbatim under "data" instead of being dropped.
 json ParseObject(const std::string& text) {
@@ -67,7 +69,7 @@ Result<Run> Queue::EnsureRun(const std::string& run_id, const std::string& title
     result = Run{run_id, title, "active", "{}", now, now};
     FACTORY_RETURN_IF_ERROR(txn.InsertRun(result));
     Event event{.id = ids_.Next(), .ts_ms = now, .run_id = run_id, .kind = "run.created",
-                .actor = actor_, .payload_json = json{{"title", title}}.dump()};
+                .actor = actor_, .payload_json = json{{"title", title}}.dump(-1, ' ', false, json::error_handler_t::replace)};
     return txn.AppendEvent(event);
   }));
   return result;
@@ -142,7 +144,7 @@ Result<EnqueueResult> Queue::EnqueueInTxn(StoreTxn& txn, const EnqueueRequest& r
   json payload{{"title", task.title}, {"state", StateName(task.state)},
                {"priority", task.priority}, {"depends_on", task.depends_on}};
   if (task.idempotency_key) payload["idempotency_key"] = *task.idempotency_key;
-  FACTORY_RETURN_IF_ERROR(AppendEvent(txn, task, "task.created", payload.dump()));
+  FACTORY_RETURN_IF_ERROR(AppendEvent(txn, task, "task.created", payload.dump(-1, ' ', false, json::error_handler_t::replace)));
   return EnqueueResult{std::move(task), true};
 }
 
@@ -194,7 +196,7 @@ Result<std::vector<ClaimedTask>> Queue::Claim(const std::string& owner, int64_t 
           json{{"from", "ready"}, {"to", "claimed"}, {"owner", owner},
                {"attempt", task.attempts}, {"attempt_id", attempt.id},
                {"lease_expires_ms", expires}}
-              .dump(),
+              .dump(-1, ' ', false, json::error_handler_t::replace),
           "worker:" + owner));
       Lease lease{task.id, owner, task.lease_epoch, attempt.id, task.attempts, expires};
       claimed.push_back(ClaimedTask{std::move(task), std::move(lease)});
@@ -237,7 +239,7 @@ Status Queue::Transition(StoreTxn& txn, Task& task, TaskState to, const std::str
     task.lease_expires_ms = 0;
   }
   FACTORY_RETURN_IF_ERROR(txn.UpdateTask(task));
-  return AppendEvent(txn, task, kind, payload.dump(), actor);
+  return AppendEvent(txn, task, kind, payload.dump(-1, ' ', false, json::error_handler_t::replace), actor);
 }
 
 Status Queue::FinishAttempt(StoreTxn& txn, const Task& task, AttemptStatus status,
@@ -252,7 +254,7 @@ Status Queue::FinishAttempt(StoreTxn& txn, const Task& task, AttemptStatus statu
     if (auto it = details.find("exit_code"); it != details.end() && it->is_number_integer()) {
       attempt.exit_code = it->get<int>();
     }
-    attempt.details_json = details.dump();
+    attempt.details_json = details.dump(-1, ' ', false, json::error_handler_t::replace);
   }
   Status updated = txn.UpdateAttempt(attempt);
   if (!updated && updated.error().code == ErrorCode::kNotFound) return Ok();  // no attempt row
@@ -508,7 +510,7 @@ Status Queue::RecordEvent(const std::string& run_id, const std::string& task_id,
   return store_.Write([&](StoreTxn& txn) -> Status {
     Event event{.id = ids_.Next(), .ts_ms = clock_.NowMillis(), .run_id = run_id,
                 .task_id = task_id, .kind = kind, .actor = actor.empty() ? actor_ : actor,
-                .payload_json = payload.dump()};
+                .payload_json = payload.dump(-1, ' ', false, json::error_handler_t::replace)};
     return txn.AppendEvent(event);
   });
 }
@@ -523,7 +525,7 @@ Status Queue::UpdateMetadata(const std::string& task_id, const std::string& patc
     if (!task) return NotFound("task " + task_id + " does not exist");
     json metadata = ParseObject(task->metadata_json);
     metadata.merge_patch(patch);
-    task->metadata_json = metadata.dump();
+    task->metadata_json = metadata.dump(-1, ' ', false, json::error_handler_t::replace);
     task->updated_ms = clock_.NowMillis();
     return txn.UpdateTask(*task);
   });

@@ -384,3 +384,28 @@ TEST_F(QueueTest, RecordEventAndMetadataPatch) {
 
 }  // namespace
 }  // namespace factory
+
+namespace factory {
+namespace {
+
+TEST_F(QueueTest, InvalidUtf8InAFailureTextIsStoredNotThrown) {
+  std::string id = Add("binary output", {}, 0, 1);
+  auto claimed = ClaimOne();
+  std::string garbage = "exit 1: \xff\xfe\x80 tail";
+  auto outcome = queue_->Fail(claimed.lease, garbage);
+  ASSERT_TRUE(outcome.has_value()) << outcome.error().message;
+  EXPECT_EQ(StateOf(id), TaskState::kFailed);
+  auto events = queue_->ListEvents(EventQuery{.task_id = id, .limit = 0});
+  bool found = false;
+  for (const auto& event : *events) {
+    if (event.kind != "task.failed") continue;
+    auto payload = nlohmann::json::parse(event.payload_json);
+    EXPECT_NE(payload["error"].get<std::string>().find("tail"), std::string::npos);
+    found = true;
+  }
+  EXPECT_TRUE(found);
+  EXPECT_TRUE(VerifyChain(*store_)->ok);
+}
+
+}  // namespace
+}  // namespace factory
