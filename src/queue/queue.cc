@@ -41,6 +41,14 @@ auto ReadValue(Store& store, Fn&& read) -> std::invoke_result_t<Fn, StoreTxn&> {
   return std::move(*result);
 }
 
+constexpr auto kReplaceInvalid = json::error_handler_t::replace;
+
+// A JSON string literal for text (ill-formed UTF-8 replaced). Hot-path payloads are assembled
+// from these instead of building json objects: that was a sixth of an enqueue's cost.
+std::string Quote(std::string_view text) {
+  return json(text).dump(-1, ' ', false, kReplaceInvalid);
+}
+
 bool IsFinalFailure(TaskState state) {
   return state == TaskState::kFailed || state == TaskState::kCancelled ||
          state == TaskState::kBlocked;
@@ -69,7 +77,7 @@ Result<Run> Queue::EnsureRun(const std::string& run_id, const std::string& title
     result = Run{run_id, title, "active", "{}", now, now};
     FACTORY_RETURN_IF_ERROR(txn.InsertRun(result));
     Event event{.id = ids_.Next(), .ts_ms = now, .run_id = run_id, .kind = "run.created",
-                .actor = actor_, .payload_json = json{{"title", title}}.dump(-1, ' ', false, json::error_handler_t::replace)};
+                .actor = actor_, .payload_json = json{{"title", title}}.dump(-1, ' ', false, kReplaceInvalid)};
     return txn.AppendEvent(event);
   }));
   return result;
@@ -141,10 +149,16 @@ Result<EnqueueResult> Queue::EnqueueInTxn(StoreTxn& txn, const EnqueueRequest& r
   task.updated_ms = now;
   task.depends_on.assign(unique_deps.begin(), unique_deps.end());
   FACTORY_RETURN_IF_ERROR(txn.InsertTask(task));
-  json payload{{"title", task.title}, {"state", StateName(task.state)},
-               {"priority", task.priority}, {"depends_on", task.depends_on}};
-  if (task.idempotency_key) payload["idempotency_key"] = *task.idempotency_key;
-  FACTORY_RETURN_IF_ERROR(AppendEvent(txn, task, "task.created", payload.dump(-1, ' ', false, json::error_handler_t::replace)));
+  std::string payload = "{\"depends_on\":[";
+  for (size_t i = 0; i < task.depends_on.size(); ++i) {
+    if (i > 0) payload += ',';
+    payload += Quote(task.depends_on[i]);
+  }
+  payload += ']';
+  if (task.idempotency_key) payload += ",\"idempotency_key\":" + Quote(*task.idempotency_key);
+  payload += ",\"priority\":" + std::to_string(task.priority) + ",\"state\":\"" +
+             StateName(task.state) + "\",\"title\":" + Quote(task.title) + "}";
+  FACTORY_RETURN_IF_ERROR(AppendEvent(txn, task, "task.created", payload));
   return EnqueueResult{std::move(task), true};
 }
 
@@ -193,10 +207,9 @@ Result<std::vector<ClaimedTask>> Queue::Claim(const std::string& owner, int64_t 
       FACTORY_RETURN_IF_ERROR(txn.InsertAttempt(attempt));
       FACTORY_RETURN_IF_ERROR(AppendEvent(
           txn, task, "task.claimed",
-          json{{"from", "ready"}, {"to", "claimed"}, {"owner", owner},
-               {"attempt", task.attempts}, {"attempt_id", attempt.id},
-               {"lease_expires_ms", expires}}
-              .dump(-1, ' ', false, json::error_handler_t::replace),
+          "{\"attempt\":" + std::to_string(task.attempts) + ",\"attempt_id\":\"" +
+              attempt.id + "\",\"from\":\"ready\",\"lease_expires_ms\":" +
+              std::to_string(expires) + ",\"owner\":" + Quote(owner) + ",\"to\":\"claimed\"}",
           "worker:" + owner));
       Lease lease{task.id, owner, task.lease_epoch, attempt.id, task.attempts, expires};
       claimed.push_back(ClaimedTask{std::move(task), std::move(lease)});
@@ -239,7 +252,7 @@ Status Queue::Transition(StoreTxn& txn, Task& task, TaskState to, const std::str
     task.lease_expires_ms = 0;
   }
   FACTORY_RETURN_IF_ERROR(txn.UpdateTask(task));
-  return AppendEvent(txn, task, kind, payload.dump(-1, ' ', false, json::error_handler_t::replace), actor);
+  return AppendEvent(txn, task, kind, payload.dump(-1, ' ', false, kReplaceInvalid), actor);
 }
 
 Status Queue::FinishAttempt(StoreTxn& txn, const Task& task, AttemptStatus status,
@@ -254,7 +267,7 @@ Status Queue::FinishAttempt(StoreTxn& txn, const Task& task, AttemptStatus statu
     if (auto it = details.find("exit_code"); it != details.end() && it->is_number_integer()) {
       attempt.exit_code = it->get<int>();
     }
-    attempt.details_json = details.dump(-1, ' ', false, json::error_handler_t::replace);
+    attempt.details_json = details.dump(-1, ' ', false, kReplaceInvalid);
   }
   Status updated = txn.UpdateAttempt(attempt);
   if (!updated && updated.error().code == ErrorCode::kNotFound) return Ok();  // no attempt row
@@ -510,7 +523,7 @@ Status Queue::RecordEvent(const std::string& run_id, const std::string& task_id,
   return store_.Write([&](StoreTxn& txn) -> Status {
     Event event{.id = ids_.Next(), .ts_ms = clock_.NowMillis(), .run_id = run_id,
                 .task_id = task_id, .kind = kind, .actor = actor.empty() ? actor_ : actor,
-                .payload_json = payload.dump(-1, ' ', false, json::error_handler_t::replace)};
+                .payload_json = payload.dump(-1, ' ', false, kReplaceInvalid)};
     return txn.AppendEvent(event);
   });
 }
@@ -525,7 +538,7 @@ Status Queue::UpdateMetadata(const std::string& task_id, const std::string& patc
     if (!task) return NotFound("task " + task_id + " does not exist");
     json metadata = ParseObject(task->metadata_json);
     metadata.merge_patch(patch);
-    task->metadata_json = metadata.dump(-1, ' ', false, json::error_handler_t::replace);
+    task->metadata_json = metadata.dump(-1, ' ', false, kReplaceInvalid);
     task->updated_ms = clock_.NowMillis();
     return txn.UpdateTask(*task);
   });

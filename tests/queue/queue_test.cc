@@ -409,3 +409,41 @@ TEST_F(QueueTest, InvalidUtf8InAFailureTextIsStoredNotThrown) {
 
 }  // namespace
 }  // namespace factory
+
+namespace factory {
+namespace {
+
+TEST_F(QueueTest, CreatedAndClaimedPayloadsAreValidJsonWithTheirFields) {
+  std::string dep = Add("dep");
+  auto created = queue_->Enqueue(EnqueueRequest{.title = "quote \" backslash \\ newline \n é",
+                                                .priority = -3, .depends_on = {dep},
+                                                .idempotency_key = "k\"1"});
+  ASSERT_TRUE(created.has_value());
+  auto claimed = ClaimOne();
+  auto events = queue_->ListEvents(EventQuery{.limit = 0});
+  int checked = 0;
+  for (const auto& event : *events) {
+    auto payload = nlohmann::json::parse(event.payload_json);  // throws (fails) if malformed
+    if (event.kind == "task.created" && event.task_id == created->task.id) {
+      EXPECT_EQ(payload["title"], "quote \" backslash \\ newline \n é");
+      EXPECT_EQ(payload["priority"], -3);
+      EXPECT_EQ(payload["state"], "pending");
+      EXPECT_EQ(payload["depends_on"], nlohmann::json::array({dep}));
+      EXPECT_EQ(payload["idempotency_key"], "k\"1");
+      ++checked;
+    }
+    if (event.kind == "task.claimed") {
+      EXPECT_EQ(payload["owner"], "w1");
+      EXPECT_EQ(payload["attempt"], 1);
+      EXPECT_EQ(payload["attempt_id"], claimed.lease.attempt_id);
+      EXPECT_EQ(payload["lease_expires_ms"], claimed.lease.expires_ms);
+      EXPECT_EQ(payload["from"], "ready");
+      EXPECT_EQ(payload["to"], "claimed");
+      ++checked;
+    }
+  }
+  EXPECT_EQ(checked, 2);
+}
+
+}  // namespace
+}  // namespace factory
