@@ -286,20 +286,7 @@ class AnthropicProvider final : public Provider {
     if (!Usable()) return std::unexpected(internal::NotConfigured(config_));
     HttpRequest http = MakeRequest("GET", "/v1/models", "");
     http.total_timeout_ms = std::min<int64_t>(config_.timeout_ms, 15'000);
-    auto result = http_->Send(http);
-    if (!result)
-      return std::unexpected(internal::TransportError(config_, result.error(), secrets_));
-    if (result->status / 100 != 2) {
-      return std::unexpected(internal::HttpError(config_, http, *result, secrets_));
-    }
-    auto parsed = internal::ParseJson(result->body);
-    if (!parsed || !parsed->is_object() || !(*parsed)["data"].is_array()) {
-      return std::unexpected(
-          internal::MalformedResponse(config_, "model list is not the expected JSON", secrets_));
-    }
-    std::vector<std::string> ids;
-    for (const json& item : (*parsed)["data"]) ids.push_back(StringOrEmpty(item, "id"));
-    return ids;
+    return internal::FetchModelIds(*http_, config_, http, secrets_);
   }
 
  private:

@@ -117,4 +117,22 @@ std::string StringOrEmpty(const nlohmann::json& object, const char* key) {
   return it->get<std::string>();
 }
 
+CallResult<std::vector<std::string>> FetchModelIds(HttpClient& http, const ProviderConfig& config,
+                                                   const HttpRequest& request,
+                                                   const std::vector<std::string>& secrets) {
+  auto result = http.Send(request);
+  if (!result) return std::unexpected(TransportError(config, result.error(), secrets));
+  if (result->status / 100 != 2) {
+    return std::unexpected(HttpError(config, request, *result, secrets));
+  }
+  auto parsed = ParseJson(result->body);
+  if (!parsed || !parsed->is_object() || !(*parsed)["data"].is_array()) {
+    return std::unexpected(
+        MalformedResponse(config, "model list is not the expected JSON", secrets));
+  }
+  std::vector<std::string> ids;
+  for (const nlohmann::json& item : (*parsed)["data"]) ids.push_back(StringOrEmpty(item, "id"));
+  return ids;
+}
+
 }  // namespace factory::llm::internal

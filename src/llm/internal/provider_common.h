@@ -56,4 +56,10 @@ int64_t IntOr0(const nlohmann::json& object, const char* key);
 // String field or "", tolerant of null / missing / non-string values.
 std::string StringOrEmpty(const nlohmann::json& object, const char* key);
 
+// Sends a prepared model-list request and returns the `data[].id` values: OpenAI-compatible
+// servers and Anthropic answer in the same shape. Errors are redacted of `secrets`.
+CallResult<std::vector<std::string>> FetchModelIds(HttpClient& http, const ProviderConfig& config,
+                                                   const HttpRequest& request,
+                                                   const std::vector<std::string>& secrets);
+
 }  // namespace factory::llm::internal
