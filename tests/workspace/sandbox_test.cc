@@ -249,8 +249,12 @@ void ExpectForkBombContained(Sandbox& sandbox, const std::string& worktree) {
   }
   const std::string marker = UniqueMarker("bomb");
   SandboxedCommand command;
-  // $0 carries the marker; every forked copy of the shell keeps that command line.
-  command.argv = {"bash", "-c", ":(){ :|:& };:; wait", marker};
+  // $0 carries the marker; every forked copy of the shell keeps that command line. The leader
+  // sleeps instead of `wait`ing: `wait` returned as soon as its direct children had forked and
+  // exited, sometimes before the bomb reached the limit (a flake: no fork error yet). A second
+  // gives the bomb time to hit the limit; then the group is killed (or the sleep's own fork
+  // fails and the leader is killed at the timeout).
+  command.argv = {"bash", "-c", ":(){ :|:& };:; sleep 1", marker};
   command.worktree = worktree;
   command.limits.max_processes = 64;
   command.timeout_ms = 2000;
