@@ -21,8 +21,8 @@ configure: deps
 build: configure
 	cmake --build $(BUILD_DIR) -j$(JOBS)
 
-# --repeat until-pass:2: SandboxTest.ForkBombIsContainedAndKilledRlimit flaked once under parallel
-# load (the bomb exited in 66 ms with no fork error); a second failure still fails the run.
+# --repeat until-pass:2: insurance for timing-sensitive integration tests on a loaded machine
+# (one flake, in a sandbox test, was found and fixed); a second failure still fails the run.
 test: build
 	ctest --test-dir $(BUILD_DIR) --output-on-failure -j$(JOBS) --repeat until-pass:2
 
