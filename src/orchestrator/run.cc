@@ -465,42 +465,35 @@ Result<RunSummary> RunManager::SummarizeTasks(const Run& run, const std::vector<
   return summary;
 }
 
-Result<RunDetails> RunManager::ShowRun(const std::string& run_id) {
-  RunDetails details;
+Result<std::pair<Run, std::vector<Task>>> RunManager::LoadRun(const std::string& run_id) {
   std::optional<Run> run;
   std::vector<Task> tasks;
   FACTORY_RETURN_IF_ERROR(deps_.store->Read([&](StoreTxn& txn) -> Status {
     FACTORY_ASSIGN_OR_RETURN(run, txn.GetRun(run_id));
     if (!run) return Ok();
+    // ListTasks fills depends_on (Store contract), so no per-task re-read is needed.
     FACTORY_ASSIGN_OR_RETURN(tasks, txn.ListTasks(TaskQuery{.run_id = run_id}));
     return Ok();
   }));
   if (!run) return NotFound("run " + run_id + " does not exist");
-  // ListTasks leaves depends_on empty in some backends: fill it from GetTask.
-  for (auto& task : tasks) {
-    if (!task.depends_on.empty()) continue;
-    auto full = deps_.queue->GetTask(task.id);
-    if (full) task.depends_on = full->depends_on;
-  }
+  return std::make_pair(std::move(*run), std::move(tasks));
+}
+
+Result<RunDetails> RunManager::ShowRun(const std::string& run_id) {
+  FACTORY_ASSIGN_OR_RETURN(auto loaded, LoadRun(run_id));
+  auto& [run, tasks] = loaded;
   std::stable_sort(tasks.begin(), tasks.end(), [](const Task& a, const Task& b) {
     return a.created_ms != b.created_ms ? a.created_ms < b.created_ms : a.id < b.id;
   });
-  details.run = *run;
-  FACTORY_ASSIGN_OR_RETURN(details.summary, SummarizeTasks(*run, tasks, &details.tasks));
+  RunDetails details;
+  details.run = run;
+  FACTORY_ASSIGN_OR_RETURN(details.summary, SummarizeTasks(run, tasks, &details.tasks));
   return details;
 }
 
 Result<RunSummary> RunManager::Summarize(const std::string& run_id) {
-  std::optional<Run> run;
-  std::vector<Task> tasks;
-  FACTORY_RETURN_IF_ERROR(deps_.store->Read([&](StoreTxn& txn) -> Status {
-    FACTORY_ASSIGN_OR_RETURN(run, txn.GetRun(run_id));
-    if (!run) return Ok();
-    FACTORY_ASSIGN_OR_RETURN(tasks, txn.ListTasks(TaskQuery{.run_id = run_id}));
-    return Ok();
-  }));
-  if (!run) return NotFound("run " + run_id + " does not exist");
-  return SummarizeTasks(*run, tasks, nullptr);
+  FACTORY_ASSIGN_OR_RETURN(auto loaded, LoadRun(run_id));
+  return SummarizeTasks(loaded.first, loaded.second, nullptr);
 }
 
 Result<std::vector<RunListEntry>> RunManager::ListRuns(int limit) {

@@ -21,6 +21,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "agents/registry.h"
@@ -180,6 +181,8 @@ class RunManager {
   void RequestCancel();
 
  private:
+  // The run and its tasks (with dependencies) from one read snapshot; NotFound naming the run.
+  Result<std::pair<Run, std::vector<Task>>> LoadRun(const std::string& run_id);
   Result<RunSummary> SummarizeTasks(const Run& run, const std::vector<Task>& tasks,
                                     std::vector<RunTaskView>* views);
   Result<RunCounts> Counts(const std::string& run_id, double cost_usd);

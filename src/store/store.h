@@ -89,6 +89,7 @@ class StoreTxn {
                                                int limit) = 0;
   // Leased tasks whose lease expired before now_ms.
   virtual Result<std::vector<Task>> ListExpiredLeases(int64_t now_ms, int limit) = 0;
+  // Tasks in id order, each with depends_on filled in.
   virtual Result<std::vector<Task>> ListTasks(const TaskQuery& query) = 0;
   // Ids of tasks that depend directly on task_id.
   virtual Result<std::vector<std::string>> ListDependents(std::string_view task_id) = 0;
