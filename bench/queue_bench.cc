@@ -1,6 +1,7 @@
 // Queue throughput against the bare-SQL limits of the same SQLite file and settings.
 //
 //   queue_bench [--tasks N] [--dir DIR] [--sync normal|full]
+//               [--only enqueue-batched|single-claim]
 //
 // Every figure is printed beside its bare-SQL counterpart measured in the same run, as a ratio.
 
@@ -29,6 +30,8 @@ struct Options {
   int tasks = 100'000;
   std::string dir = "bench/out";
   SqliteSync sync = SqliteSync::kNormal;
+  // --only enqueue-batched|single-claim: one figure alone, with no baseline, for profiling.
+  std::string only;
 };
 
 [[noreturn]] void Die(const std::string& message) {
@@ -224,8 +227,14 @@ int Main(int argc, char** argv) {
       } else if (value != "normal") {
         Die("--sync must be normal or full");
       }
+    } else if (arg == "--only") {
+      options.only = next();
+      if (options.only != "enqueue-batched" && options.only != "single-claim") {
+        Die("--only must be enqueue-batched or single-claim");
+      }
     } else if (arg == "--help" || arg == "-h") {
-      std::printf("usage: queue_bench [--tasks N] [--dir DIR] [--sync normal|full]\n");
+      std::printf("usage: queue_bench [--tasks N] [--dir DIR] [--sync normal|full] "
+                  "[--only enqueue-batched|single-claim]\n");
       return 0;
     } else {
       Die("unknown argument " + arg);
@@ -240,6 +249,17 @@ int Main(int argc, char** argv) {
                      "open");
   Queue queue(*store, QueueOptions{.actor = "bench"});
   const int n = options.tasks;
+  if (options.only == "enqueue-batched") {
+    std::printf("enqueue_many, 1,000 tasks per transaction: %.0f tasks/s\n",
+                EnqueueBatched(queue, n, "batched", 1000));
+    return 0;
+  }
+  if (options.only == "single-claim") {
+    EnqueueBatched(queue, n, "one", 1000);
+    std::printf("claim+complete, 1 thread, 1 per claim: %.0f tasks/s\n",
+                ClaimComplete(queue, n, "one", 1, 1));
+    return 0;
+  }
   std::printf("queue_bench: %d no-op tasks per figure, SQLite WAL, synchronous=%s, file %s\n\n", n,
               options.sync == SqliteSync::kFull ? "FULL" : "NORMAL", path.c_str());
 

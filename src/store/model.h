@@ -150,4 +150,24 @@ struct AgentPause {
   std::string by;  // who paused it: "budget", "velocity", a user...
 };
 
+// --- gateway virtual keys (schema v3)
+
+// A virtual API key of `factory gateway`, issued to one agent. The key itself is shown once, when
+// it is created; only its SHA-256 is stored (keys are long random tokens, so a plain hash cannot
+// be reversed by guessing).
+struct VirtualKey {
+  std::string id;        // ULID; what `factory keys list` shows and `keys revoke` takes
+  std::string agent;     // whose calls the key's requests are ledgered and budgeted as
+  std::string key_hash;  // lower-case hex SHA-256 of the key
+  std::string prefix;    // the key's first characters, to recognise it in a listing
+  std::string label;     // free text ("" = none)
+  // Optional scope: a key issued for one attempt of a task (the cli runner's) ledgers and
+  // budgets its calls under that run, task and attempt. "" = none.
+  std::string run_id;
+  std::string task_id;
+  std::string attempt_id;
+  int64_t created_ms = 0;
+  int64_t revoked_ms = 0;  // 0 = active
+};
+
 }  // namespace factory

@@ -132,6 +132,17 @@ class StoreTxn {
   // Removes the pause of agent; true when there was one.
   virtual Result<bool> ClearAgentPause(std::string_view agent) = 0;
   virtual Result<std::vector<AgentPause>> ListAgentPauses() = 0;
+
+  // --- gateway virtual keys (schema v3)
+  // AlreadyExists on a duplicate id or key_hash.
+  virtual Status InsertVirtualKey(const VirtualKey& key) = 0;
+  // The key (active or revoked) with this hash, or nullopt.
+  virtual Result<std::optional<VirtualKey>> FindVirtualKeyByHash(std::string_view key_hash) = 0;
+  // Every key, revoked ones included, oldest first.
+  virtual Result<std::vector<VirtualKey>> ListVirtualKeys() = 0;
+  // Marks an active key revoked at now_ms. True when it was active; false when it was already
+  // revoked; NotFound when no key has this id.
+  virtual Result<bool> RevokeVirtualKey(std::string_view id, int64_t now_ms) = 0;
 };
 
 struct StoreInfo {

@@ -11,6 +11,7 @@
 #include "ledger/internal/day.h"
 #include "ledger_fixture.h"
 #include "llm/models_config.h"
+#include "store/sqlite/migrations.h"
 
 namespace factory::ledger {
 namespace {
@@ -194,25 +195,31 @@ TEST_F(LedgerTest, GroupsByAgentModelDayAndRunAndHonoursSince) {
   EXPECT_EQ(none->total.calls, 0);
 }
 
-// A database made by a v1 build gains the ledger tables on open and keeps its queue data.
+// A database made by a v1 build (only the queue's schema) gains the ledger tables on open and
+// keeps its queue data.
 TEST_F(LedgerTest, MigratesAVersionOneDatabase) {
-  ASSERT_TRUE(queue_->Enqueue(EnqueueRequest{.title = "kept"}));
   queue_.reset();
   store_.reset();
+  const std::string path = dir_ / "v1.db";
   sqlite3* db = nullptr;
-  ASSERT_EQ(sqlite3_open(db_path().c_str(), &db), SQLITE_OK);
-  ASSERT_EQ(sqlite3_exec(db,
-                         "DROP TABLE model_calls; DROP TABLE budget_reservations; "
-                         "DROP TABLE agent_pauses; PRAGMA user_version = 1;",
-                         nullptr, nullptr, nullptr),
-            SQLITE_OK);
+  ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+  const std::string v1 = std::string(sqlite::kMigrations[0]) +
+                         "INSERT INTO runs (id, state, created_ms, updated_ms) "
+                         "VALUES ('r1', 'open', 1, 1);"
+                         "INSERT INTO tasks (id, run_id, title, state, created_ms, updated_ms) "
+                         "VALUES ('t1', 'r1', 'kept', 'ready', 1, 1);"
+                         "PRAGMA user_version = 1;";
+  ASSERT_EQ(sqlite3_exec(db, v1.c_str(), nullptr, nullptr, nullptr), SQLITE_OK);
   sqlite3_close(db);
 
-  auto store = OpenSqliteStore(SqliteOptions{.path = db_path()});
+  auto store = OpenSqliteStore(SqliteOptions{.path = path});
   ASSERT_TRUE(store) << store.error().ToString();
   EXPECT_EQ((*store)->Info().schema_version, LatestSchemaVersion());
   Queue queue(**store);
-  EXPECT_EQ(queue.ListTasks({})->size(), 1u);
+  auto tasks = queue.ListTasks({});
+  ASSERT_TRUE(tasks);
+  ASSERT_EQ(tasks->size(), 1u);
+  EXPECT_EQ(tasks->front().title, "kept");
   Ledger ledger(**store);
   llm::CallRecord record;
   record.ok = true;

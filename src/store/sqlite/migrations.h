@@ -139,6 +139,48 @@ CREATE TABLE agent_pauses (
   by TEXT NOT NULL DEFAULT ''
 ) WITHOUT ROWID;
 )sql",
+    // 3: virtual keys of the gateway (only a hash of each key). IF NOT EXISTS: a database
+    // rolled back to an older user_version by hand (tests do) still migrates.
+    R"sql(
+CREATE TABLE IF NOT EXISTS virtual_keys (
+  id TEXT PRIMARY KEY,
+  agent TEXT NOT NULL,
+  key_hash TEXT NOT NULL UNIQUE,
+  prefix TEXT NOT NULL DEFAULT '',
+  label TEXT NOT NULL DEFAULT '',
+  run_id TEXT NOT NULL DEFAULT '',
+  task_id TEXT NOT NULL DEFAULT '',
+  attempt_id TEXT NOT NULL DEFAULT '',
+  created_ms INTEGER NOT NULL,
+  revoked_ms INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
+)sql",
+    // 4: indexes that a state change touches only when it changes their membership, and no
+    // per-task event index. Pages written per commit are what a queue transaction costs
+    // (bench/RESULTS.md), so:
+    //  - the claim indexes hold ready tasks only, and leased tasks have their own index (the
+    //    reaper's): a claim leaves the first and enters the second, a completion leaves the
+    //    second, and finished tasks are in no such index at all. (The old (state, ...) indexes
+    //    moved an entry in both claim indexes on every claim and every completion.)
+    //  - `lease_expires_ms > 0` rather than `state IN (...)` marks leased tasks: SQLite builds a
+    //    temporary table for an IN list on every write that evaluates it.
+    //  - listings by run get a plain (run_id, id) index, which no state change touches.
+    //  - events_task is replaced by a lower bound on the task row: every event of a task has
+    //    seq > tasks.events_after_seq, so a task's events are a range scan of the chain from its
+    //    creation on. The index cost a page write (often a page split: its entries land in the
+    //    middle) on every event.
+    R"sql(
+ALTER TABLE tasks ADD COLUMN events_after_seq INTEGER NOT NULL DEFAULT 0;
+UPDATE tasks SET events_after_seq =
+  coalesce((SELECT min(seq) - 1 FROM events WHERE events.task_id = tasks.id), 0);
+DROP INDEX events_task;
+DROP INDEX tasks_claim;
+DROP INDEX tasks_run_claim;
+CREATE INDEX tasks_claim ON tasks(priority DESC, id) WHERE state = 'ready';
+CREATE INDEX tasks_run_claim ON tasks(run_id, priority DESC, id) WHERE state = 'ready';
+CREATE INDEX tasks_lease ON tasks(lease_expires_ms) WHERE lease_expires_ms > 0;
+CREATE INDEX tasks_run ON tasks(run_id, id);
+)sql",
 };
 
 inline constexpr int kLatestVersion = static_cast<int>(std::size(kMigrations));

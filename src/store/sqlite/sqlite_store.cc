@@ -236,8 +236,8 @@ class SqliteTxn final : public StoreTxn {
     FACTORY_ASSIGN_OR_RETURN(
         Statement * stmt,
         conn_.Prepare(std::string("INSERT INTO tasks (") + kTaskColumns +
-                      ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, "
-                      "?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22)"));
+                      ", events_after_seq) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, "
+                      "?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23)"));
     stmt->Bind(1, task.id).Bind(2, task.run_id).Bind(3, task.title).Bind(4, task.spec);
     stmt->Bind(5, task.acceptance_json).Bind(6, task.type).Bind(7, task.capabilities_json);
     stmt->Bind(8, task.agent).Bind(9, task.command).Bind(10, task.priority);
@@ -246,6 +246,9 @@ class SqliteTxn final : public StoreTxn {
     stmt->Bind(16, task.lease_owner).Bind(17, task.lease_expires_ms).Bind(18, task.lease_epoch);
     stmt->Bind(19, task.result_json).Bind(20, task.metadata_json).Bind(21, task.created_ms);
     stmt->Bind(22, task.updated_ms);
+    // Every event of the task comes after the current chain head (see ListEvents).
+    FACTORY_RETURN_IF_ERROR(LoadChainHead());
+    stmt->Bind(23, head_seq_);
     FACTORY_RETURN_IF_ERROR(stmt->Run());
     if (task.depends_on.empty()) return Ok();
     FACTORY_ASSIGN_OR_RETURN(
@@ -298,8 +301,9 @@ class SqliteTxn final : public StoreTxn {
     FACTORY_ASSIGN_OR_RETURN(
         Statement * stmt,
         conn_.Prepare(std::string("SELECT ") + kTaskColumns +
-                      " FROM tasks WHERE state IN ('claimed', 'running', 'verifying', 'review') "
-                      "AND lease_expires_ms < ?1 ORDER BY lease_expires_ms LIMIT ?2"));
+                      " FROM tasks WHERE lease_expires_ms > 0 AND lease_expires_ms < ?1 "
+                      "AND state IN ('claimed', 'running', 'verifying', 'review') "
+                      "ORDER BY lease_expires_ms LIMIT ?2"));
     stmt->Bind(1, now_ms).Bind(2, limit);
     return CollectTasks(*stmt);
   }
@@ -356,8 +360,12 @@ class SqliteTxn final : public StoreTxn {
   }
 
   Result<std::optional<int64_t>> NextReadyAt(const ClaimFilter& filter) override {
-    std::string sql = "SELECT min(not_before_ms) FROM tasks WHERE state = 'ready'";
-    if (!filter.run_id.empty()) sql += " AND run_id = ?1";
+    // INDEXED BY: without statistics the planner prefers tasks_run, which also holds the run's
+    // finished tasks.
+    std::string sql = filter.run_id.empty()
+                          ? "SELECT min(not_before_ms) FROM tasks WHERE state = 'ready'"
+                          : "SELECT min(not_before_ms) FROM tasks INDEXED BY tasks_run_claim "
+                            "WHERE state = 'ready' AND run_id = ?1";
     if (filter.require_command) sql += " AND command <> ''";
     FACTORY_ASSIGN_OR_RETURN(Statement * stmt, conn_.Prepare(sql));
     if (!filter.run_id.empty()) stmt->Bind(1, filter.run_id);
@@ -431,20 +439,7 @@ class SqliteTxn final : public StoreTxn {
   // --- events
   Status AppendEvent(Event& event) override {
     FACTORY_RETURN_IF_ERROR(CheckWritable());
-    if (!chain_head_loaded_) {
-      // Read the head once per transaction: the write lock is held, so no other writer can
-      // append before we commit and the chain stays linear across processes.
-      FACTORY_ASSIGN_OR_RETURN(
-          Statement * head,
-          conn_.Prepare("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1"));
-      FACTORY_ASSIGN_OR_RETURN(bool has_row, head->Step());
-      if (has_row) {
-        head_seq_ = head->ColumnInt(0);
-        head_hash_ = head->ColumnText(1);
-      }
-      head->Reset();
-      chain_head_loaded_ = true;
-    }
+    FACTORY_RETURN_IF_ERROR(LoadChainHead());
     event.seq = head_seq_ + 1;
     event.prev_hash = head_hash_;
     event.hash = ComputeEventHash(event);
@@ -462,9 +457,17 @@ class SqliteTxn final : public StoreTxn {
   }
 
   Result<std::vector<Event>> ListEvents(const EventQuery& query) override {
-    std::string sql = std::string("SELECT ") + kEventColumns + " FROM events WHERE seq > ?1";
+    std::string sql = std::string("SELECT ") + kEventColumns + " FROM events WHERE ";
+    if (query.task_id.empty()) {
+      sql += "seq > ?1";
+    } else {
+      // No per-task index (its upkeep cost a page write per event): a task's events are a
+      // range scan of the chain from the task's creation on. One bound, so that the scan
+      // starts at the larger of the two.
+      sql += "seq > max(?1, coalesce((SELECT events_after_seq FROM tasks WHERE id = ?3), 0)) "
+             "AND task_id = ?3";
+    }
     if (!query.run_id.empty()) sql += " AND run_id = ?2";
-    if (!query.task_id.empty()) sql += " AND task_id = ?3";
     sql += " ORDER BY seq LIMIT ?4";
     FACTORY_ASSIGN_OR_RETURN(Statement * stmt, conn_.Prepare(sql));
     stmt->Bind(1, query.after_seq);
@@ -634,7 +637,94 @@ class SqliteTxn final : public StoreTxn {
     return pauses;
   }
 
+  // --- gateway virtual keys
+  Status InsertVirtualKey(const VirtualKey& key) override {
+    FACTORY_RETURN_IF_ERROR(CheckWritable());
+    FACTORY_ASSIGN_OR_RETURN(
+        Statement * stmt,
+        conn_.Prepare("INSERT INTO virtual_keys (id, agent, key_hash, prefix, label, run_id, "
+                      "task_id, attempt_id, created_ms, revoked_ms) VALUES (?1, ?2, ?3, ?4, ?5, "
+                      "?6, ?7, ?8, ?9, ?10)"));
+    stmt->Bind(1, key.id).Bind(2, key.agent).Bind(3, key.key_hash).Bind(4, key.prefix);
+    stmt->Bind(5, key.label).Bind(6, key.run_id).Bind(7, key.task_id).Bind(8, key.attempt_id);
+    stmt->Bind(9, key.created_ms).Bind(10, key.revoked_ms);
+    return stmt->Run();
+  }
+
+  Result<std::optional<VirtualKey>> FindVirtualKeyByHash(std::string_view key_hash) override {
+    FACTORY_ASSIGN_OR_RETURN(
+        Statement * stmt, conn_.Prepare(std::string(kVirtualKeySelect) + " WHERE key_hash = ?1"));
+    stmt->Bind(1, key_hash);
+    FACTORY_ASSIGN_OR_RETURN(bool has_row, stmt->Step());
+    if (!has_row) return std::optional<VirtualKey>();
+    VirtualKey key = ReadVirtualKey(*stmt);
+    stmt->Reset();
+    return std::optional<VirtualKey>(std::move(key));
+  }
+
+  Result<std::vector<VirtualKey>> ListVirtualKeys() override {
+    FACTORY_ASSIGN_OR_RETURN(Statement * stmt, conn_.Prepare(std::string(kVirtualKeySelect) +
+                                                             " ORDER BY created_ms, id"));
+    std::vector<VirtualKey> keys;
+    while (true) {
+      FACTORY_ASSIGN_OR_RETURN(bool has_row, stmt->Step());
+      if (!has_row) break;
+      keys.push_back(ReadVirtualKey(*stmt));
+    }
+    return keys;
+  }
+
+  Result<bool> RevokeVirtualKey(std::string_view id, int64_t now_ms) override {
+    FACTORY_RETURN_IF_ERROR(CheckWritable());
+    FACTORY_ASSIGN_OR_RETURN(
+        Statement * stmt,
+        conn_.Prepare("UPDATE virtual_keys SET revoked_ms = ?2 WHERE id = ?1 AND revoked_ms = 0"));
+    stmt->Bind(1, id).Bind(2, now_ms);
+    FACTORY_RETURN_IF_ERROR(stmt->Run());
+    if (sqlite3_changes(conn_.handle()) > 0) return true;
+    FACTORY_ASSIGN_OR_RETURN(Statement * exists,
+                             conn_.Prepare("SELECT 1 FROM virtual_keys WHERE id = ?1"));
+    exists->Bind(1, id);
+    FACTORY_ASSIGN_OR_RETURN(bool found, exists->Step());
+    exists->Reset();
+    if (!found) return NotFound("no virtual key with id " + std::string(id));
+    return false;
+  }
+
  private:
+  static constexpr char kVirtualKeySelect[] =
+      "SELECT id, agent, key_hash, prefix, label, run_id, task_id, attempt_id, created_ms, "
+      "revoked_ms FROM virtual_keys";
+
+  static VirtualKey ReadVirtualKey(const Statement& row) {
+    return VirtualKey{.id = row.ColumnText(0),
+                      .agent = row.ColumnText(1),
+                      .key_hash = row.ColumnText(2),
+                      .prefix = row.ColumnText(3),
+                      .label = row.ColumnText(4),
+                      .run_id = row.ColumnText(5),
+                      .task_id = row.ColumnText(6),
+                      .attempt_id = row.ColumnText(7),
+                      .created_ms = row.ColumnInt(8),
+                      .revoked_ms = row.ColumnInt(9)};
+  }
+
+  // Reads the chain head once per transaction: the write lock is held, so no other writer can
+  // append before we commit and the chain stays linear across processes.
+  Status LoadChainHead() {
+    if (chain_head_loaded_) return Ok();
+    FACTORY_ASSIGN_OR_RETURN(
+        Statement * head, conn_.Prepare("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1"));
+    FACTORY_ASSIGN_OR_RETURN(bool has_row, head->Step());
+    if (has_row) {
+      head_seq_ = head->ColumnInt(0);
+      head_hash_ = head->ColumnText(1);
+    }
+    head->Reset();
+    chain_head_loaded_ = true;
+    return Ok();
+  }
+
   Status CheckWritable() const {
     if (!writable_) return Internal("write attempted inside a read transaction");
     return Ok();
