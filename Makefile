@@ -26,9 +26,11 @@ build: configure
 test: build
 	ctest --test-dir $(BUILD_DIR) --output-on-failure -j$(JOBS) --repeat until-pass:2
 
+# The pipeline demo: examples/textkit built from its backlog by script agents in a temp dir
+# (examples/demo.sh says what it does; exit 0 only when every task is done and checked).
 demo: configure
 	cmake --build $(BUILD_DIR) -j$(JOBS) --target factory
-	FACTORY_BIN=$(abspath $(BUILD_DIR))/factory examples/queue-demo/demo.sh
+	FACTORY_BIN=$(abspath $(BUILD_DIR))/factory examples/demo.sh
 
 bench: build
 	@if [ -x bench/run.sh ]; then \
