@@ -246,6 +246,9 @@ Result<RunSummary> RunManager::ExecuteRun(const std::string& run_id,
   worker_options.owner = options.worker_owner;
   worker_options.concurrency =
       options.concurrency > 0 ? options.concurrency : std::max(1, deps_.config->concurrency);
+  // Every free slot's task in one claim transaction: one commit where a burst of ready tasks
+  // (a run's start, a task with many dependents finishing) would otherwise take one each.
+  worker_options.batch = worker_options.concurrency;
   worker_options.lease_ms = options.lease_ms;
   worker_options.poll_ms = options.poll_ms;
   worker_options.until_idle = true;

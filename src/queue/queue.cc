@@ -287,11 +287,17 @@ Result<Lease> Queue::Heartbeat(const Lease& lease, int64_t lease_ms) {
   return renewed;
 }
 
-Status Queue::Start(const Lease& lease) {
+Status Queue::Start(const Lease& lease) { return StartMany({lease}); }
+
+Status Queue::StartMany(const std::vector<Lease>& leases) {
   return store_.Write([&](StoreTxn& txn) -> Status {
-    FACTORY_ASSIGN_OR_RETURN(Task task, LoadLeased(txn, lease));
-    return Transition(txn, task, TaskState::kRunning, "task.started",
-                      json{{"attempt", lease.attempt_number}}, "worker:" + lease.owner);
+    for (const auto& lease : leases) {
+      FACTORY_ASSIGN_OR_RETURN(Task task, LoadLeased(txn, lease));
+      FACTORY_RETURN_IF_ERROR(Transition(txn, task, TaskState::kRunning, "task.started",
+                                         json{{"attempt", lease.attempt_number}},
+                                         "worker:" + lease.owner));
+    }
+    return Ok();
   });
 }
 

@@ -103,6 +103,10 @@ class Queue {
   Result<Lease> Heartbeat(const Lease& lease, int64_t lease_ms);
   // claimed -> running.
   Status Start(const Lease& lease);
+  // claimed -> running for several leases in one transaction, all or none (Aborted when any
+  // lease is stale): what a worker does with a batch it has just claimed, one commit instead of
+  // one per task.
+  Status StartMany(const std::vector<Lease>& leases);
   // A lease-holding state change: running -> verifying -> review (see state_machine.h).
   Status Advance(const Lease& lease, TaskState to, const std::string& payload_json = "{}");
   // -> done. Promotes dependents whose dependencies are now all done. Aborted when stale.

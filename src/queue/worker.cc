@@ -229,11 +229,19 @@ Status Worker::ClaimAndDispatch(int free_slots, bool& claimed_any) {
   const int limit = std::min(free_slots, options_.batch);
   FACTORY_ASSIGN_OR_RETURN(std::vector<ClaimedTask> claimed,
                            queue_.Claim(options_.owner, options_.lease_ms, limit, options_.filter));
+  // The whole batch moves to `running` in one transaction, before any job is queued: a burst of
+  // ready tasks then costs one commit, not one per pool thread racing for the writer. Should it
+  // fail, each job starts on its own (and learns of a stale lease) as before.
+  std::vector<Lease> leases;
+  leases.reserve(claimed.size());
+  for (const auto& claimed_task : claimed) leases.push_back(claimed_task.lease);
+  const bool batch_running = !leases.empty() && queue_.StartMany(leases).has_value();
   const int64_t interval_ms = std::max<int64_t>(options_.lease_ms / 3, 20);
   const int64_t now_ms = queue_.clock().NowMillis();
   for (auto& claimed_task : claimed) {
     auto job = std::make_shared<Job>();
     job->claimed = std::move(claimed_task);
+    job->running = batch_running;
     job->next_heartbeat_ms = now_ms + interval_ms;
     {
       std::lock_guard lock(mu_);
@@ -281,7 +289,7 @@ void Worker::RunJob(const std::shared_ptr<Job>& job) {
   if (job->cancel.load()) {
     result.cancelled = true;
   } else {
-    Status started = queue_.Start(job->claimed.lease);
+    Status started = job->running ? Ok() : queue_.Start(job->claimed.lease);
     if (!started) {
       std::lock_guard lock(mu_);
       if (started.error().code == ErrorCode::kAborted) {

@@ -163,6 +163,35 @@ TEST_F(QueueTest, RetryOfAFailedTaskUnblocksItsDependents) {
   EXPECT_EQ(queue_->Retry(a).error().code, ErrorCode::kFailedPrecondition);
 }
 
+// A claimed batch starts in one transaction, all or none: one stale lease leaves every task of
+// the batch as it was.
+TEST_F(QueueTest, StartManyStartsAWholeBatchOrNothing) {
+  std::vector<std::string> ids = {Add("a"), Add("b"), Add("c")};
+  auto claimed = queue_->Claim("w1", 10'000, 3);
+  ASSERT_TRUE(claimed.has_value()) << claimed.error().message;
+  ASSERT_EQ(claimed->size(), 3u);
+  std::vector<Lease> leases;
+  for (const auto& item : *claimed) leases.push_back(item.lease);
+
+  // The third lease goes stale (its task is cancelled) before the batch starts.
+  ASSERT_TRUE(queue_->Cancel(leases[2].task_id, "changed my mind").has_value());
+  auto refused = queue_->StartMany(leases);
+  ASSERT_FALSE(refused.has_value());
+  EXPECT_EQ(refused.error().code, ErrorCode::kAborted);
+  for (int i = 0; i < 2; ++i) {
+    EXPECT_EQ(StateOf(leases[i].task_id), TaskState::kClaimed);
+    EXPECT_EQ(CountEvents(leases[i].task_id, "task.started"), 0);
+  }
+
+  leases.pop_back();
+  ASSERT_TRUE(queue_->StartMany(leases).has_value());
+  for (const auto& lease : leases) {
+    EXPECT_EQ(StateOf(lease.task_id), TaskState::kRunning);
+    EXPECT_EQ(CountEvents(lease.task_id, "task.started"), 1);
+    ASSERT_TRUE(queue_->Complete(lease).has_value());
+  }
+}
+
 TEST_F(QueueTest, CancelCascadesAndMakesTheLeaseStale) {
   std::string a = Add("a");
   std::string b = Add("b", {a});
