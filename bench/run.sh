@@ -10,6 +10,14 @@ mkdir -p "$out"
 echo "== queue throughput (issue 2): $build/bench/queue_bench --tasks 100000 --dir $out"
 "$build/bench/queue_bench" --tasks "${BENCH_TASKS:-100000}" --dir "$out"
 
+echo
+echo "== dispatch latency and orchestration overhead (issue 3): $build/bench/worker_bench --dir $out/worker"
+"$build/bench/worker_bench" --factory "$build/factory" --dir "$out/worker"
+
+echo
+echo "== gateway overhead (issue 4): bench/gateway_bench.sh $build"
+bash "$here/gateway_bench.sh" "$build"
+
 for extra in "$here"/run-*.sh; do
   [[ -e "$extra" ]] || continue
   echo

@@ -119,6 +119,9 @@ int ParseAndRun(int argc, char** argv) {
   AddProjectCommands(app, ctx);
   AddCostCommands(app, ctx);
   AddRunCommands(app, ctx);
+  AddGatewayCommands(app, ctx);
+  AddPromptCommands(app, ctx);
+  AddStatsCommand(app, ctx);
 
   try {
     app.parse(argc, argv);

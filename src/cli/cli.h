@@ -64,6 +64,9 @@ void AddProjectCommands(CLI::App& app, CliContext& ctx);  // agents, models
 // costs, agents resume. REQUIRES: AddProjectCommands ran first (it creates `agents`).
 void AddCostCommands(CLI::App& app, CliContext& ctx);
 void AddRunCommands(CLI::App& app, CliContext& ctx);  // run, run resume/show/merge, runs
+void AddGatewayCommands(CLI::App& app, CliContext& ctx);  // gateway, keys create/list/revoke
+void AddPromptCommands(CLI::App& app, CliContext& ctx);  // prompts, prompts show
+void AddStatsCommand(CLI::App& app, CliContext& ctx);    // stats
 
 // Parses argv, runs the selected command, returns the process exit code. Never throws.
 int RunCli(int argc, char** argv);

@@ -1,20 +1,26 @@
-// `factory run --backlog FILE`, `factory run resume|show|merge RUN` and `factory runs`: the
-// execution pipeline (src/orchestrator) behind the CLI.
+// `factory run --backlog FILE`, `factory run FEATURE.md`, `factory run resume|show|merge RUN`
+// and `factory runs`: the planning (src/feature) and execution pipeline (src/orchestrator)
+// behind the CLI.
 
 #include <cstdio>
 #include <iostream>
+#include <nlohmann/json.hpp>
 #include <optional>
 
 #include "cli/cli.h"
 #include "cli/signals.h"
+#include "feature/feature_run.h"
 #include "orchestrator/environment.h"
 #include "orchestrator/run_view.h"
+#include "prompts/library.h"
 
 namespace factory::cli {
 namespace {
 
 struct RunArgs {
   std::string backlog;
+  std::string feature;  // FEATURE.md
+  int max_repairs = 2;
   std::string run_id;
   std::string repo = ".";
   std::string base_branch;
@@ -63,6 +69,16 @@ int ExecuteWithView(RunEnvironment& env, const RunArgs& args, Execute&& execute)
   options.concurrency = args.concurrency;
   options.keep_worktrees = args.keep_worktrees;
   options.observer = &view;
+  options.make_runner = env.runner_factory();
+  // A paused agent takes no task until resumed: say so before the run seems to hang.
+  if (auto pauses = env.SyncPauses(); pauses) {
+    for (const auto& pause : *pauses) {
+      const bool all = pause.agent == ledger::kAllAgents;
+      std::cerr << "factory: warning: " << (all ? "every agent is" : "agent " + pause.agent + " is")
+                << " paused (" << pause.reason << "); its tasks wait until `factory agents resume "
+                << (all ? "'*'" : pause.agent) << "`\n";
+    }
+  }
   Result<RunSummary> summary = [&] {
     SignalWatcher signals([&env](int) { env.runs().RequestStop(); },
                           [&env](int) { env.runs().RequestCancel(); });
@@ -73,8 +89,10 @@ int ExecuteWithView(RunEnvironment& env, const RunArgs& args, Execute&& execute)
 
 int RunBacklog(const CliContext& ctx, const RunArgs& args) {
   if (args.backlog.empty()) {
-    return ReportError("give a backlog: factory run --backlog BACKLOG.yaml (or a subcommand)",
-                       kExitUsage);
+    return ReportError(
+        "give a feature request or a backlog: factory run FEATURE.md, factory run --backlog "
+        "BACKLOG.yaml (or a subcommand)",
+        kExitUsage);
   }
   auto opened = OpenEverything(ctx, args, /*create_db=*/true);
   if (!opened) return ReportError(opened.error());
@@ -94,6 +112,110 @@ int RunBacklog(const CliContext& ctx, const RunArgs& args) {
   return ExecuteWithView(env, args, [&](const ExecuteOptions& options) {
     return env.runs().ExecuteRun(run_id, options);
   });
+}
+
+// `factory run FEATURE.md`: plan (feature/feature_run.h), then build the planned backlog as
+// `--backlog` does. Re-running with the same --run-id resumes: saved planner outputs and a
+// saved backlog are used again, the run's tasks continue where they were.
+int RunFeature(const CliContext& ctx, const RunArgs& args) {
+  if (!args.backlog.empty()) {
+    return ReportError("give either a feature request (FEATURE.md) or --backlog, not both",
+                       kExitUsage);
+  }
+  auto request = feature::LoadFeatureRequest(args.feature);
+  if (!request) return ReportError(request.error());
+  auto opened = OpenEverything(ctx, args, /*create_db=*/true);
+  if (!opened) return ReportError(opened.error());
+  RunEnvironment& env = *opened->env;
+  const std::filesystem::path repo_root = env.workspace().repo_root();
+
+  // The planners' router: the environment's when an llm agent made it build one, else one over
+  // the same models.yaml, ledger and budgets.
+  std::unique_ptr<llm::Router> own_router;
+  llm::Router* router = env.router();
+  if (router == nullptr) {
+    const std::filesystem::path models_path = repo_root / ".factory" / "models.yaml";
+    auto models = llm::LoadModelsConfig(models_path);
+    if (!models) {
+      if (models.error().code != ErrorCode::kNotFound) return ReportError(models.error());
+      return ReportError("planning a feature needs models: " + models_path.string() +
+                             " does not exist (`factory init` writes the default)",
+                         kExitPrecondition);
+    }
+    llm::RouterOptions router_options;
+    router_options.observer = &env.ledger();
+    router_options.admission = &env.budget();
+    auto created = llm::Router::Create(std::move(*models), router_options);
+    if (!created) return ReportError(created.error());
+    own_router = std::move(*created);
+    router = own_router.get();
+  }
+  auto prompts = prompts::PromptLibrary::Load(repo_root / ".factory" / "prompts");
+  if (!prompts) return ReportError(prompts.error());
+
+  const std::string run_id = args.run_id.empty() ? NewRunId() : args.run_id;
+  if (auto valid = WorkspaceManager::ValidateId("run id", run_id); !valid) {
+    return ReportError(valid.error());
+  }
+  feature::PlanningDeps deps;
+  deps.router = router;
+  deps.prompts = &*prompts;
+  deps.agents = &env.agents();
+  deps.config = &env.config();
+  deps.queue = &env.queue();
+  feature::PlanningOptions planning;
+  planning.run_id = run_id;
+  planning.repo_root = repo_root;
+  planning.spec_dir = repo_root / ".factory" / "specs" / request->id;
+  planning.max_repairs = args.max_repairs;
+  std::cerr << "factory: feature " << request->id << ", run " << run_id << ": planning (spec in "
+            << planning.spec_dir.string() << ")\n";
+  auto plan = feature::PlanFeature(*request, deps, planning);
+  if (!plan) return ReportError(plan.error());
+  int reused = 0;
+  for (const auto& planner : plan->planners) reused += planner.reused ? 1 : 0;
+  std::cerr << "factory: planned " << plan->backlog.value.tasks.size() << " tasks (version "
+            << plan->version << "; " << reused << " planner output(s) reused"
+            << (plan->reused_backlog ? ", backlog reused" : "") << "; backlog answers "
+            << plan->backlog_attempts << ")\n";
+
+  // Build: the same path as --backlog, from the spec folder's BACKLOG.yaml.
+  auto backlog = env.LoadBacklog(plan->backlog_path);
+  if (!backlog) return ReportError(backlog.error());
+  for (const auto& warning : backlog->warnings) std::cerr << warning.ToString() << "\n";
+  const bool was_building =
+      nlohmann::json::parse(feature::ReadSpecMetadata(planning.spec_dir), nullptr, false)
+          .value("status", "") == "building";
+  CreateRunOptions create;
+  create.run_id = run_id;
+  create.title = "feature " + request->id;
+  auto created = env.runs().CreateRun(backlog->value, create);
+  if (!created) return ReportError(created.error());
+  std::cerr << "factory: run " << created->run_id << " on " << created->integration_branch << " ("
+            << created->tasks_created << " new tasks, " << created->tasks_existing
+            << " already there)\n";
+  (void)feature::SetSpecStatus(planning.spec_dir, "building");
+  std::optional<RunSummary> finished;
+  const int exit_code = ExecuteWithView(env, args, [&](const ExecuteOptions& options) {
+    // A run that was building when it stopped may hold leases of a dead process.
+    auto summary = was_building ? env.runs().ResumeRun(run_id, options)
+                                : env.runs().ExecuteRun(run_id, options);
+    if (summary) finished = *summary;
+    return summary;
+  });
+  if (finished) {
+    const nlohmann::json build = {{"run_id", finished->run_id},
+                                  {"done", finished->done},
+                                  {"failed", finished->failed},
+                                  {"blocked", finished->blocked},
+                                  {"total", finished->total},
+                                  {"attempts", finished->attempts}};
+    const bool stopped = finished->unfinished > 0;
+    (void)feature::SetSpecStatus(planning.spec_dir,
+                                 finished->all_done() ? "done" : (stopped ? "building" : "failed"),
+                                 build.dump());
+  }
+  return exit_code;
 }
 
 int ResumeRunCommand(const CliContext& ctx, const RunArgs& args) {
@@ -155,8 +277,16 @@ void AddCommonRunOptions(CLI::App* cmd, RunArgs& args) {
 void AddRunCommands(CLI::App& app, CliContext& ctx) {
   static RunArgs args;
   auto* run = app.add_subcommand(
-      "run", "Execute a backlog (a task graph) with agents: worktrees, sandbox, gates, merge queue");
+      "run",
+      "Plan a feature request (FEATURE.md) into a task graph, or take a given backlog, and "
+      "execute it with agents: worktrees, sandbox, gates, merge queue");
+  run->add_option("FEATURE", args.feature,
+                  "Feature request (a .md file): planned by agents into .factory/specs/<feature>/ "
+                  "(PLAN.md, BACKLOG.yaml, context.md, metadata.json), then built");
   run->add_option("--backlog", args.backlog, "Backlog file (YAML, or JSON by extension)");
+  run->add_option("--max-repairs", args.max_repairs,
+                  "Feature runs: times an invalid backlog goes back to the backlog agent")
+      ->check(CLI::Range(0, 10));
   run->add_option("--run-id", args.run_id,
                   "Run id; running again with the same id resumes and never duplicates");
   run->add_option("--base-branch", args.base_branch, "Base branch (default: config, then HEAD)");
@@ -189,7 +319,9 @@ void AddRunCommands(CLI::App& app, CliContext& ctx) {
 
   run->callback([&ctx, run] {
     if (!run->get_subcommands().empty()) return;  // a subcommand set its own action
-    ctx.action = [&ctx] { return RunBacklog(ctx, args); };
+    ctx.action = [&ctx] {
+      return args.feature.empty() ? RunBacklog(ctx, args) : RunFeature(ctx, args);
+    };
   });
 
   auto* runs = app.add_subcommand("runs", "List runs with their summaries");

@@ -100,10 +100,14 @@ class BudgetGuard final : public llm::CallAdmission {
 
   const BudgetEnvelope& envelope() const { return envelope_; }
 
+  // The velocity check Settle runs, on its own: pauses `agent` (with an `agent.paused` event)
+  // when its recent settled spend is too fast. For callers that record settled spend in bulk
+  // (the gateway's background writer).
+  Status CheckVelocity(const std::string& agent, const llm::CallContext& context);
+
  private:
   struct Decision;
   Status RecordPaused(const AgentPause& pause, const llm::CallContext& context);
-  Status CheckVelocity(const std::string& agent, const llm::CallContext& context);
 
   Store& store_;
   Queue& queue_;

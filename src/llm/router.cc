@@ -479,6 +479,26 @@ CallResult<EmbeddingResponse> Router::Embed(const std::vector<std::string>& targ
       context, record, [] { return true; }, call);
 }
 
+CallResult<ForwardResponse> Router::Forward(
+    const std::vector<Deployment>& deployments, std::string kind, int64_t estimated_tokens,
+    const std::function<double(const ModelSpec&)>& worst_case_usd, const CallContext& context,
+    const std::function<bool()>& may_fall_back, const ForwardAttempt& attempt) {
+  CallRecord record;
+  record.context = context;
+  record.kind = std::move(kind);
+  record.started_at_ms = clock_.NowMillis();
+  if (deployments.empty()) {
+    record.status = ErrorCode::kFailedPrecondition;
+    record.error = "no deployment to forward to";
+    Report(record);
+    return MakeCallError(ErrorCode::kFailedPrecondition, record.error);
+  }
+  std::function<CallResult<ForwardResponse>(const Deployment&, Provider&)> call =
+      [&](const Deployment& deployment, Provider&) { return attempt(deployment); };
+  return Run<ForwardResponse>(deployments, estimated_tokens, worst_case_usd, context, record,
+                              may_fall_back, call);
+}
+
 Result<AliasChoice> Router::ChooseAlias(std::string_view task_type, std::string_view complexity,
                                         int attempt_number, std::string_view ceiling) const {
   if (attempt_number < 1) return InvalidArgument("attempt_number must be >= 1");

@@ -57,6 +57,18 @@ struct RouterOptions {
   ProviderFactory provider_factory;
 };
 
+// What one attempt of a pass-through call (Router::Forward) reports: the caller moved the bytes
+// itself; the router needs the usage and status for pricing, budgets and the CallRecord.
+struct ForwardResponse {
+  Usage usage;
+  int http_status = 0;
+  // Filled by the Router, as for ChatResponse.
+  std::string model_name;
+  double cost_usd = 0;
+};
+// One attempt of a pass-through call on a deployment.
+using ForwardAttempt = std::function<CallResult<ForwardResponse>(const Deployment&)>;
+
 // The cost pyramid's choice for one attempt of a task.
 struct AliasChoice {
   std::string alias;
@@ -82,6 +94,19 @@ class Router {
                                       const CallContext& context = {});
   CallResult<EmbeddingResponse> Embed(const std::vector<std::string>& targets,
                                       EmbeddingRequest request, const CallContext& context = {});
+
+  // A routed call whose wire format the caller handles (the gateway forwards a client's request
+  // body and streams the answer back itself): the same breakers, rate limits, admission,
+  // fallback, backoff and CallRecord (of `kind`) as Chat(), over `deployments` (from Resolve(),
+  // possibly filtered). `estimated_tokens` feeds the rate limiters, `worst_case_usd` the
+  // admission. `may_fall_back` is asked after a failed attempt: false once the caller has passed
+  // part of an answer on (a stream already reaching its client cannot switch deployments).
+  CallResult<ForwardResponse> Forward(const std::vector<Deployment>& deployments, std::string kind,
+                                      int64_t estimated_tokens,
+                                      const std::function<double(const ModelSpec&)>& worst_case_usd,
+                                      const CallContext& context,
+                                      const std::function<bool()>& may_fall_back,
+                                      const ForwardAttempt& attempt);
 
   // The deployments `targets` resolve to, available ones only, in try order. kNotFound for an
   // unknown target; kFailedPrecondition (with each provider's reason) when none is available.

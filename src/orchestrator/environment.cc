@@ -1,14 +1,177 @@
 #include "orchestrator/environment.h"
 
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <chrono>
+#include <map>
 #include <set>
 #include <utility>
 
+#include "gateway/keys.h"
+#include "runners/cli_runner.h"
 #include "runners/runner.h"
+#include "toolloop/llm_runner.h"
 #include "workspace/git.h"
 
 namespace factory {
 
 namespace fs = std::filesystem;
+
+namespace {
+
+// "agent 'coder' (.factory/agents/coder.md:5)": where to fix an agent's model settings.
+std::string AgentWhere(const AgentSpec& agent, const char* field) {
+  std::string where = "agent '" + agent.name + "'";
+  if (agent.source.empty()) return where;
+  where += " (" + agent.source;
+  if (auto it = agent.field_lines.find(field); it != agent.field_lines.end()) {
+    where += ":" + std::to_string(it->second);
+  }
+  return where + ")";
+}
+
+// A diagnostic on an agent file's field: "FILE:LINE: field 'model': message".
+std::string AgentFieldError(const AgentSpec& agent, const char* line_of, const std::string& field,
+                            const std::string& message) {
+  std::string where = agent.source.empty() ? "agent '" + agent.name + "'" : agent.source;
+  if (auto it = agent.field_lines.find(line_of); it != agent.field_lines.end()) {
+    where += ":" + std::to_string(it->second);
+  }
+  return where + ": field '" + field + "': " + message + "\n";
+}
+
+bool HasAgentOf(const AgentRegistry& agents, RunnerKind kind) {
+  const auto all = agents.agents();
+  return std::any_of(all.begin(), all.end(),
+                     [kind](const AgentSpec* agent) { return agent->runner == kind; });
+}
+bool HasLlmAgent(const AgentRegistry& agents) { return HasAgentOf(agents, RunnerKind::kLlm); }
+
+void ReplaceAll(std::string& text, std::string_view needle, std::string_view replacement) {
+  if (needle.empty()) return;
+  for (size_t at = text.find(needle); at != std::string::npos;
+       at = text.find(needle, at + replacement.size())) {
+    text.replace(at, needle.size(), replacement);
+  }
+}
+
+// A cli agent's runner behind `factory gateway`: each attempt gets its own virtual key, scoped
+// to the agent, run, task and attempt, so the gateway ledgers and budgets the agent's calls
+// exactly like the built-in agent's; the key is revoked when the attempt ends, however it ends.
+// The key itself is never logged; should the agent print it, it is masked in what the attempt
+// reports (error, output tail, summary, steps), which the pipeline turns into events.
+class GatewayKeyRunner final : public Runner {
+ public:
+  GatewayKeyRunner(std::unique_ptr<Runner> inner, Store& store, std::string agent,
+                   std::string gateway_url, std::vector<std::string> hidden_variables)
+      : inner_(std::move(inner)),
+        store_(store),
+        agent_(std::move(agent)),
+        gateway_url_(std::move(gateway_url)),
+        hidden_variables_(std::move(hidden_variables)) {}
+
+  Result<RunnerOutcome> Run(const RunnerContext& context) override {
+    const AttemptInput& input = context.input;
+    gateway::KeyScope scope;
+    scope.run_id = input.run_id;
+    // As the llm runner attributes its calls: the queue's ids when there is a queue.
+    scope.task_id = input.queue_task_id.empty() ? input.task_id : input.queue_task_id;
+    scope.attempt_id = input.attempt_id.empty()
+                           ? input.task_id + "-" + std::to_string(input.attempt)
+                           : input.attempt_id;
+    scope.label = "attempt " + std::to_string(input.attempt) + " of " + input.task_id;
+    auto issued = gateway::IssueKey(store_, agent_, scope);
+    if (!issued) {
+      // Unavailable: the pipeline retries the attempt (the store may be busy).
+      return Unavailable("agent '" + agent_ +
+                         "': cannot issue a gateway key: " + issued.error().message);
+    }
+    const std::string key_id = issued->record.id;
+    struct Revoke {
+      Store& store;
+      const std::string& id;
+      ~Revoke() {
+        if (Status revoked = gateway::RevokeKey(store, id); !revoked) {
+          spdlog::warn("cannot revoke gateway key {}: {}", id, revoked.error().ToString());
+        }
+      }
+    } revoke{store_, key_id};
+
+    RunnerContext with_key = context;
+    // The real provider keys the factory knows of are blanked; GatewayEnvironment then sets
+    // OPENAI_API_KEY and ANTHROPIC_API_KEY to the virtual key.
+    for (const std::string& name : hidden_variables_) with_key.extra_env[name] = "";
+    with_key.extra_env[kGatewayUrlVar] = gateway_url_;
+    with_key.extra_env[kGatewayKeyVar] = issued->key;
+    auto outcome = inner_->Run(with_key);
+    if (!outcome) {
+      Error error = outcome.error();
+      ReplaceAll(error.message, issued->key, kMasked);
+      return std::unexpected(std::move(error));
+    }
+    for (std::string* text : {&outcome->error, &outcome->output_tail, &outcome->summary}) {
+      ReplaceAll(*text, issued->key, kMasked);
+    }
+    for (AgentStep& step : outcome->steps) ReplaceAll(step.summary, issued->key, kMasked);
+    return outcome;
+  }
+
+ private:
+  static constexpr std::string_view kMasked = "fk-[gateway key]";
+
+  const std::unique_ptr<Runner> inner_;
+  Store& store_;
+  const std::string agent_;
+  const std::string gateway_url_;
+  const std::vector<std::string> hidden_variables_;
+};
+
+// The variables models.yaml reads provider API keys from (none when it is missing or broken:
+// only the cli agents' environment depends on it, and GatewayEnvironment replaces the usual
+// OPENAI_API_KEY and ANTHROPIC_API_KEY anyway).
+std::vector<std::string> ProviderKeyVariables(const fs::path& models_path) {
+  std::vector<std::string> names;
+  auto models = llm::LoadModelsConfig(models_path);
+  if (!models) return names;
+  for (const llm::ProviderConfig& provider : models->providers) {
+    if (provider.api_key_env.empty()) continue;
+    if (std::find(names.begin(), names.end(), provider.api_key_env) != names.end()) continue;
+    names.push_back(provider.api_key_env);
+  }
+  return names;
+}
+
+}  // namespace
+
+ledger::BudgetEnvelope MakeBudgetEnvelope(const ProjectConfig& config,
+                                          const AgentRegistry& agents) {
+  const BudgetConfig& budget = config.budget;
+  ledger::BudgetEnvelope envelope;
+  envelope.project.per_call_usd = budget.usd_per_call;
+  envelope.project.per_task_usd = budget.usd_per_task;
+  envelope.project.per_task_tokens = budget.tokens_per_task;
+  envelope.project.per_run_usd = budget.usd_per_run;
+  envelope.project.per_agent_daily_usd = budget.usd_per_agent_per_day;
+  envelope.global_daily_usd = budget.global_usd_per_day;
+  envelope.velocity_enabled = budget.velocity.enabled;
+  envelope.velocity_factor = budget.velocity.factor;
+  envelope.velocity_window_ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(budget.velocity.window).count();
+  envelope.velocity_baseline_ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(budget.velocity.baseline).count();
+  envelope.velocity_min_baseline_usd = budget.velocity.min_baseline_usd;
+  for (const AgentSpec* agent : agents.agents()) {
+    const AgentBudget& own = agent->budget;
+    if (!own.usd_per_task && !own.tokens_per_task && !own.usd_per_day) continue;
+    ledger::BudgetLimits limits;
+    limits.per_task_usd = own.usd_per_task;
+    limits.per_task_tokens = own.tokens_per_task;
+    limits.per_agent_daily_usd = own.usd_per_day;
+    envelope.agents[agent->name] = limits;
+  }
+  return envelope;
+}
 
 Result<std::unique_ptr<RunEnvironment>> RunEnvironment::Open(Store& store,
                                                              const RunEnvironmentOptions& options) {
@@ -70,7 +233,145 @@ Result<std::unique_ptr<RunEnvironment>> RunEnvironment::Open(Store& store,
   env->runs_ = std::make_unique<RunManager>(
       RunDeps{&store, env->queue_.get(), env->workspace_.get(), env->merges_.get(),
               env->agents_.get(), env->sandbox_.get(), &env->config_});
+
+  env->ledger_ = std::make_unique<ledger::Ledger>(store);
+  env->budget_ = std::make_unique<ledger::BudgetGuard>(
+      store, *env->queue_, MakeBudgetEnvelope(env->config_, *env->agents_));
+  FACTORY_RETURN_IF_ERROR(env->OpenModelLayer(root, options));
+  if (!env->config_.gateway.url.empty() && HasAgentOf(*env->agents_, RunnerKind::kCli)) {
+    env->gateway_hidden_variables_ = ProviderKeyVariables(
+        options.models_path.empty() ? root / ".factory" / "models.yaml" : options.models_path);
+  }
+
+  env->pause_poll_ms_ = std::max<int64_t>(options.pause_poll_ms, 10);
+  FACTORY_RETURN_IF_ERROR(env->SyncPauses());
+  env->pause_mirror_ = std::thread([raw = env.get()] { raw->PauseMirrorLoop(); });
   return env;
+}
+
+RunEnvironment::~RunEnvironment() {
+  {
+    std::lock_guard lock(pause_mu_);
+    stopping_ = true;
+  }
+  pause_cv_.notify_all();
+  if (pause_mirror_.joinable()) pause_mirror_.join();
+}
+
+Status RunEnvironment::OpenModelLayer(const fs::path& root, const RunEnvironmentOptions& options) {
+  if (!HasLlmAgent(*agents_)) return Ok();
+  models_path_ =
+      options.models_path.empty() ? root / ".factory" / "models.yaml" : options.models_path;
+  auto models = llm::LoadModelsConfig(models_path_);
+  if (!models) {
+    // A missing file only matters to the tasks that need an llm agent (LoadBacklog says so);
+    // a broken one is an error in the project, reported with its line.
+    if (models.error().code != ErrorCode::kNotFound) return std::unexpected(models.error());
+    models_problem_ = "needs " + models_path_.string() +
+                      ", which does not exist (`factory init` writes the default)";
+    return Ok();
+  }
+  // Every llm agent's model and fallbacks must be an alias or a model of models.yaml.
+  std::string unknown;
+  for (const AgentSpec* agent : agents_->agents()) {
+    if (agent->runner != RunnerKind::kLlm) continue;
+    auto known = [&](const std::string& name) {
+      return models->FindAlias(name) != nullptr || models->FindModel(name) != nullptr;
+    };
+    const std::string where = " (not in " + models_path_.string() + ")";
+    if (agent->model.empty()) {
+      unknown += AgentFieldError(*agent, "runner", "model",
+                                 "an llm agent needs a model alias (e.g. cloud/mid)");
+    } else if (!known(agent->model)) {
+      unknown += AgentFieldError(*agent, "model", "model",
+                                 "unknown model alias '" + agent->model + "'" + where);
+    }
+    for (size_t index = 0; index < agent->fallbacks.size(); ++index) {
+      if (known(agent->fallbacks[index])) continue;
+      unknown += AgentFieldError(*agent, "fallbacks", "fallbacks[" + std::to_string(index) + "]",
+                                 "unknown model alias '" + agent->fallbacks[index] + "'" + where);
+    }
+  }
+  if (!unknown.empty()) {
+    unknown.pop_back();
+    return InvalidArgument(unknown);
+  }
+  llm::RouterOptions router_options;
+  router_options.observer = ledger_.get();
+  router_options.admission = budget_.get();
+  FACTORY_ASSIGN_OR_RETURN(router_, llm::Router::Create(std::move(*models), router_options));
+  return Ok();
+}
+
+std::string RunEnvironment::LlmAgentProblem(const AgentSpec& agent,
+                                            const std::string& task_type) const {
+  if (router_ == nullptr) return AgentWhere(agent, "runner") + " " + models_problem_;
+  const toolloop::ModelChoice choice =
+      toolloop::ChooseModels(*router_, agent, task_type, /*attempt_number=*/1);
+  auto resolved = router_->Resolve(choice.targets);
+  if (resolved) return "";
+  // FailedPrecondition lists each model with its provider's reason ("environment variable
+  // OPENAI_API_KEY is not set").
+  return AgentWhere(agent, "model") + ": no usable model for its first attempt (" +
+         choice.Describe() + "): " + resolved.error().message;
+}
+
+RunnerFactory RunEnvironment::runner_factory() {
+  return [this](const AgentSpec& agent) -> Result<std::unique_ptr<Runner>> {
+    if (agent.runner == RunnerKind::kCli && !config_.gateway.url.empty()) {
+      FACTORY_ASSIGN_OR_RETURN(std::unique_ptr<Runner> cli, MakeRunner(agent));
+      return std::unique_ptr<Runner>(std::make_unique<GatewayKeyRunner>(
+          std::move(cli), store_, agent.name, config_.gateway.url, gateway_hidden_variables_));
+    }
+    if (agent.runner != RunnerKind::kLlm) return MakeRunner(agent);
+    if (router_ == nullptr) {
+      return FailedPrecondition("agent '" + agent.name + "' " + models_problem_);
+    }
+    toolloop::LlmRunnerOptions options;
+    options.agent_paused = [this](std::string_view name) { return budget_->IsPaused(name); };
+    options.pause_poll_ms = pause_poll_ms_;
+    return std::unique_ptr<Runner>(
+        std::make_unique<toolloop::LlmRunner>(*router_, agent, std::move(options)));
+  };
+}
+
+Result<std::vector<AgentPause>> RunEnvironment::SyncPauses() {
+  FACTORY_ASSIGN_OR_RETURN(std::vector<AgentPause> pauses, budget_->Pauses());
+  const AgentPause* all = nullptr;
+  std::map<std::string, const AgentPause*> by_agent;
+  for (const auto& pause : pauses) {
+    if (pause.agent == ledger::kAllAgents) all = &pause;
+    by_agent[pause.agent] = &pause;
+  }
+  std::lock_guard lock(pause_mu_);
+  for (const AgentSpec* agent : agents_->agents()) {
+    const AgentPause* pause = all;
+    if (auto it = by_agent.find(agent->name); it != by_agent.end()) pause = it->second;
+    if (pause != nullptr) {
+      if (paused_by_mirror_.insert(agent->name).second) {
+        (void)agents_->Pause(agent->name, pause->reason);
+        spdlog::info("agent {} paused: {}", agent->name, pause->reason);
+      }
+    } else if (paused_by_mirror_.erase(agent->name) > 0) {
+      (void)agents_->Resume(agent->name);
+      spdlog::info("agent {} resumed", agent->name);
+    }
+  }
+  return pauses;
+}
+
+void RunEnvironment::PauseMirrorLoop() {
+  std::unique_lock lock(pause_mu_);
+  while (!stopping_) {
+    pause_cv_.wait_for(lock, std::chrono::milliseconds(pause_poll_ms_),
+                       [this] { return stopping_; });
+    if (stopping_) break;
+    lock.unlock();
+    if (auto synced = SyncPauses(); !synced) {
+      spdlog::warn("cannot read budget pauses: {}", synced.error().ToString());
+    }
+    lock.lock();
+  }
 }
 
 Result<Loaded<Backlog>> RunEnvironment::LoadBacklog(const fs::path& path) const {
@@ -92,11 +393,20 @@ Result<Loaded<Backlog>> RunEnvironment::LoadBacklog(const fs::path& path) const 
                   "': " + agent.error().message + "\n";
       continue;
     }
+    const std::string where =
+        path.string() + ":" + std::to_string(task.line) + ": task '" + task.id + "': ";
+    if ((*agent)->runner == RunnerKind::kLlm) {
+      // The first attempt's models depend on the task type (the cost pyramid).
+      if (!checked.insert((*agent)->name + "\n" + task.type).second) continue;
+      if (std::string problem = LlmAgentProblem(**agent, task.type); !problem.empty()) {
+        problems += where + problem + "\n";
+      }
+      continue;
+    }
     if (!checked.insert((*agent)->name).second) continue;
     Status available = CheckRunnerAvailable(**agent);
     if (!available) {
-      problems += path.string() + ":" + std::to_string(task.line) + ": task '" + task.id +
-                  "': agent '" + (*agent)->name + "': " + available.error().message + "\n";
+      problems += where + "agent '" + (*agent)->name + "': " + available.error().message + "\n";
     }
   }
   if (!problems.empty()) {

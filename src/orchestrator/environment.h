@@ -4,23 +4,51 @@
 // the merge queue), the sandbox, the queue (with the run retry policy) and the RunManager.
 // The store is opened by the caller (the CLI has its own --db handling) and passed in.
 //
+// The model layer, for agents with `runner: llm`: .factory/models.yaml is loaded and a Router
+// built over it whose every call is written to the ledger and admitted by the BudgetGuard (the
+// envelope from config.yaml `budget:` and each agent's `budget:`). runner_factory() makes the
+// built-in tool-loop runner for llm agents (cost pyramid, budget pauses: toolloop/llm_runner.h)
+// and MakeRunner's for the others. Budget pauses recorded in the store (an agent's daily cap,
+// the global cap "*", velocity; from this or any other process) are mirrored into the agent
+// registry while the environment is open, polled every pause_poll_ms, so a paused agent takes
+// no new task until `factory agents resume NAME` lifts the pause.
+//
+// The gateway, for agents with `runner: cli`: when config.yaml names one (`gateway: {url}`),
+// runner_factory() wraps their runner so that each attempt gets a virtual key
+// (gateway::IssueKey on the run's store) scoped to the agent, the run, the queue's task and the
+// attempt, and FACTORY_GATEWAY_URL / FACTORY_GATEWAY_KEY in its environment (which the cli
+// runner turns into the SDKs' base-URL and key variables); the provider key variables named in
+// models.yaml are blanked for it. The key is revoked when the attempt ends, whatever the
+// outcome, and never written to logs, events or the task file.
+//
 //   auto env = RunEnvironment::Open(*store, {.repo_path = "."});
 //   auto backlog = (*env)->LoadBacklog("BACKLOG.yaml");           // validated, runnable here
 //   auto created = (*env)->runs().CreateRun(backlog->value, {.run_id = id});
 //   RunView view(stdout);
-//   auto summary = (*env)->runs().ExecuteRun(created->run_id, {.observer = &view});
+//   auto summary = (*env)->runs().ExecuteRun(
+//       created->run_id, {.observer = &view, .make_runner = (*env)->runner_factory()});
 //
 // Thread-safety: as RunManager; the accessors may be used from any thread.
 
+#include <condition_variable>
+#include <cstdint>
 #include <filesystem>
 #include <memory>
+#include <mutex>
 #include <optional>
+#include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "agents/diagnostics.h"
 #include "agents/registry.h"
 #include "core/result.h"
+#include "ledger/budget.h"
+#include "ledger/ledger.h"
+#include "llm/models_config.h"
+#include "llm/router.h"
+#include "orchestrator/pipeline.h"
 #include "orchestrator/run.h"
 #include "plan/backlog.h"
 #include "plan/config.h"
@@ -40,7 +68,16 @@ struct RunEnvironmentOptions {
   std::filesystem::path agents_dir;
   std::string base_branch;          // overrides the config's base_branch; both empty: current
   std::optional<bool> use_sandbox;  // overrides config sandbox.enabled (bubblewrap)
+  // Empty: <repository root>/.factory/models.yaml. Read only when an agent has `runner: llm`.
+  std::filesystem::path models_path;
+  // How often budget pauses in the store are mirrored into the agent registry (and how often a
+  // paused llm runner checks whether it may go on).
+  int64_t pause_poll_ms = 1'000;
 };
+
+// The budget envelope of a project: config.yaml `budget:` as the project level, each agent's
+// `budget:` (usd_per_task, tokens_per_task, usd_per_day) as its override.
+ledger::BudgetEnvelope MakeBudgetEnvelope(const ProjectConfig& config, const AgentRegistry& agents);
 
 class RunEnvironment {
  public:
@@ -50,13 +87,30 @@ class RunEnvironment {
   static Result<std::unique_ptr<RunEnvironment>> Open(Store& store,
                                                       const RunEnvironmentOptions& options);
 
+  ~RunEnvironment();
   RunEnvironment(const RunEnvironment&) = delete;
   RunEnvironment& operator=(const RunEnvironment&) = delete;
 
   // Reads and validates a backlog (YAML, or JSON by extension) against the agents, then checks
-  // that the agent each task would get can run here (a cli preset's binary on PATH...).
-  // InvalidArgument listing every problem.
+  // that the agent each task would get can run here (a cli preset's binary on PATH; for an llm
+  // agent a usable models.yaml and, for its first attempt's models, a provider whose API key
+  // variable is set). InvalidArgument listing every problem, each naming the backlog line, the
+  // task and the agent.
   Result<Loaded<Backlog>> LoadBacklog(const std::filesystem::path& path) const;
+
+  // Runners for the pipeline: toolloop::LlmRunner over router() for llm agents, MakeRunner for
+  // the others (for cli agents behind the configured gateway, with a key per attempt). Pass it
+  // as ExecuteOptions::make_runner. Valid while the environment lives.
+  RunnerFactory runner_factory();
+
+  // The model router; null when no agent runs `llm` or models.yaml is missing (LoadBacklog
+  // then explains, for the tasks that need it).
+  llm::Router* router() { return router_.get(); }
+  ledger::BudgetGuard& budget() { return *budget_; }
+  ledger::Ledger& ledger() { return *ledger_; }
+  // Re-reads the store's budget pauses into the agent registry now (the mirror does it every
+  // pause_poll_ms anyway). Returns the pauses in force.
+  Result<std::vector<AgentPause>> SyncPauses();
 
   RunManager& runs() { return *runs_; }
   Queue& queue() { return *queue_; }
@@ -72,7 +126,15 @@ class RunEnvironment {
  private:
   explicit RunEnvironment(Store& store) : store_(store) {}
 
+  // Loads models.yaml and builds the router when some agent runs `llm`.
+  Status OpenModelLayer(const std::filesystem::path& root, const RunEnvironmentOptions& options);
+  // Why `agent` (llm) cannot make its first attempt's calls for a task of `task_type`; "" when
+  // it can.
+  std::string LlmAgentProblem(const AgentSpec& agent, const std::string& task_type) const;
+  void PauseMirrorLoop();
+
   Store& store_;
+  int64_t pause_poll_ms_ = 1'000;
   ProjectConfig config_;
   std::vector<Diagnostic> warnings_;
   std::unique_ptr<AgentRegistry> agents_;
@@ -81,6 +143,21 @@ class RunEnvironment {
   std::unique_ptr<MergeQueue> merges_;
   std::unique_ptr<Sandbox> sandbox_;
   std::unique_ptr<RunManager> runs_;
+
+  std::unique_ptr<ledger::Ledger> ledger_;
+  std::unique_ptr<ledger::BudgetGuard> budget_;
+  std::unique_ptr<llm::Router> router_;  // after ledger_ and budget_: destroyed first
+  std::filesystem::path models_path_;
+  std::string models_problem_;  // why router_ is null although an llm agent exists
+  // Provider key variables hidden from cli agents behind the gateway (models.yaml's
+  // api_key_env names).
+  std::vector<std::string> gateway_hidden_variables_;
+
+  std::mutex pause_mu_;
+  std::condition_variable pause_cv_;
+  bool stopping_ = false;                   // guarded by pause_mu_
+  std::set<std::string> paused_by_mirror_;  // guarded by pause_mu_: agents the mirror paused
+  std::thread pause_mirror_;                // last: stopped first
 };
 
 }  // namespace factory

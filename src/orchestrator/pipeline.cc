@@ -377,6 +377,8 @@ std::optional<ExecResult> PipelineExecutor::AttemptRun::RunRunner() {
   input.type = task_.type;
   input.attempt = lease_.attempt_number;
   input.max_attempts = task_.max_attempts;
+  input.queue_task_id = task_.id;
+  input.attempt_id = lease_.attempt_id;
   auto feedback = PreviousFeedback(*deps_.queue, task_.id, lease_.epoch);
   if (!feedback) {
     spdlog::warn("task {}: cannot read the previous attempt's feedback: {}", key_,
@@ -440,6 +442,11 @@ std::optional<ExecResult> PipelineExecutor::AttemptRun::RunRunner() {
     std::string feedback = "The agent " + agent_->name + " failed: " + error;
     if (!run.output_tail.empty() && run.error.find(run.output_tail) == std::string::npos) {
       feedback += "\n\nOutput (tail):\n" + Tail(run.output_tail, 4096);
+    }
+    // A task's budget only shrinks: another attempt would be refused as well.
+    if (run.error.starts_with(kBudgetExceeded)) {
+      details_[kBudgetExceeded] = true;
+      return Fail(kPhaseRunner, error, feedback, /*retryable=*/false);
     }
     return Fail(kPhaseRunner, error, feedback);
   }

@@ -75,6 +75,9 @@ struct PipelineOptions {
 
 // Keys of an attempt's details_json written by the pipeline.
 inline constexpr char kDetailsFeedback[] = "feedback";
+// A runner error starting with this (the llm runner's task budget refusal) ends the task: the
+// attempt fails finally with details {"budget_exceeded": true}.
+inline constexpr char kBudgetExceeded[] = "budget_exceeded";
 
 class PipelineExecutor final : public Executor {
  public:

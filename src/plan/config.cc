@@ -13,14 +13,22 @@ namespace factory {
 namespace {
 
 const std::set<std::string, std::less<>> kTopLevelKeys = {
-    "base_branch", "concurrency", "max_attempts",  "gates",
-    "protected",   "sandbox",     "default_agents"};
+    "base_branch", "concurrency", "max_attempts",   "gates",
+    "protected",   "sandbox",     "default_agents", "budget", "gateway"};
 const std::set<std::string, std::less<>> kGateKeys = {"name", "command", "timeout"};
 const std::set<std::string, std::less<>> kSandboxKeys = {
     "enabled",      "network",       "cpu_seconds",    "memory_mb",
     "file_size_mb", "max_processes", "output_limit_kb"};
 
+const std::set<std::string, std::less<>> kBudgetKeys = {
+    "usd_per_call",          "usd_per_task",       "tokens_per_task", "usd_per_run",
+    "usd_per_agent_per_day", "global_usd_per_day", "velocity"};
+const std::set<std::string, std::less<>> kGatewayKeys = {"url"};
+const std::set<std::string, std::less<>> kVelocityKeys = {"enabled", "factor", "window", "baseline",
+                                                          "min_baseline_usd"};
+
 constexpr int64_t kMaxTimeoutSeconds = 7 * 24 * 3600;
+constexpr double kMaxUsd = 1e9;
 
 void ParseGates(const YAML::Node& node, YamlFields& fields, ProjectConfig& config) {
   if (!node.IsSequence()) {
@@ -103,6 +111,137 @@ void ParseSandbox(const YAML::Node& node, YamlFields& fields, SandboxPolicy& san
     // 0 would mean "unlimited" to setrlimit-style code; a limit must be a real limit.
     if (auto number = fields.Int(value, field, 1, INT32_MAX)) *target = *number;
   }
+}
+
+// A span such as "10m" (ParseDuration), between 1 s and 7 days.
+std::optional<std::chrono::seconds> Span(const YAML::Node& node, YamlFields& fields,
+                                         const std::string& field) {
+  std::optional<std::chrono::seconds> seconds;
+  if (node.IsScalar()) seconds = ParseDuration(node.Scalar());
+  if (!seconds || seconds->count() > kMaxTimeoutSeconds) {
+    fields.AddError(node, field,
+                    "must be a positive number of seconds or a duration like 90s, 10m, 1h "
+                    "(at most 7 days)");
+    return std::nullopt;
+  }
+  return seconds;
+}
+
+void ParseVelocity(const YAML::Node& node, YamlFields& fields, BudgetConfig::Velocity& velocity) {
+  const std::string prefix = "budget.velocity";
+  if (!node.IsMap()) {
+    fields.AddError(node, prefix,
+                    "must be a mapping of enabled, factor, window, baseline, min_baseline_usd");
+    return;
+  }
+  fields.WarnUnknownKeys(node, prefix, kVelocityKeys);
+  for (const auto& entry : node) {
+    if (!entry.first.IsScalar()) continue;
+    const std::string key = entry.first.Scalar();
+    const std::string field = JoinField(prefix, key);
+    const YAML::Node value = entry.second;
+    if (key == "enabled") {
+      if (auto flag = fields.Bool(value, field)) velocity.enabled = *flag;
+    } else if (key == "factor") {
+      // At most 1 would pause an agent for spending at its usual rate.
+      if (auto number = fields.Number(value, field, 1.01, 1e6)) velocity.factor = *number;
+    } else if (key == "window" || key == "baseline") {
+      if (auto span = Span(value, fields, field)) {
+        (key == "window" ? velocity.window : velocity.baseline) = *span;
+      }
+    } else if (key == "min_baseline_usd") {
+      if (auto number = fields.Number(value, field, 0.0, kMaxUsd)) {
+        velocity.min_baseline_usd = *number;
+      }
+    }
+  }
+}
+
+void ParseBudget(const YAML::Node& node, YamlFields& fields, BudgetConfig& budget) {
+  if (!node.IsMap()) {
+    fields.AddError(node, "budget",
+                    "must be a mapping of usd_per_call, usd_per_task, tokens_per_task, "
+                    "usd_per_run, usd_per_agent_per_day, global_usd_per_day, velocity");
+    return;
+  }
+  fields.WarnUnknownKeys(node, "budget", kBudgetKeys);
+  for (const auto& entry : node) {
+    if (!entry.first.IsScalar()) continue;
+    const std::string key = entry.first.Scalar();
+    const std::string field = JoinField("budget", key);
+    const YAML::Node value = entry.second;
+    if (value.IsNull()) continue;  // `key:` with nothing: no limit
+    if (key == "velocity") {
+      ParseVelocity(value, fields, budget.velocity);
+      continue;
+    }
+    if (key == "tokens_per_task") {
+      if (auto number = fields.Int(value, field, 1, INT64_MAX)) budget.tokens_per_task = *number;
+      continue;
+    }
+    std::optional<double>* target = nullptr;
+    if (key == "usd_per_call") target = &budget.usd_per_call;
+    if (key == "usd_per_task") target = &budget.usd_per_task;
+    if (key == "usd_per_run") target = &budget.usd_per_run;
+    if (key == "usd_per_agent_per_day") target = &budget.usd_per_agent_per_day;
+    if (key == "global_usd_per_day") target = &budget.global_usd_per_day;
+    if (target == nullptr) continue;  // unknown: already warned
+    if (auto number = fields.Number(value, field, 0.0, kMaxUsd)) *target = *number;
+  }
+}
+
+// Why `url` is not "http://HOST:PORT" (a trailing '/' allowed); "" when it is.
+std::string GatewayUrlProblem(std::string_view url) {
+  static constexpr std::string_view kScheme = "http://";
+  const std::string expected = "must be http://HOST:PORT (e.g. http://127.0.0.1:8787)";
+  if (!url.starts_with(kScheme)) {
+    return expected + (url.starts_with("https://")
+                           ? "; `factory gateway` serves plain HTTP on the host's loopback"
+                           : "");
+  }
+  std::string_view authority = url.substr(kScheme.size());
+  while (authority.ends_with('/')) authority.remove_suffix(1);
+  if (authority.find_first_of("/?#@ ") != std::string_view::npos) {
+    return expected + ", without a path, query or user";
+  }
+  size_t colon = std::string_view::npos;
+  if (authority.starts_with('[')) {  // [IPv6]:PORT
+    const size_t close = authority.find(']');
+    if (close == std::string_view::npos || close == 1) return expected;
+    if (close + 1 < authority.size() && authority[close + 1] == ':') colon = close + 1;
+  } else {
+    colon = authority.find(':');
+    if (colon != std::string_view::npos &&
+        authority.find(':', colon + 1) != std::string_view::npos) {
+      return expected + " (an IPv6 address goes in brackets: http://[::1]:8787)";
+    }
+  }
+  if (colon == std::string_view::npos) return expected + ": the port is missing";
+  if (colon == 0) return expected + ": the host is missing";
+  const std::optional<int64_t> port = ParseInt64(authority.substr(colon + 1));
+  if (!port || *port < 1 || *port > 65535) return expected + ": the port must be 1..65535";
+  return "";
+}
+
+void ParseGateway(const YAML::Node& node, YamlFields& fields, GatewayConfig& gateway) {
+  if (!node.IsMap()) {
+    fields.AddError(node, "gateway",
+                    "must be a mapping with url (e.g. {url: \"http://127.0.0.1:8787\"})");
+    return;
+  }
+  fields.WarnUnknownKeys(node, "gateway", kGatewayKeys);
+  const YAML::Node url = node["url"];
+  if (!url || url.IsNull()) return;  // no gateway
+  auto text = fields.String(url, "gateway.url");
+  if (!text) return;
+  if (std::string problem = GatewayUrlProblem(*text); !problem.empty()) {
+    fields.AddError(url, "gateway.url", problem + ", not '" + *text + "'");
+    return;
+  }
+  std::string trimmed = *text;
+  while (trimmed.ends_with('/')) trimmed.pop_back();
+  gateway.url = std::move(trimmed);
+  gateway.line = fields.Line(url);
 }
 
 }  // namespace
@@ -203,6 +342,10 @@ Result<Loaded<ProjectConfig>> ParseProjectConfigImpl(std::string_view text,
       }
     } else if (key == "sandbox") {
       ParseSandbox(value, fields, config.sandbox);
+    } else if (key == "budget") {
+      ParseBudget(value, fields, config.budget);
+    } else if (key == "gateway") {
+      ParseGateway(value, fields, config.gateway);
     } else if (key == "default_agents") {
       if (!value.IsMap()) {
         fields.AddError(value, key, "must be a mapping of task type to agent name");
@@ -309,6 +452,26 @@ sandbox:
   file_size_mb: 1024
   max_processes: 512
   output_limit_kb: 1024 # per stream; the tail is kept
+
+# Hard limits on model spend, checked before every model call (a call reserves its worst case:
+# prompt + max output tokens at the model's prices). Every key is optional: absent = no limit.
+# An agent's own `budget:` (usd_per_task, usd_per_day, tokens_per_task) overrides these for it.
+# budget:
+#   usd_per_call: 0.50
+#   usd_per_task: 2.00          # all attempts of a task; reaching it ends it as budget_exceeded
+#   tokens_per_task: 2000000
+#   usd_per_run: 20
+#   usd_per_agent_per_day: 10   # UTC day; reaching it pauses the agent (factory agents resume)
+#   global_usd_per_day: 50      # all agents; reaching it pauses every agent
+#   velocity: {enabled: true, factor: 3, window: 10m, baseline: 1h, min_baseline_usd: 0.10}
+
+# A running `factory gateway` (issue keys with `factory keys`; it meters and caps model calls).
+# When set, each attempt of a `cli` agent (Claude Code, Codex, OpenCode, Aider...) gets a
+# virtual key scoped to its run, task and attempt, revoked when the attempt ends, and its
+# OPENAI_/ANTHROPIC_ base-URL and key variables point at the gateway instead of the providers.
+# The gateway listens on the host's loopback: such an agent needs `network: true`.
+# gateway:
+#   url: http://127.0.0.1:8787
 
 # Task type -> the agent that takes tasks of that type (when it has the task's capabilities).
 # Otherwise the cheapest agent (lowest cost_tier) with the capabilities is chosen.

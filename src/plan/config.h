@@ -11,6 +11,16 @@
 //   sandbox: {enabled, network, cpu_seconds, memory_mb, file_size_mb, max_processes,
 //             output_limit_kb}
 //   default_agents: {code: builder}   # task type -> agent
+//   budget:                    # hard limits on model spend (BudgetConfig); each key optional
+//     usd_per_call: 0.50       # worst case of one call (prompt + max output at its prices)
+//     usd_per_task: 2.00       # all attempts of a task; reaching it: `budget_exceeded`
+//     tokens_per_task: 2000000 # input + output tokens of a task's calls
+//     usd_per_run: 20
+//     usd_per_agent_per_day: 10  # UTC day; reaching it pauses the agent
+//     global_usd_per_day: 50     # every agent together; reaching it pauses all
+//     velocity: {enabled: true, factor: 3, window: 10m, baseline: 1h, min_baseline_usd: 0.10}
+//   gateway: {url: "http://127.0.0.1:8787"}  # a running `factory gateway`; cli agents are
+//                                             # pointed at it with a per-attempt virtual key
 //
 // A gate timeout is either a positive integer (seconds) or a duration string: a sequence of
 // <integer><unit> with units s, m, h ("90s", "5m", "1h30m"). Default 600 s.
@@ -51,6 +61,37 @@ struct SandboxPolicy {
   int64_t output_limit_kb = 1024;  // per stream; the tail is kept
 };
 
+// The project's budget envelope (`budget:`). Unset = no limit at the project level; an agent's
+// own `budget:` (agent.h) overrides usd_per_task, tokens_per_task and usd_per_agent_per_day
+// (its usd_per_day) for that agent. Enforced by ledger::BudgetGuard on every model call.
+struct BudgetConfig {
+  std::optional<double> usd_per_call;
+  std::optional<double> usd_per_task;
+  std::optional<int64_t> tokens_per_task;
+  std::optional<double> usd_per_run;
+  std::optional<double> usd_per_agent_per_day;
+  std::optional<double> global_usd_per_day;
+  // Velocity: an agent spending more than `factor` x its trailing rate (over `baseline`, scaled
+  // to `window`) within `window` is paused.
+  struct Velocity {
+    bool enabled = true;
+    double factor = 3.0;
+    std::chrono::seconds window{10 * 60};
+    std::chrono::seconds baseline{60 * 60};
+    double min_baseline_usd = 0;  // per window; see ledger/budget.h
+  } velocity;
+};
+
+// `gateway:`: where `factory gateway` listens. When set, every attempt of a `cli` agent gets a
+// virtual key scoped to the agent, run, task and attempt (revoked when the attempt ends) and
+// its SDK base-URL variables pointing there (runners/cli_runner.h), so its model calls are
+// routed, metered and capped. `url` is "http://HOST:PORT" (a trailing '/' is dropped); "" =
+// no gateway.
+struct GatewayConfig {
+  std::string url;
+  int line = 0;  // where `url` is, for later messages
+};
+
 struct ProjectConfig {
   std::optional<std::string> base_branch;
   int concurrency = 4;
@@ -59,6 +100,8 @@ struct ProjectConfig {
   std::vector<std::string> protected_paths;  // `protected:` globs
   SandboxPolicy sandbox;
   std::map<std::string, std::string> default_agents;  // task type -> agent name
+  BudgetConfig budget;
+  GatewayConfig gateway;
 
   std::string source;                               // file it was loaded from, if any
   std::map<std::string, int> default_agents_lines;  // task type -> line, for messages

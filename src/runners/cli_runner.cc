@@ -53,6 +53,7 @@ class CliRunner final : public Runner {
     command.network = agent_.network;
     command.env = RunnerEnv(context, task_file);
     command.env["FACTORY_PROMPT_FILE"] = prompt_file;
+    for (auto& [name, value] : GatewayEnvironment(context.extra_env)) command.env[name] = value;
     if (PromptOnStdin(words_)) command.stdin_data = prompt;
     command.timeout_ms = context.timeout_ms;
     command.limits = context.limits;
@@ -121,3 +122,24 @@ Result<std::unique_ptr<Runner>> MakeCliRunner(const AgentSpec& agent) {
 }
 
 }  // namespace factory::runners_internal
+
+namespace factory {
+
+std::map<std::string, std::string> GatewayEnvironment(
+    const std::map<std::string, std::string>& extra_env) {
+  auto url = extra_env.find(kGatewayUrlVar);
+  auto key = extra_env.find(kGatewayKeyVar);
+  if (url == extra_env.end() || key == extra_env.end() || url->second.empty() ||
+      key->second.empty()) {
+    return {};
+  }
+  std::string base = url->second;
+  while (!base.empty() && base.back() == '/') base.pop_back();
+  return {{"OPENAI_BASE_URL", base + "/v1"},
+          {"OPENAI_API_BASE", base + "/v1"},
+          {"OPENAI_API_KEY", key->second},
+          {"ANTHROPIC_BASE_URL", base},
+          {"ANTHROPIC_API_KEY", key->second}};
+}
+
+}  // namespace factory

@@ -25,6 +25,16 @@
 // `turn.failed`). Cost is recorded only when the agent reports it (Claude Code's
 // total_cost_usd); tokens are summed from its usage reports.
 //
+// The gateway (`factory gateway`, gateway/gateway.h). When RunnerContext::extra_env holds
+// FACTORY_GATEWAY_URL (the gateway's base URL, e.g. "http://127.0.0.1:8788") and
+// FACTORY_GATEWAY_KEY (a virtual key, `factory keys create` / gateway::IssueKey, best issued per
+// attempt with the run, task and attempt as its scope), the agent's command gets the variables
+// the vendors' SDKs and CLIs read for their endpoint and key, pointing at the gateway, so its
+// model calls are routed, metered and capped like the built-in agent's (see GatewayEnvironment).
+// They replace any such variable of the factory's own environment: the agent never sees the
+// real provider keys. The gateway listens on the host's loopback, which a sandbox without
+// network (bubblewrap --unshare-net) cannot reach: such an agent needs `network: true`.
+//
 // Presets (an agent's `command:` replaces the preset's template; the preset still chooses the
 // output parser):
 //   claude    claude -p --output-format stream-json --verbose --permission-mode acceptEdits
@@ -37,6 +47,7 @@
 
 #include <cstdint>
 #include <istream>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -89,6 +100,19 @@ Result<std::vector<std::string>> CliCommandWords(const AgentSpec& agent);
 // True when the template sends the prompt on stdin (it names neither {prompt_file} nor
 // {prompt}).
 bool PromptOnStdin(const std::vector<std::string>& words);
+
+inline constexpr char kGatewayUrlVar[] = "FACTORY_GATEWAY_URL";
+inline constexpr char kGatewayKeyVar[] = "FACTORY_GATEWAY_KEY";
+
+// The variables pointing an agent at the gateway named in `extra_env` (empty when it names no
+// gateway URL and key):
+//   OPENAI_BASE_URL, OPENAI_API_BASE = URL/v1   OpenAI SDKs, Codex, OpenCode / Aider (LiteLLM)
+//   OPENAI_API_KEY = KEY
+//   ANTHROPIC_BASE_URL = URL                     Anthropic SDKs, Claude Code
+//   ANTHROPIC_API_KEY = KEY
+// A trailing '/' on the URL is dropped.
+std::map<std::string, std::string> GatewayEnvironment(
+    const std::map<std::string, std::string>& extra_env);
 
 // What an agent's machine-readable output said.
 struct CliOutput {

@@ -33,6 +33,11 @@ struct AttemptInput {
   int max_attempts = 3;
   std::string feedback;  // why the previous attempt failed (gate output tail, conflicts...); "" on
                          // the first attempt
+  // The queue's ids of the task and of this attempt (ULIDs; task_id above is the backlog key,
+  // unique only within its run): what model calls are attributed to in the ledger and what
+  // per-task budgets count. "" when the runner is used outside a queue.
+  std::string queue_task_id;
+  std::string attempt_id;
 };
 
 // The JSON written to FACTORY_TASK_FILE: {run_id, task_id, title, spec, acceptance, type,

@@ -1,9 +1,11 @@
 #include "toolloop/llm_runner.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -20,6 +22,8 @@ constexpr size_t kStepSummaryBytes = 200;
 constexpr size_t kElideArgumentBytes = 256;  // string arguments above this are elided
 constexpr int kKeyFileLines = 8;
 constexpr char kElidedPrefix[] = "[elided to save context:";
+// How a budget refusal ends an attempt (the pipeline's kBudgetExceeded).
+constexpr char kBudgetExceededTag[] = "budget_exceeded";
 
 int64_t NowMs() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -145,6 +149,58 @@ bool IsKeyFile(const std::string& relative) {
 
 }  // namespace
 
+std::string ModelChoice::Describe() const {
+  std::string text;
+  if (!alias.empty()) {
+    text = alias + " (cost pyramid step " + std::to_string(step + 1) + " of ";
+    for (size_t index = 0; index < ladder.size(); ++index) {
+      text += (index == 0 ? "" : " > ") + ladder[index];
+    }
+    text += ")";
+    if (targets.size() > 1) {
+      text += ", then";
+      for (size_t index = 1; index < targets.size(); ++index) {
+        text += (index == 1 ? " " : ", ") + targets[index];
+      }
+    }
+    return text;
+  }
+  for (const auto& target : targets) text += (text.empty() ? "" : ", ") + target;
+  if (!why_no_pyramid.empty()) text += " (no cost pyramid: " + why_no_pyramid + ")";
+  return text;
+}
+
+ModelChoice ChooseModels(const llm::Router& router, const AgentSpec& agent,
+                         std::string_view task_type, int attempt_number) {
+  ModelChoice choice;
+  auto add = [&](const std::string& target) {
+    if (target.empty()) return;
+    if (std::find(choice.targets.begin(), choice.targets.end(), target) != choice.targets.end()) {
+      return;
+    }
+    choice.targets.push_back(target);
+  };
+  if (agent.model.empty()) {
+    choice.why_no_pyramid = "the agent names no model";
+  } else if (router.config().FindAlias(agent.model) == nullptr) {
+    choice.why_no_pyramid = "'" + agent.model + "' is a model, not an alias";
+  } else {
+    // Complexity is not known per task yet: "" matches the rules that do not ask for one.
+    auto picked = router.ChooseAlias(task_type, "", std::max(1, attempt_number), agent.model);
+    if (picked) {
+      choice.alias = picked->alias;
+      choice.step = picked->step;
+      choice.ladder = picked->ladder;
+      add(picked->alias);
+    } else {
+      choice.why_no_pyramid = picked.error().message;
+    }
+  }
+  if (choice.alias.empty()) add(agent.model);
+  for (const auto& fallback : agent.fallbacks) add(fallback);
+  return choice;
+}
+
 std::string BuildRepoMap(const std::string& worktree, size_t max_bytes) {
   auto fs = WorkspaceFs::Open(worktree);
   if (!fs) return "(the worktree cannot be listed)\n";
@@ -205,9 +261,10 @@ Result<RunnerOutcome> LlmRunner::Run(const RunnerContext& context) {
   }
 
   RunnerOutcome outcome;
-  std::vector<std::string> targets;
-  if (!agent_.model.empty()) targets.push_back(agent_.model);
-  targets.insert(targets.end(), agent_.fallbacks.begin(), agent_.fallbacks.end());
+  const ModelChoice models =
+      ChooseModels(router_, agent_, context.input.type, context.input.attempt);
+  const std::vector<std::string>& targets = models.targets;
+  outcome.steps.push_back({"model", Shorten(models.Describe(), kStepSummaryBytes)});
   const int max_turns = agent_.max_turns.value_or(options_.default_max_turns);
 
   // The prompt.
@@ -232,6 +289,10 @@ Result<RunnerOutcome> LlmRunner::Run(const RunnerContext& context) {
                     {"task_id", context.input.task_id},
                     {"attempt", context.input.attempt},
                     {"targets", targets},
+                    {"alias", models.alias},
+                    {"pyramid_step", models.step + 1},
+                    {"ladder", models.ladder},
+                    {"models", models.Describe()},
                     {"max_turns", max_turns},
                     {"prompt_bytes", outcome.prompt_bytes}});
   transcript.WriteMessage(0, messages[0]);
@@ -253,22 +314,53 @@ Result<RunnerOutcome> LlmRunner::Run(const RunnerContext& context) {
 
   llm::CallContext call_context;
   call_context.run_id = context.input.run_id;
-  call_context.task_id = context.input.task_id;
-  call_context.attempt_id = context.input.task_id + "-" + std::to_string(context.input.attempt);
+  call_context.task_id =
+      context.input.queue_task_id.empty() ? context.input.task_id : context.input.queue_task_id;
+  call_context.attempt_id =
+      context.input.attempt_id.empty()
+          ? context.input.task_id + "-" + std::to_string(context.input.attempt)
+          : context.input.attempt_id;
   call_context.agent = agent_.name;
   call_context.purpose = "tool_loop";
   if (context.timeout_ms > 0) call_context.deadline_ms = WallNowMs() + context.timeout_ms;
+
+  auto cancelled = [&] { return context.cancel != nullptr && context.cancel->load(); };
+  int64_t paused_total_ms = 0;  // time spent waiting for a pause to be lifted: not timed
+  // After a budget refusal: true when the agent was paused and the pause has been lifted (call
+  // again); false when the refusal stands or the attempt was cancelled while waiting.
+  auto wait_while_paused = [&](int turn_number, const std::string& refusal) {
+    if (!options_.agent_paused) return false;
+    auto paused = options_.agent_paused(agent_.name);
+    if (!paused || !*paused) return false;
+    const int64_t wait_started = NowMs();
+    outcome.steps.push_back({"paused", Shorten(refusal, kStepSummaryBytes)});
+    transcript.Write({{"type", "paused"}, {"turn", turn_number}, {"reason", refusal}});
+    const int64_t poll_ms = std::max<int64_t>(options_.pause_poll_ms, 1);
+    while (true) {
+      for (int64_t slept = 0; slept < poll_ms && !cancelled(); slept += 50) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(std::min<int64_t>(50, poll_ms)));
+      }
+      if (cancelled()) return false;
+      auto still = options_.agent_paused(agent_.name);
+      if (still && !*still) break;
+    }
+    const int64_t waited = NowMs() - wait_started;
+    paused_total_ms += waited;
+    if (call_context.deadline_ms > 0) call_context.deadline_ms += waited;
+    transcript.Write({{"type", "resumed"}, {"turn", turn_number}, {"waited_ms", waited}});
+    return true;
+  };
 
   double cost_usd = 0;
   bool done = false;
   int turn = 0;
   for (; turn < max_turns && !done; ++turn) {
-    if (context.cancel != nullptr && context.cancel->load()) {
+    if (cancelled()) {
       outcome.cancelled = true;
       outcome.error = "cancelled";
       break;
     }
-    const int64_t elapsed_ms = NowMs() - started_ms;
+    const int64_t elapsed_ms = NowMs() - started_ms - paused_total_ms;
     if (context.timeout_ms > 0 && elapsed_ms >= context.timeout_ms) {
       outcome.timed_out = true;
       outcome.error = "timed out after " + std::to_string(context.timeout_ms) + " ms";
@@ -298,12 +390,27 @@ Result<RunnerOutcome> LlmRunner::Run(const RunnerContext& context) {
       }
     }
 
-    auto response = router_.Chat(targets, std::move(request), call_context);
+    auto response = router_.Chat(targets, request, call_context);
+    while (!response && response.error().code == ErrorCode::kResourceExhausted &&
+           wait_while_paused(turn, response.error().message)) {
+      response = router_.Chat(targets, request, call_context);
+    }
+    if (!response && cancelled()) {
+      outcome.cancelled = true;
+      outcome.error = "cancelled";
+      break;
+    }
     if (!response) {
       const llm::CallError& error = response.error();
-      outcome.error = error.code == ErrorCode::kResourceExhausted
-                          ? "budget_exceeded: " + error.message
-                          : "model call failed: " + error.ToString();
+      if (error.code == ErrorCode::kResourceExhausted) {
+        // The guard's task refusal already says "budget_exceeded: "; say it once, first.
+        std::string why = error.message;
+        const std::string tag = std::string(kBudgetExceededTag) + ": ";
+        if (auto at = why.find(tag); at != std::string::npos) why.erase(at, tag.size());
+        outcome.error = tag + why;
+      } else {
+        outcome.error = "model call failed: " + error.ToString();
+      }
       transcript.Write({{"type", "call"}, {"turn", turn}, {"ok", false}, {"error", outcome.error}});
       break;
     }

@@ -6,7 +6,14 @@
 // capped at repo_map_bytes (the file tree with sizes, then the first lines of key files such as
 // README and build files). RunnerOutcome.prompt_bytes = bytes of both messages.
 //
-// Loop, one router call per turn, on the agent's model then its fallbacks:
+// Models (the cost pyramid, ChooseModels below): when the agent's `model` is an alias and a
+// routing rule of models.yaml matches the task type, attempt N calls the Nth rung of the rule's
+// ladder capped at that alias (attempt 1 the cheapest, each retry after a failed gate one tier
+// dearer, staying at the agent's alias once reached), then the agent's fallbacks. Otherwise
+// (a model name, no matching rule, nothing of the chain available) the agent's model then its
+// fallbacks. The choice is the outcome's first step ("model") and the transcript's start record.
+//
+// Loop, one router call per turn, on the chosen targets:
 //  - the tool calls of the answer run in order (tools.h) and their results are appended;
 //  - finish(summary) ends the attempt with success;
 //  - an answer without tool calls gets a reminder to use the tools and counts as a turn;
@@ -14,6 +21,13 @@
 //    "turn limit reached"; a router error ends it with the error (a budget refusal,
 //    kResourceExhausted, as "budget_exceeded: ..."); the cancel flag and the context's timeout
 //    end it as cancelled / timed out.
+//  - a budget refusal while the agent is paused (options.agent_paused says so: its daily cap,
+//    the global cap, a velocity pause) does not end the attempt: the runner waits, polling every
+//    pause_poll_ms, until the pause is lifted (`factory agents resume`), then makes the call
+//    again. The wait honours the cancel flag and does not count against the timeout.
+// Attribution: each call's CallContext carries the run, the queue's task and attempt ids
+// (AttemptInput::queue_task_id / attempt_id; the backlog key and "<key>-<attempt>" when unset),
+// the agent and purpose "tool_loop".
 // Compaction: before each call, when the estimated prompt (bytes / 4) exceeds
 // compact_threshold x the smallest context window of the targets (Router::LimitsFor; skipped
 // when unknown), the results of old tool calls and the large string arguments of old tool calls
@@ -29,7 +43,10 @@
 // Thread-safe: Run() keeps its state on the stack; the Router is thread-safe.
 
 #include <cstdint>
+#include <functional>
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include "agents/agent.h"
 #include "llm/router.h"
@@ -43,7 +60,25 @@ struct LlmRunnerOptions {
   double compact_threshold = 0.75;
   int keep_recent_turns = 2;  // assistant turns (with their tool results) kept verbatim
   size_t command_tail_bytes = 8192;
+  // Whether budgets pause `agent` now (BudgetGuard::IsPaused). Empty: a budget refusal always
+  // ends the attempt.
+  std::function<Result<bool>(std::string_view agent)> agent_paused;
+  int64_t pause_poll_ms = 1'000;
 };
+
+// The models one attempt calls; see the file comment.
+struct ModelChoice {
+  std::vector<std::string> targets;  // for Router::Chat, in order
+  std::string alias;                 // the pyramid's alias; "" when the pyramid does not apply
+  int step = 0;                      // its index in `ladder`
+  std::vector<std::string> ladder;   // cheapest first, capped at the agent's alias
+  std::string why_no_pyramid;        // when alias is "": why (for the transcript)
+
+  // "cloud/fast (pyramid step 1 of cloud/fast > cloud/mid)" or "gpt-x, cloud/mid (...)".
+  std::string Describe() const;
+};
+ModelChoice ChooseModels(const llm::Router& router, const AgentSpec& agent,
+                         std::string_view task_type, int attempt_number);
 
 class LlmRunner final : public Runner {
  public:

@@ -433,6 +433,9 @@ size_t FakeProviderServer::request_count() const {
 FakeReply FakeProviderServer::Next(RecordedRequest request) {
   std::lock_guard lock(mu_);
   requests_.push_back(std::move(request));
+  if (responder_) {
+    if (std::optional<FakeReply> chosen = responder_(requests_.back())) return std::move(*chosen);
+  }
   if (!queue_.empty()) {
     FakeReply reply = std::move(queue_.front());
     queue_.pop_front();
@@ -440,6 +443,11 @@ FakeReply FakeProviderServer::Next(RecordedRequest request) {
   }
   if (default_) return *default_;
   return FakeReply::Error(500, "no scripted reply");
+}
+
+void FakeProviderServer::SetResponder(Responder responder) {
+  std::lock_guard lock(mu_);
+  responder_ = std::move(responder);
 }
 
 bool FakeProviderServer::SleepInterruptible(int ms) {

@@ -16,6 +16,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -94,6 +95,11 @@ class FakeProviderServer {
   std::string anthropic_base_url() const;  // http://127.0.0.1:PORT
 
   void Enqueue(FakeReply reply);
+  // Chooses the reply from the request itself, before the queue is consulted: for callers whose
+  // requests arrive in no fixed order (parallel planners). nullopt falls through to the queue.
+  // Called under the server's lock: it must not call back into the server.
+  using Responder = std::function<std::optional<FakeReply>(const RecordedRequest& request)>;
+  void SetResponder(Responder responder);
   // Served when the queue is empty (by default: HTTP 500 "no scripted reply").
   void SetDefault(FakeReply reply);
   size_t pending() const;
@@ -113,6 +119,7 @@ class FakeProviderServer {
   bool stopping_ = false;                  // guarded by mu_
   std::deque<FakeReply> queue_;            // guarded by mu_
   std::optional<FakeReply> default_;       // guarded by mu_
+  Responder responder_;                    // guarded by mu_
   std::vector<RecordedRequest> requests_;  // guarded by mu_
 };
 

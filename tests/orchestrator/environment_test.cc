@@ -86,5 +86,52 @@ TEST_F(RunEnvironmentTest, ReportsConfigErrorsWithFileAndLine) {
   EXPECT_EQ(outside.error().code, ErrorCode::kFailedPrecondition);
 }
 
+TEST(BudgetEnvelopeTest, ConfigIsTheProjectLevelAndAgentBudgetsOverrideIt) {
+  auto config = ParseProjectConfig(R"(budget:
+  usd_per_call: 0.5
+  usd_per_task: 2
+  tokens_per_task: 100000
+  usd_per_run: 20
+  usd_per_agent_per_day: 10
+  global_usd_per_day: 50
+  velocity: {enabled: false, factor: 5, window: 5m, baseline: 2h, min_baseline_usd: 0.25}
+)",
+                                   "config.yaml");
+  ASSERT_TRUE(config) << config.error().ToString();
+  AgentRegistry agents;
+  auto frugal = ParseAgentFile(
+      "---\nname: frugal\nrole: r\nrunner: llm\nmodel: cloud/fast\n"
+      "budget: {usd_per_task: 0.25, usd_per_day: 1}\n---\n",
+      "frugal.md");
+  ASSERT_TRUE(frugal) << frugal.error().ToString();
+  ASSERT_TRUE(agents.Add(frugal->value));
+  auto plain =
+      ParseAgentFile("---\nname: plain\nrole: r\nrunner: script\ncommand: x\n---\n", "plain.md");
+  ASSERT_TRUE(plain) << plain.error().ToString();
+  ASSERT_TRUE(agents.Add(plain->value));
+
+  const ledger::BudgetEnvelope envelope = MakeBudgetEnvelope(config->value, agents);
+  EXPECT_EQ(envelope.global_daily_usd, 50.0);
+  EXPECT_FALSE(envelope.velocity_enabled);
+  EXPECT_EQ(envelope.velocity_factor, 5.0);
+  EXPECT_EQ(envelope.velocity_window_ms, 5 * 60 * 1000);
+  EXPECT_EQ(envelope.velocity_baseline_ms, 2 * 60 * 60 * 1000);
+  EXPECT_EQ(envelope.velocity_min_baseline_usd, 0.25);
+
+  const ledger::BudgetLimits project = envelope.For("plain");
+  EXPECT_EQ(project.per_call_usd, 0.5);
+  EXPECT_EQ(project.per_task_usd, 2.0);
+  EXPECT_EQ(project.per_task_tokens, 100000);
+  EXPECT_EQ(project.per_run_usd, 20.0);
+  EXPECT_EQ(project.per_agent_daily_usd, 10.0);
+
+  const ledger::BudgetLimits own = envelope.For("frugal");
+  EXPECT_EQ(own.per_task_usd, 0.25);
+  EXPECT_EQ(own.per_agent_daily_usd, 1.0);
+  EXPECT_EQ(own.per_task_tokens, 100000);  // not set by the agent: the project's
+  EXPECT_EQ(own.per_call_usd, 0.5);
+  EXPECT_FALSE(envelope.agents.contains("plain"));
+}
+
 }  // namespace
 }  // namespace factory::testing

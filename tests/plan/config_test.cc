@@ -165,6 +165,36 @@ INSTANTIATE_TEST_SUITE_P(
                       "path/to/config.yaml:1: field 'default_agents': must be a mapping"},
         BadConfigCase{"default_agent_not_string", "default_agents:\n  code: [a, b]\n",
                       "path/to/config.yaml:2: field 'default_agents.code': must be a string"},
+        BadConfigCase{"budget_not_map", "budget: 10\n",
+                      "path/to/config.yaml:1: field 'budget': must be a mapping"},
+        BadConfigCase{"budget_negative_usd", "budget:\n  usd_per_task: 2\n  usd_per_run: -1\n",
+                      "path/to/config.yaml:3: field 'budget.usd_per_run': must be a number "
+                      "between 0 and 1000000000 (got '-1')"},
+        BadConfigCase{"budget_word", "budget:\n  usd_per_call: cheap\n",
+                      "path/to/config.yaml:2: field 'budget.usd_per_call': must be a number"},
+        BadConfigCase{"budget_nan", "budget:\n  global_usd_per_day: .nan\n",
+                      "path/to/config.yaml:2: field 'budget.global_usd_per_day': must be a "
+                      "number"},
+        BadConfigCase{"budget_tokens_fraction", "budget:\n  tokens_per_task: 1.5\n",
+                      "path/to/config.yaml:2: field 'budget.tokens_per_task': must be an "
+                      "integer"},
+        BadConfigCase{"budget_tokens_zero", "budget:\n  tokens_per_task: 0\n",
+                      "path/to/config.yaml:2: field 'budget.tokens_per_task': must be an "
+                      "integer >= 1 (got '0')"},
+        BadConfigCase{"budget_agent_day_list", "budget:\n  usd_per_agent_per_day: [1]\n",
+                      "path/to/config.yaml:2: field 'budget.usd_per_agent_per_day': must be a "
+                      "number"},
+        BadConfigCase{"velocity_not_map", "budget:\n  velocity: on\n",
+                      "path/to/config.yaml:2: field 'budget.velocity': must be a mapping"},
+        BadConfigCase{"velocity_factor_one", "budget:\n  velocity: {factor: 1}\n",
+                      "path/to/config.yaml:2: field 'budget.velocity.factor': must be a number"},
+        BadConfigCase{"velocity_window_word",
+                      "budget:\n  velocity:\n    enabled: true\n    window: soon\n",
+                      "path/to/config.yaml:4: field 'budget.velocity.window': must be a "
+                      "positive number of seconds or a duration"},
+        BadConfigCase{"velocity_enabled_word", "budget:\n  velocity: {enabled: maybe}\n",
+                      "path/to/config.yaml:2: field 'budget.velocity.enabled': must be true or "
+                      "false"},
         BadConfigCase{"root_list", "- a\n- b\n",
                       "path/to/config.yaml:1: the config must be a YAML mapping"},
         BadConfigCase{"yaml_syntax", "concurrency: 2\ngates: [a\n", "path/to/config.yaml:"}),
@@ -179,6 +209,54 @@ TEST(ConfigTest, EveryErrorIsReported) {
   EXPECT_THAT(message, HasSubstr("config.yaml:1: field 'concurrency'"));
   EXPECT_THAT(message, HasSubstr("config.yaml:2: field 'max_attempts'"));
   EXPECT_THAT(message, HasSubstr("config.yaml:4: field 'gates[0].timeout'"));
+}
+
+TEST(ConfigTest, BudgetKeysAreParsedAndAbsentOnesMeanNoLimit) {
+  auto loaded = ParseProjectConfig(R"(budget:
+  usd_per_call: 0.5
+  usd_per_task: 2
+  tokens_per_task: 200000
+  usd_per_run: 20.25
+  usd_per_agent_per_day: 10
+  global_usd_per_day: 0
+  velocity: {enabled: false, factor: 4.5, window: 5m, baseline: 2h, min_baseline_usd: 0.1}
+)",
+                                   "config.yaml");
+  ASSERT_TRUE(loaded) << loaded.error().message;
+  EXPECT_TRUE(loaded->warnings.empty());
+  const BudgetConfig& budget = loaded->value.budget;
+  EXPECT_EQ(budget.usd_per_call, 0.5);
+  EXPECT_EQ(budget.usd_per_task, 2.0);
+  EXPECT_EQ(budget.tokens_per_task, 200000);
+  EXPECT_EQ(budget.usd_per_run, 20.25);
+  EXPECT_EQ(budget.usd_per_agent_per_day, 10.0);
+  EXPECT_EQ(budget.global_usd_per_day, 0.0);  // zero is a limit (spend nothing), not "unset"
+  EXPECT_FALSE(budget.velocity.enabled);
+  EXPECT_EQ(budget.velocity.factor, 4.5);
+  EXPECT_EQ(budget.velocity.window, seconds(300));
+  EXPECT_EQ(budget.velocity.baseline, seconds(7200));
+  EXPECT_EQ(budget.velocity.min_baseline_usd, 0.1);
+
+  auto partial = ParseProjectConfig("budget:\n  usd_per_task: 1\n  usd_per_run:\n", "c.yaml");
+  ASSERT_TRUE(partial) << partial.error().message;
+  EXPECT_EQ(partial->value.budget.usd_per_task, 1.0);
+  EXPECT_FALSE(partial->value.budget.usd_per_run.has_value());
+  EXPECT_FALSE(partial->value.budget.usd_per_call.has_value());
+  EXPECT_FALSE(partial->value.budget.global_usd_per_day.has_value());
+  EXPECT_TRUE(partial->value.budget.velocity.enabled);
+  EXPECT_EQ(partial->value.budget.velocity.factor, 3.0);
+}
+
+TEST(ConfigTest, UnknownBudgetKeysAreWarningsWithLines) {
+  auto loaded =
+      ParseProjectConfig("budget:\n  usd_per_tsk: 1\n  velocity: {windw: 5m}\n", "config.yaml");
+  ASSERT_TRUE(loaded) << loaded.error().message;
+  ASSERT_EQ(loaded->warnings.size(), 2u);
+  EXPECT_THAT(loaded->warnings[0].ToString(),
+              HasSubstr("config.yaml:2: warning: field 'budget.usd_per_tsk': unknown field"));
+  EXPECT_THAT(loaded->warnings[1].ToString(),
+              HasSubstr("config.yaml:3: warning: field 'budget.velocity.windw': unknown field"));
+  EXPECT_FALSE(loaded->value.budget.usd_per_task.has_value());
 }
 
 TEST(ConfigTest, DurationsInSecondsOrWithUnits) {
@@ -255,6 +333,64 @@ TEST(ConfigTest, DefaultAgentsMustExist) {
   ProjectConfig good;
   good.default_agents = {{"code", "builder"}};
   EXPECT_TRUE(ValidateDefaultAgents(good, agents));
+}
+
+TEST(ConfigTest, GatewayUrlIsParsedWithoutItsTrailingSlash) {
+  auto loaded = ParseProjectConfig("concurrency: 2\ngateway:\n  url: http://127.0.0.1:8787/\n",
+                                   "config.yaml");
+  ASSERT_TRUE(loaded) << loaded.error().message;
+  EXPECT_TRUE(loaded->warnings.empty());
+  EXPECT_EQ(loaded->value.gateway.url, "http://127.0.0.1:8787");
+  EXPECT_EQ(loaded->value.gateway.line, 3);
+  auto ipv6 = ParseProjectConfig("gateway: {url: \"http://[::1]:9000\"}\n", "config.yaml");
+  ASSERT_TRUE(ipv6) << ipv6.error().message;
+  EXPECT_EQ(ipv6->value.gateway.url, "http://[::1]:9000");
+  // Absent, or `url:` with nothing: no gateway.
+  for (const char* text : {"concurrency: 2\n", "gateway:\n", "gateway: {url: }\n"}) {
+    auto none = ParseProjectConfig(text, "config.yaml");
+    ASSERT_TRUE(none) << text << none.error().message;
+    EXPECT_EQ(none->value.gateway.url, "") << text;
+  }
+  auto unknown = ParseProjectConfig("gateway: {url: \"http://h:1\", key: x}\n", "config.yaml");
+  ASSERT_TRUE(unknown) << unknown.error().message;
+  ASSERT_EQ(unknown->warnings.size(), 1u);
+  EXPECT_THAT(unknown->warnings[0].ToString(),
+              HasSubstr("config.yaml:1: warning: field 'gateway.key': unknown field"));
+}
+
+TEST(ConfigTest, BadGatewayUrlsFailWithFileAndLine) {
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"gateway: http://127.0.0.1:8787", "field 'gateway': must be a mapping with url"},
+      {"gateway:\n  url: [a]", "field 'gateway.url': must be a string"},
+      {"gateway:\n  url: 127.0.0.1:8787", "must be http://HOST:PORT"},
+      {"gateway:\n  url: https://127.0.0.1:8787", "serves plain HTTP"},
+      {"gateway:\n  url: http://127.0.0.1", "the port is missing"},
+      {"gateway:\n  url: http://:8787", "the host is missing"},
+      {"gateway:\n  url: http://127.0.0.1:0", "the port must be 1..65535"},
+      {"gateway:\n  url: http://127.0.0.1:65536", "the port must be 1..65535"},
+      {"gateway:\n  url: http://127.0.0.1:port", "the port must be 1..65535"},
+      {"gateway:\n  url: http://127.0.0.1:8787/v1", "without a path"},
+      {"gateway:\n  url: http://u@127.0.0.1:8787", "without a path, query or user"},
+      {"gateway:\n  url: http://::1:8787", "in brackets"},
+  };
+  for (const auto& [text, expected] : cases) {
+    auto loaded = ParseProjectConfig(text + "\n", "path/to/config.yaml");
+    ASSERT_FALSE(loaded) << text;
+    EXPECT_EQ(loaded.error().code, ErrorCode::kInvalidArgument);
+    const std::string line = text.find('\n') == std::string::npos ? "1" : "2";
+    EXPECT_THAT(loaded.error().message, HasSubstr("path/to/config.yaml:" + line + ": field"))
+        << text;
+    EXPECT_THAT(loaded.error().message, HasSubstr(expected)) << text;
+  }
+}
+
+TEST(ConfigTest, DefaultConfigDocumentsTheGateway) {
+  const std::string text(kDefaultConfigYaml);
+  EXPECT_THAT(text, HasSubstr("# gateway:\n#   url: http://127.0.0.1:8787"));
+  // Uncommented, the documented example parses.
+  auto loaded = ParseProjectConfig("gateway:\n  url: http://127.0.0.1:8787\n", "config.yaml");
+  ASSERT_TRUE(loaded) << loaded.error().message;
+  EXPECT_EQ(loaded->value.gateway.url, "http://127.0.0.1:8787");
 }
 
 }  // namespace

@@ -6,6 +6,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <chrono>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -13,6 +15,7 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "llm/fake_provider.h"
@@ -166,10 +169,14 @@ TEST_F(LlmRunnerTest, WritesEditsRunsAndFinishes) {
   EXPECT_EQ(ReadFileBytes(repo_.Path("src/hello.txt")), "hello factory\n");
   EXPECT_EQ(ReadFileBytes(repo_.Path("ran.txt")), "ran\n");
 
-  // Steps: one per tool call (the model's text is in the transcript).
-  ASSERT_EQ(outcome->steps.size(), 4u);
-  for (const auto& step : outcome->steps) EXPECT_EQ(step.kind, "tool_use");
-  EXPECT_THAT(outcome->steps[1].summary, HasSubstr("edit_file"));
+  // Steps: the model choice, then one per tool call (the model's text is in the transcript).
+  ASSERT_EQ(outcome->steps.size(), 5u);
+  EXPECT_EQ(outcome->steps[0].kind, "model");
+  EXPECT_THAT(outcome->steps[0].summary, HasSubstr("cloud/fast"));
+  for (size_t index = 1; index < outcome->steps.size(); ++index) {
+    EXPECT_EQ(outcome->steps[index].kind, "tool_use");
+  }
+  EXPECT_THAT(outcome->steps[2].summary, HasSubstr("edit_file"));
 
   // Usage and cost summed over the calls: the fake's usage x the configured prices.
   Usage total;
@@ -257,7 +264,7 @@ TEST_F(LlmRunnerTest, TurnLimitEndsTheAttempt) {
   EXPECT_FALSE(outcome->success);
   EXPECT_THAT(outcome->error, HasSubstr("turn limit reached"));
   EXPECT_EQ(fake_.request_count(), 3u);
-  EXPECT_EQ(outcome->steps.size(), 3u);
+  EXPECT_EQ(outcome->steps.size(), 1u + 3u);  // the model choice + one per turn
   EXPECT_EQ(outcome->usage.input_tokens, 300);
 }
 
@@ -292,6 +299,98 @@ TEST_F(LlmRunnerTest, BudgetRefusalIsBudgetExceeded) {
   EXPECT_THAT(outcome->error, ::testing::StartsWith("budget_exceeded: "));
   EXPECT_EQ(fake_.request_count(), 0u);
   router_.reset();
+}
+
+// Refuses every reservation while `paused` is set, as the BudgetGuard does for a paused agent.
+class PausableAdmission final : public llm::CallAdmission {
+ public:
+  Result<int64_t> Reserve(const llm::CallContext& context, const llm::Deployment&,
+                          double) override {
+    contexts.push_back(context);
+    if (paused.load()) return ResourceExhausted("budget: agent coder is paused (daily cap)");
+    return 1;
+  }
+  void Settle(int64_t, double) override {}
+  std::atomic<bool> paused{false};
+  std::vector<llm::CallContext> contexts;  // only touched by the runner's thread
+};
+
+TEST_F(LlmRunnerTest, APausedAgentWaitsForTheResumeThenGoesOn) {
+  PausableAdmission admission;
+  admission.paused = true;
+  MakeRouter(128'000, &admission);
+  fake_.Enqueue(FakeReply::Tools({Call("c1", "finish", {{"summary", "done after pause"}})}));
+  LlmRunnerOptions options;
+  options.agent_paused = [&](std::string_view agent) -> Result<bool> {
+    EXPECT_EQ(agent, "coder");
+    return admission.paused.load();
+  };
+  options.pause_poll_ms = 20;
+  std::thread resume([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    admission.paused = false;
+  });
+  RunnerContext context = Context();
+  context.timeout_ms = 250;  // shorter than the pause: waiting does not count against it
+  context.input.queue_task_id = "01QUEUETASKID";
+  context.input.attempt_id = "01ATTEMPTID";
+  LlmRunner runner(*router_, Agent(), options);
+  auto outcome = runner.Run(context);
+  resume.join();
+  ASSERT_TRUE(outcome);
+  EXPECT_TRUE(outcome->success) << outcome->error;
+  EXPECT_EQ(outcome->summary, "done after pause");
+  EXPECT_EQ(fake_.request_count(), 1u);
+  bool saw_pause = false;
+  for (const auto& step : outcome->steps) saw_pause |= step.kind == "paused";
+  EXPECT_TRUE(saw_pause);
+  std::vector<std::string> types;
+  for (const auto& line : Transcript()) types.push_back(line["type"]);
+  EXPECT_THAT(types, ::testing::Contains("paused"));
+  EXPECT_THAT(types, ::testing::Contains("resumed"));
+  // Calls are attributed to the queue's ids when the pipeline gives them.
+  ASSERT_GE(admission.contexts.size(), 2u);
+  EXPECT_EQ(admission.contexts.back().task_id, "01QUEUETASKID");
+  EXPECT_EQ(admission.contexts.back().attempt_id, "01ATTEMPTID");
+  EXPECT_EQ(admission.contexts.back().run_id, "r1");
+  EXPECT_EQ(admission.contexts.back().agent, "coder");
+}
+
+TEST_F(LlmRunnerTest, CancelEndsTheWaitOfAPausedAgent) {
+  PausableAdmission admission;
+  admission.paused = true;
+  MakeRouter(128'000, &admission);
+  LlmRunnerOptions options;
+  options.agent_paused = [&](std::string_view) -> Result<bool> { return true; };
+  options.pause_poll_ms = 20;
+  std::atomic<bool> cancel{false};
+  std::thread canceller([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    cancel = true;
+  });
+  RunnerContext context = Context();
+  context.cancel = &cancel;
+  LlmRunner runner(*router_, Agent(), options);
+  auto outcome = runner.Run(context);
+  canceller.join();
+  ASSERT_TRUE(outcome);
+  EXPECT_TRUE(outcome->cancelled);
+  EXPECT_FALSE(outcome->success);
+  EXPECT_EQ(fake_.request_count(), 0u);
+}
+
+TEST_F(LlmRunnerTest, ARefusalWhileNotPausedEndsTheAttemptAsBudgetExceeded) {
+  PausableAdmission admission;
+  admission.paused = true;  // refuses, but the guard says the agent is not paused: a task cap
+  MakeRouter(128'000, &admission);
+  LlmRunnerOptions options;
+  options.agent_paused = [](std::string_view) -> Result<bool> { return false; };
+  LlmRunner runner(*router_, Agent(), options);
+  auto outcome = runner.Run(Context());
+  ASSERT_TRUE(outcome);
+  EXPECT_FALSE(outcome->success);
+  EXPECT_THAT(outcome->error, ::testing::StartsWith("budget_exceeded: "));
+  EXPECT_EQ(admission.contexts.size(), 1u);
 }
 
 TEST_F(LlmRunnerTest, CancelStopsBeforeTheNextCall) {
@@ -349,6 +448,83 @@ TEST_F(LlmRunnerTest, CompactionOnATinyContextWindowStillFinishes) {
   int compactions = 0;
   for (const auto& line : Transcript()) compactions += line["type"] == "compaction";
   EXPECT_GE(compactions, 1);
+}
+
+// The cost pyramid's choice of models per attempt, on a three-tier models.yaml.
+class ChooseModelsTest : public ::testing::Test {
+ protected:
+  void Make(const std::string& routing) {
+    const std::string yaml = std::string(R"(providers:
+  up: {kind: openai, base_url: "http://127.0.0.1:9/v1"}
+  nokey: {kind: openai, base_url: "http://127.0.0.1:9/v1", api_key_env: FACTORY_UNSET_KEY_X}
+models:
+  fast-model: {provider: up, model: f, input_per_mtok: 1, output_per_mtok: 1}
+  mid-model: {provider: up, model: m, input_per_mtok: 2, output_per_mtok: 2}
+  top-model: {provider: up, model: t, input_per_mtok: 3, output_per_mtok: 3}
+  keyless: {provider: nokey, model: k, input_per_mtok: 0.1, output_per_mtok: 0.1}
+aliases:
+  local/fast: [keyless]
+  cloud/fast: [fast-model]
+  cloud/mid: [mid-model]
+  cloud/frontier: [top-model]
+)") + routing;
+    auto config = llm::ParseModelsConfig(
+        yaml, "models.yaml", [](const std::string&) { return std::optional<std::string>(); });
+    ASSERT_TRUE(config) << config.error().ToString();
+    auto router = llm::Router::Create(std::move(*config));
+    ASSERT_TRUE(router) << router.error().ToString();
+    router_ = std::move(*router);
+  }
+  static AgentSpec Agent(std::string model, std::vector<std::string> fallbacks = {}) {
+    AgentSpec agent;
+    agent.name = "coder";
+    agent.runner = RunnerKind::kLlm;
+    agent.model = std::move(model);
+    agent.fallbacks = std::move(fallbacks);
+    return agent;
+  }
+  std::unique_ptr<llm::Router> router_;
+};
+
+TEST_F(ChooseModelsTest, StartsCheapAndEscalatesOneTierPerAttemptUpToTheAgentsAlias) {
+  Make(R"(routing:
+  - {task_type: review, chain: [cloud/frontier]}
+  - {task_type: "*", chain: [local/fast, cloud/fast, cloud/mid, cloud/frontier]}
+)");
+  const AgentSpec agent = Agent("cloud/mid", {"cloud/frontier"});
+  // local/fast has no key: it is skipped, so the ladder is cloud/fast > cloud/mid.
+  ModelChoice first = ChooseModels(*router_, agent, "code", 1);
+  EXPECT_EQ(first.alias, "cloud/fast");
+  EXPECT_EQ(first.step, 0);
+  EXPECT_EQ(first.ladder, (std::vector<std::string>{"cloud/fast", "cloud/mid"}));
+  EXPECT_EQ(first.targets, (std::vector<std::string>{"cloud/fast", "cloud/frontier"}));
+  EXPECT_THAT(first.Describe(), HasSubstr("cloud/fast (cost pyramid step 1 of cloud/fast > "
+                                          "cloud/mid), then cloud/frontier"));
+  ModelChoice second = ChooseModels(*router_, agent, "code", 2);
+  EXPECT_EQ(second.alias, "cloud/mid");
+  EXPECT_EQ(second.step, 1);
+  // Never past the agent's alias.
+  EXPECT_EQ(ChooseModels(*router_, agent, "code", 5).alias, "cloud/mid");
+  // The rule for the task type decides the chain: none of it is within the ceiling here.
+  ModelChoice review = ChooseModels(*router_, agent, "review", 1);
+  EXPECT_EQ(review.alias, "");
+  EXPECT_EQ(review.targets, (std::vector<std::string>{"cloud/mid", "cloud/frontier"}));
+  EXPECT_THAT(review.why_no_pyramid, HasSubstr("no available alias"));
+}
+
+TEST_F(ChooseModelsTest, AModelNameOrNoMatchingRuleMeansTheAgentsOwnModels) {
+  Make(R"(routing:
+  - {task_type: docs, chain: [cloud/fast, cloud/mid]}
+)");
+  ModelChoice by_name = ChooseModels(*router_, Agent("mid-model"), "docs", 2);
+  EXPECT_EQ(by_name.alias, "");
+  EXPECT_EQ(by_name.targets, (std::vector<std::string>{"mid-model"}));
+  EXPECT_THAT(by_name.why_no_pyramid, HasSubstr("is a model, not an alias"));
+  ModelChoice no_rule = ChooseModels(*router_, Agent("cloud/mid", {"cloud/mid"}), "code", 1);
+  EXPECT_EQ(no_rule.alias, "");
+  EXPECT_EQ(no_rule.targets, (std::vector<std::string>{"cloud/mid"}));  // no duplicates
+  EXPECT_THAT(no_rule.why_no_pyramid, HasSubstr("no routing rule matches"));
+  EXPECT_EQ(ChooseModels(*router_, Agent("cloud/mid"), "docs", 1).alias, "cloud/fast");
 }
 
 TEST(RepoMapTest, IsCappedAndSkipsGitAndFactory) {

@@ -1,0 +1,356 @@
+// Gateway overhead (issue 4, section 9): latency p50/p99 and throughput of chat completions
+// straight to a local fake upstream, through `factory gateway` (the real binary: virtual key,
+// routing, budget admission, ledger) and through Portkey's open-source gateway, in front of the
+// same upstream, at concurrency 1 and 32, all in one run.
+//
+//   gateway_bench --factory build/factory --portkey-dir DIR [--dir OUT] [--seconds S]
+//
+// The upstream is a cpp-httplib server in this process answering a fixed OpenAI completion
+// (with usage); the load generator is this process too: one thread per connection, each with a
+// keep-alive connection, for `--seconds` after a warm-up. DIR holds Portkey installed by
+// `npm ci` (bench/gateway_bench/package.json) and the loopback preload bind-loopback.cjs.
+
+#include <arpa/inet.h>
+#include <httplib.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <regex>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "core/subprocess.h"
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using factory::RunSubprocess;
+using factory::SubprocessOptions;
+using nlohmann::json;
+
+constexpr char kUpstreamBody[] =
+    R"({"id":"chatcmpl-bench","object":"chat.completion","created":1700000000,"model":"gpt-bench",)"
+    R"("choices":[{"index":0,"message":{"role":"assistant","content":"Hello! How can I help?"},)"
+    R"("finish_reason":"stop"}],"usage":{"prompt_tokens":12,"completion_tokens":7,)"
+    R"("total_tokens":19,"prompt_tokens_details":{"cached_tokens":0}}})";
+
+struct Target {
+  std::string name;
+  int port = 0;
+  std::string model;
+  httplib::Headers headers;
+};
+
+struct Figures {
+  double requests_per_s = 0;
+  double p50_ms = 0;
+  double p99_ms = 0;
+  int64_t requests = 0;
+  int64_t errors = 0;
+};
+
+std::string ReadAll(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream buffer;
+  buffer << in.rdbuf();
+  return buffer.str();
+}
+
+// A port nothing listens on right now (bound, read back, released).
+int FreePort() {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t length = sizeof(address);
+  int port = 0;
+  if (bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) == 0 &&
+      getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) == 0) {
+    port = ntohs(address.sin_port);
+  }
+  close(fd);
+  return port;
+}
+
+// Runs `threads` keep-alive clients against the target for warmup + seconds.
+Figures Measure(const Target& target, int threads, double seconds, double warmup_s) {
+  const std::string body = json{{"model", target.model},
+                                {"max_tokens", 16},
+                                {"messages", {{{"role", "user"}, {"content", "Say hello."}}}}}
+                               .dump();
+  std::atomic<bool> measuring{false};
+  std::atomic<bool> done{false};
+  std::vector<std::vector<double>> latencies(threads);
+  std::vector<int64_t> errors(threads, 0);
+  std::vector<std::thread> workers;
+  for (int index = 0; index < threads; ++index) {
+    workers.emplace_back([&, index] {
+      httplib::Client client("127.0.0.1", target.port);
+      client.set_keep_alive(true);
+      client.set_tcp_nodelay(true);
+      client.set_read_timeout(30, 0);
+      auto& mine = latencies[index];
+      mine.reserve(200'000);
+      while (!done.load(std::memory_order_relaxed)) {
+        const auto start = Clock::now();
+        auto response =
+            client.Post("/v1/chat/completions", target.headers, body, "application/json");
+        const double ms = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
+        if (!measuring.load(std::memory_order_relaxed)) continue;
+        if (!response || response->status != 200) {
+          ++errors[index];
+          if (errors[index] == 1 && response) {
+            std::fprintf(stderr, "%s: HTTP %d: %s\n", target.name.c_str(), response->status,
+                         response->body.substr(0, 300).c_str());
+          } else if (errors[index] == 1) {
+            std::fprintf(stderr, "%s: %s\n", target.name.c_str(),
+                         httplib::to_string(response.error()).c_str());
+          }
+          continue;
+        }
+        mine.push_back(ms);
+      }
+    });
+  }
+  std::this_thread::sleep_for(std::chrono::duration<double>(warmup_s));
+  measuring = true;
+  const auto start = Clock::now();
+  std::this_thread::sleep_for(std::chrono::duration<double>(seconds));
+  measuring = false;
+  const double elapsed = std::chrono::duration<double>(Clock::now() - start).count();
+  done = true;
+  for (auto& worker : workers) worker.join();
+
+  std::vector<double> all;
+  Figures figures;
+  for (int index = 0; index < threads; ++index) {
+    all.insert(all.end(), latencies[index].begin(), latencies[index].end());
+    figures.errors += errors[index];
+  }
+  std::sort(all.begin(), all.end());
+  figures.requests = static_cast<int64_t>(all.size());
+  figures.requests_per_s = static_cast<double>(all.size()) / elapsed;
+  if (!all.empty()) {
+    figures.p50_ms = all[all.size() / 2];
+    figures.p99_ms = all[std::min(all.size() - 1, all.size() * 99 / 100)];
+  }
+  return figures;
+}
+
+// A child process running until `stop` is set (then SIGTERM, SIGKILL after a grace period).
+struct Child {
+  std::atomic<bool> stop{false};
+  std::thread thread;
+  std::optional<factory::SubprocessResult> result;
+
+  void Start(SubprocessOptions options) {
+    options.cancel = &stop;
+    options.timeout_ms = 30 * 60 * 1000;
+    thread = std::thread([this, options] {
+      auto done = RunSubprocess(options);
+      if (done) result = *done;
+    });
+  }
+  void Stop() {
+    stop = true;
+    if (thread.joinable()) thread.join();
+  }
+  ~Child() { Stop(); }
+};
+
+bool WaitFor(const std::function<bool()>& ready, int timeout_ms) {
+  const auto deadline = Clock::now() + std::chrono::milliseconds(timeout_ms);
+  while (Clock::now() < deadline) {
+    if (ready()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return false;
+}
+
+std::string Arg(int argc, char** argv, const std::string& name, const std::string& fallback) {
+  for (int index = 1; index + 1 < argc; ++index) {
+    if (argv[index] == name) return argv[index + 1];
+  }
+  return fallback;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const std::string factory_binary = Arg(argc, argv, "--factory", "build/factory");
+  const std::string portkey_dir = Arg(argc, argv, "--portkey-dir", "");
+  const std::string node = Arg(argc, argv, "--node", "node");
+  const std::string out_dir = Arg(argc, argv, "--dir", "bench/out/gateway");
+  const double seconds = std::stod(Arg(argc, argv, "--seconds", "5"));
+  const double warmup = std::stod(Arg(argc, argv, "--warmup", "1"));
+  std::filesystem::remove_all(out_dir);
+  std::filesystem::create_directories(out_dir + "/.factory");
+  const std::string db = out_dir + "/.factory/factory.db";
+
+  // The upstream.
+  httplib::Server upstream;
+  upstream.new_task_queue = [] { return new httplib::ThreadPool(64); };
+  upstream.set_tcp_nodelay(true);
+  upstream.set_keep_alive_max_count(1'000'000);
+  upstream.Post("/v1/chat/completions", [](const httplib::Request&, httplib::Response& res) {
+    res.set_content(kUpstreamBody, "application/json");
+  });
+  const int upstream_port = upstream.bind_to_any_port("127.0.0.1");
+  std::thread upstream_thread([&] { upstream.listen_after_bind(); });
+  const std::string upstream_url = "http://127.0.0.1:" + std::to_string(upstream_port) + "/v1";
+
+  // factory gateway: a database, a key, a models.yaml naming the upstream.
+  auto run = [&](std::vector<std::string> args) {
+    SubprocessOptions options;
+    options.argv = std::move(args);
+    options.timeout_ms = 60'000;
+    options.tail_bytes = 1 << 16;
+    auto result = RunSubprocess(options);
+    if (!result || result->exit_code != 0) {
+      std::fprintf(stderr, "failed: %s\n", result ? result->stderr_tail.c_str() : "spawn");
+      std::exit(1);
+    }
+    return result->stdout_tail;
+  };
+  run({factory_binary, "--db", db, "init"});
+  const std::string key = json::parse(
+      run({factory_binary, "--db", db, "keys", "create", "--agent", "bench", "--json"}))["key"];
+  const std::string models = out_dir + "/models.yaml";
+  {
+    std::ofstream out(models);
+    out << "providers:\n  bench: {kind: openai, base_url: \"" << upstream_url
+        << "\", api_key_env: BENCH_UPSTREAM_KEY}\n"
+        << "models:\n  gpt-bench: {provider: bench, model: gpt-bench, input_per_mtok: 0.4, "
+           "output_per_mtok: 1.6, max_output_tokens: 1000}\n"
+        << "aliases:\n  bench/fast: [gpt-bench]\n";
+  }
+  Child gateway;
+  const std::string gateway_out = out_dir + "/gateway.out";
+  {
+    SubprocessOptions options;
+    options.argv = {factory_binary, "--db",        db,         "gateway",
+                    "--listen",     "127.0.0.1:0", "--models", models};
+    options.env_set = {{"BENCH_UPSTREAM_KEY", "sk-bench-upstream"}};
+    options.stdout_path = gateway_out;
+    options.stderr_path = out_dir + "/gateway.err";
+    gateway.Start(options);
+  }
+  int gateway_port = 0;
+  WaitFor(
+      [&] {
+        std::smatch match;
+        const std::string text = ReadAll(gateway_out);
+        static const std::regex listening("listening on http://127\\.0\\.0\\.1:([0-9]+)");
+        if (!std::regex_search(text, match, listening)) return false;
+        gateway_port = std::stoi(match[1]);
+        return true;
+      },
+      20'000);
+  if (gateway_port == 0) {
+    std::fprintf(stderr, "factory gateway did not start: %s\n",
+                 ReadAll(out_dir + "/gateway.err").c_str());
+    return 1;
+  }
+
+  // Portkey, bound to loopback by the preload.
+  Child portkey;
+  int portkey_port = 0;
+  if (!portkey_dir.empty()) {
+    portkey_port = FreePort();
+    SubprocessOptions options;
+    options.argv = {node,
+                    "--require",
+                    portkey_dir + "/bind-loopback.cjs",
+                    portkey_dir + "/node_modules/@portkey-ai/gateway/build/start-server.js",
+                    "--port=" + std::to_string(portkey_port),
+                    "--headless"};
+    options.env_set = {{"NODE_ENV", "production"}};
+    options.stdout_path = out_dir + "/portkey.out";
+    options.stderr_path = out_dir + "/portkey.err";
+    portkey.Start(options);
+    httplib::Client probe("127.0.0.1", portkey_port);
+    probe.set_connection_timeout(1, 0);
+    probe.set_read_timeout(1, 0);
+    if (!WaitFor([&] { return static_cast<bool>(probe.Get("/")); }, 30'000)) {
+      std::fprintf(stderr, "portkey did not start: %s\n",
+                   ReadAll(out_dir + "/portkey.err").c_str());
+      return 1;
+    }
+  }
+
+  std::vector<Target> targets = {
+      {"direct", upstream_port, "gpt-bench", {{"Authorization", "Bearer sk-bench-upstream"}}},
+      {"factory gateway", gateway_port, "bench/fast", {{"Authorization", "Bearer " + key}}},
+  };
+  if (portkey_port != 0) {
+    targets.push_back({"portkey gateway",
+                       portkey_port,
+                       "gpt-bench",
+                       {{"Authorization", "Bearer sk-bench-upstream"},
+                        {"x-portkey-provider", "openai"},
+                        {"x-portkey-custom-host", upstream_url}}});
+  }
+
+  std::map<std::pair<std::string, int>, Figures> results;
+  for (int concurrency : {1, 32}) {
+    for (const Target& target : targets) {
+      results[{target.name, concurrency}] = Measure(target, concurrency, seconds, warmup);
+    }
+  }
+  gateway.Stop();
+  portkey.Stop();
+  upstream.stop();
+  upstream_thread.join();
+
+  // Every call through the gateway is in the ledger once it stopped.
+  const json costs = json::parse(run({factory_binary, "--db", db, "costs", "--json"}));
+  const int64_t ledgered = costs["total"]["calls"];
+
+  std::printf(
+      "| target           | conc |      req/s |  p50 ms |  p99 ms | +p50 ms | +p99 ms | errors "
+      "|\n");
+  std::printf(
+      "|------------------|------|------------|---------|---------|---------|---------|--------|"
+      "\n");
+  for (int concurrency : {1, 32}) {
+    const Figures& direct = results[{"direct", concurrency}];
+    for (const Target& target : targets) {
+      const Figures& f = results[{target.name, concurrency}];
+      std::printf("| %-16s | %4d | %10.0f | %7.3f | %7.3f | %7.3f | %7.3f | %6lld |\n",
+                  target.name.c_str(), concurrency, f.requests_per_s, f.p50_ms, f.p99_ms,
+                  f.p50_ms - direct.p50_ms, f.p99_ms - direct.p99_ms,
+                  static_cast<long long>(f.errors));
+    }
+  }
+  const Figures& ours32 = results[{"factory gateway", 32}];
+  const Figures& direct1 = results[{"direct", 1}];
+  const Figures& ours1 = results[{"factory gateway", 1}];
+  std::printf(
+      "\nfactory gateway, concurrency 1: added p50 %.3f ms (target <= 0.1), added p99 %.3f ms "
+      "(target <= 0.5)\n",
+      ours1.p50_ms - direct1.p50_ms, ours1.p99_ms - direct1.p99_ms);
+  std::printf("factory gateway, concurrency 32: %.0f req/s = %.2fx direct", ours32.requests_per_s,
+              ours32.requests_per_s / results[{"direct", 32}].requests_per_s);
+  if (portkey_port != 0) {
+    std::printf(", %.1fx portkey (target >= 10x)",
+                ours32.requests_per_s / results[{"portkey gateway", 32}].requests_per_s);
+  }
+  int64_t sent = 0;
+  for (int concurrency : {1, 32}) sent += results[{"factory gateway", concurrency}].requests;
+  std::printf("\nledger: %lld calls recorded for %lld measured requests (plus warm-up ones)\n",
+              static_cast<long long>(ledgered), static_cast<long long>(sent));
+  return 0;
+}

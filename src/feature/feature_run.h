@@ -1,0 +1,137 @@
+#pragma once
+// The planning half of `factory run FEATURE.md` (issue 5 §1): a feature request becomes a
+// validated task graph, planned by agents, recorded in the spec repository.
+//
+//   1. Intake: the repo map (feature/repo_map.h).
+//   2. Planning: three planners (spec, architecture, QA) run in parallel threads, each a fresh
+//      context: the system prompt is its prompt template (plan-spec, plan-architecture,
+//      plan-qa; prompts/library.h) rendered with the feature text and the repo map. Every call
+//      goes through the Router with run, agent ("spec-planner"...) and purpose (the prompt
+//      name), so the ledger and budgets see it.
+//   3. Backlog: the backlog agent (prompt `backlog`) turns the three documents into the task
+//      graph as JSON, checked by CheckPlannedBacklog (feature/planned_backlog.h). An invalid
+//      answer goes back with every error (prompt `backlog-repair`, same conversation) at most
+//      max_repairs times; after that PlanFeature fails with kAborted naming the errors.
+// The build half is the run pipeline's (orchestrator/run.h): the caller creates the run from
+// FeaturePlan::backlog. Implementation attempts see only their task; nothing of the planning
+// transcripts reaches them.
+//
+// The spec repository: everything is saved in `spec_dir` (normally .factory/specs/<feature>/):
+//   PLAN.md        the feature request and the three planners' documents
+//   BACKLOG.yaml   the validated task graph (plan/backlog.h format)
+//   context.md     the repo map the planners read
+//   metadata.json  {feature_id, version, status, run_id, request_sha256, attempts (backlog
+//                  agent answers it took), cost_usd (planning calls), last_generated (UTC),
+//                  planners: {spec|architecture|qa: {status, started_ms, ended_ms, model,
+//                  input_tokens, output_tokens, cost_usd}}, backlog_errors: [...]}
+//   planners/      each planner's output (spec.md, architecture.md, qa.md), the repo map, and
+//                  each backlog answer (backlog.1.txt...) with its errors (backlog.1.errors.txt)
+//   history/vN/    the files of earlier versions (a later run of the same feature)
+// status: planning -> backlog -> planned -> building -> done | failed, or backlog_invalid /
+// planning_failed.
+//
+// Resuming: each planner's output is saved (file first, then metadata) the moment it arrives.
+// Planning again with the same run id and the same request text re-uses every saved planner
+// output and a saved backlog, so a run killed mid-planning does not pay twice for what it
+// already has. The same run id with a different request text is FailedPrecondition; a new run
+// id starts a new version (the previous one moves to history/).
+//
+// Events (queue event log, with the run id): feature.planning.started, feature.planner.started,
+// feature.planner.finished (payload started_ms/ended_ms), feature.planner.reused,
+// feature.planner.failed, feature.backlog.invalid (payload errors), feature.backlog.accepted.
+
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "agents/diagnostics.h"
+#include "core/result.h"
+#include "llm/router.h"
+#include "plan/backlog.h"
+#include "plan/config.h"
+#include "prompts/library.h"
+#include "queue/queue.h"
+
+namespace factory {
+class AgentRegistry;
+}
+
+namespace factory::feature {
+
+// The planners, in the order their documents appear in PLAN.md.
+inline constexpr const char* kPlannerNames[] = {"spec", "architecture", "qa"};
+
+struct FeatureRequest {
+  std::string id;      // [a-z0-9][a-z0-9-]*, from the file name ("Add-Count.md" -> "add-count")
+  std::string text;    // as written
+  std::string source;  // the file it was read from
+};
+
+// The feature id for a request file: its stem, lowercased, runs of other characters turned
+// into '-', trimmed, at most 64 characters; "feature" when nothing is left.
+std::string FeatureIdFor(const std::filesystem::path& path);
+
+// Reads a feature request. NotFound when unreadable; InvalidArgument (naming the file) when it
+// is not a .md file, is empty, is not valid UTF-8 or is larger than 256 KiB.
+Result<FeatureRequest> LoadFeatureRequest(const std::filesystem::path& path);
+
+// Everything planning works with; none of it owned. router, prompts and agents are required.
+struct PlanningDeps {
+  llm::Router* router = nullptr;
+  const prompts::PromptLibrary* prompts = nullptr;
+  const AgentRegistry* agents = nullptr;
+  const ProjectConfig* config = nullptr;  // gates and task types for the prompts; may be null
+  Queue* queue = nullptr;                 // events; null: none recorded
+};
+
+struct PlanningOptions {
+  std::string run_id;                // required
+  std::filesystem::path repo_root;   // required: the repository the map is made of
+  std::filesystem::path spec_dir;    // required: specs/<feature-id>
+  std::vector<std::string> targets;  // models; empty: models.yaml's chain for task type "plan"
+  int max_repairs = 2;               // backlog repairs before giving up
+  int max_tasks = 30;
+  size_t repo_map_bytes = 16 * 1024;
+  std::optional<int> max_output_tokens;  // per planning call; unset: the model's maximum
+};
+
+struct PlannerOutcome {
+  std::string name;  // spec, architecture, qa
+  std::string output;
+  int64_t started_ms = 0;  // wall clock, ms since the epoch
+  int64_t ended_ms = 0;
+  bool reused = false;  // saved by an earlier execution of this run; no call made now
+  std::string model;
+  double cost_usd = 0;
+};
+
+struct FeaturePlan {
+  Loaded<Backlog> backlog;               // as read back from BACKLOG.yaml
+  std::filesystem::path backlog_path;    // spec_dir / BACKLOG.yaml
+  std::vector<PlannerOutcome> planners;  // spec, architecture, qa
+  int backlog_attempts = 0;              // backlog agent answers (1 + repairs); 0 when reused
+  bool reused_backlog = false;
+  int version = 1;
+  double cost_usd = 0;  // of the calls made by this execution
+};
+
+// Plans the feature (see the file comment). Errors: a planner's or the backlog agent's call
+// failing (the router's error: kUnavailable, kResourceExhausted for budgets...), kAborted when
+// the backlog is still invalid after max_repairs repairs (message: every error),
+// kFailedPrecondition when the run id was planned from another request text or no model is
+// configured for planning. Thread-safety: one call at a time per spec_dir.
+Result<FeaturePlan> PlanFeature(const FeatureRequest& request, const PlanningDeps& deps,
+                                const PlanningOptions& options);
+
+// The status in spec_dir/metadata.json after the build ("building", "done", "failed"), with the
+// run's summary figures merged in under "build". NotFound when there is no metadata.
+Status SetSpecStatus(const std::filesystem::path& spec_dir, std::string_view status,
+                     std::string_view build_json = "{}");
+
+// The spec folder's metadata.json as text ("" when absent).
+std::string ReadSpecMetadata(const std::filesystem::path& spec_dir);
+
+}  // namespace factory::feature

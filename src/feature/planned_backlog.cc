@@ -1,0 +1,154 @@
+#include "feature/planned_backlog.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "agents/registry.h"
+
+namespace factory::feature {
+
+namespace {
+
+using json = nlohmann::json;
+
+bool ParsesAsJson(std::string_view text) { return json::accept(text.begin(), text.end()); }
+
+std::string Trimmed(std::string_view text) {
+  size_t begin = 0;
+  size_t end = text.size();
+  while (begin < end && std::isspace(static_cast<unsigned char>(text[begin]))) ++begin;
+  while (end > begin && std::isspace(static_cast<unsigned char>(text[end - 1]))) --end;
+  return std::string(text.substr(begin, end - begin));
+}
+
+std::string ErrorLine(const std::string& label, const std::string& task, std::string field,
+                      std::string message) {
+  Diagnostic diagnostic;
+  diagnostic.file = label;
+  diagnostic.task = task;
+  diagnostic.field = std::move(field);
+  diagnostic.message = std::move(message);
+  return diagnostic.ToString();
+}
+
+// The checks a planned backlog needs beyond plan/backlog.h's (see the header).
+void CheckPlannedRules(const json& root, const PlannedBacklogOptions& options,
+                       std::vector<std::string>& errors) {
+  if (!root.is_object() || !root.contains("tasks") || !root["tasks"].is_array()) return;
+  const json& tasks = root["tasks"];
+  if (static_cast<int>(tasks.size()) > options.max_tasks) {
+    errors.push_back(ErrorLine(options.label, "", "tasks",
+                               "too many tasks: " + std::to_string(tasks.size()) + " (at most " +
+                                   std::to_string(options.max_tasks) + ")"));
+  }
+  for (size_t index = 0; index < tasks.size(); ++index) {
+    const json& task = tasks[index];
+    if (!task.is_object()) continue;
+    const std::string path = "tasks[" + std::to_string(index) + "]";
+    const std::string id =
+        task.contains("id") && task["id"].is_string() ? task["id"].get<std::string>() : "";
+    if (!task.contains("acceptance") || task["acceptance"].is_null() ||
+        (task["acceptance"].is_array() && task["acceptance"].empty())) {
+      errors.push_back(ErrorLine(options.label, id, path + ".acceptance",
+                                 "a planned task needs at least one acceptance criterion"));
+    }
+    for (const char* key : {"allow_protected", "max_attempts"}) {
+      if (task.contains(key)) {
+        errors.push_back(ErrorLine(options.label, id, path + "." + key,
+                                   "not allowed in a planned backlog (the project decides it)"));
+      }
+    }
+  }
+}
+
+}  // namespace
+
+std::string ExtractJsonObject(std::string_view text) {
+  const std::string trimmed = Trimmed(text);
+  if (ParsesAsJson(trimmed)) return trimmed;
+  // A Markdown fence, despite the instructions.
+  if (size_t fence = trimmed.find("```"); fence != std::string::npos) {
+    size_t body = trimmed.find('\n', fence);
+    if (body != std::string::npos) {
+      size_t close = trimmed.find("```", body + 1);
+      if (close != std::string::npos) {
+        std::string inside = Trimmed(std::string_view(trimmed).substr(body + 1, close - body - 1));
+        if (ParsesAsJson(inside)) return inside;
+      }
+    }
+  }
+  // Prose around the object.
+  const size_t open = trimmed.find('{');
+  const size_t close = trimmed.rfind('}');
+  if (open != std::string::npos && close != std::string::npos && close > open) {
+    std::string inside = trimmed.substr(open, close - open + 1);
+    if (ParsesAsJson(inside)) return inside;
+  }
+  return trimmed;
+}
+
+PlannedBacklogCheck CheckPlannedBacklog(std::string_view model_output,
+                                        const PlannedBacklogOptions& options) {
+  PlannedBacklogCheck check;
+  check.json_text = ExtractJsonObject(model_output);
+  if (check.json_text.empty()) {
+    check.errors.push_back(ErrorLine(options.label, "", "", "the answer is empty"));
+    return check;
+  }
+  BacklogOptions backlog_options;
+  backlog_options.agents = options.agents;
+  auto parsed = ParseBacklogJson(check.json_text, options.label, backlog_options);
+  if (!parsed) {
+    std::istringstream lines(parsed.error().message);
+    for (std::string line; std::getline(lines, line);) {
+      if (!line.empty()) check.errors.push_back(line);
+    }
+  }
+  const json root = json::parse(check.json_text, nullptr, /*allow_exceptions=*/false);
+  if (!root.is_discarded()) CheckPlannedRules(root, options, check.errors);
+  if (check.errors.empty() && parsed) check.backlog = std::move(*parsed);
+  return check;
+}
+
+std::string BacklogToYaml(const Backlog& backlog, std::string_view header_comment) {
+  YAML::Emitter out;
+  if (!header_comment.empty()) out << YAML::Comment(std::string(header_comment)) << YAML::Newline;
+  out << YAML::BeginMap << YAML::Key << "tasks" << YAML::Value << YAML::BeginSeq;
+  for (const BacklogTask& task : backlog.tasks) {
+    out << YAML::BeginMap;
+    out << YAML::Key << "id" << YAML::Value << task.id;
+    out << YAML::Key << "title" << YAML::Value << task.title;
+    if (!task.description.empty()) {
+      out << YAML::Key << "description" << YAML::Value;
+      if (task.description.find('\n') != std::string::npos) out << YAML::Literal;
+      out << task.description;
+    }
+    if (!task.acceptance.empty()) {
+      out << YAML::Key << "acceptance" << YAML::Value << YAML::BeginSeq;
+      for (const auto& item : task.acceptance) out << item;
+      out << YAML::EndSeq;
+    }
+    if (!task.depends_on.empty()) {
+      out << YAML::Key << "depends_on" << YAML::Value << YAML::Flow << task.depends_on;
+    }
+    if (!task.type.empty()) out << YAML::Key << "type" << YAML::Value << task.type;
+    if (!task.capabilities.empty()) {
+      out << YAML::Key << "capabilities" << YAML::Value << YAML::Flow << task.capabilities;
+    }
+    if (!task.agent.empty()) out << YAML::Key << "agent" << YAML::Value << task.agent;
+    if (task.priority != 0) out << YAML::Key << "priority" << YAML::Value << task.priority;
+    if (task.max_attempts) {
+      out << YAML::Key << "max_attempts" << YAML::Value << *task.max_attempts;
+    }
+    if (!task.allow_protected.empty()) {
+      out << YAML::Key << "allow_protected" << YAML::Value << YAML::Flow << task.allow_protected;
+    }
+    out << YAML::EndMap;
+  }
+  out << YAML::EndSeq << YAML::EndMap;
+  return std::string(out.c_str()) + "\n";
+}
+
+}  // namespace factory::feature

@@ -1,0 +1,164 @@
+// The backlog agent's answer: JSON extraction, every kind of validation error a planned backlog
+// can have (each named with its task and JSON path), and the YAML written to BACKLOG.yaml.
+
+#include "feature/planned_backlog.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "agents/registry.h"
+#include "feature/feature_run.h"
+#include "feature_test_util.h"
+
+namespace factory::feature {
+namespace {
+
+using ::testing::HasSubstr;
+
+class PlannedBacklogTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    AgentSpec builder;
+    builder.name = "builder";
+    builder.runner = RunnerKind::kScript;
+    builder.command = "true";
+    builder.capabilities = {"code"};
+    ASSERT_TRUE(agents_.Add(builder).has_value());
+  }
+
+  PlannedBacklogCheck Check(const std::string& text, int max_tasks = 30) {
+    PlannedBacklogOptions options;
+    options.agents = &agents_;
+    options.max_tasks = max_tasks;
+    return CheckPlannedBacklog(text, options);
+  }
+
+  // The one error expected, which must name `fragment`.
+  void ExpectError(const std::string& text, const std::string& fragment) {
+    PlannedBacklogCheck check = Check(text);
+    EXPECT_FALSE(check.ok()) << text;
+    std::string all;
+    for (const auto& error : check.errors) all += error + "\n";
+    EXPECT_THAT(all, HasSubstr(fragment)) << text;
+    EXPECT_THAT(all, HasSubstr("backlog agent output")) << "errors name their source";
+  }
+
+  AgentRegistry agents_;
+};
+
+TEST_F(PlannedBacklogTest, AcceptsAValidBacklogInDependencyOrder) {
+  PlannedBacklogCheck check = Check(testing::ValidBacklogJson());
+  ASSERT_TRUE(check.ok()) << check.errors.front();
+  ASSERT_EQ(check.backlog->value.tasks.size(), 2u);
+  EXPECT_EQ(check.backlog->value.tasks[0].id, "greeting");
+  EXPECT_EQ(check.backlog->value.tasks[1].depends_on, std::vector<std::string>{"greeting"});
+}
+
+TEST_F(PlannedBacklogTest, ExtractsJsonFromAFenceOrProse) {
+  const std::string json = testing::ValidBacklogJson();
+  EXPECT_TRUE(Check("```json\n" + json + "\n```\n").ok());
+  EXPECT_TRUE(Check("Here is the backlog:\n" + json + "\nGood luck.").ok());
+  EXPECT_EQ(ExtractJsonObject("  " + json + "\n"), json);
+}
+
+TEST_F(PlannedBacklogTest, ReportsEveryKindOfError) {
+  ExpectError("this is not JSON at all", "invalid JSON");
+  ExpectError("", "empty");
+  ExpectError(R"({"items": []})", "missing required field 'tasks'");
+  ExpectError(R"({"tasks": {}})", "field 'tasks': must be a list");
+  ExpectError(R"({"tasks": []})", "no tasks");
+  ExpectError(R"({"tasks": ["just a string"]})", "field 'tasks[0]'");
+  ExpectError(R"({"tasks": [{"title": "t", "acceptance": ["a"]}]})",
+              "field 'tasks[0].id': missing required field 'id'");
+  ExpectError(R"({"tasks": [{"id": "-bad id", "title": "t", "acceptance": ["a"]}]})",
+              "not a valid task id");
+  ExpectError(R"({"tasks": [{"id": "a", "acceptance": ["a"]}]})",
+              "task 'a': field 'tasks[0].title': missing required field 'title'");
+  ExpectError(R"({"tasks": [{"id": "a", "title": "", "acceptance": ["a"]}]})",
+              "field 'tasks[0].title': must not be empty");
+  ExpectError(R"({"tasks": [{"id": "a", "title": "t", "acceptance": ["x"]},
+                            {"id": "a", "title": "u", "acceptance": ["y"]}]})",
+              "duplicate task id 'a'");
+  ExpectError(testing::InvalidBacklogJson(),
+              "task 'greeting': field 'tasks[0].depends_on[0]': unknown dependency 'nowhere'");
+  ExpectError(R"({"tasks": [{"id": "a", "title": "t", "acceptance": ["x"], "depends_on": ["b"]},
+                            {"id": "b", "title": "u", "acceptance": ["y"], "depends_on": ["a"]}]})",
+              "dependency cycle: a -> b -> a");
+  ExpectError(R"({"tasks": [{"id": "a", "title": "t", "acceptance": ["x"], "agent": "ghost"}]})",
+              "task 'a': field 'tasks[0].agent': unknown agent 'ghost'");
+  ExpectError(R"({"tasks": [{"id": "a", "title": "t", "acceptance": ["x"],
+                             "capabilities": ["rocket-science"]}]})",
+              "field 'tasks[0].capabilities': no agent can take this task");
+  ExpectError(R"({"tasks": [{"id": "a", "title": "t", "acceptance": ["x"], "priority": "high"}]})",
+              "field 'tasks[0].priority'");
+  ExpectError(R"({"tasks": [{"id": "a", "title": "t", "acceptance": "x"}]})",
+              "field 'tasks[0].acceptance'");
+  ExpectError(R"({"tasks": [{"id": "a", "title": "t"}]})",
+              "task 'a': field 'tasks[0].acceptance': a planned task needs at least one");
+  ExpectError(R"({"tasks": [{"id": "a", "title": "t", "acceptance": []}]})",
+              "field 'tasks[0].acceptance': a planned task needs at least one");
+  ExpectError(R"({"tasks": [{"id": "a", "title": "t", "acceptance": ["x"],
+                             "allow_protected": ["tests/**"]}]})",
+              "field 'tasks[0].allow_protected': not allowed in a planned backlog");
+  ExpectError(R"({"tasks": [{"id": "a", "title": "t", "acceptance": ["x"], "max_attempts": 50}]})",
+              "field 'tasks[0].max_attempts': not allowed in a planned backlog");
+}
+
+TEST_F(PlannedBacklogTest, ReportsAllErrorsOfOneAnswerTogether) {
+  PlannedBacklogCheck check = Check(R"({"tasks": [
+    {"id": "a", "title": "t", "acceptance": ["x"], "depends_on": ["missing"]},
+    {"id": "b", "title": "", "acceptance": ["y"], "agent": "ghost"},
+    {"id": "c", "title": "u"}]})");
+  ASSERT_FALSE(check.ok());
+  std::string all;
+  for (const auto& error : check.errors) all += error + "\n";
+  EXPECT_THAT(all, HasSubstr("unknown dependency 'missing'"));
+  EXPECT_THAT(all, HasSubstr("task 'b': field 'tasks[1].title'"));
+  EXPECT_THAT(all, HasSubstr("unknown agent 'ghost'"));
+  EXPECT_THAT(all, HasSubstr("task 'c': field 'tasks[2].acceptance'"));
+  EXPECT_EQ(check.errors.size(), 4u) << all;
+}
+
+TEST_F(PlannedBacklogTest, LimitsTheNumberOfTasks) {
+  PlannedBacklogCheck check = Check(testing::ValidBacklogJson(), /*max_tasks=*/1);
+  ASSERT_FALSE(check.ok());
+  EXPECT_THAT(check.errors.front(), HasSubstr("too many tasks: 2 (at most 1)"));
+}
+
+TEST_F(PlannedBacklogTest, YamlRoundTripKeepsEveryField) {
+  PlannedBacklogCheck check = Check(R"({"tasks": [
+    {"id": "a", "title": "Title: with colon", "description": "line one\nline two: \"quoted\"\n",
+     "acceptance": ["first", "- second"], "type": "code", "capabilities": ["code"],
+     "agent": "builder", "priority": 3},
+    {"id": "b", "title": "B", "acceptance": ["x"], "depends_on": ["a"]}]})");
+  ASSERT_TRUE(check.ok()) << check.errors.front();
+  const std::string yaml = BacklogToYaml(check.backlog->value, "generated");
+  BacklogOptions options;
+  options.agents = &agents_;
+  auto parsed = ParseBacklogYaml(yaml, "BACKLOG.yaml", options);
+  ASSERT_TRUE(parsed.has_value()) << parsed.error().ToString() << "\n" << yaml;
+  ASSERT_EQ(parsed->value.tasks.size(), 2u);
+  const BacklogTask& original = check.backlog->value.tasks[0];
+  const BacklogTask& read = parsed->value.tasks[0];
+  EXPECT_EQ(read.id, original.id);
+  EXPECT_EQ(read.title, original.title);
+  EXPECT_EQ(read.description, original.description);
+  EXPECT_EQ(read.acceptance, original.acceptance);
+  EXPECT_EQ(read.type, "code");
+  EXPECT_EQ(read.capabilities, original.capabilities);
+  EXPECT_EQ(read.agent, "builder");
+  EXPECT_EQ(read.priority, 3);
+  EXPECT_EQ(parsed->value.tasks[1].depends_on, std::vector<std::string>{"a"});
+  EXPECT_TRUE(parsed->warnings.empty());
+}
+
+TEST(FeatureIdTest, DerivedFromTheFileName) {
+  EXPECT_EQ(FeatureIdFor("docs/Add Count Flag.md"), "add-count-flag");
+  EXPECT_EQ(FeatureIdFor("FEATURE.md"), "feature");
+  EXPECT_EQ(FeatureIdFor("__.md"), "feature");
+  EXPECT_EQ(FeatureIdFor("v2_API--limits!.md"), "v2-api-limits");
+  EXPECT_EQ(FeatureIdFor(std::string(100, 'x') + ".md").size(), 64u);
+}
+
+}  // namespace
+}  // namespace factory::feature
