@@ -8,7 +8,7 @@
 #include <atomic>
 #include <chrono>
 #include <nlohmann/json.hpp>
-#include <regex>
+#include <cctype>
 #include <thread>
 
 #include "common/test_util.h"
@@ -73,11 +73,16 @@ TEST(OpenAiNpmTest, OfficialClientCompletesPlainAndStreamingThroughTheGateway) {
     if (result) gateway_result = *result;
   });
   std::string url;
-  const std::regex listening("listening on (http://127\\.0\\.0\\.1:[0-9]+)");
+  // "factory gateway: listening on http://127.0.0.1:PORT" once it accepts connections.
+  const std::string prefix = "listening on http://127.0.0.1:";
   for (int waited = 0; waited < 200 && url.empty(); ++waited) {
-    std::smatch match;
     const std::string text = factory::testing::ReadFile(gateway_out);
-    if (std::regex_search(text, match, listening)) url = match[1];
+    const size_t at = text.find(prefix);
+    if (at != std::string::npos) {
+      size_t end = at + prefix.size();
+      while (end < text.size() && std::isdigit(static_cast<unsigned char>(text[end]))) ++end;
+      if (end > at + prefix.size()) url = text.substr(at + 13, end - at - 13);
+    }
     if (url.empty()) std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
   ASSERT_FALSE(url.empty()) << "the gateway did not start";
