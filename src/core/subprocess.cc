@@ -224,15 +224,17 @@ bool GroupHasLiveMembers(pid_t pgid) {
 
   ::setpgid(0, 0);
 
-  // Inherited state from the parent thread: blocked signals and ignored dispositions would
-  // survive exec and change how the command behaves (e.g. SIGPIPE ignored).
-  sigset_t empty;
-  sigemptyset(&empty);
-  ::sigprocmask(SIG_SETMASK, &empty, nullptr);
+  // Inherited state from the parent: ignored dispositions and blocked signals would survive
+  // exec and change how the command behaves (e.g. SIGPIPE ignored). Every signal is blocked on
+  // entry (see SpawnChild), so no parent handler can run here, in the parent's memory, before
+  // the dispositions are back to default; only then is the mask cleared.
   for (int sig = 1; sig < NSIG; ++sig) {
     if (sig == SIGKILL || sig == SIGSTOP) continue;
     ::signal(sig, SIG_DFL);
   }
+  sigset_t empty;
+  sigemptyset(&empty);
+  ::sigprocmask(SIG_SETMASK, &empty, nullptr);
 
   if (!options.cgroup_dir.empty()) {
     // The path string was built by the parent; c_str() does not allocate.
@@ -348,12 +350,23 @@ Result<SubprocessResult> RunSubprocess(const SubprocessOptions& options) {
 
   ScopedBlockSigpipe block_sigpipe;
 
-  const pid_t pid = ::fork();
-  if (pid < 0) return Unavailable(std::string("fork: ") + std::strerror(errno));
+  // vfork, not fork: the child borrows the parent's memory until execve instead of copying its
+  // page tables (a worker with dozens of threads and a large heap paid most of a short task's
+  // cost in fork: copy_page_range, dup_mmap, copy-on-write faults; bench/RESULTS.md). ChildMain
+  // only makes async-signal-safe calls on data prepared above and never returns. All signals
+  // are blocked across the call so that no handler runs in the child.
+  sigset_t all_signals;
+  sigset_t previous_mask;
+  sigfillset(&all_signals);
+  ::pthread_sigmask(SIG_SETMASK, &all_signals, &previous_mask);
+  const pid_t pid = ::vfork();
   if (pid == 0) {
     ChildMain(options, in_pipe.read.get(), out_pipe.write.get(), err_pipe.write.get(),
               exec_pipe.write.get(), program.c_str(), argv_ptrs.data(), env_ptrs.data());
   }
+  const int vfork_errno = errno;
+  ::pthread_sigmask(SIG_SETMASK, &previous_mask, nullptr);
+  if (pid < 0) return Unavailable(std::string("vfork: ") + std::strerror(vfork_errno));
   // Also set the group from the parent so a kill(-pid) right after fork cannot miss the child
   // (whichever of the two setpgid calls runs first wins; the other is a no-op or EACCES).
   ::setpgid(pid, pid);
