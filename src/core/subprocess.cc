@@ -226,7 +226,7 @@ bool GroupHasLiveMembers(pid_t pgid) {
 
   // Inherited state from the parent: ignored dispositions and blocked signals would survive
   // exec and change how the command behaves (e.g. SIGPIPE ignored). Every signal is blocked on
-  // entry (see SpawnChild), so no parent handler can run here, in the parent's memory, before
+  // entry (see RunSubprocess), so no parent handler can run here, in the parent's memory, before
   // the dispositions are back to default; only then is the mask cleared.
   for (int sig = 1; sig < NSIG; ++sig) {
     if (sig == SIGKILL || sig == SIGSTOP) continue;
