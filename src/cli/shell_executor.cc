@@ -71,6 +71,7 @@ ExecResult ShellExecutor::Execute(const ClaimedTask& claimed, const std::atomic<
   details["stdout_path"] = options.stdout_path;
   details["stderr_path"] = options.stderr_path;
   details["pid"] = run->pid;
+  details["started_us"] = run->started_us;  // when the process had exec'd (dispatch latency)
   result.details_json = DumpJson(details, -1);
   result.exit_code = run->exit_code;
 

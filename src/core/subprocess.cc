@@ -412,6 +412,9 @@ Result<SubprocessResult> RunSubprocess(const SubprocessOptions& options) {
 
   SubprocessResult result;
   result.pid = pid;
+  result.started_us = std::chrono::duration_cast<std::chrono::microseconds>(
+                          std::chrono::system_clock::now().time_since_epoch())
+                          .count();
 
   // A pidfd wakes the poll loop the moment the leader exits; without one we poll periodically.
   Fd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));

@@ -54,6 +54,9 @@ struct SubprocessResult {
   int64_t stdout_bytes = 0;  // total bytes written
   int64_t stderr_bytes = 0;
   int pid = 0;
+  // Wall clock (system_clock, microseconds since the epoch) when the child had exec'd the
+  // program: the moment the caller learned the process runs (0 when it never started).
+  int64_t started_us = 0;
 };
 
 // Spawns and waits. Errors only when the process could not be started (InvalidArgument for an

@@ -198,20 +198,19 @@ Result<std::vector<ClaimedTask>> Queue::Claim(const std::string& owner, int64_t 
     claimed.clear();
     int64_t now = clock_.NowMillis();
     int64_t expires = now + lease_ms;
-    FACTORY_ASSIGN_OR_RETURN(auto tasks, txn.ClaimReady(filter, now, owner, expires, limit));
+    FACTORY_ASSIGN_OR_RETURN(auto tasks, txn.ClaimReady(filter, now, owner, expires, limit,
+                                                        [this] { return ids_.Next(); }));
     claimed.reserve(tasks.size());
     for (auto& task : tasks) {
-      Attempt attempt{.id = ids_.Next(), .task_id = task.id, .epoch = task.lease_epoch,
-                      .number = task.attempts, .owner = owner,
-                      .status = AttemptStatus::kRunning, .started_ms = now};
-      FACTORY_RETURN_IF_ERROR(txn.InsertAttempt(attempt));
+      // The attempt's row is written when it ends (Store::InsertAttempt); until then the task
+      // row holds it.
       FACTORY_RETURN_IF_ERROR(AppendEvent(
           txn, task, "task.claimed",
           "{\"attempt\":" + std::to_string(task.attempts) + ",\"attempt_id\":\"" +
-              attempt.id + "\",\"from\":\"ready\",\"lease_expires_ms\":" +
+              task.attempt_id + "\",\"from\":\"ready\",\"lease_expires_ms\":" +
               std::to_string(expires) + ",\"owner\":" + Quote(owner) + ",\"to\":\"claimed\"}",
           "worker:" + owner));
-      Lease lease{task.id, owner, task.lease_epoch, attempt.id, task.attempts, expires};
+      Lease lease{task.id, owner, task.lease_epoch, task.attempt_id, task.attempts, expires};
       claimed.push_back(ClaimedTask{std::move(task), std::move(lease)});
     }
     return Ok();
@@ -257,9 +256,11 @@ Status Queue::Transition(StoreTxn& txn, Task& task, TaskState to, const std::str
 
 Status Queue::FinishAttempt(StoreTxn& txn, const Task& task, AttemptStatus status,
                             const std::string& error, const std::string& details_json) {
-  // UpdateAttempt writes only the closing fields, so the row need not be read first.
-  Attempt attempt{.task_id = task.id, .epoch = task.lease_epoch, .status = status,
-                  .finished_ms = clock_.NowMillis(), .error = error};
+  // REQUIRES: task is leased (the attempt is the one its row holds).
+  Attempt attempt{.id = task.attempt_id, .task_id = task.id, .epoch = task.lease_epoch,
+                  .number = task.attempts, .owner = task.lease_owner, .status = status,
+                  .started_ms = task.attempt_started_ms, .finished_ms = clock_.NowMillis(),
+                  .error = error};
   if (details_json.empty() || details_json == "{}") {
     attempt.details_json = "{}";
   } else {
@@ -269,9 +270,7 @@ Status Queue::FinishAttempt(StoreTxn& txn, const Task& task, AttemptStatus statu
     }
     attempt.details_json = details.dump(-1, ' ', false, kReplaceInvalid);
   }
-  Status updated = txn.UpdateAttempt(attempt);
-  if (!updated && updated.error().code == ErrorCode::kNotFound) return Ok();  // no attempt row
-  return updated;
+  return txn.InsertAttempt(attempt);
 }
 
 Result<Lease> Queue::Heartbeat(const Lease& lease, int64_t lease_ms) {

@@ -55,6 +55,10 @@ struct Task {
   int64_t created_ms = 0;
   int64_t updated_ms = 0;
   std::vector<std::string> depends_on;  // task ids
+  // The attempt started by the latest claim: its id (ULID) and start. Its row in `attempts` is
+  // written when it ends; until then the store reports it from here (StoreTxn::ListAttempts).
+  std::string attempt_id;
+  int64_t attempt_started_ms = 0;
 };
 
 enum class AttemptStatus { kRunning, kSucceeded, kFailed, kExpired, kReleased, kCancelled };

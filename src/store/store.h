@@ -83,10 +83,13 @@ class StoreTxn {
   virtual Status UpdateTask(const Task& task) = 0;
   // Atomically moves up to `limit` of the best ready tasks (priority DESC, id ASC) whose
   // not_before has passed to `claimed`: lease owner and expiry set, attempts and lease_epoch
-  // incremented, updated_ms = now. Returns them as updated (depends_on not filled).
+  // incremented, attempt_id = new_attempt_id() (called once per claimed task, in the
+  // transaction), attempt_started_ms = updated_ms = now. Returns them as updated, best first
+  // (depends_on not filled).
   virtual Result<std::vector<Task>> ClaimReady(const ClaimFilter& filter, int64_t now_ms,
                                                std::string_view owner, int64_t lease_expires_ms,
-                                               int limit) = 0;
+                                               int limit,
+                                               const std::function<std::string()>& new_attempt_id) = 0;
   // Leased tasks whose lease expired before now_ms.
   virtual Result<std::vector<Task>> ListExpiredLeases(int64_t now_ms, int limit) = 0;
   // Tasks in id order, each with depends_on filled in.
@@ -101,10 +104,19 @@ class StoreTxn {
   virtual Result<std::optional<int64_t>> NextReadyAt(const ClaimFilter& filter) = 0;
 
   // --- attempts
+  // A running attempt has no row: the task row holds it (Task::attempt_id) until it ends, when
+  // the queue writes its row with InsertAttempt. GetAttempt and ListAttempts report the running
+  // attempt of a leased task from its task row.
+  //
+  // Writes the attempt's row; when a row (task_id, epoch) exists already (an attempt started
+  // before schema v5 wrote its row at the claim), updates its status, finished_ms, exit_code,
+  // error and details_json instead.
   virtual Status InsertAttempt(const Attempt& attempt) = 0;
   // Updates status, finished_ms, exit_code, error, details_json of the attempt (task_id, epoch).
+  // NotFound when it has no row (it is still running, or does not exist).
   virtual Status UpdateAttempt(const Attempt& attempt) = 0;
   virtual Result<std::optional<Attempt>> GetAttempt(std::string_view task_id, int64_t epoch) = 0;
+  // By epoch, the running one (if any) last.
   virtual Result<std::vector<Attempt>> ListAttempts(std::string_view task_id) = 0;
 
   // --- events

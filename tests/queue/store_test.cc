@@ -136,6 +136,132 @@ TEST_F(StoreTest, MigratesAVersionThreeDatabaseKeepingEachTasksEvents) {
   EXPECT_EQ(seqs_of("t2"), (std::vector<int64_t>{2, 4, 7}));
 }
 
+// An attempt running when a version-4 database is upgraded kept its row from the claim; it is
+// reported once while it runs and finishes into that same row.
+TEST_F(StoreTest, MigratesAVersionFourDatabaseWithARunningAttempt) {
+  std::string v4;
+  for (int i = 0; i < 4; ++i) v4 += std::string(sqlite::kMigrations[i]);
+  v4 += "INSERT INTO runs (id, state, created_ms, updated_ms) VALUES ('r', 'open', 1, 1);"
+        "INSERT INTO tasks (id, run_id, title, state, attempts, lease_owner, lease_expires_ms, "
+        "lease_epoch, created_ms, updated_ms) VALUES ('t1', 'r', 'one', 'running', 1, 'w', "
+        "9000000000000, 1, 1, 5);"
+        "INSERT INTO attempts (id, task_id, epoch, number, owner, status, started_ms) VALUES "
+        "('a1', 't1', 1, 1, 'w', 'running', 5);"
+        "PRAGMA user_version = 4;";
+  ExecRaw(db_path(), v4);
+
+  auto store = OpenOrDie(db_path());
+  ASSERT_NE(store, nullptr);
+  Queue queue(*store);
+  auto task = queue.GetTask("t1");
+  ASSERT_TRUE(task) << task.error().ToString();
+  EXPECT_EQ(task->attempt_id, "a1");
+  EXPECT_EQ(task->attempt_started_ms, 5);
+  auto attempts = queue.ListAttempts("t1");
+  ASSERT_TRUE(attempts) << attempts.error().ToString();
+  ASSERT_EQ(attempts->size(), 1u);
+  EXPECT_EQ(attempts->front().id, "a1");
+  EXPECT_EQ(attempts->front().status, AttemptStatus::kRunning);
+
+  Lease lease{"t1", "w", 1, "a1", 1, 9000000000000};
+  ASSERT_TRUE(queue.Complete(lease, "{}", R"({"exit_code":0})"));
+  attempts = queue.ListAttempts("t1");
+  ASSERT_TRUE(attempts);
+  ASSERT_EQ(attempts->size(), 1u);
+  EXPECT_EQ(attempts->front().id, "a1");
+  EXPECT_EQ(attempts->front().status, AttemptStatus::kSucceeded);
+  EXPECT_EQ(attempts->front().started_ms, 5);
+  EXPECT_EQ(attempts->front().exit_code, 0);
+}
+
+// A running attempt has no row of its own (the task row holds it) but is listed like one, with
+// the id the lease carries; when it ends its row is written once, with the same id and start.
+TEST_F(StoreTest, ARunningAttemptIsListedFromItsTaskAndWrittenWhenItEnds) {
+  auto store = OpenOrDie(db_path());
+  Queue queue(*store);
+  auto task = queue.Enqueue(EnqueueRequest{.run_id = "r", .title = "t", .max_attempts = 3});
+  ASSERT_TRUE(task);
+  auto claimed = queue.Claim("w", 60'000, 1, ClaimFilter{.run_id = "r"});
+  ASSERT_TRUE(claimed && claimed->size() == 1u);
+  const Lease first = claimed->front().lease;
+  EXPECT_EQ(QueryRaw(db_path(), "SELECT count(*) FROM attempts"), "0\n");
+
+  auto attempts = queue.ListAttempts(task->task.id);
+  ASSERT_TRUE(attempts);
+  ASSERT_EQ(attempts->size(), 1u);
+  EXPECT_EQ(attempts->front().id, first.attempt_id);
+  EXPECT_EQ(attempts->front().status, AttemptStatus::kRunning);
+  EXPECT_EQ(attempts->front().owner, "w");
+  EXPECT_EQ(attempts->front().number, 1);
+  const int64_t started_ms = attempts->front().started_ms;
+  EXPECT_GT(started_ms, 0);
+
+  ASSERT_TRUE(queue.Fail(first, "boom", R"({"exit_code":3})", /*retryable=*/false));
+  ASSERT_TRUE(queue.Retry(task->task.id));  // `task retry`: back to ready at once
+  claimed = queue.Claim("w2", 60'000, 1, ClaimFilter{.run_id = "r"});
+  ASSERT_TRUE(claimed && claimed->size() == 1u);
+  const Lease second = claimed->front().lease;
+  EXPECT_NE(second.attempt_id, first.attempt_id);
+
+  attempts = queue.ListAttempts(task->task.id);
+  ASSERT_TRUE(attempts);
+  ASSERT_EQ(attempts->size(), 2u);
+  EXPECT_EQ((*attempts)[0].id, first.attempt_id);
+  EXPECT_EQ((*attempts)[0].status, AttemptStatus::kFailed);
+  EXPECT_EQ((*attempts)[0].started_ms, started_ms);
+  EXPECT_EQ((*attempts)[0].exit_code, 3);
+  EXPECT_EQ((*attempts)[0].error, "boom");
+  EXPECT_EQ((*attempts)[1].id, second.attempt_id);
+  EXPECT_EQ((*attempts)[1].status, AttemptStatus::kRunning);
+  EXPECT_EQ((*attempts)[1].owner, "w2");
+  auto one = store->Read([&](StoreTxn& txn) -> Status {
+    auto running = txn.GetAttempt(task->task.id, second.epoch);
+    if (!running) return std::unexpected(running.error());
+    EXPECT_TRUE(running->has_value());
+    if (running->has_value()) {
+      EXPECT_EQ((*running)->id, second.attempt_id);
+    }
+    return Ok();
+  });
+  EXPECT_TRUE(one);
+
+  ASSERT_TRUE(queue.Complete(second));
+  EXPECT_EQ(QueryRaw(db_path(), "SELECT count(*) FROM attempts"), "2\n");
+  attempts = queue.ListAttempts(task->task.id);
+  ASSERT_TRUE(attempts);
+  ASSERT_EQ(attempts->size(), 2u);
+  EXPECT_EQ((*attempts)[1].status, AttemptStatus::kSucceeded);
+}
+
+// A claim across runs takes the best tasks of all runs: priority first, then the oldest.
+TEST_F(StoreTest, AClaimAcrossRunsTakesTheBestOfAllRuns) {
+  auto store = OpenOrDie(db_path());
+  Queue queue(*store);
+  auto add = [&](const std::string& run, const std::string& title, int priority) {
+    auto created = queue.Enqueue(EnqueueRequest{.run_id = run, .title = title, .priority = priority});
+    EXPECT_TRUE(created) << created.error().ToString();
+    return created ? created->task.id : std::string();
+  };
+  const std::string b_low = add("b", "b-low", 0);
+  const std::string a_high = add("a", "a-high", 5);
+  const std::string c_mid_old = add("c", "c-mid-old", 3);
+  const std::string a_mid_new = add("a", "a-mid-new", 3);
+  const std::string c_low = add("c", "c-low", 0);
+  auto claimed = queue.Claim("w", 60'000, 3, ClaimFilter{});
+  ASSERT_TRUE(claimed) << claimed.error().ToString();
+  std::vector<std::string> ids;
+  for (const auto& item : *claimed) ids.push_back(item.task.id);
+  EXPECT_EQ(ids, (std::vector<std::string>{a_high, c_mid_old, a_mid_new}));
+  claimed = queue.Claim("w", 60'000, 5, ClaimFilter{});
+  ASSERT_TRUE(claimed);
+  ids.clear();
+  for (const auto& item : *claimed) ids.push_back(item.task.id);
+  EXPECT_EQ(ids, (std::vector<std::string>{b_low, c_low}));
+  claimed = queue.Claim("w", 60'000, 5, ClaimFilter{});
+  ASSERT_TRUE(claimed);
+  EXPECT_TRUE(claimed->empty());
+}
+
 // Tasks created after many events of other tasks still list exactly their own events, and a
 // task's list never includes events from before its creation.
 TEST_F(StoreTest, ListsATasksEventsAmongOthers) {
@@ -202,15 +328,19 @@ TEST_F(StoreTest, ReadOnlyDirectoryGivesAClearError) {
 
 TEST_F(StoreTest, ClaimUsesTheClaimIndexAndNeverScans) {
   auto store = OpenOrDie(db_path());
-  for (const ClaimFilter& filter :
-       {ClaimFilter{}, ClaimFilter{.require_command = true}, ClaimFilter{.run_id = "r"}}) {
-    std::string plan = QueryRaw(db_path(), "EXPLAIN QUERY PLAN " + sqlite::ClaimSelectSql(filter));
-    const char* index = filter.run_id.empty() ? "USING INDEX tasks_claim" : "USING INDEX tasks_run_claim";
-    EXPECT_NE(plan.find(index), std::string::npos) << plan;
-    // The unfiltered claim walks tasks_claim in order (it holds ready tasks only, so the walk
-    // stops at the first one due); a walk of the table itself is what must never happen.
+  std::vector<std::string> statements = {"EXPLAIN QUERY PLAN " + std::string(sqlite::kRunWithReadySql)};
+  for (const ClaimFilter& filter : {ClaimFilter{}, ClaimFilter{.require_command = true}}) {
+    statements.push_back("EXPLAIN QUERY PLAN " + sqlite::ClaimSelectSql(filter, "id"));
+    statements.push_back("EXPLAIN QUERY PLAN " + sqlite::ClaimSelectSql(filter, "priority, id"));
+  }
+  for (const std::string& statement : statements) {
+    std::string plan = QueryRaw(db_path(), statement);
+    // tasks_run_claim holds ready tasks only, in claim order within a run: a claim walks it and
+    // stops at the first task due; a walk of the table, or of tasks_run (which also holds the
+    // run's finished tasks), is what must never happen.
+    EXPECT_NE(plan.find("USING INDEX tasks_run_claim"), std::string::npos) << plan;
     EXPECT_EQ(plan.find("SCAN tasks\n"), std::string::npos) << plan;
-    EXPECT_EQ(plan.find("SCAN tasks USING INDEX tasks_run"), std::string::npos) << plan;
+    EXPECT_EQ(plan.find("tasks_run "), std::string::npos) << plan;
     EXPECT_EQ(plan.find("TEMP B-TREE"), std::string::npos) << "no sort step: " << plan;
   }
 }

@@ -10,6 +10,8 @@
 #include <condition_variable>
 #include <filesystem>
 #include <fstream>
+#include <functional>
+#include <map>
 #include <mutex>
 #include <thread>
 
@@ -27,7 +29,7 @@ using sqlite::Statement;
 constexpr char kTaskColumns[] =
     "id, run_id, title, spec, acceptance, type, capabilities, agent, command, priority, state, "
     "idempotency_key, attempts, max_attempts, not_before_ms, lease_owner, lease_expires_ms, "
-    "lease_epoch, result, metadata, created_ms, updated_ms";
+    "lease_epoch, result, metadata, created_ms, updated_ms, attempt_id, attempt_started_ms";
 
 Task ReadTask(const Statement& row) {
   Task task;
@@ -53,6 +55,8 @@ Task ReadTask(const Statement& row) {
   task.metadata_json = row.ColumnText(19);
   task.created_ms = row.ColumnInt(20);
   task.updated_ms = row.ColumnInt(21);
+  task.attempt_id = row.ColumnText(22);
+  task.attempt_started_ms = row.ColumnInt(23);
   return task;
 }
 
@@ -237,7 +241,7 @@ class SqliteTxn final : public StoreTxn {
         Statement * stmt,
         conn_.Prepare(std::string("INSERT INTO tasks (") + kTaskColumns +
                       ", events_after_seq) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, "
-                      "?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23)"));
+                      "?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25)"));
     stmt->Bind(1, task.id).Bind(2, task.run_id).Bind(3, task.title).Bind(4, task.spec);
     stmt->Bind(5, task.acceptance_json).Bind(6, task.type).Bind(7, task.capabilities_json);
     stmt->Bind(8, task.agent).Bind(9, task.command).Bind(10, task.priority);
@@ -245,10 +249,10 @@ class SqliteTxn final : public StoreTxn {
     stmt->Bind(13, task.attempts).Bind(14, task.max_attempts).Bind(15, task.not_before_ms);
     stmt->Bind(16, task.lease_owner).Bind(17, task.lease_expires_ms).Bind(18, task.lease_epoch);
     stmt->Bind(19, task.result_json).Bind(20, task.metadata_json).Bind(21, task.created_ms);
-    stmt->Bind(22, task.updated_ms);
+    stmt->Bind(22, task.updated_ms).Bind(23, task.attempt_id).Bind(24, task.attempt_started_ms);
     // Every event of the task comes after the current chain head (see ListEvents).
     FACTORY_RETURN_IF_ERROR(LoadChainHead());
-    stmt->Bind(23, head_seq_);
+    stmt->Bind(25, head_seq_);
     FACTORY_RETURN_IF_ERROR(stmt->Run());
     if (task.depends_on.empty()) return Ok();
     FACTORY_ASSIGN_OR_RETURN(
@@ -270,13 +274,15 @@ class SqliteTxn final : public StoreTxn {
                       "capabilities = ?6, agent = ?7, command = ?8, priority = ?9, state = ?10, "
                       "attempts = ?11, max_attempts = ?12, not_before_ms = ?13, "
                       "lease_owner = ?14, lease_expires_ms = ?15, lease_epoch = ?16, "
-                      "result = ?17, metadata = ?18, updated_ms = ?19 WHERE id = ?1"));
+                      "result = ?17, metadata = ?18, updated_ms = ?19, attempt_id = ?20, "
+                      "attempt_started_ms = ?21 WHERE id = ?1"));
     stmt->Bind(1, task.id).Bind(2, task.title).Bind(3, task.spec).Bind(4, task.acceptance_json);
     stmt->Bind(5, task.type).Bind(6, task.capabilities_json).Bind(7, task.agent);
     stmt->Bind(8, task.command).Bind(9, task.priority).Bind(10, TaskStateName(task.state));
     stmt->Bind(11, task.attempts).Bind(12, task.max_attempts).Bind(13, task.not_before_ms);
     stmt->Bind(14, task.lease_owner).Bind(15, task.lease_expires_ms).Bind(16, task.lease_epoch);
     stmt->Bind(17, task.result_json).Bind(18, task.metadata_json).Bind(19, task.updated_ms);
+    stmt->Bind(20, task.attempt_id).Bind(21, task.attempt_started_ms);
     FACTORY_RETURN_IF_ERROR(stmt->Run());
     if (sqlite3_changes(conn_.handle()) == 0) return NotFound("task " + task.id);
     return Ok();
@@ -284,17 +290,69 @@ class SqliteTxn final : public StoreTxn {
 
   Result<std::vector<Task>> ClaimReady(const ClaimFilter& filter, int64_t now_ms,
                                        std::string_view owner, int64_t lease_expires_ms,
-                                       int limit) override {
+                                       int limit,
+                                       const std::function<std::string()>& new_attempt_id) override {
     FACTORY_RETURN_IF_ERROR(CheckWritable());
-    FACTORY_ASSIGN_OR_RETURN(Statement * stmt, conn_.Prepare(sqlite::ClaimSql(filter)));
-    stmt->Bind(1, owner).Bind(2, lease_expires_ms).Bind(3, now_ms).Bind(4, limit);
-    if (!filter.run_id.empty()) stmt->Bind(5, filter.run_id);
-    FACTORY_ASSIGN_OR_RETURN(std::vector<Task> tasks, CollectTasks(*stmt));
-    // RETURNING gives no order guarantee; hand tasks out best first.
-    std::sort(tasks.begin(), tasks.end(), [](const Task& a, const Task& b) {
-      return a.priority != b.priority ? a.priority > b.priority : a.id < b.id;
-    });
-    return tasks;
+    std::vector<Task> picked;
+    if (!filter.run_id.empty()) {
+      FACTORY_ASSIGN_OR_RETURN(
+          Statement * select, conn_.Prepare(sqlite::ClaimSelectSql(filter, kTaskColumns)));
+      select->Bind(1, filter.run_id).Bind(2, now_ms).Bind(3, limit);
+      FACTORY_ASSIGN_OR_RETURN(picked, CollectTasks(*select));
+    } else {
+      // Across runs: the best `limit` among each ready run's best `limit`.
+      struct Candidate {
+        int64_t priority;
+        std::string id;
+      };
+      std::vector<Candidate> candidates;
+      FACTORY_ASSIGN_OR_RETURN(Statement * next_run, conn_.Prepare(sqlite::kRunWithReadySql));
+      FACTORY_ASSIGN_OR_RETURN(Statement * best,
+                               conn_.Prepare(sqlite::ClaimSelectSql(filter, "priority, id")));
+      std::string run_id;
+      while (true) {
+        next_run->Reset();
+        next_run->Bind(1, run_id);
+        FACTORY_ASSIGN_OR_RETURN(bool has_run, next_run->Step());
+        if (!has_run) break;
+        run_id = next_run->ColumnText(0);
+        best->Reset();
+        best->Bind(1, run_id).Bind(2, now_ms).Bind(3, limit);
+        while (true) {
+          FACTORY_ASSIGN_OR_RETURN(bool has_row, best->Step());
+          if (!has_row) break;
+          candidates.push_back({best->ColumnInt(0), best->ColumnText(1)});
+        }
+      }
+      next_run->Reset();
+      std::sort(candidates.begin(), candidates.end(), [](const Candidate& a, const Candidate& b) {
+        return a.priority != b.priority ? a.priority > b.priority : a.id < b.id;
+      });
+      if (candidates.size() > static_cast<size_t>(limit)) candidates.resize(limit);
+      for (const Candidate& candidate : candidates) {
+        FACTORY_ASSIGN_OR_RETURN(auto task, GetTask(candidate.id, false));
+        if (task) picked.push_back(std::move(*task));
+      }
+    }
+    FACTORY_ASSIGN_OR_RETURN(Statement * claim, conn_.Prepare(sqlite::kClaimOneSql));
+    for (Task& task : picked) {
+      task.state = TaskState::kClaimed;
+      task.lease_owner = std::string(owner);
+      task.lease_expires_ms = lease_expires_ms;
+      task.attempts += 1;
+      task.lease_epoch += 1;
+      task.updated_ms = now_ms;
+      task.attempt_id = new_attempt_id();
+      task.attempt_started_ms = now_ms;
+      claim->Reset();
+      claim->Bind(1, task.id).Bind(2, owner).Bind(3, lease_expires_ms).Bind(4, now_ms);
+      claim->Bind(5, task.attempt_id);
+      FACTORY_RETURN_IF_ERROR(claim->Run());
+      if (sqlite3_changes(conn_.handle()) != 1) {
+        return Internal("claim of task " + task.id + " changed no row");
+      }
+    }
+    return picked;  // best first, in the order selected
   }
 
   Result<std::vector<Task>> ListExpiredLeases(int64_t now_ms, int limit) override {
@@ -382,7 +440,10 @@ class SqliteTxn final : public StoreTxn {
     FACTORY_ASSIGN_OR_RETURN(
         Statement * stmt,
         conn_.Prepare(std::string("INSERT INTO attempts (") + kAttemptColumns +
-                      ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"));
+                      ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) "
+                      "ON CONFLICT (task_id, epoch) DO UPDATE SET status = excluded.status, "
+                      "finished_ms = excluded.finished_ms, exit_code = excluded.exit_code, "
+                      "error = excluded.error, details = excluded.details"));
     BindAttempt(*stmt, attempt);
     return stmt->Run();
   }
@@ -415,7 +476,11 @@ class SqliteTxn final : public StoreTxn {
                       " FROM attempts WHERE task_id = ?1 AND epoch = ?2"));
     stmt->Bind(1, task_id).Bind(2, epoch);
     FACTORY_ASSIGN_OR_RETURN(bool has_row, stmt->Step());
-    if (!has_row) return std::optional<Attempt>();
+    if (!has_row) {
+      FACTORY_ASSIGN_OR_RETURN(auto running, RunningAttempt(task_id));
+      if (running && running->epoch == epoch) return running;
+      return std::optional<Attempt>();
+    }
     Attempt attempt = ReadAttempt(*stmt);
     stmt->Reset();
     return std::optional<Attempt>(std::move(attempt));
@@ -433,6 +498,8 @@ class SqliteTxn final : public StoreTxn {
       if (!has_row) break;
       attempts.push_back(ReadAttempt(*stmt));
     }
+    FACTORY_ASSIGN_OR_RETURN(auto running, RunningAttempt(task_id));
+    if (running) attempts.push_back(std::move(*running));
     return attempts;
   }
 
@@ -740,6 +807,33 @@ class SqliteTxn final : public StoreTxn {
       stmt.BindNull(9);
     }
     stmt.Bind(10, attempt.error).Bind(11, attempt.details_json);
+  }
+
+  // The running attempt of a leased task, from its row (see StoreTxn::ListAttempts); nullopt
+  // when the task is not leased or its attempt has a row of its own.
+  Result<std::optional<Attempt>> RunningAttempt(std::string_view task_id) {
+    FACTORY_ASSIGN_OR_RETURN(
+        Statement * stmt,
+        conn_.Prepare("SELECT state, attempt_id, lease_epoch, attempts, lease_owner, "
+                      "attempt_started_ms FROM tasks WHERE id = ?1 AND attempt_id <> '' AND "
+                      "lease_expires_ms > 0 AND NOT EXISTS (SELECT 1 FROM attempts WHERE "
+                      "attempts.task_id = tasks.id AND attempts.epoch = tasks.lease_epoch)"));
+    stmt->Bind(1, task_id);
+    FACTORY_ASSIGN_OR_RETURN(bool has_row, stmt->Step());
+    if (!has_row) return std::optional<Attempt>();
+    std::optional<Attempt> running;
+    auto state = ParseTaskState(stmt->ColumnText(0));
+    if (state && IsLeasedState(*state)) {
+      running = Attempt{.id = stmt->ColumnText(1),
+                        .task_id = std::string(task_id),
+                        .epoch = stmt->ColumnInt(2),
+                        .number = static_cast<int>(stmt->ColumnInt(3)),
+                        .owner = stmt->ColumnText(4),
+                        .status = AttemptStatus::kRunning,
+                        .started_ms = stmt->ColumnInt(5)};
+    }
+    stmt->Reset();
+    return running;
   }
 
   Result<std::vector<std::string>> ListDependencies(const std::string& task_id) {
