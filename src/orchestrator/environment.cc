@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <chrono>
 #include <map>
+#include <optional>
 #include <set>
 #include <utility>
 
@@ -142,6 +143,75 @@ std::vector<std::string> ProviderKeyVariables(const fs::path& models_path) {
   return names;
 }
 
+// "config.yaml:12: " (the file and line of a config field), or "config.yaml: " without a line.
+std::string ConfigWhere(const ProjectConfig& config, int line) {
+  std::string where = config.source.empty() ? ".factory/config.yaml" : config.source;
+  if (line > 0) where += ":" + std::to_string(line);
+  return where + ": ";
+}
+
+bool KnownModel(const llm::ModelsConfig& models, const std::string& name) {
+  return models.FindAlias(name) != nullptr || models.FindModel(name) != nullptr;
+}
+
+// The models a target (an alias or a model name) stands for: "provider/model_id" -> model name.
+void AddModelsOf(const llm::ModelsConfig& models, const std::string& target,
+                 std::map<std::string, std::string>& out) {
+  auto add = [&](const llm::ModelSpec* model) {
+    if (model != nullptr) out.emplace(model->provider + "/" + model->model_id, model->name);
+  };
+  if (const llm::AliasConfig* alias = models.FindAlias(target)) {
+    for (const auto& name : alias->models) add(models.FindModel(name));
+  } else {
+    add(models.FindModel(target));
+  }
+}
+
+// Every model an agent's attempts at a task of `task_type` can call, keyed as AddModelsOf; a cli
+// agent's `model:` that models.yaml does not know is kept as written (its CLI's own name).
+std::map<std::string, std::string> BuilderModels(const llm::ModelsConfig& models,
+                                                 const AgentSpec& agent,
+                                                 const std::string& task_type) {
+  std::map<std::string, std::string> found;
+  if (agent.model.empty()) return found;
+  if (agent.runner == RunnerKind::kCli) {
+    if (KnownModel(models, agent.model)) {
+      AddModelsOf(models, agent.model, found);
+    } else {
+      found.emplace(agent.model, agent.model);
+    }
+    return found;
+  }
+  if (agent.runner != RunnerKind::kLlm) return found;
+  AddModelsOf(models, agent.model, found);
+  for (const auto& fallback : agent.fallbacks) AddModelsOf(models, fallback, found);
+  // The cost pyramid: every rung of the task type's chain up to the agent's alias.
+  const int ceiling = models.AliasRank(agent.model);
+  if (ceiling >= 0) {
+    if (auto chain = models.ChainFor(task_type, ""); chain) {
+      for (const auto& alias : *chain) {
+        const int rank = models.AliasRank(alias);
+        if (rank >= 0 && rank <= ceiling) AddModelsOf(models, alias, found);
+      }
+    }
+  }
+  return found;
+}
+
+// The model of `builder` (a key of BuilderModels) that is also the reviewer's, or nullopt.
+std::optional<std::string> SharedModel(const std::map<std::string, std::string>& reviewer,
+                                       const std::map<std::string, std::string>& builder) {
+  for (const auto& [key, name] : builder) {
+    if (reviewer.contains(key)) return name;
+    // A cli agent's own model name: the reviewer's by model name or provider model id.
+    for (const auto& [reviewer_key, reviewer_name] : reviewer) {
+      const std::string model_id = reviewer_key.substr(reviewer_key.find('/') + 1);
+      if (key == reviewer_name || key == model_id) return reviewer_name;
+    }
+  }
+  return std::nullopt;
+}
+
 }  // namespace
 
 ledger::BudgetEnvelope MakeBudgetEnvelope(const ProjectConfig& config,
@@ -230,14 +300,29 @@ Result<std::unique_ptr<RunEnvironment>> RunEnvironment::Open(Store& store,
   queue_options.actor = "orchestrator";
   env->queue_ = std::make_unique<Queue>(store, queue_options);
 
-  env->runs_ = std::make_unique<RunManager>(
-      RunDeps{&store, env->queue_.get(), env->workspace_.get(), env->merges_.get(),
-              env->agents_.get(), env->sandbox_.get(), &env->config_});
+  // The prompt templates: a broken project override fails here, naming its file and line.
+  auto prompts = prompts::PromptLibrary::Load(
+      options.prompts_dir.empty() ? root / ".factory" / "prompts" : options.prompts_dir);
+  if (!prompts) return std::unexpected(prompts.error());
+  env->prompts_ = std::move(*prompts);
 
   env->ledger_ = std::make_unique<ledger::Ledger>(store);
   env->budget_ = std::make_unique<ledger::BudgetGuard>(
       store, *env->queue_, MakeBudgetEnvelope(env->config_, *env->agents_));
   FACTORY_RETURN_IF_ERROR(env->OpenModelLayer(root, options));
+
+  RunDeps run_deps{&store,
+                   env->queue_.get(),
+                   env->workspace_.get(),
+                   env->merges_.get(),
+                   env->agents_.get(),
+                   env->sandbox_.get(),
+                   &env->config_,
+                   &*env->prompts_,
+                   env->router_.get(),
+                   env->rebase_targets_,
+                   env->rebase_off_reason_};
+  env->runs_ = std::make_unique<RunManager>(std::move(run_deps));
   if (!env->config_.gateway.url.empty() && HasAgentOf(*env->agents_, RunnerKind::kCli)) {
     env->gateway_hidden_variables_ = ProviderKeyVariables(
         options.models_path.empty() ? root / ".factory" / "models.yaml" : options.models_path);
@@ -259,25 +344,38 @@ RunEnvironment::~RunEnvironment() {
 }
 
 Status RunEnvironment::OpenModelLayer(const fs::path& root, const RunEnvironmentOptions& options) {
-  if (!HasLlmAgent(*agents_)) return Ok();
+  const bool llm_agents = HasLlmAgent(*agents_);
+  const std::vector<GateConfig> review_gates = config_.GatesOfKind(GateKind::kReview);
+  const bool rebasing = config_.rebase.max_per_task > 0;
+  if (!llm_agents && review_gates.empty() && !rebasing) return Ok();
   models_path_ =
       options.models_path.empty() ? root / ".factory" / "models.yaml" : options.models_path;
   auto models = llm::LoadModelsConfig(models_path_);
   if (!models) {
-    // A missing file only matters to the tasks that need an llm agent (LoadBacklog says so);
-    // a broken one is an error in the project, reported with its line.
-    if (models.error().code != ErrorCode::kNotFound) return std::unexpected(models.error());
+    const bool missing = models.error().code == ErrorCode::kNotFound;
+    if (!review_gates.empty()) {
+      const GateConfig& gate = review_gates.front();
+      return InvalidArgument(
+          ConfigWhere(config_, gate.line) + "gate '" + gate.name + "': a review gate needs " +
+          (missing ? models_path_.string() + ", which does not exist (`factory init` writes "
+                                             "the default)"
+                   : "a valid " + models_path_.string() + ": " + models.error().message));
+    }
+    // A broken file is an error in the project when llm agents need it, reported with its line;
+    // a missing one only matters to the tasks that need an llm agent (LoadBacklog says so).
+    if (!missing && llm_agents) return std::unexpected(models.error());
     models_problem_ = "needs " + models_path_.string() +
                       ", which does not exist (`factory init` writes the default)";
+    rebase_off_reason_ =
+        missing ? "there is no " + models_path_.string()
+                : "cannot load " + models_path_.string() + ": " + models.error().message;
     return Ok();
   }
   // Every llm agent's model and fallbacks must be an alias or a model of models.yaml.
   std::string unknown;
   for (const AgentSpec* agent : agents_->agents()) {
     if (agent->runner != RunnerKind::kLlm) continue;
-    auto known = [&](const std::string& name) {
-      return models->FindAlias(name) != nullptr || models->FindModel(name) != nullptr;
-    };
+    auto known = [&](const std::string& name) { return KnownModel(*models, name); };
     const std::string where = " (not in " + models_path_.string() + ")";
     if (agent->model.empty()) {
       unknown += AgentFieldError(*agent, "runner", "model",
@@ -292,14 +390,48 @@ Status RunEnvironment::OpenModelLayer(const fs::path& root, const RunEnvironment
                                  "unknown model alias '" + agent->fallbacks[index] + "'" + where);
     }
   }
+  // And every review gate's model, and the rebase agent's.
+  for (size_t index = 0; index < config_.gates.size(); ++index) {
+    const GateConfig& gate = config_.gates[index];
+    if (gate.kind != GateKind::kReview || KnownModel(*models, gate.model)) continue;
+    unknown += ConfigWhere(config_, gate.model_line) + "field 'gates[" + std::to_string(index) +
+               "].model': unknown model '" + gate.model + "' (not an alias or a model of " +
+               models_path_.string() + ")\n";
+  }
+  if (rebasing && !config_.rebase.model.empty() && !KnownModel(*models, config_.rebase.model)) {
+    unknown += ConfigWhere(config_, config_.rebase.model_line) +
+               "field 'rebase.model': unknown model '" + config_.rebase.model +
+               "' (not an alias or a model of " + models_path_.string() + ")\n";
+  }
   if (!unknown.empty()) {
     unknown.pop_back();
     return InvalidArgument(unknown);
   }
+  FACTORY_RETURN_IF_ERROR(ChooseRebaseModels(&*models));
   llm::RouterOptions router_options;
   router_options.observer = ledger_.get();
   router_options.admission = budget_.get();
   FACTORY_ASSIGN_OR_RETURN(router_, llm::Router::Create(std::move(*models), router_options));
+  return Ok();
+}
+
+Status RunEnvironment::ChooseRebaseModels(const llm::ModelsConfig* models) {
+  if (config_.rebase.max_per_task == 0) {
+    rebase_off_reason_ = "rebase.max_per_task is 0";
+    return Ok();
+  }
+  if (models == nullptr) return Ok();
+  if (!config_.rebase.model.empty()) {
+    rebase_targets_ = {config_.rebase.model};
+    return Ok();
+  }
+  auto chain = models->ChainFor("rebase", "");
+  if (!chain || chain->empty()) {
+    rebase_off_reason_ = "config.yaml names no rebase.model and " + models_path_.string() +
+                         " has no routing rule for task type 'rebase'";
+    return Ok();
+  }
+  rebase_targets_ = *chain;
   return Ok();
 }
 
@@ -374,6 +506,41 @@ void RunEnvironment::PauseMirrorLoop() {
   }
 }
 
+std::string RunEnvironment::ReviewerSharesModel(const BacklogTask& task, const AgentSpec& resolved,
+                                                const fs::path& backlog,
+                                                std::set<std::string>& reported) const {
+  if (router_ == nullptr || !config_.HasReviewGate()) return "";
+  const llm::ModelsConfig& models = router_->config();
+  // The agents the task may get: the one it names or its binding default, else any capable one.
+  std::vector<const AgentSpec*> builders;
+  auto binding = config_.default_agents.find(task.type);
+  if (!task.agent.empty() ||
+      (binding != config_.default_agents.end() && binding->second == resolved.name)) {
+    builders.push_back(&resolved);
+  } else {
+    for (const AgentSpec* agent : agents_->agents()) {
+      if (agent->Covers(task.capabilities)) builders.push_back(agent);
+    }
+  }
+  std::string problems;
+  for (const GateConfig& gate : config_.gates) {
+    if (gate.kind != GateKind::kReview) continue;
+    std::map<std::string, std::string> reviewer;
+    AddModelsOf(models, gate.model, reviewer);
+    for (const AgentSpec* builder : builders) {
+      auto shared = SharedModel(reviewer, BuilderModels(models, *builder, task.type));
+      if (!shared || !reported.insert(gate.name + "\n" + builder->name).second) continue;
+      problems += ConfigWhere(config_, gate.model_line > 0 ? gate.model_line : gate.line) +
+                  "gate '" + gate.name + "': the reviewer's model " + gate.model +
+                  (*shared == gate.model ? "" : " (" + *shared + ")") + " is also a model of " +
+                  AgentWhere(*builder, "model") + ", which may build task '" + task.id + "' (" +
+                  backlog.string() + ":" + std::to_string(task.line) +
+                  "); the reviewer must use a different model from the builder\n";
+    }
+  }
+  return problems;
+}
+
 Result<Loaded<Backlog>> RunEnvironment::LoadBacklog(const fs::path& path) const {
   BacklogOptions backlog_options;
   backlog_options.agents = agents_.get();
@@ -382,6 +549,7 @@ Result<Loaded<Backlog>> RunEnvironment::LoadBacklog(const fs::path& path) const 
   // Every agent a task would get must be runnable here, checked before anything starts.
   std::string problems;
   std::set<std::string> checked;
+  std::set<std::string> reported_shared;  // "gate\nagent" pairs already reported
   for (const BacklogTask& task : backlog.value.tasks) {
     AgentRequest request;
     request.type = task.type;
@@ -395,6 +563,10 @@ Result<Loaded<Backlog>> RunEnvironment::LoadBacklog(const fs::path& path) const 
     }
     const std::string where =
         path.string() + ":" + std::to_string(task.line) + ": task '" + task.id + "': ";
+    if (std::string shared = ReviewerSharesModel(task, **agent, path, reported_shared);
+        !shared.empty()) {
+      problems += shared;
+    }
     if ((*agent)->runner == RunnerKind::kLlm) {
       // The first attempt's models depend on the task type (the cost pyramid).
       if (!checked.insert((*agent)->name + "\n" + task.type).second) continue;

@@ -13,6 +13,17 @@
 // registry while the environment is open, polled every pause_poll_ms, so a paused agent takes
 // no new task until `factory agents resume NAME` lifts the pause.
 //
+// Review gates and rebases (orchestrator/review.h, rebase.h) call models through the same
+// Router: it is built whenever models.yaml exists and something needs it (an llm agent, a
+// `kind: review` gate, rebasing with rebase.max_per_task > 0). A review gate without a usable
+// models.yaml, or naming a model models.yaml does not define, fails Open with config.yaml's line;
+// rebasing without one is off (the run logs why). The rebase agent's models: config
+// rebase.model, else models.yaml's routing chain for task type "rebase".
+//
+// The prompt library (prompts/library.h: the shipped templates and <repo>/.factory/prompts/
+// overrides) is loaded by Open, so a broken override fails before anything runs, naming its
+// file and line; the pipeline renders the implementation, review and rebase prompts from it.
+//
 // The gateway, for agents with `runner: cli`: when config.yaml names one (`gateway: {url}`),
 // runner_factory() wraps their runner so that each attempt gets a virtual key
 // (gateway::IssueKey on the run's store) scoped to the agent, the run, the queue's task and the
@@ -52,6 +63,7 @@
 #include "orchestrator/run.h"
 #include "plan/backlog.h"
 #include "plan/config.h"
+#include "prompts/library.h"
 #include "queue/queue.h"
 #include "store/store.h"
 #include "workspace/merge_queue.h"
@@ -68,8 +80,11 @@ struct RunEnvironmentOptions {
   std::filesystem::path agents_dir;
   std::string base_branch;          // overrides the config's base_branch; both empty: current
   std::optional<bool> use_sandbox;  // overrides config sandbox.enabled (bubblewrap)
-  // Empty: <repository root>/.factory/models.yaml. Read only when an agent has `runner: llm`.
+  // Empty: <repository root>/.factory/models.yaml. Read when an agent has `runner: llm`, a gate
+  // is a review gate, or rebasing is on.
   std::filesystem::path models_path;
+  // Empty: <repository root>/.factory/prompts (the project's prompt overrides).
+  std::filesystem::path prompts_dir;
   // How often budget pauses in the store are mirrored into the agent registry (and how often a
   // paused llm runner checks whether it may go on).
   int64_t pause_poll_ms = 1'000;
@@ -94,8 +109,11 @@ class RunEnvironment {
   // Reads and validates a backlog (YAML, or JSON by extension) against the agents, then checks
   // that the agent each task would get can run here (a cli preset's binary on PATH; for an llm
   // agent a usable models.yaml and, for its first attempt's models, a provider whose API key
-  // variable is set). InvalidArgument listing every problem, each naming the backlog line, the
-  // task and the agent.
+  // variable is set), and that no agent a task may get (its explicit or binding default agent,
+  // else every agent with its capabilities) can use a review gate's model (llm agents: every
+  // model of their alias's cost-pyramid rungs up to the alias and of their fallbacks; cli
+  // agents: their `model:`). InvalidArgument listing every problem, each naming the backlog
+  // line, the task and the agent (and config.yaml's line for a review gate).
   Result<Loaded<Backlog>> LoadBacklog(const std::filesystem::path& path) const;
 
   // Runners for the pipeline: toolloop::LlmRunner over router() for llm agents, MakeRunner for
@@ -103,9 +121,13 @@ class RunEnvironment {
   // as ExecuteOptions::make_runner. Valid while the environment lives.
   RunnerFactory runner_factory();
 
-  // The model router; null when no agent runs `llm` or models.yaml is missing (LoadBacklog
-  // then explains, for the tasks that need it).
+  // The model router; null when nothing needs one (no llm agent, no review gate, rebasing off)
+  // or models.yaml is missing (LoadBacklog then explains, for the tasks that need it).
   llm::Router* router() { return router_.get(); }
+  const prompts::PromptLibrary& prompts() const { return *prompts_; }
+  // The rebase agent's models; empty when rebasing is off, for rebase_off_reason().
+  const std::vector<std::string>& rebase_targets() const { return rebase_targets_; }
+  const std::string& rebase_off_reason() const { return rebase_off_reason_; }
   ledger::BudgetGuard& budget() { return *budget_; }
   ledger::Ledger& ledger() { return *ledger_; }
   // Re-reads the store's budget pauses into the agent registry now (the mirror does it every
@@ -126,8 +148,14 @@ class RunEnvironment {
  private:
   explicit RunEnvironment(Store& store) : store_(store) {}
 
-  // Loads models.yaml and builds the router when some agent runs `llm`.
+  // Loads models.yaml and builds the router when something needs it (see the file comment).
   Status OpenModelLayer(const std::filesystem::path& root, const RunEnvironmentOptions& options);
+  // The rebase agent's models, or why rebasing is off. REQUIRES: after OpenModelLayer.
+  Status ChooseRebaseModels(const llm::ModelsConfig* models);
+  // Why a builder of `task` would share a model with a review gate ("" when none can).
+  std::string ReviewerSharesModel(const BacklogTask& task, const AgentSpec& resolved,
+                                  const std::filesystem::path& backlog,
+                                  std::set<std::string>& reported) const;
   // Why `agent` (llm) cannot make its first attempt's calls for a task of `task_type`; "" when
   // it can.
   std::string LlmAgentProblem(const AgentSpec& agent, const std::string& task_type) const;
@@ -149,6 +177,9 @@ class RunEnvironment {
   std::unique_ptr<llm::Router> router_;  // after ledger_ and budget_: destroyed first
   std::filesystem::path models_path_;
   std::string models_problem_;  // why router_ is null although an llm agent exists
+  std::optional<prompts::PromptLibrary> prompts_;
+  std::vector<std::string> rebase_targets_;
+  std::string rebase_off_reason_;
   // Provider key variables hidden from cli agents behind the gateway (models.yaml's
   // api_key_env names).
   std::vector<std::string> gateway_hidden_variables_;

@@ -15,10 +15,12 @@ namespace factory {
 // The phases of one attempt, in order. Recorded as `attempt.phase` events too.
 inline constexpr char kPhaseAgent[] = "agent";          // waiting for a free agent slot
 inline constexpr char kPhaseWorktree[] = "worktree";    // creating the attempt's worktree
+inline constexpr char kPhaseRebase[] = "rebase";        // the rebase agent rewrites the spec
 inline constexpr char kPhaseRunner[] = "runner";        // the agent is working
 inline constexpr char kPhaseCommit[] = "commit";        // the factory commits the changes
 inline constexpr char kPhaseProtected[] = "protected";  // protected-path check
 inline constexpr char kPhaseGates[] = "gates";          // gates on a clean checkout
+inline constexpr char kPhaseReview[] = "review";        // review gates (a reviewer model)
 inline constexpr char kPhaseMerge[] = "merge";          // the merge queue
 
 // One attempt as a display sees it.

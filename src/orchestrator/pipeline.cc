@@ -12,6 +12,10 @@
 #include <utility>
 
 #include "agents/agent.h"
+#include "orchestrator/rebase.h"
+#include "orchestrator/review.h"
+#include "orchestrator/task_prompts.h"
+#include "stats/stats.h"
 #include "verify/checkout.h"
 #include "verify/gates.h"
 
@@ -68,6 +72,34 @@ std::string Tail(const std::string& text, size_t bytes) {
 }
 
 int64_t NowMillis(const Queue& queue) { return queue.clock().NowMillis(); }
+
+int64_t WallNowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+Status WriteFile(const std::string& path, const std::string& content) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out << content;
+  out.flush();
+  if (!out) return Internal("cannot write " + path);
+  return Ok();
+}
+
+// The command gates' results as the reviewer reads them: status and the tail of the output.
+std::string DescribeGateResults(const std::vector<GateResult>& results) {
+  std::string text;
+  for (const auto& gate : results) {
+    text += "- " + gate.name + " (`" + gate.command + "`): " + (gate.passed ? "passed" : "failed") +
+            ", exit " + std::to_string(gate.exit_code) + ", " + std::to_string(gate.duration_ms) +
+            " ms\n";
+    std::string tail = Tail(gate.output_tail, 1024);
+    while (!tail.empty() && (tail.back() == '\n' || tail.back() == ' ')) tail.pop_back();
+    if (!tail.empty()) text += "  Output (tail):\n  ```\n" + tail + "\n  ```\n";
+  }
+  return text;
+}
 
 std::string OneLineTitle(const std::string& title) {
   std::string line = title;
@@ -158,6 +190,8 @@ class PipelineExecutor::AttemptRun {
     progress_.started_ms = NowMillis(*deps_.queue);
     details_["attempt"] = lease_.attempt_number;
     details_["task_key"] = key_;
+    acceptance_ = ParseStringArray(task_.acceptance_json);
+    history_.spec = task_.spec;
   }
 
   ExecResult Run();
@@ -178,10 +212,17 @@ class PipelineExecutor::AttemptRun {
   std::string CheckoutPath(int attempt) const;
 
   Status AcquireAgent();
+  // The task's current spec and feedback (ReadTaskHistory); rebases first when due.
+  void PrepareSpec();
+  void Rebase();
+  // The task's files (metadata "files") as RELEVANT_FILES lines; "" when it names none.
+  std::string RelevantFiles() const;
+  const prompts::PromptLibrary* Prompts() const;
   std::optional<ExecResult> RunRunner();
   std::optional<ExecResult> Commit();
   std::optional<ExecResult> CheckProtected();
   std::optional<ExecResult> Gates();
+  std::optional<ExecResult> Review();
   std::optional<ExecResult> Merge();
 
   PipelineExecutor& ex_;
@@ -201,7 +242,11 @@ class PipelineExecutor::AttemptRun {
   std::string attempt_dir_;
   std::string commit_;
   std::vector<std::string> gates_passed_;
-  double cost_usd_ = 0;
+  std::vector<GateResult> command_gate_results_;
+  double cost_usd_ = 0;  // reported by the runner (model calls of the pipeline are apart)
+  std::vector<std::string> acceptance_;
+  TaskHistory history_;   // spec versions and failures, as of this attempt
+  std::string feedback_;  // for the runner: the latest failure's since the latest rebase
 
  public:
   ~AttemptRun() {
@@ -357,6 +402,113 @@ Status PipelineExecutor::AttemptRun::AcquireAgent() {
   }
 }
 
+const prompts::PromptLibrary* PipelineExecutor::AttemptRun::Prompts() const {
+  if (deps_.prompts != nullptr) return deps_.prompts;
+  return ex_.builtin_prompts_ ? &*ex_.builtin_prompts_ : nullptr;
+}
+
+std::string PipelineExecutor::AttemptRun::RelevantFiles() const {
+  std::string lines;
+  for (const auto& path : StringArrayField(metadata_, "files")) lines += "- " + path + "\n";
+  return lines;
+}
+
+void PipelineExecutor::AttemptRun::PrepareSpec() {
+  auto history = ReadTaskHistory(*deps_.queue, task_, lease_.epoch);
+  if (!history) {
+    // The attempt can still go on: with the backlog's spec and the last attempt's feedback.
+    spdlog::warn("task {}: cannot read the task's history: {}", key_, history.error().ToString());
+    auto feedback = PreviousFeedback(*deps_.queue, task_.id, lease_.epoch);
+    if (feedback) feedback_ = *feedback;
+    return;
+  }
+  history_ = std::move(*history);
+  feedback_ = history_.Feedback();
+  const RebaseConfig& rebase = deps_.config->rebase;
+  if (rebase.max_per_task > 0 && history_.rebases < rebase.max_per_task &&
+      history_.gate_failures >= rebase.after_failures && !deps_.rebase_targets.empty() &&
+      deps_.router != nullptr) {
+    Rebase();
+  }
+  details_["spec_version"] = history_.spec_version;
+}
+
+void PipelineExecutor::AttemptRun::Rebase() {
+  const int previous_version = history_.spec_version;
+  Phase(kPhaseRebase,
+        json{{"spec_version", previous_version}, {"gate_failures", history_.gate_failures}});
+  std::string reason = std::to_string(history_.gate_failures) +
+                       " attempts failed their gates since spec version " +
+                       std::to_string(previous_version) + " (attempts";
+  for (const auto& failure : history_.failures) {
+    if (IsGateFailurePhase(failure.phase)) reason += " " + std::to_string(failure.number);
+  }
+  reason += ")";
+  const prompts::PromptLibrary* library = Prompts();
+  llm::CallContext context;
+  context.run_id = task_.run_id;
+  context.task_id = task_.id;
+  context.attempt_id = lease_.attempt_id;
+  context.agent = kRebaseAgent;
+  context.purpose = kRebasePurpose;
+  double cost = 0;
+  Result<RebaseResult> result =
+      library == nullptr
+          ? Result<RebaseResult>(FailedPrecondition("no prompt templates: " + ex_.prompts_problem_))
+          : RequestRebase(*deps_.router, *library, deps_.rebase_targets,
+                          RebaseInput{.task_key = key_,
+                                      .title = task_.title,
+                                      .acceptance = acceptance_,
+                                      .relevant_files = RelevantFiles(),
+                                      .history = history_},
+                          context, &cost);
+  details_["rebase_cost_usd"] = cost;
+  auto failed = [&](const std::string& why) {
+    spdlog::warn("task {}: the rebase failed, going on with spec version {}: {}", key_,
+                 previous_version, why);
+    details_["rebase_failed"] = why;
+    RecordEvent(kTaskRebaseFailedEvent, json{{"reason", why},
+                                             {"agent", kRebaseAgent},
+                                             {"spec_version", previous_version},
+                                             {"cost_usd", cost},
+                                             {"epoch", lease_.epoch}});
+  };
+  if (!result) return failed(result.error().message);
+
+  const std::string spec_file =
+      attempt_dir_ + "/spec.v" + std::to_string(result->spec_version) + ".md";
+  if (Status written = WriteFile(spec_file, result->spec); !written) {
+    return failed(written.error().message);
+  }
+  json payload{{"spec_version", result->spec_version},
+               {"previous_spec_version", previous_version},
+               {"agent", kRebaseAgent},
+               {"model", result->model},
+               {"reason", reason},
+               {"changes", result->changes},
+               {"spec", result->spec},
+               {"cost_usd", result->cost_usd},
+               {"attempt", lease_.attempt_number},
+               {"epoch", lease_.epoch}};
+  // The event is the spec's history: without it the new version would not exist.
+  Status recorded =
+      deps_.queue->RecordEvent(task_.run_id, task_.id, stats::kTaskRebasedEvent, options_.actor,
+                               payload.dump(-1, ' ', false, json::error_handler_t::replace));
+  if (!recorded) return failed("cannot record the new spec: " + recorded.error().message);
+  spdlog::info("task {}: rebased to spec version {} ({})", key_, result->spec_version, reason);
+  details_["rebased"] = json{{"spec_version", result->spec_version},
+                             {"previous_spec_version", previous_version},
+                             {"spec_file", spec_file}};
+  // A clean context: the new spec, nothing of the attempts before it.
+  ++history_.rebases;
+  history_.spec_version = result->spec_version;
+  history_.spec = result->spec;
+  history_.rebased_at_epoch = lease_.epoch;
+  history_.failures.clear();
+  history_.gate_failures = 0;
+  feedback_.clear();
+}
+
 std::optional<ExecResult> PipelineExecutor::AttemptRun::RunRunner() {
   Phase(kPhaseRunner, json{{"agent", agent_->name}});
   auto runner = ex_.RunnerFor(*agent_);
@@ -372,21 +524,42 @@ std::optional<ExecResult> PipelineExecutor::AttemptRun::RunRunner() {
   input.run_id = task_.run_id;
   input.task_id = key_;
   input.title = task_.title;
-  input.spec = task_.spec;
-  input.acceptance = ParseStringArray(task_.acceptance_json);
+  input.spec = history_.spec;
+  input.acceptance = acceptance_;
   input.type = task_.type;
   input.attempt = lease_.attempt_number;
   input.max_attempts = task_.max_attempts;
   input.queue_task_id = task_.id;
   input.attempt_id = lease_.attempt_id;
-  auto feedback = PreviousFeedback(*deps_.queue, task_.id, lease_.epoch);
-  if (!feedback) {
-    spdlog::warn("task {}: cannot read the previous attempt's feedback: {}", key_,
-                 feedback.error().ToString());
-  } else {
-    input.feedback = *feedback;
-  }
+  input.feedback = feedback_;
   details_["had_feedback"] = !input.feedback.empty();
+
+  // The implementation prompt: the only text the agent gets about its task.
+  const prompts::PromptLibrary* library = Prompts();
+  if (library == nullptr) {
+    const std::string error = "no prompt templates: " + ex_.prompts_problem_;
+    return Fail(kPhaseRunner, error, error, /*retryable=*/false);
+  }
+  auto prompt =
+      RenderImplementPrompt(*library, ImplementPromptInput{.task_key = key_,
+                                                           .title = task_.title,
+                                                           .spec = input.spec,
+                                                           .acceptance = acceptance_,
+                                                           .attempt = input.attempt,
+                                                           .max_attempts = input.max_attempts,
+                                                           .feedback = input.feedback,
+                                                           .relevant_files = RelevantFiles()});
+  if (!prompt) {
+    // A broken template stays broken: no point retrying.
+    const std::string error = "cannot render the implementation prompt: " + prompt.error().message;
+    return Fail(kPhaseRunner, error, error, /*retryable=*/false);
+  }
+  input.prompt = std::move(*prompt);
+  const int64_t prompt_bytes = static_cast<int64_t>(input.prompt.size());
+  const std::string prompt_file = attempt_dir_ + "/prompt.md";
+  if (Status written = WriteFile(prompt_file, input.prompt); !written) {
+    return Fail(kPhaseRunner, written.error().message, "");
+  }
 
   const SandboxPolicy& policy = deps_.config->sandbox;
   RunnerContext context;
@@ -401,6 +574,7 @@ std::optional<ExecResult> PipelineExecutor::AttemptRun::RunRunner() {
   context.timeout_ms = options_.runner_timeout_ms;
   context.output_tail_bytes = 4096;
   context.cancel = &cancel_;
+  context.extra_env["FACTORY_PROMPT_FILE"] = prompt_file;
 
   auto outcome = (*runner)->Run(context);
   if (!outcome) {
@@ -429,7 +603,7 @@ std::optional<ExecResult> PipelineExecutor::AttemptRun::RunRunner() {
   }
   if (!run.usage.model.empty()) usage["model"] = run.usage.model;
   details_["usage"] = usage;
-  details_["prompt_bytes"] = run.prompt_bytes;
+  details_["prompt_bytes"] = prompt_bytes;
   details_["runner_ms"] = run.duration_ms;
   details_["runner_exit_code"] = run.exit_code;
   details_["steps"] = run.steps.size();
@@ -503,10 +677,11 @@ std::optional<ExecResult> PipelineExecutor::AttemptRun::Gates() {
     // Aborted: the lease is stale; the worker learns it when it records the outcome.
     return Fail(kPhaseGates, "cannot move the task to verifying: " + advanced.error().message, "");
   }
-  Phase(kPhaseGates, json{{"gates", deps_.config->gates.size()}});
+  const std::vector<GateConfig> command_gates = deps_.config->GatesOfKind(GateKind::kCommand);
+  Phase(kPhaseGates, json{{"gates", command_gates.size()}});
   json gates = json::array();
   details_["gates"] = gates;
-  if (deps_.config->gates.empty()) return std::nullopt;
+  if (command_gates.empty()) return std::nullopt;
 
   RemoveLeftoverCheckouts(lease_.attempt_number);
   // A clean checkout of the commit: untracked leftovers of the agent do not count.
@@ -531,7 +706,7 @@ std::optional<ExecResult> PipelineExecutor::AttemptRun::Gates() {
   gate_options.tail_bytes = 4096;
   gate_options.logs_dir = attempt_dir_ + "/gates";
   gate_options.cancel = &cancel_;
-  auto results = RunGates(deps_.config->gates, checkout->path(), gate_options);
+  auto results = RunGates(command_gates, checkout->path(), gate_options);
   if (auto removed =
           [&] {
             std::lock_guard lock(ex_.worktree_mu_);
@@ -559,6 +734,7 @@ std::optional<ExecResult> PipelineExecutor::AttemptRun::Gates() {
     }
   }
   details_["gates"] = gates;
+  command_gate_results_ = *results;
   if (cancel_.load() || (failed != nullptr && failed->cancelled)) return Cancelled();
   if (failed != nullptr) {
     RecordEvent("gate.failed", json{{"gate", failed->name},
@@ -569,9 +745,94 @@ std::optional<ExecResult> PipelineExecutor::AttemptRun::Gates() {
         failed->timed_out ? " (timed out)" : " (exit " + std::to_string(failed->exit_code) + ")";
     return Fail(kPhaseGates, error, GateFeedback(*failed));
   }
-  if (results->size() < deps_.config->gates.size()) {
+  if (results->size() < command_gates.size()) {
     std::string error = "the gates stopped before the last one without a failure";
     return Fail(kPhaseGates, error, error);
+  }
+  return std::nullopt;
+}
+
+std::optional<ExecResult> PipelineExecutor::AttemptRun::Review() {
+  const std::vector<GateConfig> review_gates = deps_.config->GatesOfKind(GateKind::kReview);
+  if (review_gates.empty()) return std::nullopt;
+  Status advanced = deps_.queue->Advance(
+      lease_, TaskState::kReview,
+      json{{"commit", commit_}}.dump(-1, ' ', false, json::error_handler_t::replace));
+  if (!advanced) {
+    return Fail(kFailedPhaseReviewError,
+                "cannot move the task to review: " + advanced.error().message, "");
+  }
+  Phase(kPhaseReview, json{{"gates", review_gates.size()}});
+  const prompts::PromptLibrary* library = Prompts();
+  if (deps_.router == nullptr || library == nullptr) {
+    const std::string error = deps_.router == nullptr
+                                  ? "review gate '" + review_gates.front().name +
+                                        "' needs the model router (.factory/models.yaml)"
+                                  : "no prompt templates: " + ex_.prompts_problem_;
+    return Fail(kFailedPhaseReviewError, error, "", /*retryable=*/false);
+  }
+
+  // What the reviewer sees: the attempt's whole change against where it started.
+  const Git& git = deps_.workspace->git();
+  auto diff = git.Run({"diff", "--no-color", "--no-ext-diff", workspace_->start_commit, commit_});
+  auto stat = git.Run({"diff", "--no-color", "--stat", workspace_->start_commit, commit_});
+  if (!diff || !stat) {
+    const std::string error = "cannot compute the attempt's diff for the review: " +
+                              (diff ? stat.error() : diff.error()).message;
+    return Fail(kFailedPhaseReviewError, error, "");
+  }
+  ReviewInput input{.task_key = key_,
+                    .title = task_.title,
+                    .spec = history_.spec,
+                    .acceptance = acceptance_,
+                    .diff = CapDiff(*diff),
+                    .diff_stat = *stat,
+                    .gate_results = DescribeGateResults(command_gate_results_)};
+  json reviews = json::array();
+  double review_cost = 0;
+  for (const GateConfig& gate : review_gates) {
+    if (cancel_.load()) return Cancelled();
+    llm::CallContext context;
+    context.run_id = task_.run_id;
+    context.task_id = task_.id;
+    context.attempt_id = lease_.attempt_id;
+    context.agent = gate.name;
+    context.purpose = kReviewPurpose;
+    context.deadline_ms =
+        WallNowMs() + std::chrono::duration_cast<std::chrono::milliseconds>(gate.timeout).count();
+    double cost = 0;
+    auto verdict = RequestReview(*deps_.router, *library, gate, input, context, &cost);
+    review_cost += cost;
+    details_["review_cost_usd"] = review_cost;
+    if (!verdict) {
+      // Not the builder's fault: retried without feedback, and no rebase counts it.
+      reviews.push_back(json{{"gate", gate.name}, {"error", verdict.error().message}});
+      details_["reviews"] = reviews;
+      RecordEvent("review.failed", json{{"gate", gate.name},
+                                        {"model", gate.model},
+                                        {"error", verdict.error().message},
+                                        {"cost_usd", cost}});
+      return Fail(kFailedPhaseReviewError,
+                  "review gate '" + gate.name + "' gave no verdict: " + verdict.error().message,
+                  "");
+    }
+    const char* verdict_name = verdict->passed ? "pass" : "fail";
+    RecordEvent(kReviewVerdictEvent, json{{"gate", gate.name},
+                                          {"model", verdict->model},
+                                          {"verdict", verdict_name},
+                                          {"reasons", verdict->reasons},
+                                          {"cost_usd", verdict->cost_usd}});
+    reviews.push_back(json{{"gate", gate.name},
+                           {"model", verdict->model},
+                           {"verdict", verdict_name},
+                           {"reasons", verdict->reasons}});
+    details_["reviews"] = reviews;
+    if (!verdict->passed) {
+      std::string error = "review gate '" + gate.name + "' failed";
+      if (!verdict->reasons.empty()) error += ": " + FirstLine(verdict->reasons.front());
+      return Fail(kPhaseReview, error, ReviewFeedback(gate.name, verdict->reasons));
+    }
+    gates_passed_.push_back(gate.name);
   }
   return std::nullopt;
 }
@@ -669,12 +930,16 @@ ExecResult PipelineExecutor::AttemptRun::Run() {
   details_["attempt_dir"] = attempt_dir_;
 
   if (cancel_.load()) return Cancelled();
+  PrepareSpec();
+  if (cancel_.load()) return Cancelled();
   if (auto failed = RunRunner()) return std::move(*failed);
   if (cancel_.load()) return Cancelled();
   if (auto failed = Commit()) return std::move(*failed);
   if (auto failed = CheckProtected()) return std::move(*failed);
   if (cancel_.load()) return Cancelled();
   if (auto failed = Gates()) return std::move(*failed);
+  if (cancel_.load()) return Cancelled();
+  if (auto failed = Review()) return std::move(*failed);
   if (cancel_.load()) return Cancelled();
   if (auto failed = Merge()) return std::move(*failed);
   return Succeed();
@@ -688,6 +953,14 @@ PipelineExecutor::PipelineExecutor(PipelineDeps deps, PipelineOptions options)
   if (options_.artifacts_dir.empty())
     options_.artifacts_dir = deps_.workspace->FactoryDir() + "/runs";
   ExcludeFromGit(*deps_.workspace, options_.artifacts_dir);
+  if (deps_.prompts == nullptr) {
+    auto builtin = prompts::PromptLibrary::Builtin();
+    if (builtin) {
+      builtin_prompts_ = std::move(*builtin);
+    } else {
+      prompts_problem_ = builtin.error().message;
+    }
+  }
 }
 
 PipelineExecutor::~PipelineExecutor() = default;

@@ -4,15 +4,27 @@
 //   agent     resolve and acquire an agent slot (explicit agent, default agent for the type,
 //             cheapest capable agent), waiting with backoff while busy
 //   worktree  a fresh worktree for the attempt from the integration branch's current tip
-//   runner    the agent's runner in the sandbox; its steps become `agent.step` events
+//   rebase    when the task keeps failing its gates, the rebase agent rewrites its spec first
+//             (orchestrator/rebase.h); the attempt then starts with a clean context
+//   runner    the agent's runner in the sandbox, given the rendered `implement` prompt
+//             (orchestrator/task_prompts.h); its steps become `agent.step` events
 //   commit    the factory commits the changes ("factory: <title>" + Factory-Task trailer);
 //             nothing changed -> the attempt fails
 //   protected a diff touching a `protected:` glob fails, unless the task allows it
-//   gates     (task -> verifying) the configured gates on a clean checkout of the commit
+//   gates     (task -> verifying) the configured command gates on a clean checkout of the commit
+//   review    (task -> review) the review gates, each a reviewer model's verdict on the diff
+//             (orchestrator/review.h)
 //   merge     the merge queue (--no-ff, structured message); a conflict fails the attempt
 //
-// A failed attempt stores its feedback in its details (`"feedback"`); the next attempt reads it
-// back from the queue's attempt list and hands it to the agent (FACTORY_TASK_FILE). Failures are
+// The implementation prompt: the project's `implement` template rendered with the task's id,
+// title, current spec version, acceptance criteria, attempt number, the previous attempt's
+// feedback (none right after a rebase) and the task's files (metadata "files", when given);
+// nothing else. It is written to <attempt dir>/prompt.md (FACTORY_PROMPT_FILE in the runner's
+// environment) and given to the runner as AttemptInput::prompt; details.prompt_bytes is its
+// size. A template that cannot be rendered fails the attempt finally, naming the template file.
+//
+// A failed attempt stores its feedback in its details (`"feedback"`) and the phase it failed in
+// (`"failed_phase"`); the next attempt reads them back from the queue's attempt list. Failures are
 // retryable unless no agent can ever take the task, so the queue's retry/backoff applies; after
 // the last attempt the task fails finally and the queue blocks its dependents.
 //
@@ -32,11 +44,14 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "agents/registry.h"
 #include "core/result.h"
+#include "llm/router.h"
 #include "orchestrator/observer.h"
 #include "plan/config.h"
+#include "prompts/library.h"
 #include "queue/queue.h"
 #include "queue/worker.h"
 #include "runners/runner.h"
@@ -55,6 +70,16 @@ struct PipelineDeps {
   AgentRegistry* agents = nullptr;
   Sandbox* sandbox = nullptr;
   const ProjectConfig* config = nullptr;
+  // Optional below. The templates of the implementation, review and rebase prompts; null: the
+  // shipped defaults (prompts::PromptLibrary::Builtin).
+  const prompts::PromptLibrary* prompts = nullptr;
+  // The model router review gates and rebases call; null: review gates fail the attempt (a run
+  // with a review gate is refused before it starts without one) and rebasing is off.
+  llm::Router* router = nullptr;
+  // The rebase agent's models (config rebase.model, or models.yaml's chain for task type
+  // "rebase"); empty: rebasing is off, because of `rebase_off_reason` (logged once).
+  std::vector<std::string> rebase_targets;
+  std::string rebase_off_reason;
 };
 
 using RunnerFactory = std::function<Result<std::unique_ptr<Runner>>(const AgentSpec&)>;
@@ -75,6 +100,10 @@ struct PipelineOptions {
 
 // Keys of an attempt's details_json written by the pipeline.
 inline constexpr char kDetailsFeedback[] = "feedback";
+// The failed_phase of an attempt whose review could not be obtained (the reviewer's call failed
+// or its answer was invalid twice): an infrastructure failure, not the builder's, so it does not
+// count towards a rebase and leaves no feedback.
+inline constexpr char kFailedPhaseReviewError[] = "review_error";
 // A runner error starting with this (the llm runner's task budget refusal) ends the task: the
 // attempt fails finally with details {"budget_exceeded": true}.
 inline constexpr char kBudgetExceeded[] = "budget_exceeded";
@@ -109,6 +138,8 @@ class PipelineExecutor final : public Executor {
 
   PipelineDeps deps_;
   PipelineOptions options_;
+  std::optional<prompts::PromptLibrary> builtin_prompts_;  // when deps_.prompts was null
+  std::string prompts_problem_;  // why there are no prompts (a broken embedded default)
 
   // Serialises the git commands that add, remove or prune worktrees (attempt worktrees, gate
   // checkouts, the merge worktree): `git worktree prune` run by one of them can delete the

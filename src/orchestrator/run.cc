@@ -13,6 +13,7 @@
 #include <utility>
 
 #include "core/ulid.h"
+#include "orchestrator/rebase.h"
 
 namespace factory {
 namespace {
@@ -239,8 +240,19 @@ Result<RunSummary> RunManager::ExecuteRun(const std::string& run_id,
   pipeline_options.observer = observers.empty() ? nullptr : &observers;
   pipeline_options.make_runner = options.make_runner;
   PipelineExecutor executor(PipelineDeps{deps_.queue, deps_.workspace, deps_.merges, deps_.agents,
-                                         deps_.sandbox, deps_.config},
+                                         deps_.sandbox, deps_.config, deps_.prompts, deps_.router,
+                                         deps_.rebase_targets, deps_.rebase_off_reason},
                             std::move(pipeline_options));
+  // Rebasing configured but impossible (no models): said once per execution, in the run's
+  // event log and the process log; not an error.
+  if (deps_.config->rebase.max_per_task > 0 &&
+      (deps_.rebase_targets.empty() || deps_.router == nullptr)) {
+    const std::string reason =
+        deps_.rebase_off_reason.empty() ? "no model for the rebase agent" : deps_.rebase_off_reason;
+    spdlog::info("run {}: rebase is off: {}", run_id, reason);
+    (void)deps_.queue->RecordEvent(run_id, "", kRebaseOffEvent, "orchestrator",
+                                   json{{"reason", reason}}.dump());
+  }
 
   WorkerOptions worker_options;
   worker_options.owner = options.worker_owner;

@@ -128,6 +128,12 @@ struct RunDeps {
   AgentRegistry* agents = nullptr;
   Sandbox* sandbox = nullptr;
   const ProjectConfig* config = nullptr;
+  // Optional: as PipelineDeps (prompt templates, the router for review gates and rebases, the
+  // rebase agent's models).
+  const prompts::PromptLibrary* prompts = nullptr;
+  llm::Router* router = nullptr;
+  std::vector<std::string> rebase_targets;
+  std::string rebase_off_reason;
 };
 
 // The queue retry policy for runs: short backoff (a failed attempt's retry has new feedback,

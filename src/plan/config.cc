@@ -13,9 +13,11 @@ namespace factory {
 namespace {
 
 const std::set<std::string, std::less<>> kTopLevelKeys = {
-    "base_branch", "concurrency", "max_attempts",   "gates",
-    "protected",   "sandbox",     "default_agents", "budget", "gateway"};
-const std::set<std::string, std::less<>> kGateKeys = {"name", "command", "timeout"};
+    "base_branch", "concurrency",    "max_attempts", "gates",   "protected",
+    "sandbox",     "default_agents", "budget",       "gateway", "rebase"};
+const std::set<std::string, std::less<>> kGateKeys = {"name", "kind", "command", "model",
+                                                      "timeout"};
+const std::set<std::string, std::less<>> kRebaseKeys = {"after_failures", "max_per_task", "model"};
 const std::set<std::string, std::less<>> kSandboxKeys = {
     "enabled",      "network",       "cpu_seconds",    "memory_mb",
     "file_size_mb", "max_processes", "output_limit_kb"};
@@ -46,11 +48,36 @@ void ParseGates(const YAML::Node& node, YamlFields& fields, ProjectConfig& confi
     fields.WarnUnknownKeys(gate_node, prefix, kGateKeys);
     GateConfig gate;
     gate.line = fields.Line(gate_node);
-    for (const char* key : {"name", "command"}) {
+    const YAML::Node kind = gate_node["kind"];
+    bool kind_ok = true;
+    if (kind.IsDefined() && !kind.IsNull()) {
+      if (auto text = fields.String(kind, JoinField(prefix, "kind"))) {
+        if (*text == "review") {
+          gate.kind = GateKind::kReview;
+        } else if (*text != "command") {
+          fields.AddError(kind, JoinField(prefix, "kind"),
+                          "must be command or review, not '" + *text + "'");
+          kind_ok = false;
+        }
+      } else {
+        kind_ok = false;
+      }
+    }
+    // The field a gate of this kind needs, and the one it must not have.
+    const bool review = gate.kind == GateKind::kReview;
+    const char* needed = review ? "model" : "command";
+    const char* foreign = review ? "command" : "model";
+    for (const char* key : {"name", needed}) {
       const YAML::Node value = gate_node[key];
       const std::string field = JoinField(prefix, key);
       if (!value.IsDefined() || value.IsNull()) {
-        fields.AddError(gate_node, field, "missing required field");
+        if (std::string_view(key) == "name" || kind_ok) {
+          fields.AddError(gate_node, field,
+                          std::string_view(key) == "model"
+                              ? "missing required field (a review gate names its reviewer's "
+                                "model: an alias or a model of models.yaml)"
+                              : "missing required field");
+        }
         continue;
       }
       auto text = fields.String(value, field);
@@ -59,7 +86,19 @@ void ParseGates(const YAML::Node& node, YamlFields& fields, ProjectConfig& confi
         fields.AddError(value, field, "must not be empty");
         continue;
       }
-      (std::string_view(key) == "name" ? gate.name : gate.command) = *text;
+      if (std::string_view(key) == "name") {
+        gate.name = *text;
+      } else if (review) {
+        gate.model = *text;
+        gate.model_line = fields.Line(value);
+      } else {
+        gate.command = *text;
+      }
+    }
+    if (const YAML::Node value = gate_node[foreign]; value.IsDefined() && !value.IsNull()) {
+      fields.AddError(value, JoinField(prefix, foreign),
+                      review ? "a review gate has no command (its reviewer is `model`)"
+                             : "only a review gate (kind: review) has a model");
     }
     if (!gate.name.empty()) {
       if (auto [it, inserted] = seen.emplace(gate.name, gate.line); !inserted) {
@@ -223,6 +262,42 @@ std::string GatewayUrlProblem(std::string_view url) {
   return "";
 }
 
+void ParseRebase(const YAML::Node& node, YamlFields& fields, RebaseConfig& rebase) {
+  if (!node.IsMap()) {
+    fields.AddError(node, "rebase",
+                    "must be a mapping of after_failures, max_per_task, model (e.g. "
+                    "{after_failures: 2, max_per_task: 1})");
+    return;
+  }
+  rebase.line = fields.Line(node);
+  fields.WarnUnknownKeys(node, "rebase", kRebaseKeys);
+  for (const auto& entry : node) {
+    if (!entry.first.IsScalar()) continue;
+    const std::string key = entry.first.Scalar();
+    const std::string field = JoinField("rebase", key);
+    const YAML::Node value = entry.second;
+    if (value.IsNull()) continue;  // `key:` with nothing: the default
+    if (key == "after_failures") {
+      if (auto number = fields.Int(value, field, 1, 100)) {
+        rebase.after_failures = static_cast<int>(*number);
+      }
+    } else if (key == "max_per_task") {
+      if (auto number = fields.Int(value, field, 0, 100)) {
+        rebase.max_per_task = static_cast<int>(*number);
+      }
+    } else if (key == "model") {
+      auto text = fields.String(value, field);
+      if (!text) continue;
+      if (text->empty()) {
+        fields.AddError(value, field, "must not be empty (leave it out for models.yaml's chain)");
+        continue;
+      }
+      rebase.model = *text;
+      rebase.model_line = fields.Line(value);
+    }
+  }
+}
+
 void ParseGateway(const YAML::Node& node, YamlFields& fields, GatewayConfig& gateway) {
   if (!node.IsMap()) {
     fields.AddError(node, "gateway",
@@ -293,6 +368,25 @@ std::optional<std::string> ProjectConfig::ProtectedMatch(
   return std::nullopt;
 }
 
+std::vector<GateConfig> ProjectConfig::GatesOfKind(GateKind kind) const {
+  std::vector<GateConfig> selected;
+  for (const auto& gate : gates) {
+    if (gate.kind == kind) selected.push_back(gate);
+  }
+  return selected;
+}
+
+bool ProjectConfig::HasReviewGate() const {
+  for (const auto& gate : gates) {
+    if (gate.kind == GateKind::kReview) return true;
+  }
+  return false;
+}
+
+std::string_view GateKindName(GateKind kind) {
+  return kind == GateKind::kReview ? "review" : "command";
+}
+
 namespace {
 
 Result<Loaded<ProjectConfig>> ParseProjectConfigImpl(std::string_view text,
@@ -346,6 +440,8 @@ Result<Loaded<ProjectConfig>> ParseProjectConfigImpl(std::string_view text,
       ParseBudget(value, fields, config.budget);
     } else if (key == "gateway") {
       ParseGateway(value, fields, config.gateway);
+    } else if (key == "rebase") {
+      ParseRebase(value, fields, config.rebase);
     } else if (key == "default_agents") {
       if (!value.IsMap()) {
         fields.AddError(value, key, "must be a mapping of task type to agent name");
@@ -434,6 +530,14 @@ gates: []
 #  - name: test
 #    command: make test
 #    timeout: 10m
+# A reviewer agent on a different model from the builders (kind: review) runs after every
+# command gate passed: it reads the diff against the acceptance criteria and answers pass or
+# fail with reasons (the next attempt's feedback). `model`: an alias or model of models.yaml
+# that no builder agent can use. timeout: the reviewer call's deadline.
+#  - name: review
+#    kind: review
+#    model: cloud/frontier
+#    timeout: 5m
 
 # Path globs an attempt may not change (agents must not edit the tests that judge them):
 # `*` within one path segment, `**` across segments, `?` one character; anchored at the
@@ -472,6 +576,16 @@ sandbox:
 # The gateway listens on the host's loopback: such an agent needs `network: true`.
 # gateway:
 #   url: http://127.0.0.1:8787
+
+# A task whose attempts failed a gate (command or review) `after_failures` times gets its spec
+# rewritten by a rebase agent from the failure reports, then a fresh attempt with a clean
+# context, at most `max_per_task` times (0: never). Attempts still count against max_attempts:
+# a rebase helps only when max_attempts >= after_failures + 1. `model`: an alias or model of
+# models.yaml; default: the routing chain for task type "rebase". Needs .factory/models.yaml.
+rebase:
+  after_failures: 2
+  max_per_task: 1
+#  model: cloud/mid
 
 # Task type -> the agent that takes tasks of that type (when it has the task's capabilities).
 # Otherwise the cheapest agent (lowest cost_tier) with the capabilities is chosen.

@@ -5,8 +5,9 @@
 //                              # caller resolves it, so it is nullopt here when absent)
 //   concurrency: 4             # tasks running at once, >= 1
 //   max_attempts: 3            # attempts per task before it fails finally, >= 1
-//   gates:                     # run in order on each attempt's commit
-//     - {name: test, command: "make test", timeout: 10m}
+//   gates:                     # command gates run in order on each attempt's commit; review
+//     - {name: test, command: "make test", timeout: 10m}   # gates after all of them passed
+//     - {name: review, kind: review, model: cloud/mid, timeout: 300}
 //   protected: ["tests/**"]    # path globs (plan/glob.h) an attempt may not touch
 //   sandbox: {enabled, network, cpu_seconds, memory_mb, file_size_mb, max_processes,
 //             output_limit_kb}
@@ -21,6 +22,7 @@
 //     velocity: {enabled: true, factor: 3, window: 10m, baseline: 1h, min_baseline_usd: 0.10}
 //   gateway: {url: "http://127.0.0.1:8787"}  # a running `factory gateway`; cli agents are
 //                                             # pointed at it with a per-attempt virtual key
+//   rebase: {after_failures: 2, max_per_task: 1, model: cloud/mid}  # RebaseConfig
 //
 // A gate timeout is either a positive integer (seconds) or a duration string: a sequence of
 // <integer><unit> with units s, m, h ("90s", "5m", "1h30m"). Default 600 s.
@@ -42,11 +44,21 @@ namespace factory {
 
 class AgentRegistry;
 
+// `kind: command` (the default) runs `command`; `kind: review` asks a reviewer model (an alias
+// or a model of models.yaml) to judge the attempt's diff against the acceptance criteria
+// (orchestrator/review.h). A review gate has a `model` and no `command`; a command gate has a
+// `command` and no `model`. Review gates run after every command gate has passed, whatever
+// their position in the list.
+enum class GateKind { kCommand, kReview };
+
 struct GateConfig {
   std::string name;
-  std::string command;  // run with `sh -c` in the checkout
-  std::chrono::seconds timeout{600};
-  int line = 0;  // where it is declared, for later messages
+  GateKind kind = GateKind::kCommand;
+  std::string command;                // kCommand: run with `sh -c` in the checkout
+  std::string model;                  // kReview: the reviewer's alias or model name
+  std::chrono::seconds timeout{600};  // kReview: the reviewer call's deadline
+  int line = 0;                       // where it is declared, for later messages
+  int model_line = 0;                 // where `model` is (kReview)
 };
 
 struct SandboxPolicy {
@@ -92,6 +104,20 @@ struct GatewayConfig {
   int line = 0;  // where `url` is, for later messages
 };
 
+// `rebase:`: a task whose attempts failed a gate (command or review) `after_failures` times
+// since its last rebase gets its spec rewritten by the rebase agent before its next attempt,
+// at most `max_per_task` times (0 = never). Attempts keep counting against max_attempts, so a
+// rebase can only help a task with max_attempts >= after_failures + 1.
+// `model`: an alias or model of models.yaml; "" = models.yaml's routing chain for task type
+// "rebase". Without models.yaml rebasing is off (the run says so in its log).
+struct RebaseConfig {
+  int after_failures = 2;
+  int max_per_task = 1;
+  std::string model;
+  int line = 0;        // where `rebase:` is
+  int model_line = 0;  // where `model` is
+};
+
 struct ProjectConfig {
   std::optional<std::string> base_branch;
   int concurrency = 4;
@@ -102,6 +128,7 @@ struct ProjectConfig {
   std::map<std::string, std::string> default_agents;  // task type -> agent name
   BudgetConfig budget;
   GatewayConfig gateway;
+  RebaseConfig rebase;
 
   std::string source;                               // file it was loaded from, if any
   std::map<std::string, int> default_agents_lines;  // task type -> line, for messages
@@ -110,7 +137,13 @@ struct ProjectConfig {
   // exempt the paths they match.
   [[nodiscard]] std::optional<std::string> ProtectedMatch(
       std::string_view path, const std::vector<std::string>& allow = {}) const;
+
+  // The gates of one kind, in configured order.
+  [[nodiscard]] std::vector<GateConfig> GatesOfKind(GateKind kind) const;
+  [[nodiscard]] bool HasReviewGate() const;
 };
+
+std::string_view GateKindName(GateKind kind);  // "command" or "review"
 
 // Parses config text; `file` names it in diagnostics. Empty text gives the defaults. Every
 // error is reported (one per line in the error message); unknown keys come back as warnings.

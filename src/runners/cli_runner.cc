@@ -23,7 +23,7 @@ class CliRunner final : public Runner {
 
   Result<RunnerOutcome> Run(const RunnerContext& context) override {
     FACTORY_ASSIGN_OR_RETURN(std::string task_file, WriteTaskFile(context));
-    const std::string prompt = BuildPrompt(agent_, context.input);
+    const std::string prompt = AgentPrompt(agent_, context.input);
     const std::string prompt_file = context.attempt_dir + "/prompt.md";
     FACTORY_RETURN_IF_ERROR(WriteTextFile(prompt_file, prompt));
 

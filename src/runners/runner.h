@@ -3,7 +3,7 @@
 //   script: the agent's `command`, run in the worktree through the sandbox.
 //   cli:    an external coding-agent CLI from a preset (claude, codex, opencode, aider, gemini),
 //           prompt in a file, machine-readable output parsed for steps and usage.
-//   llm:    the built-in tool loop over the model router (issue 4; not here yet).
+//   llm:    the built-in tool loop over the model router (toolloop/llm_runner.h).
 // A runner only changes files in the worktree; the factory commits them afterwards.
 
 #include <atomic>
@@ -38,15 +38,25 @@ struct AttemptInput {
   // per-task budgets count. "" when the runner is used outside a queue.
   std::string queue_task_id;
   std::string attempt_id;
+  // The implementation prompt: the project's `implement` template rendered for this attempt by
+  // the pipeline (orchestrator/task_prompts.h) from the fields above. Every runner gives the
+  // agent exactly this text: script agents read it from FACTORY_PROMPT_FILE or the task file's
+  // "prompt"; cli agents get it as their prompt (after the agent's body); the llm runner sends
+  // it as the first user message. "" (a runner used outside a pipeline): BuildPrompt's text.
+  std::string prompt;
 };
 
 // The JSON written to FACTORY_TASK_FILE: {run_id, task_id, title, spec, acceptance, type,
-// attempt, max_attempts, feedback}.
+// attempt, max_attempts, feedback, prompt}.
 std::string TaskFileJson(const AttemptInput& input);
 
-// The prompt given to CLI agents (and, later, the llm runner): agent body, task, acceptance,
-// feedback. Deterministic.
+// The prompt of an attempt whose input carries none (a runner used outside a pipeline): agent
+// body, task, acceptance, feedback. Deterministic.
 std::string BuildPrompt(const AgentSpec& agent, const AttemptInput& input);
+
+// What a cli agent is given: the agent's body (its role), then the attempt's prompt
+// (AttemptInput::prompt, or BuildPrompt's task part when it is empty).
+std::string AgentPrompt(const AgentSpec& agent, const AttemptInput& input);
 
 struct RunnerContext {
   AttemptInput input;

@@ -11,7 +11,7 @@ std::string TaskFileJson(const AttemptInput& input) {
       {"title", input.title},           {"spec", input.spec},
       {"acceptance", input.acceptance}, {"type", input.type},
       {"attempt", input.attempt},       {"max_attempts", input.max_attempts},
-      {"feedback", input.feedback},
+      {"feedback", input.feedback},     {"prompt", input.prompt},
   };
   // Feedback carries raw tool output, which may not be valid UTF-8: replace bad bytes rather
   // than throw.
@@ -53,6 +53,14 @@ std::string BuildPrompt(const AgentSpec& agent, const AttemptInput& input) {
       "them.\n"
       "- Finish with a short summary of what you changed.\n";
   return prompt;
+}
+
+std::string AgentPrompt(const AgentSpec& agent, const AttemptInput& input) {
+  if (input.prompt.empty()) return BuildPrompt(agent, input);
+  if (agent.system_prompt.empty()) return input.prompt;
+  std::string prompt = agent.system_prompt;
+  while (!prompt.empty() && (prompt.back() == '\n' || prompt.back() == ' ')) prompt.pop_back();
+  return prompt + "\n\n" + input.prompt;
 }
 
 }  // namespace factory

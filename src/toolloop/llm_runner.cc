@@ -267,19 +267,28 @@ Result<RunnerOutcome> LlmRunner::Run(const RunnerContext& context) {
   outcome.steps.push_back({"model", Shorten(models.Describe(), kStepSummaryBytes)});
   const int max_turns = agent_.max_turns.value_or(options_.default_max_turns);
 
-  // The prompt.
-  AgentSpec without_body = agent_;
-  without_body.system_prompt.clear();
-  std::string task = BuildPrompt(without_body, context.input);
-  task +=
+  // The prompt. From a pipeline: the rendered implementation prompt as the task message, the
+  // tool rules with the agent's body in the system message. Otherwise (no rendered prompt) the
+  // task is built here, with a repo map.
+  static constexpr char kToolRules[] =
       "- Use the tools to inspect and change files and to run commands; paths are relative to "
       "the worktree root.\n"
-      "- When the task is done, call finish(summary).\n\n"
-      "## Repository map\n\n" +
-      BuildRepoMap(context.worktree, options_.repo_map_bytes);
+      "- When the task is done, call finish(summary).\n";
   std::string system = agent_.system_prompt.empty()
                            ? "You are a careful software engineer working in a git worktree."
                            : agent_.system_prompt;
+  std::string task;
+  if (!context.input.prompt.empty()) {
+    task = context.input.prompt;
+    while (!system.empty() && (system.back() == '\n' || system.back() == ' ')) system.pop_back();
+    system += "\n\n## Tools\n\n";
+    system += kToolRules;
+  } else {
+    AgentSpec without_body = agent_;
+    without_body.system_prompt.clear();
+    task = BuildPrompt(without_body, context.input) + kToolRules + "\n## Repository map\n\n" +
+           BuildRepoMap(context.worktree, options_.repo_map_bytes);
+  }
   std::vector<llm::Message> messages = {llm::Message::System(SanitizeUtf8(system)),
                                         llm::Message::User(SanitizeUtf8(task))};
   outcome.prompt_bytes =

@@ -1,10 +1,13 @@
 #pragma once
 // The built-in `llm` runner: a tool loop over the model router.
 //
-// Prompt: the system message is the agent's body; the first user message is the task (BuildPrompt
-// without the body: title, spec, acceptance criteria, previous feedback) followed by a repo map
-// capped at repo_map_bytes (the file tree with sizes, then the first lines of key files such as
-// README and build files). RunnerOutcome.prompt_bytes = bytes of both messages.
+// Prompt: in a pipeline the first user message is exactly AttemptInput::prompt (the rendered
+// `implement` template: the task's clean context, no repo map) and the system message is the
+// agent's body followed by the tool rules (use the tools, call finish). Without a rendered
+// prompt (a runner used on its own) the system message is the agent's body and the user
+// message the task (BuildPrompt without the body), the tool rules and a repo map capped at
+// repo_map_bytes (the file tree with sizes, then the first lines of key files such as README
+// and build files). RunnerOutcome.prompt_bytes = bytes of both messages.
 //
 // Models (the cost pyramid, ChooseModels below): when the agent's `model` is an alias and a
 // routing rule of models.yaml matches the task type, attempt N calls the Nth rung of the rule's

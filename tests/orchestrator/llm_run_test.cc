@@ -223,6 +223,17 @@ TEST_F(LlmRunTest, LlmAgentEditsTheRepositoryPassesItsGateAndEveryCallIsLedgered
   EXPECT_THAT(requests[2].body, HasSubstr("exit code 0"));
   // Attempt 1 is the pyramid's first rung.
   EXPECT_EQ(RequestedModels(), (std::vector<std::string>{"fake-fast", "fake-fast", "fake-fast"}));
+  // The task message is the rendered implementation prompt the attempt kept (no repo map); the
+  // tool rules follow the agent's body in the system message.
+  const json first = requests[0].Json();
+  const std::string task_message = first["messages"][1]["content"];
+  EXPECT_EQ(task_message, testing::ReadFile(sandbox_.Path(".factory/runs/r1/greet-1/prompt.md")));
+  EXPECT_THAT(task_message, ::testing::StartsWith("# Task greet: Greet the factory\n"));
+  EXPECT_THAT(task_message, Not(HasSubstr("Repository map")));
+  EXPECT_THAT(first["messages"][0]["content"].get<std::string>(),
+              HasSubstr("You are the coder. Use the tools."));
+  EXPECT_THAT(first["messages"][0]["content"].get<std::string>(),
+              HasSubstr("call finish(summary)"));
 
   // Ledger totals = the fake's reported usage x the configured prices.
   double expected_cost = 0;

@@ -395,3 +395,103 @@ TEST(ConfigTest, DefaultConfigDocumentsTheGateway) {
 
 }  // namespace
 }  // namespace factory
+
+namespace factory {
+namespace {
+
+TEST(ConfigReviewAndRebaseTest, ReviewGatesAndRebaseAreParsed) {
+  const char* text = R"(gates:
+  - {name: test, command: make test}
+  - name: review
+    kind: review
+    model: cloud/mid
+    timeout: 300
+  - {name: lint, kind: command, command: make lint}
+rebase:
+  after_failures: 3
+  max_per_task: 2
+  model: cloud/frontier
+)";
+  auto loaded = ParseProjectConfig(text, "config.yaml");
+  ASSERT_TRUE(loaded) << loaded.error().message;
+  EXPECT_TRUE(loaded->warnings.empty()) << FormatDiagnostics(loaded->warnings);
+  const ProjectConfig& config = loaded->value;
+  ASSERT_EQ(config.gates.size(), 3u);
+  EXPECT_EQ(config.gates[0].kind, GateKind::kCommand);
+  const GateConfig& review = config.gates[1];
+  EXPECT_EQ(review.kind, GateKind::kReview);
+  EXPECT_EQ(review.model, "cloud/mid");
+  EXPECT_EQ(review.model_line, 5);
+  EXPECT_TRUE(review.command.empty());
+  EXPECT_EQ(review.timeout, std::chrono::seconds(300));
+  EXPECT_EQ(config.gates[2].kind, GateKind::kCommand);
+  EXPECT_EQ(config.gates[2].command, "make lint");
+  EXPECT_TRUE(config.HasReviewGate());
+  // Command gates in order, the review gate apart.
+  auto commands = config.GatesOfKind(GateKind::kCommand);
+  ASSERT_EQ(commands.size(), 2u);
+  EXPECT_EQ(commands[0].name, "test");
+  EXPECT_EQ(commands[1].name, "lint");
+  ASSERT_EQ(config.GatesOfKind(GateKind::kReview).size(), 1u);
+
+  EXPECT_EQ(config.rebase.after_failures, 3);
+  EXPECT_EQ(config.rebase.max_per_task, 2);
+  EXPECT_EQ(config.rebase.model, "cloud/frontier");
+  EXPECT_EQ(config.rebase.model_line, 11);
+}
+
+TEST(ConfigReviewAndRebaseTest, RebaseDefaultsWhenAbsent) {
+  auto loaded = ParseProjectConfig("concurrency: 2\n", "config.yaml");
+  ASSERT_TRUE(loaded) << loaded.error().message;
+  EXPECT_EQ(loaded->value.rebase.after_failures, 2);
+  EXPECT_EQ(loaded->value.rebase.max_per_task, 1);
+  EXPECT_TRUE(loaded->value.rebase.model.empty());
+  EXPECT_FALSE(loaded->value.HasReviewGate());
+  // The shipped default config turns rebasing on with the defaults and documents review gates.
+  auto shipped = ParseProjectConfig(kDefaultConfigYaml, "config.yaml");
+  ASSERT_TRUE(shipped) << shipped.error().message;
+  EXPECT_EQ(shipped->value.rebase.after_failures, 2);
+  EXPECT_EQ(shipped->value.rebase.max_per_task, 1);
+  EXPECT_THAT(std::string(kDefaultConfigYaml), HasSubstr("#    kind: review"));
+}
+
+TEST(ConfigReviewAndRebaseTest, UnknownRebaseKeysAreWarnings) {
+  auto loaded = ParseProjectConfig("rebase:\n  after_failure: 3\n", "config.yaml");
+  ASSERT_TRUE(loaded) << loaded.error().message;
+  EXPECT_THAT(FormatDiagnostics(loaded->warnings),
+              HasSubstr("config.yaml:2: warning: field 'rebase.after_failure': unknown field"));
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    ReviewAndRebase, BadConfigTest,
+    ::testing::Values(
+        BadConfigCase{"review_gate_without_model", "gates:\n  - {name: review, kind: review}\n",
+                      "path/to/config.yaml:2: field 'gates[0].model': missing required field"},
+        BadConfigCase{"review_gate_with_command",
+                      "gates:\n  - name: review\n    kind: review\n    model: cloud/mid\n"
+                      "    command: make\n",
+                      "path/to/config.yaml:5: field 'gates[0].command': a review gate has no "
+                      "command"},
+        BadConfigCase{"command_gate_with_model",
+                      "gates:\n  - {name: t, command: make, model: cloud/mid}\n",
+                      "path/to/config.yaml:2: field 'gates[0].model': only a review gate"},
+        BadConfigCase{"gate_unknown_kind", "gates:\n  - name: t\n    kind: approve\n",
+                      "path/to/config.yaml:3: field 'gates[0].kind': must be command or review, "
+                      "not 'approve'"},
+        BadConfigCase{"review_gate_empty_model", "gates:\n  - {name: r, kind: review, model: ''}\n",
+                      "path/to/config.yaml:2: field 'gates[0].model': must not be empty"},
+        BadConfigCase{"rebase_not_map", "rebase: 2\n",
+                      "path/to/config.yaml:1: field 'rebase': must be a mapping"},
+        BadConfigCase{"rebase_after_zero", "rebase:\n  after_failures: 0\n",
+                      "path/to/config.yaml:2: field 'rebase.after_failures': must be an "
+                      "integer between 1 and 100"},
+        BadConfigCase{"rebase_max_negative", "rebase:\n  max_per_task: -1\n",
+                      "path/to/config.yaml:2: field 'rebase.max_per_task': must be an integer "
+                      "between 0 and 100"},
+        BadConfigCase{"rebase_model_list", "rebase:\n  model: [a]\n",
+                      "path/to/config.yaml:2: field 'rebase.model': must be a string"},
+        BadConfigCase{"rebase_model_empty", "rebase:\n  after_failures: 2\n  model: \"\"\n",
+                      "path/to/config.yaml:3: field 'rebase.model': must not be empty"}));
+
+}  // namespace
+}  // namespace factory
