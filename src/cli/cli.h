@@ -63,7 +63,8 @@ void AddWorkerCommand(CLI::App& app, CliContext& ctx);
 void AddProjectCommands(CLI::App& app, CliContext& ctx);  // agents, models
 // costs, agents resume. REQUIRES: AddProjectCommands ran first (it creates `agents`).
 void AddCostCommands(CLI::App& app, CliContext& ctx);
-void AddRunCommands(CLI::App& app, CliContext& ctx);  // run, run resume/show/merge, runs
+// run, run resume/show/merge, runs, regenerate
+void AddRunCommands(CLI::App& app, CliContext& ctx);
 void AddGatewayCommands(CLI::App& app, CliContext& ctx);  // gateway, keys create/list/revoke
 void AddPromptCommands(CLI::App& app, CliContext& ctx);  // prompts, prompts show
 void AddStatsCommand(CLI::App& app, CliContext& ctx);    // stats

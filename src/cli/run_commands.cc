@@ -1,8 +1,10 @@
-// `factory run --backlog FILE`, `factory run FEATURE.md`, `factory run resume|show|merge RUN`
-// and `factory runs`: the planning (src/feature) and execution pipeline (src/orchestrator)
-// behind the CLI.
+// `factory run --backlog FILE`, `factory run FEATURE.md`, `factory run resume|show|merge RUN`,
+// `factory runs` and `factory regenerate FEATURE`: the planning and final gates (src/feature)
+// and execution pipeline (src/orchestrator) behind the CLI.
 
+#include <atomic>
 #include <cstdio>
+#include <filesystem>
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -10,6 +12,8 @@
 #include "cli/cli.h"
 #include "cli/signals.h"
 #include "feature/feature_run.h"
+#include "feature/final_gates.h"
+#include "feature/regenerate.h"
 #include "orchestrator/environment.h"
 #include "orchestrator/run_view.h"
 #include "prompts/library.h"
@@ -61,7 +65,8 @@ int FinishWithSummary(const Result<RunSummary>& summary, bool json) {
 // Ctrl-C handling: the first signal stops claiming and lets running attempts finish, the second
 // cancels them; `factory run resume` continues either way.
 template <typename Execute>
-int ExecuteWithView(RunEnvironment& env, const RunArgs& args, Execute&& execute) {
+Result<RunSummary> ExecuteWithLiveView(RunEnvironment& env, const RunArgs& args,
+                                       Execute&& execute) {
   RunViewOptions view_options;
   if (args.plain) view_options.mode = RunViewOptions::Mode::kPlain;
   RunView view(args.json ? stderr : stdout, view_options);
@@ -79,12 +84,54 @@ int ExecuteWithView(RunEnvironment& env, const RunArgs& args, Execute&& execute)
                 << (all ? "'*'" : pause.agent) << "`\n";
     }
   }
-  Result<RunSummary> summary = [&] {
-    SignalWatcher signals([&env](int) { env.runs().RequestStop(); },
-                          [&env](int) { env.runs().RequestCancel(); });
-    return execute(options);
-  }();
-  return FinishWithSummary(summary, args.json);
+  SignalWatcher signals([&env](int) { env.runs().RequestStop(); },
+                        [&env](int) { env.runs().RequestCancel(); });
+  return execute(options);
+}
+
+// ExecuteWithLiveView, then the run's summary on stdout; exit 0 when every task is done.
+template <typename Execute>
+int ExecuteWithView(RunEnvironment& env, const RunArgs& args, Execute&& execute) {
+  return FinishWithSummary(ExecuteWithLiveView(env, args, std::forward<Execute>(execute)),
+                           args.json);
+}
+
+// After a feature's build: records it in the spec folder and, when every task is done, runs
+// the final gates on the integration branch (feature/final_gates.h). Ctrl-C interrupts them; the
+// feature stays `verifying` and the next run of it runs them again.
+Result<feature::FeatureBuildOutcome> FinishFeature(RunEnvironment& env,
+                                                   const std::filesystem::path& spec_dir,
+                                                   const RunSummary& summary) {
+  if (summary.all_done()) {
+    std::cerr << "factory: final gates on " << summary.integration_branch << "\n";
+  }
+  std::atomic<bool> cancel{false};
+  SignalWatcher signals([&cancel](int) { cancel = true; }, [&cancel](int) { cancel = true; });
+  feature::FinalGatesDeps deps;
+  deps.workspace = &env.workspace();
+  deps.sandbox = &env.sandbox();
+  deps.config = &env.config();
+  deps.queue = &env.queue();
+  deps.cancel = &cancel;
+  return feature::FinishFeatureBuild(deps, spec_dir, summary);
+}
+
+std::string FinalGatesStatus(const feature::FeatureBuildOutcome& outcome) {
+  if (outcome.final_gates_reused) return "passed";
+  if (outcome.final_gates) return outcome.final_gates->status();
+  return "skipped";
+}
+
+// One line on stderr about the final gates that ran or were reused.
+void ReportFinalGates(const feature::FeatureBuildOutcome& outcome, const std::string& branch) {
+  if (outcome.final_gates_reused) {
+    std::cerr << "factory: final gates passed on " << branch
+              << " before (same tip); not run again\n";
+  } else if (outcome.final_gates && outcome.final_gates->passed()) {
+    std::cerr << "factory: final gates passed on " << branch << " ("
+              << outcome.final_gates->results.size() << " gate(s), "
+              << outcome.final_gates->commit.substr(0, 12) << ")\n";
+  }
 }
 
 int RunBacklog(const CliContext& ctx, const RunArgs& args) {
@@ -195,42 +242,167 @@ int RunFeature(const CliContext& ctx, const RunArgs& args) {
             << created->tasks_created << " new tasks, " << created->tasks_existing
             << " already there)\n";
   (void)feature::SetSpecStatus(planning.spec_dir, "building");
-  std::optional<RunSummary> finished;
-  const int exit_code = ExecuteWithView(env, args, [&](const ExecuteOptions& options) {
+  auto summary = ExecuteWithLiveView(env, args, [&](const ExecuteOptions& options) {
     // A run that was building when it stopped may hold leases of a dead process.
-    auto summary = was_building ? env.runs().ResumeRun(run_id, options)
-                                : env.runs().ExecuteRun(run_id, options);
-    if (summary) finished = *summary;
-    return summary;
+    return was_building ? env.runs().ResumeRun(run_id, options)
+                        : env.runs().ExecuteRun(run_id, options);
   });
-  if (finished) {
-    const nlohmann::json build = {{"run_id", finished->run_id},
-                                  {"done", finished->done},
-                                  {"failed", finished->failed},
-                                  {"blocked", finished->blocked},
-                                  {"total", finished->total},
-                                  {"attempts", finished->attempts}};
-    const bool stopped = finished->unfinished > 0;
-    (void)feature::SetSpecStatus(planning.spec_dir,
-                                 finished->all_done() ? "done" : (stopped ? "building" : "failed"),
-                                 build.dump());
+  if (!summary) return ReportError(summary.error());
+  auto outcome = FinishFeature(env, planning.spec_dir, *summary);
+  if (!outcome) return ReportError(outcome.error());
+  if (args.json) {
+    nlohmann::json out = SummaryToJson(*summary);
+    out["feature"] = {{"id", request->id},
+                      {"version", plan->version},
+                      {"status", outcome->status},
+                      {"spec_dir", planning.spec_dir.string()},
+                      {"final_gates", FinalGatesStatus(*outcome)},
+                      {"message", outcome->message}};
+    std::cout << out.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
+  } else {
+    std::cout << FormatSummary(*summary, false);
+    std::cout.flush();
   }
-  return exit_code;
+  ReportFinalGates(*outcome, summary->integration_branch);
+  if (outcome->status == "done") return kExitOk;
+  return ReportError("feature " + request->id + ": " + outcome->message, kExitFailed);
+}
+
+// `factory regenerate FEATURE`: the stored spec built again as a new version on a fresh
+// integration branch (no planning), then compared with the previous version. Exit codes: 0 the
+// build and its final gates passed and the code was compared; 1 they did not pass; 4 they passed
+// but the previous version has no integration branch to compare with, or there is no stored
+// backlog to build from; 3 unknown feature; 2 bad arguments.
+int RegenerateCommand(const CliContext& ctx, const RunArgs& args) {
+  if (!args.run_id.empty()) {
+    if (auto valid = WorkspaceManager::ValidateId("run id", args.run_id); !valid) {
+      return ReportError(valid.error().message, kExitUsage);
+    }
+  }
+  auto opened = OpenEverything(ctx, args, /*create_db=*/true);
+  if (!opened) return ReportError(opened.error());
+  RunEnvironment& env = *opened->env;
+  const std::filesystem::path repo_root = env.workspace().repo_root();
+  auto found = feature::ResolveFeature(repo_root, args.feature);
+  if (!found) return ReportError(found.error());
+  auto start = feature::StartRegeneration(found->spec_dir, args.run_id);
+  if (!start) return ReportError(start.error());
+  std::cerr << "factory: feature " << start->feature_id << ": "
+            << (start->resumed ? "continuing" : "building") << " version " << start->version
+            << " (run " << start->run_id << ") from the stored spec of version "
+            << start->previous_version << " (run "
+            << (start->previous_run_id.empty() ? "none" : start->previous_run_id)
+            << "); no planning\n";
+
+  auto backlog = env.LoadBacklog(start->backlog_path);
+  if (!backlog) return ReportError(backlog.error());
+  for (const auto& warning : backlog->warnings) std::cerr << warning.ToString() << "\n";
+  CreateRunOptions create;
+  create.run_id = start->run_id;
+  create.title =
+      "feature " + start->feature_id + " v" + std::to_string(start->version) + " (regenerated)";
+  auto created = env.runs().CreateRun(backlog->value, create);
+  if (!created) return ReportError(created.error());
+  std::cerr << "factory: run " << created->run_id << " on " << created->integration_branch << " ("
+            << created->tasks_created << " new tasks, " << created->tasks_existing
+            << " already there)\n";
+  const std::string run_id = start->run_id;
+  auto summary = ExecuteWithLiveView(env, args, [&](const ExecuteOptions& options) {
+    return start->resumed ? env.runs().ResumeRun(run_id, options)
+                          : env.runs().ExecuteRun(run_id, options);
+  });
+  if (!summary) return ReportError(summary.error());
+  auto outcome = FinishFeature(env, found->spec_dir, *summary);
+  if (!outcome) return ReportError(outcome.error());
+  ReportFinalGates(*outcome, summary->integration_branch);
+
+  // The comparison with the previous version.
+  feature::RegenerationReport report;
+  report.feature_id = start->feature_id;
+  report.before.version = start->previous_version;
+  report.before.run_id = start->previous_run_id;
+  report.before.status = start->previous_status;
+  report.after.version = start->version;
+  report.after.run_id = run_id;
+  report.after.status = outcome->status;
+  report.final_gates = FinalGatesStatus(*outcome);
+  report.message = outcome->message;
+  std::optional<RunDetails> before;
+  if (!start->previous_run_id.empty()) {
+    auto shown = env.runs().ShowRun(start->previous_run_id);
+    if (shown) {
+      before = std::move(*shown);
+    } else if (shown.error().code != ErrorCode::kNotFound) {
+      return ReportError(shown.error());
+    }
+  }
+  auto after = env.runs().ShowRun(run_id);
+  if (!after) return ReportError(after.error());
+  if (before) {
+    report.before.run_known = true;
+    report.before.summary = before->summary;
+  }
+  report.after.run_known = true;
+  report.after.summary = after->summary;
+  report.tasks = feature::CompareTasks(before ? &*before : nullptr, *after);
+  auto code = feature::CompareCode(env.workspace().git(), start->previous_run_id, run_id);
+  if (!code) return ReportError(code.error());
+  report.code = std::move(*code);
+  std::cout << feature::FormatRegenerationReport(report, args.json);
+  std::cout.flush();
+
+  if (outcome->status != "done") {
+    return ReportError("feature " + start->feature_id + " version " +
+                           std::to_string(start->version) + ": " + outcome->message,
+                       kExitFailed);
+  }
+  if (!report.code.compared) {
+    return ReportError("version " + std::to_string(start->version) +
+                           " is built, but its code was not compared: " + report.code.reason,
+                       kExitPrecondition);
+  }
+  return kExitOk;
+}
+
+// The spec folder (.factory/specs/<feature>/) whose current version was built by `run_id`, if
+// the run is a feature's.
+std::optional<std::filesystem::path> SpecDirOfRun(const std::filesystem::path& repo_root,
+                                                  const std::string& run_id) {
+  std::error_code error;
+  for (const auto& entry :
+       std::filesystem::directory_iterator(repo_root / ".factory" / "specs", error)) {
+    if (!entry.is_directory(error)) continue;
+    auto metadata =
+        nlohmann::json::parse(feature::ReadSpecMetadata(entry.path()), nullptr, false);
+    if (metadata.is_object() && metadata.value("run_id", "") == run_id) return entry.path();
+  }
+  return std::nullopt;
 }
 
 int ResumeRunCommand(const CliContext& ctx, const RunArgs& args) {
   auto opened = OpenEverything(ctx, args, /*create_db=*/false);
   if (!opened) return ReportError(opened.error());
   RunEnvironment& env = *opened->env;
-  return ExecuteWithView(env, args, [&](const ExecuteOptions& options) {
+  auto summary = ExecuteWithLiveView(env, args, [&](const ExecuteOptions& options) {
     ResumeReport report;
-    auto summary = env.runs().ResumeRun(args.target_run, options, &report);
-    if (summary && report.dead_leases_expired > 0) {
+    auto resumed = env.runs().ResumeRun(args.target_run, options, &report);
+    if (resumed && report.dead_leases_expired > 0) {
       std::cerr << "factory: expired " << report.dead_leases_expired
                 << " lease(s) held by dead processes\n";
     }
-    return summary;
+    return resumed;
   });
+  auto spec_dir = SpecDirOfRun(env.workspace().repo_root(), args.target_run);
+  if (!summary || !spec_dir) return FinishWithSummary(summary, args.json);
+  // A feature's run: its build is recorded and its final gates run, as `factory run FEATURE.md`
+  // does at the end.
+  auto outcome = FinishFeature(env, *spec_dir, *summary);
+  const int code = FinishWithSummary(summary, args.json);
+  if (!outcome) return ReportError(outcome.error());
+  ReportFinalGates(*outcome, summary->integration_branch);
+  if (outcome->status == "done") return code;
+  return ReportError("feature " + spec_dir->filename().string() + ": " + outcome->message,
+                     kExitFailed);
 }
 
 int ShowRunCommand(const CliContext& ctx, const RunArgs& args) {
@@ -323,6 +495,38 @@ void AddRunCommands(CLI::App& app, CliContext& ctx) {
       return args.feature.empty() ? RunBacklog(ctx, args) : RunFeature(ctx, args);
     };
   });
+
+  static RunArgs regenerate_args;
+  auto* regenerate = app.add_subcommand(
+      "regenerate",
+      "Build a feature again from its stored spec (BACKLOG.yaml; no planning) as a new version on "
+      "a fresh integration branch, and report how the result differs from the previous "
+      "version's: tasks (state, attempts, cost) and code (git diff --stat). Exit 0 built and "
+      "final gates passed, 1 failed, 2 bad arguments, 3 unknown feature, 4 built but nothing to "
+      "compare with (or no stored backlog)");
+  regenerate
+      ->add_option("FEATURE", regenerate_args.feature,
+                   "A feature id (a folder under .factory/specs/) or its request file (.md)")
+      ->required();
+  regenerate->add_option("--run-id", regenerate_args.run_id,
+                         "The new run's id (default: <feature>-r<version>); the current "
+                         "version's id continues an interrupted regeneration");
+  regenerate->add_option("--base-branch", regenerate_args.base_branch,
+                         "Base branch (default: config, then HEAD)");
+  regenerate
+      ->add_option("--concurrency", regenerate_args.concurrency, "Parallel tasks (default: config)")
+      ->check(CLI::Range(1, 256));
+  regenerate->add_flag("--keep-worktrees", regenerate_args.keep_worktrees,
+                       "Keep worktrees after merge/failure");
+  regenerate->add_flag("--plain", regenerate_args.plain, "Plain progress lines even on a terminal");
+  regenerate->add_flag("--no-sandbox", regenerate_args.no_sandbox,
+                       "Do not use bubblewrap (rlimits only)");
+  regenerate->add_option("--repo", regenerate_args.repo,
+                         "The git repository (default: the current directory)");
+  regenerate->add_flag("--json", regenerate_args.json,
+                       "Print the comparison as JSON (the live view goes to stderr)");
+  regenerate->callback(
+      [&ctx] { ctx.action = [&ctx] { return RegenerateCommand(ctx, regenerate_args); }; });
 
   auto* runs = app.add_subcommand("runs", "List runs with their summaries");
   AddCommonRunOptions(runs, args);

@@ -1,19 +1,15 @@
 #include "feature/feature_run.h"
 
-#include <time.h>
-
 #include <algorithm>
-#include <chrono>
-#include <fstream>
 #include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
-#include <sstream>
 #include <system_error>
 #include <thread>
 
 #include "agents/registry.h"
 #include "core/sha256.h"
+#include "feature/internal/spec_files.h"
 #include "feature/planned_backlog.h"
 #include "feature/repo_map.h"
 #include "toolloop/workspace_fs.h"
@@ -26,54 +22,13 @@ using json = nlohmann::json;
 namespace {
 
 constexpr size_t kMaxRequestBytes = 256 * 1024;
-constexpr char kMetadataFile[] = "metadata.json";
-constexpr char kBacklogFile[] = "BACKLOG.yaml";
-// Replaced on a new version; moved to history/vN/ first.
-constexpr const char* kVersionedEntries[] = {"PLAN.md", "BACKLOG.yaml", "context.md",
-                                             "metadata.json", "planners"};
 
-int64_t NowMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
-std::string UtcTimestamp(int64_t ms) {
-  const time_t seconds = static_cast<time_t>(ms / 1000);
-  struct tm utc {};
-  gmtime_r(&seconds, &utc);
-  char text[32];
-  std::strftime(text, sizeof(text), "%Y-%m-%dT%H:%M:%SZ", &utc);
-  return text;
-}
-
-std::string ReadText(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return "";
-  std::ostringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
-
-// Written to a temporary file then renamed: a reader (or a resumed run) sees the old file or
-// the new one, never half of one.
-Status WriteAtomically(const fs::path& path, std::string_view content) {
-  std::error_code error;
-  fs::create_directories(path.parent_path(), error);
-  if (error)
-    return Internal("cannot create " + path.parent_path().string() + ": " + error.message());
-  const fs::path temporary = path.string() + ".tmp";
-  {
-    std::ofstream out(temporary, std::ios::binary | std::ios::trunc);
-    if (!out) return Internal("cannot write " + temporary.string());
-    out << content;
-    out.flush();
-    if (!out) return Internal("cannot write " + temporary.string());
-  }
-  fs::rename(temporary, path, error);
-  if (error) return Internal("cannot rename " + temporary.string() + ": " + error.message());
-  return Ok();
-}
+using internal::kBacklogFile;
+using internal::kMetadataFile;
+using internal::NowMs;
+using internal::ReadText;
+using internal::UtcTimestamp;
+using internal::WriteAtomically;
 
 const char* PromptFor(std::string_view planner) {
   if (planner == "spec") return prompts::kPlanSpecPrompt;
@@ -123,7 +78,12 @@ std::string DescribeTaskTypes(const ProjectConfig* config) {
 std::string DescribeGates(const ProjectConfig* config) {
   std::string text;
   if (config == nullptr) return text;
-  for (const auto& gate : config->gates) text += "- " + gate.name + ": `" + gate.command + "`\n";
+  for (const auto& gate : config->gates) {
+    text += gate.kind == GateKind::kReview
+                ? "- " + gate.name + ": a reviewer (" + gate.model +
+                      ") judges each task's diff against its acceptance criteria\n"
+                : "- " + gate.name + ": `" + gate.command + "`\n";
+  }
   return text;
 }
 
@@ -330,21 +290,6 @@ class Planning {
   SpecFolder& folder_;
 };
 
-// Moves the files of the previous version to history/v<N>/.
-Status ArchiveVersion(const fs::path& spec_dir, int version) {
-  const fs::path target = spec_dir / "history" / ("v" + std::to_string(version));
-  std::error_code error;
-  fs::create_directories(target, error);
-  if (error) return Internal("cannot create " + target.string() + ": " + error.message());
-  for (const char* entry : kVersionedEntries) {
-    const fs::path from = spec_dir / entry;
-    if (!fs::exists(from, error)) continue;
-    fs::rename(from, target / entry, error);
-    if (error) return Internal("cannot move " + from.string() + ": " + error.message());
-  }
-  return Ok();
-}
-
 std::string PlanMarkdown(const FeatureRequest& request, const std::vector<PlannerOutcome>& planners,
                          const std::string& run_id, int version) {
   std::string text = "# Plan: " + request.id + "\n\n";
@@ -408,14 +353,11 @@ std::string ReadSpecMetadata(const fs::path& spec_dir) {
 
 Status SetSpecStatus(const fs::path& spec_dir, std::string_view status,
                      std::string_view build_json) {
-  const std::string text = ReadSpecMetadata(spec_dir);
-  if (text.empty()) return NotFound("no " + (spec_dir / kMetadataFile).string());
-  json metadata = json::parse(text, nullptr, false);
-  if (!metadata.is_object()) return DataLoss((spec_dir / kMetadataFile).string() + " is damaged");
-  metadata["status"] = status;
   json build = json::parse(build_json, nullptr, false);
-  if (build.is_object() && !build.empty()) metadata["build"] = build;
-  return WriteAtomically(spec_dir / kMetadataFile, metadata.dump(2) + "\n");
+  return internal::UpdateMetadata(spec_dir, [&](json& metadata) {
+    metadata["status"] = status;
+    if (build.is_object() && !build.empty()) metadata["build"] = build;
+  });
 }
 
 Result<FeaturePlan> PlanFeature(const FeatureRequest& request, const PlanningDeps& deps,
@@ -453,7 +395,7 @@ Result<FeaturePlan> PlanFeature(const FeatureRequest& request, const PlanningDep
       }
       resuming = true;
     } else {
-      FACTORY_RETURN_IF_ERROR(ArchiveVersion(options.spec_dir, version));
+      FACTORY_RETURN_IF_ERROR(internal::ArchiveVersion(options.spec_dir, version));
       ++version;
     }
   }

@@ -13,8 +13,9 @@
 //      answer goes back with every error (prompt `backlog-repair`, same conversation) at most
 //      max_repairs times; after that PlanFeature fails with kAborted naming the errors.
 // The build half is the run pipeline's (orchestrator/run.h): the caller creates the run from
-// FeaturePlan::backlog. Implementation attempts see only their task; nothing of the planning
-// transcripts reaches them.
+// FeaturePlan::backlog, then FinishFeatureBuild (feature/final_gates.h) runs the final gates.
+// Implementation attempts see only their task; nothing of the planning transcripts reaches
+// them.
 //
 // The spec repository: everything is saved in `spec_dir` (normally .factory/specs/<feature>/):
 //   PLAN.md        the feature request and the three planners' documents
@@ -26,9 +27,11 @@
 //                  input_tokens, output_tokens, cost_usd}}, backlog_errors: [...]}
 //   planners/      each planner's output (spec.md, architecture.md, qa.md), the repo map, and
 //                  each backlog answer (backlog.1.txt...) with its errors (backlog.1.errors.txt)
-//   history/vN/    the files of earlier versions (a later run of the same feature)
-// status: planning -> backlog -> planned -> building -> done | failed, or backlog_invalid /
-// planning_failed.
+//   final-gates/   the final gates' logs (feature/final_gates.h)
+//   history/vN/    the files of earlier versions (a later run of the same feature, or
+//                  `factory regenerate`: feature/regenerate.h)
+// status: planning -> backlog -> planned -> building -> verifying (final gates) -> done |
+// failed, or backlog_invalid / planning_failed.
 //
 // Resuming: each planner's output is saved (file first, then metadata) the moment it arrives.
 // Planning again with the same run id and the same request text re-uses every saved planner

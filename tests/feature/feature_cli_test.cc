@@ -1,8 +1,10 @@
 // `factory run FEATURE.md` through the real binary on a temporary git repository: planned by
 // the scripted fake provider (loopback HTTP), built by a script agent through the run pipeline,
-// merged on the run's integration branch. Also: a feature run killed mid-planning and resumed
-// plans nothing twice (counted at the fake), and a backlog that stays invalid fails with exit 1
-// and the errors.
+// merged on the run's integration branch, then checked by the final gates on the integration
+// branch's tip. Also: a feature run killed mid-planning and resumed plans nothing twice (counted
+// at the fake), a backlog that stays invalid fails with exit 1 and the errors, final gates that
+// fail on the merged whole fail the feature, a run killed during its final gates runs them on
+// the next try, and `factory regenerate` builds the stored spec again and compares.
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -116,6 +118,53 @@ class FeatureCliTest : public ::testing::Test {
     return steps;
   }
 
+  json Metadata() const { return json::parse(testing::ReadFile(spec_dir() / "metadata.json")); }
+
+  // The kinds of the run's events, in order.
+  std::vector<std::string> EventKinds(const std::string& run_id) const {
+    auto store = OpenSqliteStore(SqliteOptions{.path = sandbox_.DbPath().string()});
+    EXPECT_TRUE(store.has_value());
+    if (!store) return {};
+    std::vector<std::string> kinds;
+    Status read = (*store)->Read([&](StoreTxn& txn) -> Status {
+      FACTORY_ASSIGN_OR_RETURN(auto events,
+                               txn.ListEvents(EventQuery{.run_id = run_id, .limit = 10'000}));
+      for (const auto& event : events) kinds.push_back(event.kind);
+      return Ok();
+    });
+    EXPECT_TRUE(read.has_value()) << read.error().ToString();
+    return kinds;
+  }
+
+  // A second gate, committed on main, that fails (exit 3) on a merge commit, i.e. only on the
+  // integration branch's tip (the merge queue merges with --no-ff), never on an attempt's own
+  // commit: the merged whole is broken although every task passed. With WHOLE_SLEEP set it
+  // sleeps there instead (to be killed mid-way).
+  void AddWholeGate() {
+    Sh(dir(),
+       "printf 'if [ \"$(git cat-file -p HEAD | grep -c \"^parent \")\" -ge 2 ]; then\n"
+       "  if [ -n \"$WHOLE_SLEEP\" ]; then sleep 60; fi\n"
+       "  echo integration check: the whole is broken; exit 3\nfi\n' > whole.sh && "
+       "git add whole.sh && git commit -qm whole");
+    WriteConfig(true);
+  }
+  void WriteConfig(bool with_whole_gate) {
+    testing::WriteFile(
+        sandbox_.Path(".factory/config.yaml"),
+        std::string("concurrency: 1\nmax_attempts: 2\n"
+                    "gates:\n  - {name: check, command: sh check.sh, timeout: 60}\n") +
+            (with_whole_gate ? "  - {name: whole, command: sh whole.sh, timeout: 90}\n" : "") +
+            "protected: [check.sh, whole.sh, \".factory/**\"]\n");
+  }
+
+  // The builder writes out/<task>.txt with `content` (deterministic: two builds of the same
+  // backlog give identical trees).
+  void WriteDeterministicBuilder(const std::string& content) {
+    testing::WriteFile(sandbox_.Path(".factory/scripts/copy-task.sh"),
+                       "mkdir -p out && echo '" + content +
+                           "' \"$FACTORY_TASK_ID\" > \"out/$FACTORY_TASK_ID.txt\"\n");
+  }
+
   std::vector<ModelCallRow> LedgerRows(const std::string& run_id) const {
     auto store = OpenSqliteStore(SqliteOptions{.path = sandbox_.DbPath().string()});
     EXPECT_TRUE(store.has_value());
@@ -161,6 +210,219 @@ TEST_F(FeatureCliTest, AFeatureIsPlannedThenBuiltOnTheIntegrationBranch) {
   // `run show` knows the run like any other.
   const json shown = sandbox_.Ok({"run", "show", "feat1", "--json"}).Json();
   EXPECT_EQ(shown["summary"]["done"], 2) << shown.dump();
+
+  // The final gates ran on the integration branch's tip, logs in the spec folder.
+  EXPECT_EQ(summary["feature"]["status"], "done") << result.out;
+  EXPECT_EQ(summary["feature"]["final_gates"], "passed");
+  const json final_gates = metadata["final_gates"];
+  EXPECT_EQ(final_gates["status"], "passed") << metadata.dump(2);
+  EXPECT_EQ(final_gates["commit"], Sh(dir(), "git rev-parse factory/feat1").substr(0, 40));
+  ASSERT_EQ(final_gates["gates"].size(), 1u);
+  EXPECT_EQ(final_gates["gates"][0]["name"], "check");
+  EXPECT_TRUE(fs::exists(spec_dir() / "final-gates" / "1-check.log"));
+  EXPECT_THAT(result.err, HasSubstr("final gates passed on factory/feat1"));
+  const auto kinds = EventKinds("feat1");
+  EXPECT_EQ(std::count(kinds.begin(), kinds.end(), "feature.final_gates.passed"), 1);
+  EXPECT_EQ(std::count(kinds.begin(), kinds.end(), "feature.final_gates.failed"), 0);
+  // The checkout is gone.
+  EXPECT_THAT(Sh(dir(), "git worktree list"), Not(HasSubstr("_final")));
+}
+
+TEST_F(FeatureCliTest, FinalGatesThatFailOnTheIntegrationBranchFailTheFeature) {
+  AddWholeGate();
+  Script({testing::ValidBacklogJson()});
+  CliResult result = Run({"run", "greetings.md", "--run-id", "feat4", "--plain", "--json"});
+  EXPECT_EQ(result.exit_code, 1) << result.err;
+  // Every task passed its gates (whole.sh passes on an attempt's commit)...
+  const json summary = result.Json();
+  EXPECT_EQ(summary["done"], 2) << result.out;
+  EXPECT_EQ(summary["feature"]["status"], "failed");
+  EXPECT_EQ(summary["feature"]["final_gates"], "failed");
+  // ...but not the merged whole: a clear message with the gate, its exit code and its output.
+  EXPECT_THAT(result.err, HasSubstr("feature greetings: final gate 'whole' failed (exit 3) on the "
+                                    "integration branch factory/feat4"));
+  EXPECT_THAT(result.err, HasSubstr("integration check: the whole is broken"));
+  json metadata = Metadata();
+  EXPECT_EQ(metadata["status"], "failed");
+  EXPECT_EQ(metadata["build"]["done"], 2);
+  EXPECT_EQ(metadata["final_gates"]["status"], "failed");
+  EXPECT_EQ(metadata["final_gates"]["failed_gate"], "whole");
+  EXPECT_EQ(metadata["final_gates"]["exit_code"], 3);
+  EXPECT_THAT(metadata["final_gates"]["output_tail"].get<std::string>(),
+              HasSubstr("the whole is broken"));
+  EXPECT_EQ(metadata["final_gates"]["gates"].size(), 2u) << "check passed, then whole failed";
+  EXPECT_THAT(testing::ReadFile(spec_dir() / "final-gates" / "2-whole.log"),
+              HasSubstr("the whole is broken"));
+  auto kinds = EventKinds("feat4");
+  EXPECT_EQ(std::count(kinds.begin(), kinds.end(), "feature.final_gates.failed"), 1);
+
+  // Without the gate that broke, the next run of the feature runs the final gates again (no
+  // planning, no building) and the feature is done.
+  WriteConfig(false);
+  const size_t requests = fake_.request_count();
+  CliResult again = Run({"run", "greetings.md", "--run-id", "feat4", "--plain", "--json"});
+  EXPECT_EQ(again.exit_code, 0) << again.err;
+  EXPECT_EQ(fake_.request_count(), requests);
+  EXPECT_THAT(again.err, HasSubstr("0 new tasks, 2 already there"));
+  metadata = Metadata();
+  EXPECT_EQ(metadata["status"], "done");
+  EXPECT_EQ(metadata["final_gates"]["status"], "passed");
+  kinds = EventKinds("feat4");
+  EXPECT_EQ(std::count(kinds.begin(), kinds.end(), "feature.final_gates.passed"), 1);
+
+  // And once more: they passed on this tip, so they are not run again.
+  CliResult third = Run({"run", "greetings.md", "--run-id", "feat4", "--plain"});
+  EXPECT_EQ(third.exit_code, 0) << third.err;
+  EXPECT_THAT(third.err, HasSubstr("not run again"));
+  kinds = EventKinds("feat4");
+  EXPECT_EQ(std::count(kinds.begin(), kinds.end(), "feature.final_gates.passed"), 1);
+}
+
+TEST_F(FeatureCliTest, AFeatureKilledDuringItsFinalGatesRunsThemWhenResumed) {
+  AddWholeGate();
+  Script({testing::ValidBacklogJson()});
+  testing::SpawnOptions options = WithKey();
+  options.cwd = dir();
+  options.env["WHOLE_SLEEP"] = "1";
+  const pid_t pid =
+      testing::SpawnFactory({"run", "greetings.md", "--run-id", "feat6", "--plain"}, options);
+  const bool verifying = testing::WaitUntil(
+      [&] {
+        const json metadata =
+            json::parse(testing::ReadFile(spec_dir() / "metadata.json"), nullptr, false);
+        return metadata.is_object() && metadata.value("status", "") == "verifying" &&
+               fs::exists(spec_dir() / "final-gates" / "2-whole.log");
+      },
+      60'000);
+  ASSERT_TRUE(verifying) << testing::ReadFile(spec_dir() / "metadata.json");
+  ASSERT_EQ(kill(pid, SIGKILL), 0);
+  waitpid(pid, nullptr, 0);
+  EXPECT_FALSE(Metadata().contains("final_gates"));
+
+  // The build is complete, its final gates never finished: resuming runs them (and only them).
+  WriteConfig(false);
+  const size_t requests = fake_.request_count();
+  CliResult resumed = Run({"run", "greetings.md", "--run-id", "feat6", "--plain", "--json"});
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.err;
+  EXPECT_EQ(fake_.request_count(), requests);
+  EXPECT_EQ(resumed.Json()["feature"]["final_gates"], "passed");
+  const json metadata = Metadata();
+  EXPECT_EQ(metadata["status"], "done");
+  EXPECT_EQ(metadata["final_gates"]["commit"],
+            Sh(dir(), "git rev-parse factory/feat6").substr(0, 40));
+  EXPECT_THAT(Sh(dir(), "git worktree list"), Not(HasSubstr("_final")));
+}
+
+TEST_F(FeatureCliTest, RegenerateBuildsTheStoredSpecAgainAndComparesTheResults) {
+  WriteDeterministicBuilder("built");
+  Script({testing::ValidBacklogJson()});
+  ASSERT_EQ(Run({"run", "greetings.md", "--run-id", "feat5", "--plain"}).exit_code, 0);
+  const std::string backlog_v1 = testing::ReadFile(spec_dir() / "BACKLOG.yaml");
+  const size_t requests = fake_.request_count();
+
+  // Version 2: the same backlog, no model call, a new run on a fresh integration branch. The
+  // builder is deterministic, so the code is identical.
+  CliResult second = Run({"regenerate", "greetings", "--plain", "--json"});
+  ASSERT_EQ(second.exit_code, 0) << second.err;
+  EXPECT_EQ(fake_.request_count(), requests) << "regenerating must not plan";
+  json report = second.Json();
+  EXPECT_EQ(report["feature"], "greetings");
+  EXPECT_EQ(report["before"]["version"], 1);
+  EXPECT_EQ(report["before"]["run_id"], "feat5");
+  EXPECT_EQ(report["after"]["version"], 2);
+  EXPECT_EQ(report["after"]["run_id"], "greetings-r2");
+  EXPECT_EQ(report["after"]["status"], "done");
+  EXPECT_EQ(report["after"]["done"], 2);
+  EXPECT_EQ(report["final_gates"], "passed");
+  ASSERT_EQ(report["tasks"].size(), 2u) << report.dump(2);
+  for (const auto& task : report["tasks"]) {
+    EXPECT_EQ(task["before"]["state"], "done");
+    EXPECT_EQ(task["after"]["state"], "done");
+    EXPECT_EQ(task["after"]["attempts"], 1);
+    EXPECT_FALSE(task["changed"]);
+  }
+  EXPECT_EQ(report["tasks"][0]["id"], "greeting");
+  EXPECT_TRUE(report["code"]["compared"]);
+  EXPECT_TRUE(report["code"]["identical_trees"]) << report.dump(2);
+  EXPECT_EQ(report["code"]["before_tip"], Sh(dir(), "git rev-parse factory/feat5").substr(0, 40));
+  EXPECT_EQ(report["code"]["after_tip"],
+            Sh(dir(), "git rev-parse factory/greetings-r2").substr(0, 40));
+  EXPECT_NE(report["code"]["before_tip"], report["code"]["after_tip"]);
+
+  // The spec folder: version 2 with version 1 in history/v1.
+  json metadata = Metadata();
+  EXPECT_EQ(metadata["version"], 2);
+  EXPECT_EQ(metadata["run_id"], "greetings-r2");
+  EXPECT_EQ(metadata["status"], "done");
+  EXPECT_EQ(metadata["regenerated_from"]["run_id"], "feat5");
+  EXPECT_EQ(metadata["regenerated_from"]["version"], 1);
+  EXPECT_EQ(metadata["final_gates"]["status"], "passed");
+  EXPECT_EQ(testing::ReadFile(spec_dir() / "BACKLOG.yaml"), backlog_v1);
+  const json v1 = json::parse(testing::ReadFile(spec_dir() / "history/v1/metadata.json"));
+  EXPECT_EQ(v1["run_id"], "feat5");
+  EXPECT_EQ(v1["status"], "done");
+  EXPECT_EQ(testing::ReadFile(spec_dir() / "history/v1/BACKLOG.yaml"), backlog_v1);
+  EXPECT_TRUE(fs::exists(spec_dir() / "history/v1/PLAN.md"));
+
+  // Version 3, from the request file, with other code: the text report shows the diff.
+  WriteDeterministicBuilder("built again\nwith a second line");
+  CliResult third = Run({"regenerate", "greetings.md", "--run-id", "greet-v3", "--plain"});
+  ASSERT_EQ(third.exit_code, 0) << third.err;
+  const std::string changed =
+      Sh(dir(), "git diff --name-only factory/greetings-r2 factory/greet-v3");
+  EXPECT_EQ(std::count(changed.begin(), changed.end(), '\n'), 2) << changed;
+  EXPECT_THAT(third.out, HasSubstr("2 files changed, 4 insertions(+), 2 deletions(-)"));
+  EXPECT_THAT(third.out, HasSubstr("out/greeting.txt"));
+  EXPECT_THAT(third.out, HasSubstr("version 2 (run greetings-r2): done"));
+  EXPECT_EQ(Metadata()["version"], 3);
+
+  // The previous version's branch is gone: still built, but nothing to compare with (exit 4).
+  Sh(dir(), "git branch -D factory/greet-v3");
+  CliResult fourth = Run({"regenerate", "greetings", "--plain", "--json"});
+  EXPECT_EQ(fourth.exit_code, 4) << fourth.err;
+  EXPECT_THAT(fourth.err, HasSubstr("factory/greet-v3 does not exist"));
+  report = fourth.Json();
+  EXPECT_FALSE(report["code"]["compared"]);
+  EXPECT_EQ(report["after"]["run_id"], "greetings-r4");
+  EXPECT_EQ(report["after"]["status"], "done");
+  EXPECT_EQ(Metadata()["status"], "done");
+  EXPECT_EQ(fake_.request_count(), requests);
+}
+
+TEST_F(FeatureCliTest, RegenerateFailsWhenTheNewBuildFailsItsFinalGates) {
+  Script({testing::ValidBacklogJson()});
+  ASSERT_EQ(Run({"run", "greetings.md", "--run-id", "feat7", "--plain"}).exit_code, 0);
+  AddWholeGate();
+  CliResult result = Run({"regenerate", "greetings", "--plain", "--json"});
+  EXPECT_EQ(result.exit_code, 1) << result.err;
+  EXPECT_THAT(result.err, HasSubstr("final gate 'whole' failed (exit 3)"));
+  const json report = result.Json();
+  EXPECT_EQ(report["after"]["status"], "failed");
+  EXPECT_EQ(report["final_gates"], "failed");
+  EXPECT_EQ(report["before"]["status"], "done");
+  EXPECT_EQ(Metadata()["status"], "failed");
+}
+
+TEST_F(FeatureCliTest, RegenerateArgumentsAndUnknownFeatures) {
+  CliResult help = Run({"regenerate", "--help"});
+  EXPECT_EQ(help.exit_code, 0);
+  EXPECT_THAT(help.out, HasSubstr("--run-id"));
+  EXPECT_EQ(Run({"regenerate"}).exit_code, 2);
+  CliResult unknown = Run({"regenerate", "nosuch"});
+  EXPECT_EQ(unknown.exit_code, 3) << unknown.err;
+  EXPECT_THAT(unknown.err, HasSubstr("unknown feature 'nosuch'"));
+  CliResult bad = Run({"regenerate", "Not a feature!"});
+  EXPECT_EQ(bad.exit_code, 2) << bad.err;
+  EXPECT_THAT(bad.err, HasSubstr("neither a feature id"));
+  EXPECT_EQ(Run({"regenerate", "greetings", "--run-id", "..bad"}).exit_code, 2);
+
+  // Planned but never valid: no backlog to build from.
+  Script({testing::InvalidBacklogJson()});
+  ASSERT_EQ(Run({"run", "greetings.md", "--run-id", "feat8", "--plain"}).exit_code, 1);
+  CliResult nothing = Run({"regenerate", "greetings"});
+  EXPECT_EQ(nothing.exit_code, 4) << nothing.err;
+  EXPECT_THAT(nothing.err, HasSubstr("has no BACKLOG.yaml"));
+  EXPECT_THAT(Sh(dir(), "git branch --list 'factory/*'"), Not(HasSubstr("greetings-r")));
 }
 
 TEST_F(FeatureCliTest, AFeatureRunKilledMidPlanningResumesWithoutPlanningTwice) {

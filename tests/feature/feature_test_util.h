@@ -1,12 +1,14 @@
 #pragma once
 // Shared by the feature tests: telling the planners' requests apart at the fake provider (the
-// three planners call in parallel, in no fixed order), replies for each, and valid and invalid
-// backlogs.
+// three planners call in parallel, in no fixed order), replies for each, valid and invalid
+// backlogs, and the example's agents turned into built-in `llm` agents.
 
+#include <filesystem>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 
+#include "common/test_util.h"
 #include "llm/fake_provider.h"
 
 namespace factory::testing {
@@ -53,6 +55,28 @@ inline std::string InvalidBacklogJson() {
   {"id": "greeting", "title": "Write the greeting", "acceptance": ["it exists"],
    "depends_on": ["nowhere"], "capabilities": ["code"]}
 ]})";
+}
+
+// The agent file `file` (e.g. the example's coder.md) as a built-in `llm` agent on `model`: same
+// name, role and system prompt (the body), the given capabilities.
+inline std::string AsLlmAgent(const std::filesystem::path& file, const std::string& capabilities,
+                              const std::string& model = "cloud/mid") {
+  const std::string text = ReadFile(file);
+  const size_t close = text.find("\n---\n", 4);
+  const std::string body = close == std::string::npos ? "" : text.substr(close + 5);
+  const size_t name_at = text.find("\nname: ");
+  const size_t role_at = text.find("\nrole: ");
+  auto line = [&](size_t at) { return text.substr(at + 1, text.find('\n', at + 1) - at - 1); };
+  return "---\n" + line(name_at) + "\n" + line(role_at) + "\nrunner: llm\nmodel: " + model +
+         "\ncapabilities: [" + capabilities + "]\nmax_turns: 4\nconcurrency: 2\n---\n" + body;
+}
+
+// Whether a chat request carries a tool result: a tool loop's later turn, not its opening.
+inline bool IsToolResultTurn(const nlohmann::json& body) {
+  for (const auto& message : body.value("messages", nlohmann::json::array())) {
+    if (message.value("role", "") == "tool") return true;
+  }
+  return false;
 }
 
 inline std::string ModelsYaml(const std::string& base_url, const std::string& key_variable) {

@@ -102,6 +102,46 @@ TEST_F(PlannedBacklogTest, ReportsEveryKindOfError) {
               "field 'tasks[0].allow_protected': not allowed in a planned backlog");
   ExpectError(R"({"tasks": [{"id": "a", "title": "t", "acceptance": ["x"], "max_attempts": 50}]})",
               "field 'tasks[0].max_attempts': not allowed in a planned backlog");
+  // The whole answer of the wrong shape, and fields of the wrong type.
+  ExpectError(R"([{"id": "a", "title": "t", "acceptance": ["x"]}])",
+              "a backlog must be a mapping with a 'tasks' list");
+  ExpectError(R"({"tasks": [{"id": ["a"], "title": "t", "acceptance": ["x"]}]})",
+              "field 'tasks[0].id': must be a string");
+  ExpectError(R"({"tasks": [{"id": "a", "title": {"text": "t"}, "acceptance": ["x"]}]})",
+              "task 'a': field 'tasks[0].title': must be a string");
+  ExpectError(R"({"tasks": [{"id": "a", "title": "t", "acceptance": ["x"],
+                             "description": ["one", "two"]}]})",
+              "task 'a': field 'tasks[0].description': must be a string");
+  ExpectError(R"({"tasks": [{"id": "a", "title": "t", "acceptance": ["x", ["y"]]}]})",
+              "task 'a': field 'tasks[0].acceptance[1]'");
+  ExpectError(R"({"tasks": [{"id": "a", "title": "t", "acceptance": ["x"],
+                             "depends_on": {"b": true}}]})",
+              "task 'a': field 'tasks[0].depends_on': must be a list of strings");
+  ExpectError(R"({"tasks": [{"id": "a", "title": "t", "acceptance": ["x"], "depends_on": [""]}]})",
+              "task 'a': field 'tasks[0].depends_on[0]': must be a non-empty string");
+  ExpectError(R"({"tasks": [{"id": "a", "title": "t", "acceptance": ["x"], "depends_on": ["a"]}]})",
+              "dependency cycle: a -> a");
+  ExpectError(R"({"tasks": [{"id": "a", "title": "t", "acceptance": ["x"], "type": ["code"]}]})",
+              "task 'a': field 'tasks[0].type': must be a string");
+  ExpectError(R"({"tasks": [{"id": "a", "title": "t", "acceptance": ["x"],
+                             "capabilities": {"code": true}}]})",
+              "task 'a': field 'tasks[0].capabilities': must be a list of strings");
+  ExpectError(R"({"tasks": [{"id": "a", "title": "t", "acceptance": ["x"], "agent": ""}]})",
+              "task 'a': field 'tasks[0].agent': must name an agent");
+  ExpectError(R"({"tasks": [{"id": "a", "title": "t", "acceptance": ["x"], "priority": 5000000}]})",
+              "task 'a': field 'tasks[0].priority': must be");
+}
+
+TEST_F(PlannedBacklogTest, ReportsATaskTypeWhoseDefaultAgentDoesNotExist) {
+  agents_.SetDefaultAgents({{"docs", "ghost-writer"}});
+  ExpectError(R"({"tasks": [{"id": "a", "title": "t", "acceptance": ["x"], "type": "docs"}]})",
+              "task 'a': field 'tasks[0].type'");
+  ExpectError(R"({"tasks": [{"id": "a", "title": "t", "acceptance": ["x"], "type": "docs"}]})",
+              "ghost-writer");
+  // Other types still go to an agent that has the capabilities.
+  EXPECT_TRUE(Check(R"({"tasks": [{"id": "a", "title": "t", "acceptance": ["x"], "type": "code",
+                                   "capabilities": ["code"]}]})")
+                  .ok());
 }
 
 TEST_F(PlannedBacklogTest, ReportsAllErrorsOfOneAnswerTogether) {
