@@ -463,6 +463,7 @@ void PipelineExecutor::AttemptRun::Rebase() {
                                       .history = history_},
                           context, &cost);
   details_["rebase_cost_usd"] = cost;
+  ex_.AddCost(task_.id, cost);  // the run's cost; details.cost_usd stays the agent's
   auto failed = [&](const std::string& why) {
     spdlog::warn("task {}: the rebase failed, going on with spec version {}: {}", key_,
                  previous_version, why);
@@ -804,6 +805,7 @@ std::optional<ExecResult> PipelineExecutor::AttemptRun::Review() {
     auto verdict = RequestReview(*deps_.router, *library, gate, input, context, &cost);
     review_cost += cost;
     details_["review_cost_usd"] = review_cost;
+    ex_.AddCost(task_.id, cost);  // the run's cost; details.cost_usd stays the agent's
     if (!verdict) {
       // Not the builder's fault: retried without feedback, and no rebase counts it.
       reviews.push_back(json{{"gate", gate.name}, {"error", verdict.error().message}});

@@ -453,7 +453,11 @@ Result<RunSummary> RunManager::SummarizeTasks(const Run& run, const std::vector<
       if (attempt.status == AttemptStatus::kReleased) continue;
       ++counted;
       json details = ParseObject(attempt.details_json);
-      const double cost = NumberField(details, "cost_usd");
+      // The agent's spending plus the pipeline's own model calls for the attempt (reviewers,
+      // the rebase agent), which the attempt keeps apart from the agent's usage.
+      const double cost = NumberField(details, "cost_usd") +
+                          NumberField(details, "review_cost_usd") +
+                          NumberField(details, "rebase_cost_usd");
       view.cost_usd += cost;
       summary.cost_usd += cost;
       const std::string agent = StringField(details, "agent");

@@ -54,7 +54,7 @@ struct RunSummary {
   // Among the tasks that were attempted, the share done on their first attempt; 0 when none.
   double first_attempt_success_rate = 0;
   int64_t wall_ms = 0;  // ExecuteRun: this execution; ShowRun: first attempt start to last end
-  double cost_usd = 0;  // reported by the agents
+  double cost_usd = 0;  // the agents' spending plus the reviewers' and the rebase agent's calls
   bool all_done() const { return total > 0 && done == total; }
 };
 

@@ -34,6 +34,7 @@ using llm::fake::FakeReply;
 using llm::fake::RecordedRequest;
 using testing::CliResult;
 using testing::CliSandbox;
+using ::testing::Contains;
 using ::testing::HasSubstr;
 using ::testing::Not;
 
@@ -311,6 +312,53 @@ TEST_F(FeatureCliTest, AFeatureKilledDuringItsFinalGatesRunsThemWhenResumed) {
   EXPECT_EQ(metadata["final_gates"]["commit"],
             Sh(dir(), "git rev-parse factory/feat6").substr(0, 40));
   EXPECT_THAT(Sh(dir(), "git worktree list"), Not(HasSubstr("_final")));
+}
+
+// `factory run resume RUN` of a feature's run killed mid-build finishes the feature: the rest of
+// the build, then the spec folder's status and the final gates, as `factory run FEATURE.md`
+// would have at its end.
+TEST_F(FeatureCliTest, RunResumeOfAFeatureKilledDuringItsBuildRunsItsFinalGates) {
+  Script({testing::ValidBacklogJson()});
+  const fs::path marker = sandbox_.Path("builder-sleeps");
+  testing::WriteFile(marker, "");
+  testing::WriteFile(sandbox_.Path(".factory/scripts/copy-task.sh"),
+                     "if [ -f '" + marker.string() + "' ]; then sleep 60; fi\n"
+                     "mkdir -p out && cp \"$FACTORY_TASK_FILE\" \"out/$FACTORY_TASK_ID.json\"\n");
+  testing::SpawnOptions options = WithKey();
+  options.cwd = dir();
+  const pid_t pid =
+      testing::SpawnFactory({"run", "greetings.md", "--run-id", "feat7", "--plain"}, options);
+  const bool building = testing::WaitUntil(
+      [&] {
+        const json metadata =
+            json::parse(testing::ReadFile(spec_dir() / "metadata.json"), nullptr, false);
+        return metadata.is_object() && metadata.value("status", "") == "building" &&
+               fs::exists(sandbox_.Path(".factory/worktrees/feat7"));
+      },
+      60'000);
+  ASSERT_TRUE(building) << testing::ReadFile(spec_dir() / "metadata.json");
+  ASSERT_EQ(kill(pid, SIGKILL), 0);
+  waitpid(pid, nullptr, 0);
+  EXPECT_EQ(Metadata()["status"], "building");
+  EXPECT_FALSE(Metadata().contains("final_gates"));
+
+  fs::remove(marker);
+  const size_t requests = fake_.request_count();
+  CliResult resumed = Run({"run", "resume", "feat7", "--plain"});
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.err;
+  EXPECT_EQ(fake_.request_count(), requests);  // no planning
+  const json metadata = Metadata();
+  EXPECT_EQ(metadata["status"], "done");
+  EXPECT_EQ(metadata["final_gates"]["status"], "passed");
+  EXPECT_EQ(metadata["final_gates"]["commit"],
+            Sh(dir(), "git rev-parse factory/feat7").substr(0, 40));
+  EXPECT_THAT(EventKinds("feat7"), Contains("feature.final_gates.passed"));
+
+  // Resuming the finished run again changes nothing: its final gates passed on this tip.
+  CliResult again = Run({"run", "resume", "feat7", "--plain"});
+  EXPECT_EQ(again.exit_code, 0) << again.err;
+  EXPECT_THAT(again.err, HasSubstr("not run again"));
+  EXPECT_EQ(Metadata()["status"], "done");
 }
 
 TEST_F(FeatureCliTest, RegenerateBuildsTheStoredSpecAgainAndComparesTheResults) {
