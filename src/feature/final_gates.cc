@@ -14,7 +14,6 @@ using json = nlohmann::json;
 
 namespace {
 
-constexpr int64_t kMiB = 1024 * 1024;
 constexpr char kLogsFolder[] = "final-gates";
 
 json GateJson(const GateResult& gate) {
@@ -144,14 +143,7 @@ Result<FinalGatesOutcome> RunFinalGates(const FinalGatesDeps& deps, const std::s
     if (!checkout) {
       outcome.error = "cannot check out " + outcome.commit + ": " + checkout.error().message;
     } else {
-      const SandboxPolicy& policy = deps.config->sandbox;
-      GateRunOptions options;
-      options.sandbox = deps.sandbox;
-      options.network = policy.network;
-      options.limits.cpu_seconds = policy.cpu_seconds;
-      options.limits.memory_bytes = policy.memory_mb * kMiB;
-      options.limits.file_size_bytes = policy.file_size_mb * kMiB;
-      options.limits.max_processes = policy.max_processes;
+      GateRunOptions options = GateOptionsFromPolicy(deps.config->sandbox, deps.sandbox);
       options.logs_dir = logs.string();
       options.cancel = deps.cancel;
       auto results = RunGates(gates, checkout->path(), options);

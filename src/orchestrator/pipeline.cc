@@ -696,14 +696,7 @@ std::optional<ExecResult> PipelineExecutor::AttemptRun::Gates() {
         "cannot check out the attempt's commit for the gates: " + checkout.error().message;
     return Fail(kPhaseGates, error, error);
   }
-  const SandboxPolicy& policy = deps_.config->sandbox;
-  GateRunOptions gate_options;
-  gate_options.sandbox = deps_.sandbox;
-  gate_options.network = policy.network;
-  gate_options.limits.cpu_seconds = policy.cpu_seconds;
-  gate_options.limits.memory_bytes = policy.memory_mb * kMiB;
-  gate_options.limits.file_size_bytes = policy.file_size_mb * kMiB;
-  gate_options.limits.max_processes = policy.max_processes;
+  GateRunOptions gate_options = GateOptionsFromPolicy(deps_.config->sandbox, deps_.sandbox);
   gate_options.tail_bytes = 4096;
   gate_options.logs_dir = attempt_dir_ + "/gates";
   gate_options.cancel = &cancel_;

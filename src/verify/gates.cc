@@ -120,4 +120,16 @@ std::string GateFeedback(const GateResult& failed) {
   return text;
 }
 
+GateRunOptions GateOptionsFromPolicy(const SandboxPolicy& policy, Sandbox* sandbox) {
+  constexpr int64_t kMiB = 1024 * 1024;
+  GateRunOptions options;
+  options.sandbox = sandbox;
+  options.network = policy.network;
+  options.limits.cpu_seconds = policy.cpu_seconds;
+  options.limits.memory_bytes = policy.memory_mb * kMiB;
+  options.limits.file_size_bytes = policy.file_size_mb * kMiB;
+  options.limits.max_processes = policy.max_processes;
+  return options;
+}
+
 }  // namespace factory

@@ -42,6 +42,10 @@ struct GateRunOptions {
   const std::atomic<bool>* cancel = nullptr;
 };
 
+// The options the project's sandbox policy gives its gates: the sandbox, the gates' network
+// setting and the resource limits (the caller adds logs_dir and cancel).
+GateRunOptions GateOptionsFromPolicy(const SandboxPolicy& policy, Sandbox* sandbox);
+
 // Runs gates in order in `checkout` (a clean checkout of the commit under test) until one
 // fails (or `cancel` is set). Each gate runs as `/bin/sh -c` with stderr merged into stdout, in
 // the checkout as the sandbox's writable worktree, under gate.timeout (which kills its whole
