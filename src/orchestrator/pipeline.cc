@@ -604,7 +604,9 @@ std::optional<ExecResult> PipelineExecutor::AttemptRun::RunRunner() {
   }
   if (!run.usage.model.empty()) usage["model"] = run.usage.model;
   details_["usage"] = usage;
-  details_["prompt_bytes"] = prompt_bytes;
+  // What reached the agent when its runner knows (the llm runner: system and task messages; a
+  // cli agent: its prompt file), else the rendered implementation prompt.
+  details_["prompt_bytes"] = run.prompt_bytes > 0 ? run.prompt_bytes : prompt_bytes;
   details_["runner_ms"] = run.duration_ms;
   details_["runner_exit_code"] = run.exit_code;
   details_["steps"] = run.steps.size();
