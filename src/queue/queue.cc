@@ -190,6 +190,17 @@ Result<std::vector<EnqueueResult>> Queue::EnqueueMany(const std::vector<EnqueueR
 
 Result<std::vector<ClaimedTask>> Queue::Claim(const std::string& owner, int64_t lease_ms, int limit,
                                               const ClaimFilter& filter) {
+  return ClaimImpl(owner, lease_ms, limit, filter, /*start=*/false);
+}
+
+Result<std::vector<ClaimedTask>> Queue::ClaimAndStart(const std::string& owner, int64_t lease_ms,
+                                                      int limit, const ClaimFilter& filter) {
+  return ClaimImpl(owner, lease_ms, limit, filter, /*start=*/true);
+}
+
+Result<std::vector<ClaimedTask>> Queue::ClaimImpl(const std::string& owner, int64_t lease_ms,
+                                                  int limit, const ClaimFilter& filter,
+                                                  bool start) {
   if (owner.empty()) return InvalidArgument("lease owner is empty");
   if (lease_ms <= 0) return InvalidArgument("lease duration must be positive");
   if (limit < 1) return InvalidArgument("claim limit must be at least 1");
@@ -211,6 +222,11 @@ Result<std::vector<ClaimedTask>> Queue::Claim(const std::string& owner, int64_t 
               std::to_string(expires) + ",\"owner\":" + Quote(owner) + ",\"to\":\"claimed\"}",
           "worker:" + owner));
       Lease lease{task.id, owner, task.lease_epoch, task.attempt_id, task.attempts, expires};
+      if (start) {
+        FACTORY_RETURN_IF_ERROR(Transition(txn, task, TaskState::kRunning, "task.started",
+                                           json{{"attempt", lease.attempt_number}},
+                                           "worker:" + owner));
+      }
       claimed.push_back(ClaimedTask{std::move(task), std::move(lease)});
     }
     return Ok();

@@ -227,21 +227,17 @@ Status Worker::Run() {
 Status Worker::ClaimAndDispatch(int free_slots, bool& claimed_any) {
   claimed_any = false;
   const int limit = std::min(free_slots, options_.batch);
-  FACTORY_ASSIGN_OR_RETURN(std::vector<ClaimedTask> claimed,
-                           queue_.Claim(options_.owner, options_.lease_ms, limit, options_.filter));
-  // The whole batch moves to `running` in one transaction, before any job is queued: a burst of
-  // ready tasks then costs one commit, not one per pool thread racing for the writer. Should it
-  // fail, each job starts on its own (and learns of a stale lease) as before.
-  std::vector<Lease> leases;
-  leases.reserve(claimed.size());
-  for (const auto& claimed_task : claimed) leases.push_back(claimed_task.lease);
-  const bool batch_running = !leases.empty() && queue_.StartMany(leases).has_value();
+  // The batch is claimed and moved to `running` in one transaction, before any job is queued:
+  // a burst of ready tasks then costs one commit, not one per task or per pool thread racing
+  // for the writer.
+  FACTORY_ASSIGN_OR_RETURN(
+      std::vector<ClaimedTask> claimed,
+      queue_.ClaimAndStart(options_.owner, options_.lease_ms, limit, options_.filter));
   const int64_t interval_ms = std::max<int64_t>(options_.lease_ms / 3, 20);
   const int64_t now_ms = queue_.clock().NowMillis();
   for (auto& claimed_task : claimed) {
     auto job = std::make_shared<Job>();
     job->claimed = std::move(claimed_task);
-    job->running = batch_running;
     job->next_heartbeat_ms = now_ms + interval_ms;
     {
       std::lock_guard lock(mu_);
@@ -289,29 +285,16 @@ void Worker::RunJob(const std::shared_ptr<Job>& job) {
   if (job->cancel.load()) {
     result.cancelled = true;
   } else {
-    Status started = job->running ? Ok() : queue_.Start(job->claimed.lease);
-    if (!started) {
-      std::lock_guard lock(mu_);
-      if (started.error().code == ErrorCode::kAborted) {
-        job->lease_lost = true;
-      } else {
-        // Could not mark it running (store trouble): give it back rather than run it blind.
-        job->shutting_down = true;
-      }
-      result.cancelled = true;
-      result.error = started.error().ToString();
-    } else {
-      Emit({WorkerEvent::Kind::kStarted, task.id, task.title, job->claimed.lease.attempt_number,
-            task.max_attempts, false, 0, ""});
-      try {
-        result = executor_.Execute(job->claimed, job->cancel);
-      } catch (const std::exception& e) {
-        result = ExecResult{};
-        result.error = std::string("executor threw: ") + e.what();
-      } catch (...) {
-        result = ExecResult{};
-        result.error = "executor threw an unknown exception";
-      }
+    Emit({WorkerEvent::Kind::kStarted, task.id, task.title, job->claimed.lease.attempt_number,
+          task.max_attempts, false, 0, ""});
+    try {
+      result = executor_.Execute(job->claimed, job->cancel);
+    } catch (const std::exception& e) {
+      result = ExecResult{};
+      result.error = std::string("executor threw: ") + e.what();
+    } catch (...) {
+      result = ExecResult{};
+      result.error = "executor threw an unknown exception";
     }
   }
   Finish(job, result);

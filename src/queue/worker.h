@@ -127,7 +127,6 @@ class Worker {
     bool shutting_down = false;     // guarded by mu_: cancel came from RequestStop/Cancel
     int64_t next_heartbeat_ms = 0;  // guarded by mu_
     int64_t started_ms = 0;
-    bool running = false;  // set before the job is queued: already moved to `running`
   };
 
   void PoolThread();
