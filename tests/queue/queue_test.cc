@@ -192,6 +192,24 @@ TEST_F(QueueTest, StartManyStartsAWholeBatchOrNothing) {
   }
 }
 
+TEST_F(QueueTest, ClaimAndStartLeavesTheBatchRunningWithBothEvents) {
+  std::vector<std::string> ids = {Add("a"), Add("b"), Add("c")};
+  auto claimed = queue_->ClaimAndStart("w1", 10'000, 2);
+  ASSERT_TRUE(claimed.has_value()) << claimed.error().message;
+  ASSERT_EQ(claimed->size(), 2u);
+  for (const auto& item : *claimed) {
+    EXPECT_EQ(item.task.state, TaskState::kRunning);
+    EXPECT_EQ(StateOf(item.lease.task_id), TaskState::kRunning);
+    EXPECT_EQ(CountEvents(item.lease.task_id, "task.claimed"), 1);
+    EXPECT_EQ(CountEvents(item.lease.task_id, "task.started"), 1);
+    ASSERT_TRUE(queue_->Complete(item.lease).has_value());
+  }
+  EXPECT_EQ(StateOf(ids[2]), TaskState::kReady);  // beyond the limit: untouched
+  auto none = queue_->ClaimAndStart("w1", 10'000, 5, ClaimFilter{.run_id = "elsewhere"});
+  ASSERT_TRUE(none.has_value());
+  EXPECT_TRUE(none->empty());
+}
+
 TEST_F(QueueTest, CancelCascadesAndMakesTheLeaseStale) {
   std::string a = Add("a");
   std::string b = Add("b", {a});
