@@ -95,7 +95,8 @@ class Queue {
   Result<std::vector<EnqueueResult>> EnqueueMany(const std::vector<EnqueueRequest>& requests);
 
   // Claims up to `limit` of the best ready tasks (priority DESC, then oldest) whose not_before
-  // has passed, leasing each to owner for lease_ms. Creates an attempt per task.
+  // has passed, leasing each to owner for lease_ms. Starts an attempt per task (its id is the
+  // lease's attempt_id; its attempts row is written when it ends).
   Result<std::vector<ClaimedTask>> Claim(const std::string& owner, int64_t lease_ms, int limit = 1,
                                          const ClaimFilter& filter = {});
   // Claim, then claimed -> running for each claimed task, in the same transaction (both events
