@@ -3,10 +3,12 @@
 #include <fmt/core.h>
 
 #include <iostream>
+#include <map>
 #include <nlohmann/json.hpp>
 
 #include "agents/registry.h"
 #include "cli/cli.h"
+#include "ledger/budget.h"
 #include "llm/models_config.h"
 #include "llm/models_report.h"
 
@@ -21,7 +23,31 @@ int ListAgents(const CliContext& ctx, const std::string& dir_flag, bool as_json)
   auto loaded = AgentRegistry::LoadDirectory(dir);
   if (!loaded) return ReportError(loaded.error());
   for (const auto& warning : loaded->warnings) std::cerr << warning.ToString() << "\n";
-  const AgentRegistry& registry = *loaded->value;
+  AgentRegistry& registry = *loaded->value;
+  // Pauses recorded in the database (a budget cap, velocity, `*` for every agent) until
+  // `factory agents resume`: a run would not give these agents a task. No database yet: none.
+  std::map<std::string, AgentPause> pauses;
+  if (auto store = ctx.OpenStore(/*create_if_missing=*/false); store) {
+    Status read = (*store)->Read([&](StoreTxn& txn) -> Status {
+      FACTORY_ASSIGN_OR_RETURN(auto listed, txn.ListAgentPauses());
+      for (auto& pause : listed) pauses[pause.agent] = std::move(pause);
+      return Ok();
+    });
+    if (!read) {
+      std::cerr << "factory: warning: cannot read agent pauses: " << read.error().ToString()
+                << "\n";
+    }
+  }
+  auto pause_of = [&pauses](const std::string& agent) -> const AgentPause* {
+    if (auto it = pauses.find(agent); it != pauses.end()) return &it->second;
+    if (auto it = pauses.find(ledger::kAllAgents); it != pauses.end()) return &it->second;
+    return nullptr;
+  };
+  for (const AgentSpec* agent : registry.agents()) {
+    if (const AgentPause* pause = pause_of(agent->name)) {
+      (void)registry.Pause(agent->name, pause->reason);
+    }
+  }
   auto statuses = registry.Statuses();
   if (as_json) {
     json out = json::array();
@@ -40,6 +66,14 @@ int ListAgents(const CliContext& ctx, const std::string& dir_flag, bool as_json)
                 {"source", agent->source}};
       for (const auto& status : statuses) {
         if (status.name == agent->name) item["status"] = status.ToString();
+      }
+      if (const AgentPause* pause = pause_of(agent->name)) {
+        item["paused"] = {{"agent", pause->agent},
+                          {"reason", pause->reason},
+                          {"since_ms", pause->since_ms},
+                          {"by", pause->by}};
+      } else {
+        item["paused"] = nullptr;
       }
       out.push_back(std::move(item));
     }

@@ -57,8 +57,22 @@ TEST(ProjectCommandsTest, ResumeLiftsAPause) {
     ASSERT_TRUE(guard.Pause("builder", "daily cap reached", "test").has_value());
     EXPECT_TRUE(*guard.IsPaused("builder"));
   }
+  // The listing shows the pause stored in the database, until it is lifted.
+  auto find = [](const nlohmann::json& agents, const std::string& name) {
+    for (const auto& agent : agents) {
+      if (agent["name"] == name) return agent;
+    }
+    return nlohmann::json();
+  };
+  auto listed = sandbox.Ok({"agents", "--json"}).Json();
+  EXPECT_EQ(find(listed, "builder")["status"], "paused: daily cap reached");
+  EXPECT_EQ(find(listed, "builder")["paused"]["by"], "test");
+  EXPECT_TRUE(find(listed, "llm-coder")["paused"].is_null());
+  EXPECT_NE(sandbox.Ok({"agents"}).out.find("paused: daily cap reached"), std::string::npos);
+
   EXPECT_EQ(sandbox.Run({"agents", "resume", "nobody"}).exit_code, kExitNotFound);
   sandbox.Ok({"agents", "resume", "builder"});
+  EXPECT_EQ(find(sandbox.Ok({"agents", "--json"}).Json(), "builder")["status"], "idle");
   auto store = OpenSqliteStore(SqliteOptions{.path = sandbox.DbPath().string()});
   Queue queue(**store);
   ledger::BudgetGuard guard(**store, queue, ledger::BudgetEnvelope{});
