@@ -343,7 +343,8 @@ bool BubblewrapAvailable() { return ProbeBwrap().usable; }
 
 std::unique_ptr<Sandbox> MakeSandbox(const SandboxConfig& config) {
   if (!config.use_bubblewrap) {
-    return std::make_unique<RlimitSandbox>(config, "bubblewrap disabled in the configuration");
+    return std::make_unique<RlimitSandbox>(
+        config, "bubblewrap turned off (config.yaml sandbox.enabled: false, or --no-sandbox)");
   }
   const BwrapProbe& probe = ProbeBwrap();
   if (probe.usable) return std::make_unique<BubblewrapSandbox>(config, probe.path);
