@@ -16,7 +16,6 @@
 #include "feature/regenerate.h"
 #include "orchestrator/environment.h"
 #include "orchestrator/run_view.h"
-#include "prompts/library.h"
 
 namespace factory::cli {
 namespace {
@@ -197,16 +196,13 @@ int RunFeature(const CliContext& ctx, const RunArgs& args) {
     own_router = std::move(*created);
     router = own_router.get();
   }
-  auto prompts = prompts::PromptLibrary::Load(repo_root / ".factory" / "prompts");
-  if (!prompts) return ReportError(prompts.error());
-
   const std::string run_id = args.run_id.empty() ? NewRunId() : args.run_id;
   if (auto valid = WorkspaceManager::ValidateId("run id", run_id); !valid) {
     return ReportError(valid.error());
   }
   feature::PlanningDeps deps;
   deps.router = router;
-  deps.prompts = &*prompts;
+  deps.prompts = &env.prompts();  // the project's templates, loaded (and checked) with the run
   deps.agents = &env.agents();
   deps.config = &env.config();
   deps.queue = &env.queue();
