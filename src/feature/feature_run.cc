@@ -9,6 +9,7 @@
 
 #include "agents/registry.h"
 #include "core/sha256.h"
+#include "core/clock.h"
 #include "feature/internal/spec_files.h"
 #include "feature/planned_backlog.h"
 #include "feature/repo_map.h"
@@ -25,7 +26,6 @@ constexpr size_t kMaxRequestBytes = 256 * 1024;
 
 using internal::kBacklogFile;
 using internal::kMetadataFile;
-using internal::NowMs;
 using internal::ReadText;
 using internal::UtcTimestamp;
 using internal::WriteAtomically;
@@ -99,7 +99,7 @@ class SpecFolder {
   Status Update(Change&& change) {
     std::lock_guard lock(mu_);
     change(metadata_);
-    metadata_["last_generated"] = UtcTimestamp(NowMs());
+    metadata_["last_generated"] = UtcTimestamp(SystemClock().NowMillis());
     return WriteAtomically(dir_ / kMetadataFile, metadata_.dump(2) + "\n");
   }
   json Snapshot() const {
@@ -153,7 +153,7 @@ class Planning {
     const std::string agent = name + "-planner";
     PlannerOutcome outcome;
     outcome.name = name;
-    outcome.started_ms = NowMs();
+    outcome.started_ms = SystemClock().NowMillis();
     Event("feature.planner.started", agent,
           {{"planner", name}, {"started_ms", outcome.started_ms}});
     (void)folder_.Update([&](json& metadata) {
@@ -165,7 +165,7 @@ class Planning {
                 std::string("Write the ") + DocumentTitle(name) +
                     " document for this feature now, following the sections above."),
         Context(agent, PromptFor(name)));
-    outcome.ended_ms = NowMs();
+    outcome.ended_ms = SystemClock().NowMillis();
     if (!response) {
       Event("feature.planner.failed", agent,
             {{"planner", name}, {"error", response.error().message}});

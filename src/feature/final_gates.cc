@@ -4,6 +4,7 @@
 #include <system_error>
 #include <utility>
 
+#include "core/clock.h"
 #include "feature/internal/spec_files.h"
 #include "verify/checkout.h"
 
@@ -126,7 +127,7 @@ Result<FinalGatesOutcome> RunFinalGates(const FinalGatesDeps& deps, const std::s
   FinalGatesOutcome outcome;
   outcome.branch = WorkspaceManager::IntegrationBranch(run_id);
   outcome.gate_count = gates.size();
-  const int64_t started_ms = internal::NowMs();
+  const int64_t started_ms = SystemClock().NowMillis();
   Git repo = deps.workspace->git();
   if (auto tip = repo.RevParse("refs/heads/" + outcome.branch); tip) {
     outcome.commit = *tip;
@@ -155,7 +156,7 @@ Result<FinalGatesOutcome> RunFinalGates(const FinalGatesDeps& deps, const std::s
       }
     }
   }
-  outcome.duration_ms = internal::NowMs() - started_ms;
+  outcome.duration_ms = SystemClock().NowMillis() - started_ms;
 
   if (deps.queue != nullptr && !outcome.cancelled()) {
     json payload = {{"commit", outcome.commit}, {"branch", outcome.branch}};
@@ -229,7 +230,7 @@ Result<FeatureBuildOutcome> FinishFeatureBuild(const FinalGatesDeps& deps, const
     data["build"] = build;
     data.erase("final_gates");
   }));
-  const int64_t started_ms = internal::NowMs();
+  const int64_t started_ms = SystemClock().NowMillis();
   FACTORY_ASSIGN_OR_RETURN(FinalGatesOutcome gates, RunFinalGates(deps, summary.run_id, spec_dir));
   // Interrupted: stays `verifying`, so the next run of the feature runs them again.
   outcome.status = gates.cancelled() ? "verifying" : (gates.passed() ? "done" : "failed");

@@ -7,6 +7,7 @@
 #include <system_error>
 
 #include "feature/feature_run.h"
+#include "core/clock.h"
 #include "feature/internal/spec_files.h"
 #include "workspace/worktree.h"
 
@@ -202,7 +203,7 @@ Result<RegenerationStart> StartRegeneration(const fs::path& spec_dir, const std:
       {"version", current_version}, {"run_id", current_run}, {"status", start.previous_status}};
   next["attempts"] = 0;
   next["cost_usd"] = 0.0;
-  next["last_generated"] = internal::UtcTimestamp(internal::NowMs());
+  next["last_generated"] = internal::UtcTimestamp(SystemClock().NowMillis());
   FACTORY_RETURN_IF_ERROR(
       internal::WriteAtomically(spec_dir / internal::kMetadataFile, next.dump(2) + "\n"));
   fs::remove_all(spec_dir / "final-gates", error);

@@ -2,10 +2,11 @@
 
 #include <time.h>
 
-#include <chrono>
 #include <fstream>
 #include <sstream>
 #include <system_error>
+
+#include "core/clock.h"
 
 namespace factory::feature::internal {
 
@@ -19,12 +20,6 @@ constexpr const char* kVersionedEntries[] = {"PLAN.md",       "BACKLOG.yaml", "c
                                              "metadata.json", "planners",     "final-gates"};
 
 }  // namespace
-
-int64_t NowMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 std::string UtcTimestamp(int64_t ms) {
   const time_t seconds = static_cast<time_t>(ms / 1000);
@@ -73,7 +68,7 @@ Result<json> ReadMetadata(const fs::path& spec_dir) {
 Status UpdateMetadata(const fs::path& spec_dir, const std::function<void(json&)>& change) {
   FACTORY_ASSIGN_OR_RETURN(json metadata, ReadMetadata(spec_dir));
   change(metadata);
-  metadata["last_generated"] = UtcTimestamp(NowMs());
+  metadata["last_generated"] = UtcTimestamp(SystemClock().NowMillis());
   return WriteAtomically(spec_dir / kMetadataFile, metadata.dump(2) + "\n");
 }
 

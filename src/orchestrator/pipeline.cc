@@ -12,6 +12,7 @@
 #include <utility>
 
 #include "agents/agent.h"
+#include "core/clock.h"
 #include "orchestrator/rebase.h"
 #include "orchestrator/review.h"
 #include "orchestrator/task_prompts.h"
@@ -72,12 +73,6 @@ std::string Tail(const std::string& text, size_t bytes) {
 }
 
 int64_t NowMillis(const Queue& queue) { return queue.clock().NowMillis(); }
-
-int64_t WallNowMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 Status WriteFile(const std::string& path, const std::string& content) {
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
@@ -795,7 +790,8 @@ std::optional<ExecResult> PipelineExecutor::AttemptRun::Review() {
     context.agent = gate.name;
     context.purpose = kReviewPurpose;
     context.deadline_ms =
-        WallNowMs() + std::chrono::duration_cast<std::chrono::milliseconds>(gate.timeout).count();
+        SystemClock().NowMillis() +
+        std::chrono::duration_cast<std::chrono::milliseconds>(gate.timeout).count();
     double cost = 0;
     auto verdict = RequestReview(*deps_.router, *library, gate, input, context, &cost);
     review_cost += cost;

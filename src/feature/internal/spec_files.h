@@ -16,8 +16,6 @@ namespace factory::feature::internal {
 inline constexpr char kMetadataFile[] = "metadata.json";
 inline constexpr char kBacklogFile[] = "BACKLOG.yaml";
 
-// Wall clock, ms since the epoch.
-int64_t NowMs();
 // "2026-11-21T10:00:00Z".
 std::string UtcTimestamp(int64_t ms);
 
