@@ -13,6 +13,7 @@
 
 #include "agents/agent.h"
 #include "core/clock.h"
+#include "core/text_file.h"
 #include "orchestrator/rebase.h"
 #include "orchestrator/review.h"
 #include "orchestrator/task_prompts.h"
@@ -73,14 +74,6 @@ std::string Tail(const std::string& text, size_t bytes) {
 }
 
 int64_t NowMillis(const Queue& queue) { return queue.clock().NowMillis(); }
-
-Status WriteFile(const std::string& path, const std::string& content) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out << content;
-  out.flush();
-  if (!out) return Internal("cannot write " + path);
-  return Ok();
-}
 
 // The command gates' results as the reviewer reads them: status and the tail of the output.
 std::string DescribeGateResults(const std::vector<GateResult>& results) {
@@ -473,7 +466,7 @@ void PipelineExecutor::AttemptRun::Rebase() {
 
   const std::string spec_file =
       attempt_dir_ + "/spec.v" + std::to_string(result->spec_version) + ".md";
-  if (Status written = WriteFile(spec_file, result->spec); !written) {
+  if (Status written = WriteTextFile(spec_file, result->spec); !written) {
     return failed(written.error().message);
   }
   json payload{{"spec_version", result->spec_version},
@@ -553,7 +546,7 @@ std::optional<ExecResult> PipelineExecutor::AttemptRun::RunRunner() {
   input.prompt = std::move(*prompt);
   const int64_t prompt_bytes = static_cast<int64_t>(input.prompt.size());
   const std::string prompt_file = attempt_dir_ + "/prompt.md";
-  if (Status written = WriteFile(prompt_file, input.prompt); !written) {
+  if (Status written = WriteTextFile(prompt_file, input.prompt); !written) {
     return Fail(kPhaseRunner, written.error().message, "");
   }
 

@@ -9,6 +9,7 @@
 #include <string>
 #include <utility>
 
+#include "core/text_file.h"
 #include "runners/internal/runner_common.h"
 
 namespace factory::runners_internal {

@@ -10,6 +10,8 @@
 #include <sstream>
 #include <string>
 
+#include "core/text_file.h"
+
 namespace factory::runners_internal {
 namespace {
 
@@ -44,14 +46,6 @@ std::string OneLine(std::string_view text, size_t max_bytes) {
   while (cut > 0 && IsContinuationByte(line[cut])) --cut;
   line.resize(cut);
   return line + "...";
-}
-
-Status WriteTextFile(const std::string& path, std::string_view content) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out.write(content.data(), static_cast<std::streamsize>(content.size()));
-  out.flush();
-  if (!out) return Internal("cannot write " + path);
-  return Ok();
 }
 
 Result<std::string> WriteTaskFile(const RunnerContext& context) {

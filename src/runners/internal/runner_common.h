@@ -25,9 +25,6 @@ std::string OneLine(std::string_view text, size_t max_bytes = 200);
 // writes <attempt_dir>/task.json. Returns its path.
 Result<std::string> WriteTaskFile(const RunnerContext& context);
 
-// Writes `content` to `path` (truncating). Internal error naming the path on failure.
-Status WriteTextFile(const std::string& path, std::string_view content);
-
 // The environment every runner command gets: ctx.extra_env, then FACTORY_TASK_ID,
 // FACTORY_TASK_FILE, FACTORY_WORKTREE, FACTORY_ATTEMPT, FACTORY_RUN_ID (these win).
 std::map<std::string, std::string> RunnerEnv(const RunnerContext& context,

@@ -1,0 +1,14 @@
+#pragma once
+// Whole-file writes of text the factory produces (task files, prompts, spec versions).
+
+#include <string>
+#include <string_view>
+
+#include "core/result.h"
+
+namespace factory {
+
+// Writes `content` to `path`, truncating it. Internal error naming the path on failure.
+Status WriteTextFile(const std::string& path, std::string_view content);
+
+}  // namespace factory
