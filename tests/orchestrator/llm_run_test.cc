@@ -234,6 +234,23 @@ TEST_F(LlmRunTest, LlmAgentEditsTheRepositoryPassesItsGateAndEveryCallIsLedgered
               HasSubstr("You are the coder. Use the tools."));
   EXPECT_THAT(first["messages"][0]["content"].get<std::string>(),
               HasSubstr("call finish(summary)"));
+  // The attempt's prompt_bytes is what reached the model: the system and the task message.
+  {
+    auto store = OpenDb();
+    ASSERT_NE(store, nullptr);
+    std::vector<Attempt> attempts;
+    Status read = store->Read([&](StoreTxn& txn) -> Status {
+      FACTORY_ASSIGN_OR_RETURN(auto tasks, txn.ListTasks(TaskQuery{.run_id = "r1"}));
+      if (tasks.size() != 1) return Internal("expected one task in run r1");
+      FACTORY_ASSIGN_OR_RETURN(attempts, txn.ListAttempts(tasks[0].id));
+      return Ok();
+    });
+    ASSERT_TRUE(read.has_value()) << read.error().ToString();
+    ASSERT_EQ(attempts.size(), 1u);
+    const json details = json::parse(attempts[0].details_json);
+    EXPECT_EQ(details["prompt_bytes"].get<size_t>(),
+              first["messages"][0]["content"].get<std::string>().size() + task_message.size());
+  }
 
   // Ledger totals = the fake's reported usage x the configured prices.
   double expected_cost = 0;
