@@ -13,6 +13,7 @@
 #include <arpa/inet.h>
 #include <httplib.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -187,9 +188,61 @@ std::string Arg(int argc, char** argv, const std::string& name, const std::strin
   return fallback;
 }
 
+// The floor of any proxy: a TCP byte relay (no HTTP parsing, no JSON, no ledger), one thread per
+// direction per connection with blocking read/write. Its added latency is what the extra hop
+// itself costs on this machine (two more wake-ups and four more socket calls per request).
+int RunRelay(int listen_port, int upstream_port) {
+  const int listener = socket(AF_INET, SOCK_STREAM, 0);
+  const int on = 1;
+  setsockopt(listener, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on));
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  address.sin_port = htons(static_cast<uint16_t>(listen_port));
+  if (bind(listener, reinterpret_cast<sockaddr*>(&address), sizeof(address)) != 0 ||
+      listen(listener, 128) != 0) {
+    std::perror("relay: bind");
+    return 1;
+  }
+  auto pump = [](int from, int to) {
+    char buffer[16384];
+    for (;;) {
+      const ssize_t got = read(from, buffer, sizeof(buffer));
+      if (got <= 0) break;
+      for (ssize_t sent = 0; sent < got;) {
+        const ssize_t wrote = write(to, buffer + sent, static_cast<size_t>(got - sent));
+        if (wrote <= 0) return;
+        sent += wrote;
+      }
+    }
+    shutdown(to, SHUT_WR);
+  };
+  for (;;) {
+    const int client = accept(listener, nullptr, nullptr);
+    if (client < 0) continue;
+    const int upstream = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in target{};
+    target.sin_family = AF_INET;
+    target.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    target.sin_port = htons(static_cast<uint16_t>(upstream_port));
+    if (connect(upstream, reinterpret_cast<sockaddr*>(&target), sizeof(target)) != 0) {
+      close(client);
+      close(upstream);
+      continue;
+    }
+    setsockopt(client, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
+    setsockopt(upstream, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
+    std::thread([=] { pump(client, upstream); }).detach();
+    std::thread([=] { pump(upstream, client); }).detach();
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
+  if (argc == 4 && std::string(argv[1]) == "--relay") {
+    return RunRelay(std::stoi(argv[2]), std::stoi(argv[3]));
+  }
   const std::string factory_binary = Arg(argc, argv, "--factory", "build/factory");
   const std::string portkey_dir = Arg(argc, argv, "--portkey-dir", "");
   const std::string node = Arg(argc, argv, "--node", "node");
@@ -291,8 +344,25 @@ int main(int argc, char** argv) {
     }
   }
 
+  // The byte relay (the floor of any proxy): this program again, in relay mode.
+  Child relay;
+  const int relay_port = FreePort();
+  {
+    SubprocessOptions options;
+    options.argv = {std::filesystem::canonical("/proc/self/exe").string(), "--relay",
+                    std::to_string(relay_port), std::to_string(upstream_port)};
+    relay.Start(options);
+    httplib::Client probe("127.0.0.1", relay_port);
+    probe.set_connection_timeout(1, 0);
+    if (!WaitFor([&] { return static_cast<bool>(probe.Get("/")); }, 10'000)) {
+      std::fprintf(stderr, "the relay did not start\n");
+      return 1;
+    }
+  }
+
   std::vector<Target> targets = {
       {"direct", upstream_port, "gpt-bench", {{"Authorization", "Bearer sk-bench-upstream"}}},
+      {"tcp relay", relay_port, "gpt-bench", {{"Authorization", "Bearer sk-bench-upstream"}}},
       {"factory gateway", gateway_port, "bench/fast", {{"Authorization", "Bearer " + key}}},
   };
   if (portkey_port != 0) {
@@ -312,6 +382,7 @@ int main(int argc, char** argv) {
   }
   gateway.Stop();
   portkey.Stop();
+  relay.Stop();
   upstream.stop();
   upstream_thread.join();
 
@@ -338,10 +409,16 @@ int main(int argc, char** argv) {
   const Figures& ours32 = results[{"factory gateway", 32}];
   const Figures& direct1 = results[{"direct", 1}];
   const Figures& ours1 = results[{"factory gateway", 1}];
+  const Figures& relay1 = results[{"tcp relay", 1}];
   std::printf(
       "\nfactory gateway, concurrency 1: added p50 %.3f ms (target <= 0.1), added p99 %.3f ms "
       "(target <= 0.5)\n",
       ours1.p50_ms - direct1.p50_ms, ours1.p99_ms - direct1.p99_ms);
+  std::printf(
+      "tcp relay (floor of an extra hop), concurrency 1: added p50 %.3f ms, added p99 %.3f ms; "
+      "factory gateway's added p50 = %.2fx the relay's\n",
+      relay1.p50_ms - direct1.p50_ms, relay1.p99_ms - direct1.p99_ms,
+      (ours1.p50_ms - direct1.p50_ms) / (relay1.p50_ms - direct1.p50_ms));
   std::printf("factory gateway, concurrency 32: %.0f req/s = %.2fx direct", ours32.requests_per_s,
               ours32.requests_per_s / results[{"direct", 32}].requests_per_s);
   if (portkey_port != 0) {
