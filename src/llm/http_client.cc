@@ -1,5 +1,7 @@
 #include "llm/http_client.h"
 
+#include "net/http_client.h"
+
 #include <curl/curl.h>
 
 #include <algorithm>
@@ -102,7 +104,7 @@ std::string HttpResponse::Header(const std::string& name) const {
   return it == headers.end() ? std::string() : it->second;
 }
 
-HttpClient::HttpClient() { GlobalInitOnce(); }
+HttpClient::HttpClient() : plain_(std::make_unique<net::PlainHttpClient>()) { GlobalInitOnce(); }
 
 HttpClient::~HttpClient() {
   std::lock_guard lock(mu_);
@@ -140,6 +142,7 @@ void HttpClient::Release(void* handle) {
 
 Result<HttpResponse> HttpClient::Send(const HttpRequest& request,
                                       const BodyChunkHandler& on_chunk) {
+  if (IsPlainHttp(request.url)) return SendPlain(request, on_chunk);
   CURL* handle = static_cast<CURL*>(Acquire());
   if (handle == nullptr) return Internal("curl_easy_init failed");
   // reset() keeps the handle's connection cache, so the next call to the same host reuses the
@@ -215,6 +218,33 @@ Result<HttpResponse> HttpClient::Send(const HttpRequest& request,
     }
   }
   response.status = static_cast<int>(status);
+  return response;
+}
+
+bool HttpClient::IsPlainHttp(const std::string& url) {
+  return url.size() > 7 && Lower(url.substr(0, 7)) == "http://";
+}
+
+// Plain http:// goes over net::PlainHttpClient's keep-alive connections: one writev and one
+// recv per call on a warm connection, where libcurl adds a liveness poll of the connection
+// and polls of its wake-up pipe to every transfer (bench/RESULTS.md, gateway overhead).
+Result<HttpResponse> HttpClient::SendPlain(const HttpRequest& request,
+                                           const BodyChunkHandler& on_chunk) {
+  net::ClientRequest plain;
+  plain.method = request.method;
+  plain.url = request.url;
+  plain.headers = request.headers;
+  plain.body = request.body;
+  plain.connect_timeout_ms = request.connect_timeout_ms;
+  plain.total_timeout_ms = request.total_timeout_ms;
+  plain.idle_timeout_ms = request.idle_timeout_ms;
+  net::ClientBodySink sink;
+  if (on_chunk) sink = [&on_chunk](std::string_view piece) { return on_chunk(piece); };
+  FACTORY_ASSIGN_OR_RETURN(net::ClientResponse answer, plain_->Send(plain, sink));
+  HttpResponse response;
+  response.status = answer.status;
+  response.headers = std::move(answer.headers);
+  response.body = std::move(answer.body);
   return response;
 }
 

@@ -1,6 +1,8 @@
 #pragma once
-// A small HTTP client over libcurl for model calls: connection reuse, connect / total / idle
-// timeouts, streamed response bodies (for SSE) and captured response headers (Retry-After).
+// A small HTTP client for model calls: connection reuse, connect / total / idle timeouts,
+// streamed response bodies (for SSE) and captured response headers (Retry-After). https://
+// goes through libcurl (TLS); plain http:// (local model servers) through net::PlainHttpClient,
+// which spends fewer system calls per call.
 // Thread-safe: any number of threads may call Send() concurrently; each call borrows an easy
 // handle from a pool, and a handle keeps its connections alive between calls.
 
@@ -14,6 +16,10 @@
 #include <vector>
 
 #include "core/result.h"
+
+namespace factory::net {
+class PlainHttpClient;
+}
 
 namespace factory::llm {
 
@@ -61,8 +67,12 @@ class HttpClient {
   static HttpClient& Shared();
 
  private:
+  static bool IsPlainHttp(const std::string& url);
+  Result<HttpResponse> SendPlain(const HttpRequest& request, const BodyChunkHandler& on_chunk);
   void* Acquire();
   void Release(void* handle);
+
+  std::unique_ptr<net::PlainHttpClient> plain_;
 
   std::mutex mu_;
   std::vector<void*> idle_handles_;  // guarded by mu_; CURL* handles ready for reuse
