@@ -5,8 +5,9 @@
 //                [--repeat N] [--overhead-tasks N] [--breakdown]
 //
 // A "task" here is a command task (`factory task add --command ...`) run by `factory worker`:
-// the Worker loop (claim, lease, heartbeat, complete) and the ShellExecutor (`/bin/sh -c` in its
-// own process group, output to artifact files), with no worktree. The database is filled through
+// the Worker loop (claim, lease, heartbeat, complete) and the ShellExecutor (the command exec'd
+// directly when it is plain words, else `/bin/sh -c`; its own process group, output to artifact
+// files), with no worktree. The database is filled through
 // the library (setting up is not measured); everything measured is done by the binary.
 //
 // Dispatch latency: the time from the moment a task could start (it is ready and the worker has
@@ -14,15 +15,15 @@
 // event: every measured task depends on one root task `true`, so all become ready in the root's
 // completion, inside a running worker (no process start-up counted). A free slot is the end of
 // an earlier task's process: the j-th task to start (j >= concurrency) cannot start before the
-// (j - concurrency)-th process end. The task's command is `exec stamped_sleep 0.2`: the shell
-// execs a small static program that prints its own start time, sleeps 0.2 s and prints its end
-// time (to the attempt's stdout.log), so each figure includes one exec after the shell started
-// (well under a millisecond on an idle machine). So does the baseline: the same commands spawned by
-// a bare pool of threads (RunSubprocess, the spawn code the worker uses), with the same arithmetic.
+// (j - concurrency)-th process end. The task's command is `exec stamped_sleep 0.2` (plain words:
+// the worker execs the program directly): a small static program that prints its own start
+// time, sleeps 0.2 s and prints its end time (to the attempt's stdout.log). The baseline: the
+// same commands spawned the same way by a bare pool of threads (RunSubprocess, the spawn code
+// the worker uses), with the same arithmetic.
 //
 // Orchestration overhead: wall time of `factory worker --until-idle --concurrency 2` over
 // 2,000 ready tasks running `true` (process start to exit, every task done), against
-// `xargs -P 2 -n 1 /bin/sh -c` running the same 2,000 commands.
+// `xargs -P 2 -n 1 true` exec'ing `true` 2,000 times (the worker execs `true` directly too).
 
 #include <algorithm>
 #include <atomic>
@@ -41,6 +42,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/simple_command.h"
 #include "core/subprocess.h"
 #include "queue/queue.h"
 #include "store/store.h"
@@ -76,8 +78,18 @@ T Check(Result<T> result, const std::string& what) {
 }
 
 // The command of a dispatch task.
+// `exec PATH 0.2`: plain words, so the worker execs it directly (core/simple_command.h), as
+// the bare pool below does; a path with characters the shell would read is quoted instead.
 std::string StampedSleepCommand(const Options& options) {
+  const std::string plain = "exec " + options.stamped_sleep + " 0.2";
+  if (SimpleCommandArgv(plain)) return plain;
   return "exec '" + options.stamped_sleep + "' 0.2";
+}
+
+// How the shell executor starts a command: directly when it is plain words, else /bin/sh -c.
+std::vector<std::string> ExecutorArgv(const std::string& command) {
+  if (auto direct = SimpleCommandArgv(command)) return *direct;
+  return {"/bin/sh", "-c", command};
 }
 
 double SecondsSince(SteadyClock::time_point start) {
@@ -289,7 +301,7 @@ LatencyFigures BareDispatch(const Options& options, int tasks) {
       if (task_idx >= tasks) return;
       const fs::path artifacts = dir / std::to_string(task_idx);
       SubprocessOptions spawn;
-      spawn.argv = {"/bin/sh", "-c", StampedSleepCommand(options)};
+      spawn.argv = ExecutorArgv(StampedSleepCommand(options));
       spawn.env_set["FACTORY_ARTIFACTS_DIR"] = artifacts.string();
       spawn.stdout_path = (artifacts / "stdout.log").string();
       spawn.stderr_path = (artifacts / "stderr.log").string();
@@ -372,9 +384,12 @@ double FactoryOverhead(const Options& options) {
 
 double XargsBaseline(const Options& options) {
   SubprocessOptions spawn;
-  spawn.argv = {"xargs", "-P", std::to_string(kOverheadConcurrency), "-n", "1", "/bin/sh", "-c"};
+  // xargs cannot take a line as the command to exec without a shell, so it execs `true` with
+  // one argument per process: as many exec's of the same program as the worker's tasks make
+  // (the worker execs `true` directly, core/simple_command.h).
+  spawn.argv = {"xargs", "-P", std::to_string(kOverheadConcurrency), "-n", "1", "true"};
   for (int task_idx = 0; task_idx < options.overhead_tasks; ++task_idx) {
-    spawn.stdin_data += "true\n";
+    spawn.stdin_data += "x\n";
   }
   const auto start = SteadyClock::now();
   auto run = Check(RunSubprocess(spawn), "start xargs");
@@ -387,8 +402,8 @@ void OverheadTable(const Options& options) {
   const int tasks = options.overhead_tasks;
   std::printf(
       "\nOrchestration overhead: %d tasks `true`, no worktree: `factory worker --until-idle "
-      "--concurrency %d` (process start to exit) against `xargs -P %d -n 1 /bin/sh -c` "
-      "on the same %d commands.\n\n",
+      "--concurrency %d` (process start to exit) against `xargs -P %d -n 1 true` "
+      "exec'ing `true` as many times (%d).\n\n",
       tasks, kOverheadConcurrency, kOverheadConcurrency, tasks);
   std::printf("| %-3s | %10s | %10s | %10s | %10s | %7s | %-14s | %-14s |\n", "run", "factory s",
               "tasks/s", "xargs s", "tasks/s", "ratio", "target <= 2x", "load avg");

@@ -3,6 +3,7 @@
 #include <system_error>
 
 #include "cli/json_format.h"
+#include "core/simple_command.h"
 #include "core/subprocess.h"
 
 namespace factory::cli {
@@ -43,6 +44,11 @@ ExecResult ShellExecutor::Execute(const ClaimedTask& claimed, const std::atomic<
 
   SubprocessOptions options;
   options.argv = {options_.shell, "-c", task.command};
+  // Plain words are exec'd without the shell (make's fast path): the same process, environment
+  // and exit code, one exec fewer. A program that cannot be exec'd goes back to the shell,
+  // which reports it its own way (exit 127, "not found" on stderr).
+  std::optional<std::vector<std::string>> direct;
+  if (options_.exec_simple_commands) direct = SimpleCommandArgv(task.command);
   options.env_set["FACTORY_TASK_ID"] = task.id;
   options.env_set["FACTORY_ATTEMPT"] = std::to_string(claimed.lease.attempt_number);
   options.env_set["FACTORY_RUN_ID"] = task.run_id;
@@ -53,7 +59,18 @@ ExecResult ShellExecutor::Execute(const ClaimedTask& claimed, const std::atomic<
   options.kill_grace_ms = options_.kill_grace_ms;
   options.cancel = &cancel;
 
-  auto run = RunSubprocess(options);
+  auto run_direct = [&]() {
+    SubprocessOptions direct_options = options;
+    direct_options.argv = *direct;
+    return RunSubprocess(direct_options);
+  };
+  Result<SubprocessResult> run = direct ? run_direct() : RunSubprocess(options);
+  if (direct && !run &&
+      (run.error().code == ErrorCode::kNotFound ||
+       run.error().code == ErrorCode::kPermissionDenied)) {
+    direct.reset();
+    run = RunSubprocess(options);
+  }
   if (!run) {
     result.error = "could not start " + options_.shell + ": " + run.error().message;
     return result;
@@ -61,6 +78,7 @@ ExecResult ShellExecutor::Execute(const ClaimedTask& claimed, const std::atomic<
 
   Json details;
   details["runner"] = "shell";
+  details["exec"] = direct ? "direct" : "shell";
   details["exit_code"] = run->exit_code;
   details["signal"] = run->signal.has_value() ? Json(*run->signal) : Json(nullptr);
   details["timed_out"] = run->timed_out;

@@ -1,6 +1,7 @@
 #pragma once
-// The executor behind `factory worker`: runs a task's `command` with /bin/sh -c in its own
-// process group, output to <artifacts>/<task id>/<attempt number>/stdout.log and stderr.log.
+// The executor behind `factory worker`: runs a task's `command` with /bin/sh -c (or directly,
+// when it is only plain words) in its own process group, output to
+// <artifacts>/<task id>/<attempt number>/stdout.log and stderr.log.
 
 #include <cstdint>
 #include <filesystem>
@@ -15,6 +16,9 @@ struct ShellExecutorOptions {
   int64_t timeout_ms = 0;               // 0: none; on expiry the whole group is killed
   int64_t kill_grace_ms = 2'000;        // SIGTERM -> SIGKILL delay on timeout and cancel
   std::string shell = "/bin/sh";
+  // Exec commands made only of plain words directly instead of through `shell -c` (see
+  // core/simple_command.h); the details record which way a command ran ("exec").
+  bool exec_simple_commands = true;
 };
 
 // Thread-safe (no mutable state).

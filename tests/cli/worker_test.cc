@@ -113,6 +113,31 @@ TEST_F(WorkerCliTest, TaskEnvironmentAndRetryWithBackoff) {
   EXPECT_EQ(ReadFile(sandbox_.Path(".factory/artifacts/" + id + "/1/stderr.log")), "boom\n");
 }
 
+TEST_F(WorkerCliTest, PlainCommandsRunWithoutTheShellAndTheRestWithIt) {
+  auto direct = sandbox_.AddTask({"--title", "plain", "--command", "printenv FACTORY_TASK_ID"});
+  auto shell = sandbox_.AddTask({"--title", "expands", "--command", "echo attempt $FACTORY_ATTEMPT"});
+  auto missing = sandbox_.AddTask(
+      {"--title", "missing", "--max-attempts", "1", "--command", "no-such-program-4711 arg"});
+  auto worker = sandbox_.Run({"worker", "--until-idle", "--poll-ms", "50"});
+  EXPECT_NE(worker.exit_code, 0) << "one task failed";
+
+  const auto artifacts = sandbox_.Path(".factory/artifacts");
+  auto direct_attempt = OnlyAttempt(direct);
+  EXPECT_EQ(direct_attempt["details"]["exec"], "direct") << direct_attempt.dump(2);
+  EXPECT_EQ(ReadFile(artifacts / direct / "1" / "stdout.log"), direct + "\n");
+  auto shell_attempt = OnlyAttempt(shell);
+  EXPECT_EQ(shell_attempt["details"]["exec"], "shell") << shell_attempt.dump(2);
+  EXPECT_EQ(ReadFile(artifacts / shell / "1" / "stdout.log"), "attempt 1\n");
+
+  // A plain command whose program does not exist is left to the shell, which reports it.
+  auto task = sandbox_.Show(missing);
+  EXPECT_EQ(task["state"], "failed") << task.dump(2);
+  ASSERT_EQ(task["attempt_history"].size(), 1u);
+  EXPECT_EQ(task["attempt_history"][0]["details"]["exec"], "shell");
+  EXPECT_THAT(task["attempt_history"][0]["error"].get<std::string>(), HasSubstr("exit code 127"));
+  EXPECT_THAT(ReadFile(artifacts / missing / "1" / "stderr.log"), HasSubstr("not found"));
+}
+
 TEST_F(WorkerCliTest, TimeoutKillsTheWholeProcessGroup) {
   auto id = sandbox_.AddTask({"--title", "slow", "--max-attempts", "1", "--command",
                               "sleep 30 & echo $! > bg.pid; sleep 30"});
