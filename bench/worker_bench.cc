@@ -25,6 +25,8 @@
 // 2,000 ready tasks running `true` (process start to exit, every task done), against
 // `xargs -P 2 -n 1 true` exec'ing `true` 2,000 times (the worker execs `true` directly too).
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -131,6 +133,16 @@ std::pair<int64_t, int64_t> ReadStamps(const fs::path& stdout_log) {
 
 // A fresh directory with an empty factory database at <dir>/.factory/factory.db, as
 // `factory init` leaves it.
+// A directory no earlier measurement of this invocation used. Measurements never reuse (and so
+// never delete) an earlier one's files: on ext4, creating files right after thousands were
+// deleted is slow (the inode allocator skips recently deleted inodes one by one:
+// `recently_deleted` was 20% of the worker's CPU when each round removed the previous round's
+// 6,000 artifact files first, and every round was slower than the one before).
+fs::path NewMeasurementDir(const Options& options, const std::string& name) {
+  static int sequence = 0;
+  return fs::path(options.dir) / (name + "-" + std::to_string(++sequence));
+}
+
 std::unique_ptr<Store> FreshDatabase(const fs::path& dir) {
   std::error_code error;
   fs::remove_all(dir, error);
@@ -227,7 +239,7 @@ LatencyFigures DispatchLatency(std::vector<TaskTimes> tasks, int concurrency) {
 // ---- dispatch latency
 
 LatencyFigures FactoryDispatch(const Options& options, int tasks) {
-  const fs::path dir = fs::path(options.dir) / ("dispatch-" + std::to_string(tasks));
+  const fs::path dir = NewMeasurementDir(options, "dispatch-" + std::to_string(tasks));
   std::vector<std::string> ids;
   {
     auto store = FreshDatabase(dir);
@@ -286,7 +298,7 @@ LatencyFigures FactoryDispatch(const Options& options, int tasks) {
 // The same commands spawned by a bare pool of `concurrency` threads: each thread takes the next
 // task and runs it with RunSubprocess, output to files, as the shell executor does.
 LatencyFigures BareDispatch(const Options& options, int tasks) {
-  const fs::path dir = fs::path(options.dir) / ("bare-" + std::to_string(tasks));
+  const fs::path dir = NewMeasurementDir(options, "bare-" + std::to_string(tasks));
   std::error_code error;
   fs::remove_all(dir, error);
   for (int task_idx = 0; task_idx < tasks; ++task_idx) {
@@ -360,7 +372,7 @@ void DispatchTable(const Options& options) {
 // ---- orchestration overhead
 
 double FactoryOverhead(const Options& options) {
-  const fs::path dir = fs::path(options.dir) / "overhead";
+  const fs::path dir = NewMeasurementDir(options, "overhead");
   {
     auto store = FreshDatabase(dir);
     Queue queue(*store, QueueOptions{.actor = "bench"});
@@ -457,7 +469,9 @@ int Main(int argc, char** argv) {
       Die("unknown argument " + arg);
     }
   }
-  options.dir = fs::absolute(options.dir).string();
+  // This invocation's own folder (see NewMeasurementDir), removed when it is done.
+  const fs::path root = fs::absolute(options.dir);
+  options.dir = (root / ("run-" + std::to_string(::getpid()))).string();
   options.factory = fs::absolute(options.factory).string();
   options.stamped_sleep = fs::absolute(options.stamped_sleep).string();
   if (!fs::exists(options.factory)) Die("no factory binary at " + options.factory);
@@ -466,6 +480,8 @@ int Main(int argc, char** argv) {
               LoadAverage().c_str());
   if (options.only.empty() || options.only == "dispatch") DispatchTable(options);
   if (options.only.empty() || options.only == "overhead") OverheadTable(options);
+  std::error_code error;
+  fs::remove_all(options.dir, error);
   return 0;
 }
 
