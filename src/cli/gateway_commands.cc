@@ -84,11 +84,15 @@ int RunGateway(const CliContext& ctx, const GatewayFlags& flags) {
   options.budgets = std::move(*envelope);
   auto server = gateway::Gateway::Start(std::move(*models), **store, std::move(options));
   if (!server) return ReportError(server.error());
-  gateway::Gateway* running = server->get();
-  SignalWatcher signals([running](int) { running->Stop(); }, [running](int) { running->Stop(); });
-  // The address on stdout (the port may have been chosen by the system): scripts read it.
-  std::cout << "factory gateway: listening on " << (*server)->base_url() << std::endl;
-  (*server)->Wait();
+  {
+    // The watcher holds a raw pointer to the gateway: it goes before the gateway does.
+    gateway::Gateway* running = server->get();
+    SignalWatcher signals([running](int) { running->Stop(); },
+                          [running](int) { running->Stop(); });
+    // The address on stdout (the port may have been chosen by the system): scripts read it.
+    std::cout << "factory gateway: listening on " << (*server)->base_url() << std::endl;
+    (*server)->Wait();
+  }
   server->reset();  // finishes calls in flight and writes the ledger
   std::cerr << "factory gateway: stopped" << std::endl;
   return kExitOk;

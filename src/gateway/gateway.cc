@@ -1,16 +1,15 @@
 #include "gateway/gateway.h"
 
-#include <httplib.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
 #include <condition_variable>
 #include <cstdlib>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
-#include <thread>
 
 #include "gateway/internal/key_cache.h"
 #include "gateway/internal/metering.h"
@@ -19,6 +18,7 @@
 #include "llm/redact.h"
 #include "llm/router.h"
 #include "llm/sse.h"
+#include "net/http_server.h"
 #include "queue/queue.h"
 
 namespace factory::gateway {
@@ -27,9 +27,6 @@ namespace {
 using internal::ClientError;
 using internal::Protocol;
 using nlohmann::json;
-
-// Bytes of a stream waiting for a slow client before the upstream read pauses.
-constexpr size_t kMaxPendingStreamBytes = 1 << 20;
 
 struct Endpoint {
   Protocol protocol;
@@ -43,10 +40,12 @@ constexpr Endpoint kChatCompletions{Protocol::kOpenAi, llm::ProviderKind::kOpenA
 constexpr Endpoint kEmbeddings{Protocol::kOpenAi, llm::ProviderKind::kOpenAi, "/embeddings", true};
 constexpr Endpoint kMessages{Protocol::kAnthropic, llm::ProviderKind::kAnthropic, "/v1/messages"};
 
-void Respond(httplib::Response& res, Protocol protocol, const ClientError& error) {
-  res.status = error.status;
-  if (error.retry_after_s >= 0) res.set_header("Retry-After", std::to_string(error.retry_after_s));
-  res.set_content(internal::ErrorBody(protocol, error), "application/json");
+void Respond(net::Responder& res, Protocol protocol, const ClientError& error) {
+  net::HeaderFields headers = {{"Content-Type", "application/json"}};
+  if (error.retry_after_s >= 0) {
+    headers.emplace_back("Retry-After", std::to_string(error.retry_after_s));
+  }
+  res.Send(error.status, headers, internal::ErrorBody(protocol, error));
 }
 
 // An integer field when present and integral; nullopt otherwise.
@@ -148,45 +147,6 @@ class StreamScan {
   bool done_ = false;
 };
 
-// A streamed call in flight: the producer thread runs the routed call and appends what the
-// client gets; the server thread writes it out. Owned by the response (shared by its content
-// provider); its destruction (the response is gone) stops and joins the producer.
-struct StreamState {
-  std::mutex mu;
-  std::condition_variable cv;
-  std::string pending;       // guarded by mu: bytes not yet written to the client
-  bool committed = false;    // guarded by mu: something went to the client; no fallback now
-  bool finished = false;     // guarded by mu: the routed call returned
-  bool client_gone = false;  // guarded by mu
-  std::optional<llm::CallError> error;  // guarded by mu: the call's failure, once finished
-  std::thread producer;
-
-  ~StreamState() {
-    {
-      std::lock_guard lock(mu);
-      client_gone = true;
-    }
-    cv.notify_all();
-    if (producer.joinable()) producer.join();
-  }
-
-  // Queues bytes for the client; false when the client is gone (abort the upstream read).
-  bool Push(std::string bytes) {
-    std::unique_lock lock(mu);
-    cv.wait(lock, [&] { return client_gone || pending.size() < kMaxPendingStreamBytes; });
-    if (client_gone) return false;
-    pending += bytes;
-    committed = true;
-    cv.notify_all();
-    return true;
-  }
-
-  bool IsCommitted() {
-    std::lock_guard lock(mu);
-    return committed;
-  }
-};
-
 class GatewayImpl final : public Gateway {
  public:
   GatewayImpl(Store& store, GatewayOptions options)
@@ -218,55 +178,44 @@ class GatewayImpl final : public Gateway {
                                                                         .observer = &writer_,
                                                                         .admission = &admission_,
                                                                     }));
-    server_ = std::make_unique<httplib::Server>();
-    const size_t threads = static_cast<size_t>(options_.threads);
-    server_->new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
-    server_->set_tcp_nodelay(true);
-    server_->set_keep_alive_max_count(1'000'000);
-    server_->set_payload_max_length(options_.max_body_bytes);
-    server_->Post("/v1/chat/completions",
-                  [this](const httplib::Request& req, httplib::Response& res) {
-                    HandleCall(kChatCompletions, req, res);
-                  });
-    server_->Post("/v1/embeddings", [this](const httplib::Request& req, httplib::Response& res) {
+    net::HttpServerOptions server_options;
+    server_options.host = options_.host;
+    server_options.port = options_.port;
+    server_options.threads = options_.threads;
+    server_options.body_limit = options_.max_body_bytes;
+    server_options.on_error = [](int status, std::string_view message, const net::Request& req,
+                                 net::Responder& res) {
+      const Protocol protocol = ProtocolOf(req);
+      std::string text(message);
+      if (status == 404 || status == 405) {
+        text = "no such endpoint: " + req.method + " " + req.path +
+               " (the gateway serves POST /v1/chat/completions, POST /v1/embeddings, "
+               "GET /v1/models and POST /v1/messages)";
+      } else if (status == 500) {
+        text = "internal gateway error";
+      }
+      Respond(res, protocol, internal::BadRequest(protocol, status, text));
+    };
+    server_ = std::make_unique<net::HttpServer>(std::move(server_options));
+    server_->Route("POST", "/v1/chat/completions",
+                   [this](const net::Request& req, net::Responder& res) {
+                     HandleCall(kChatCompletions, req, res);
+                   });
+    server_->Route("POST", "/v1/embeddings", [this](const net::Request& req, net::Responder& res) {
       HandleCall(kEmbeddings, req, res);
     });
-    server_->Post("/v1/messages", [this](const httplib::Request& req, httplib::Response& res) {
+    server_->Route("POST", "/v1/messages", [this](const net::Request& req, net::Responder& res) {
       HandleCall(kMessages, req, res);
     });
-    server_->Get("/v1/models", [this](const httplib::Request& req, httplib::Response& res) {
+    server_->Route("GET", "/v1/models", [this](const net::Request& req, net::Responder& res) {
       HandleModels(req, res);
     });
-    server_->set_error_handler([](const httplib::Request& req, httplib::Response& res) {
-      if (!res.body.empty()) return;
-      const Protocol protocol = ProtocolOf(req);
-      const std::string message =
-          res.status == 413 ? "request body too large"
-          : res.status == 404
-              ? "no such endpoint: " + req.method + " " + req.path +
-                    " (the gateway serves POST /v1/chat/completions, POST /v1/embeddings, "
-                    "GET /v1/models and POST /v1/messages)"
-              : "bad request";
-      Respond(res, protocol, internal::BadRequest(protocol, res.status, message));
-    });
-    server_->set_exception_handler(
-        [](const httplib::Request& req, httplib::Response& res, std::exception_ptr) {
-          const Protocol protocol = ProtocolOf(req);
-          Respond(res, protocol, internal::BadRequest(protocol, 500, "internal gateway error"));
-        });
     return Ok();
   }
 
   Status Bind() {
-    if (options_.port == 0) {
-      port_ = server_->bind_to_any_port(options_.host);
-    } else {
-      port_ = server_->bind_to_port(options_.host, options_.port) ? options_.port : -1;
-    }
-    if (port_ <= 0) {
-      return Unavailable("cannot listen on " + options_.host + ":" + std::to_string(options_.port));
-    }
-    listener_ = std::thread([this] { server_->listen_after_bind(); });
+    FACTORY_RETURN_IF_ERROR(server_->Start());
+    port_ = server_->port();
     return Ok();
   }
 
@@ -281,30 +230,31 @@ class GatewayImpl final : public Gateway {
   }
 
   void Stop() override {
+    // A second caller (the destructor after a signal watcher's Stop) waits for the first: the
+    // server must be stopped before the members its handlers use are destroyed.
+    std::lock_guard stopping(stop_call_mu_);
+    if (server_) server_->Stop();  // idempotent; lets calls in flight finish
     {
       std::lock_guard lock(stop_mu_);
-      if (stopped_) return;
       stopped_ = true;
     }
-    if (server_) server_->stop();
-    if (listener_.joinable()) listener_.join();
     stop_cv_.notify_all();
   }
 
   Status Flush() override { return writer_.Flush(); }
 
  private:
-  static Protocol ProtocolOf(const httplib::Request& req) {
-    return req.path == "/v1/messages" || req.has_header("anthropic-version") ? Protocol::kAnthropic
-                                                                             : Protocol::kOpenAi;
+  static Protocol ProtocolOf(const net::Request& req) {
+    return req.path == "/v1/messages" || req.headers.Has("anthropic-version") ? Protocol::kAnthropic
+                                                                              : Protocol::kOpenAi;
   }
 
   // The key's record, or an error already written to `res`.
-  std::optional<VirtualKey> Authenticate(Protocol protocol, const httplib::Request& req,
-                                         httplib::Response& res) {
+  std::optional<VirtualKey> Authenticate(Protocol protocol, const net::Request& req,
+                                         net::Responder& res) {
     std::string presented;
-    if (req.has_header("Authorization")) {
-      const std::string value = req.get_header_value("Authorization");
+    if (const std::string* authorization = req.headers.Find("Authorization")) {
+      const std::string& value = *authorization;
       constexpr std::string_view kBearer = "Bearer ";
       if (value.size() <= kBearer.size() || value.compare(0, kBearer.size(), kBearer) != 0) {
         Respond(res, protocol,
@@ -312,8 +262,8 @@ class GatewayImpl final : public Gateway {
         return std::nullopt;
       }
       presented = value.substr(kBearer.size());
-    } else if (req.has_header("x-api-key")) {
-      presented = req.get_header_value("x-api-key");
+    } else if (const std::string* api_key = req.headers.Find("x-api-key")) {
+      presented = *api_key;
     } else {
       Respond(res, protocol,
               internal::Unauthenticated(protocol,
@@ -334,7 +284,7 @@ class GatewayImpl final : public Gateway {
     return *key;
   }
 
-  void HandleModels(const httplib::Request& req, httplib::Response& res) {
+  void HandleModels(const net::Request& req, net::Responder& res) {
     const Protocol protocol = ProtocolOf(req);
     if (!Authenticate(protocol, req, res)) return;
     const llm::ModelsConfig& config = router_->config();
@@ -364,11 +314,11 @@ class GatewayImpl final : public Gateway {
     } else {
       body = {{"object", "list"}, {"data", data}};
     }
-    res.set_content(body.dump(), "application/json");
+    res.Send(200, {{"Content-Type", "application/json"}}, body.dump());
   }
 
   llm::HttpRequest UpstreamRequest(const Endpoint& endpoint, const llm::Deployment& deployment,
-                                   const httplib::Request& req, std::string body, bool stream) {
+                                   const net::Request& req, std::string body, bool stream) {
     const llm::ProviderConfig& provider = *deployment.provider;
     llm::HttpRequest http;
     http.url = provider.base_url + endpoint.upstream_path;
@@ -379,10 +329,10 @@ class GatewayImpl final : public Gateway {
     auto key = upstream_keys_.find(provider.name);
     if (endpoint.protocol == Protocol::kAnthropic) {
       if (key != upstream_keys_.end()) http.headers.emplace_back("x-api-key", key->second);
-      const std::string version = req.get_header_value("anthropic-version");
+      const std::string version = req.headers.Get("anthropic-version");
       http.headers.emplace_back("anthropic-version", version.empty() ? "2023-06-01" : version);
-      if (req.has_header("anthropic-beta")) {
-        http.headers.emplace_back("anthropic-beta", req.get_header_value("anthropic-beta"));
+      if (const std::string* beta = req.headers.Find("anthropic-beta")) {
+        http.headers.emplace_back("anthropic-beta", *beta);
       }
     } else if (key != upstream_keys_.end()) {
       http.headers.emplace_back("Authorization", "Bearer " + key->second);
@@ -403,7 +353,7 @@ class GatewayImpl final : public Gateway {
     return out;
   }
 
-  void HandleCall(const Endpoint& endpoint, const httplib::Request& req, httplib::Response& res) {
+  void HandleCall(const Endpoint& endpoint, const net::Request& req, net::Responder& res) {
     const Protocol protocol = endpoint.protocol;
     auto key = Authenticate(protocol, req, res);
     if (!key) return;
@@ -546,12 +496,16 @@ class GatewayImpl final : public Gateway {
       Respond(res, protocol, internal::FromCallError(protocol, result.error()));
       return;
     }
-    res.status = answer_status;
-    res.set_content(std::move(answer), "application/json");
+    res.Send(answer_status, {{"Content-Type", "application/json"}}, answer);
   }
 
-  void Stream(const Endpoint& endpoint, const httplib::Request& req, httplib::Response& res,
-              json body, std::vector<llm::Deployment> deployments, llm::CallContext context,
+  // Runs the routed call on this (the connection's) thread and writes each upstream event to
+  // the client as it arrives. The answer is committed (200, chunked) with the first bytes for
+  // the client; until then a failed attempt may fall back to the next deployment and a failed
+  // call gets an ordinary error answer. After that a failure ends the stream with an error event.
+  // A client that goes away (a failed write) stops the upstream read.
+  void Stream(const Endpoint& endpoint, const net::Request& req, net::Responder& res, json body,
+              std::vector<llm::Deployment> deployments, llm::CallContext context,
               int64_t estimated_tokens, std::function<double(const llm::ModelSpec&)> worst_case) {
     const Protocol protocol = endpoint.protocol;
     bool client_wants_usage = false;
@@ -564,110 +518,78 @@ class GatewayImpl final : public Gateway {
       }
       body["stream_options"]["include_usage"] = true;
     }
-    auto state = std::make_shared<StreamState>();
-    StreamState* shared = state.get();  // the producer never owns the state (see ~StreamState)
-    // What the producer needs from the request, copied: the request dies with the response.
-    std::map<std::string, std::string> headers;
-    for (const char* name : {"anthropic-version", "anthropic-beta"}) {
-      if (req.has_header(name)) headers[name] = req.get_header_value(name);
-    }
-    state->producer = std::thread([this, &endpoint, shared, protocol, client_wants_usage,
-                                   body = std::move(body), deployments = std::move(deployments),
-                                   context = std::move(context), estimated_tokens,
-                                   worst_case = std::move(worst_case),
-                                   headers = std::move(headers)]() mutable {
-      httplib::Request copy;
-      for (const auto& [name, value] : headers) copy.set_header(name, value);
-      auto attempt =
-          [&](const llm::Deployment& deployment) -> llm::CallResult<llm::ForwardResponse> {
-        body["model"] = deployment.model->model_id;
-        CapField(body, "max_tokens", deployment.model->max_output_tokens);
-        CapField(body, "max_completion_tokens", deployment.model->max_output_tokens);
-        llm::HttpRequest http = UpstreamRequest(endpoint, deployment, copy, body.dump(), true);
-        llm::SseParser parser;
-        StreamScan scan(protocol, client_wants_usage);
-        std::optional<std::string> stream_error;
-        bool client_gone = false;
-        auto sent = http_.Send(http, [&](std::string_view chunk) {
-          std::string out;
-          parser.Feed(chunk, [&](const llm::SseEvent& event) {
-            if (!stream_error) stream_error = scan.OnEvent(event, out);
-          });
-          if (!out.empty() && !shared->Push(std::move(out))) client_gone = true;
-          return !client_gone && !stream_error;
-        });
-        if (stream_error) {
-          return llm::MakeCallError(
-              ErrorCode::kUnavailable,
-              llm::Redact("upstream " + deployment.key() +
-                              " reported an error in its stream: " + *stream_error,
-                          secrets_));
-        }
-        if (client_gone) {
-          return llm::MakeCallError(ErrorCode::kAborted, "the client closed the stream");
-        }
-        if (!sent) return std::unexpected(TransportError(sent.error()));
-        if (sent->status / 100 != 2) {
-          return std::unexpected(internal::ClassifyUpstream(
-              sent->status, sent->Header("retry-after"), sent->body, secrets_, clock_.NowMillis()));
-        }
-        if (!scan.complete()) {
-          return llm::MakeCallError(ErrorCode::kUnavailable,
-                                    "upstream " + deployment.key() +
-                                        " ended its stream before the end marker (truncated)");
-        }
-        return llm::ForwardResponse{.usage = scan.usage(), .http_status = sent->status};
-      };
-      auto result = router_->Forward(
-          deployments, "chat_stream", estimated_tokens, worst_case, context,
-          [shared] { return !shared->IsCommitted(); }, attempt);
-      std::lock_guard lock(shared->mu);
-      shared->finished = true;
-      if (!result) {
-        shared->error = result.error();
-        if (shared->committed && !shared->client_gone) {
-          // The client already has a 200 and part of the answer: end with an error event.
-          const ClientError error = internal::FromCallError(protocol, result.error());
-          llm::SseEvent event;
-          if (protocol == Protocol::kAnthropic) event.event = "error";
-          event.data = internal::ErrorBody(protocol, error);
-          internal::AppendSseEvent(shared->pending, event);
+    bool committed = false;    // something went to the client: no fallback now
+    bool client_gone = false;  // a write to the client failed
+    auto pass_on = [&](std::string_view bytes) {
+      if (!committed) {
+        committed = true;
+        if (!res.StartStream(
+                200, {{"Content-Type", "text/event-stream"}, {"Cache-Control", "no-cache"}})) {
+          client_gone = true;
+          return;
         }
       }
-      shared->cv.notify_all();
-    });
-
-    {
-      std::unique_lock lock(state->mu);
-      state->cv.wait(lock, [&] { return state->committed || state->finished; });
-      if (!state->committed) {
-        const llm::CallError error =
-            state->error.value_or(llm::CallError{ErrorCode::kInternal, 0, -1, "empty stream"});
-        lock.unlock();
-        Respond(res, protocol, internal::FromCallError(protocol, error));
-        return;  // `state` joins the finished producer
-      }
-    }
-    res.set_header("Cache-Control", "no-cache");
-    res.set_chunked_content_provider("text/event-stream", [state](size_t, httplib::DataSink& sink) {
+      if (!res.WriteChunk(bytes)) client_gone = true;
+    };
+    auto attempt = [&](const llm::Deployment& deployment) -> llm::CallResult<llm::ForwardResponse> {
+      body["model"] = deployment.model->model_id;
+      CapField(body, "max_tokens", deployment.model->max_output_tokens);
+      CapField(body, "max_completion_tokens", deployment.model->max_output_tokens);
+      llm::HttpRequest http = UpstreamRequest(endpoint, deployment, req, body.dump(), true);
+      llm::SseParser parser;
+      StreamScan scan(protocol, client_wants_usage);
+      std::optional<std::string> stream_error;
       std::string out;
-      bool finished = false;
-      {
-        std::unique_lock lock(state->mu);
-        state->cv.wait(lock, [&] { return !state->pending.empty() || state->finished; });
-        out.swap(state->pending);
-        finished = state->finished;
+      auto sent = http_.Send(http, [&](std::string_view chunk) {
+        out.clear();
+        parser.Feed(chunk, [&](const llm::SseEvent& event) {
+          if (!stream_error) stream_error = scan.OnEvent(event, out);
+        });
+        if (!out.empty()) pass_on(out);
+        return !client_gone && !stream_error;
+      });
+      if (stream_error) {
+        return llm::MakeCallError(
+            ErrorCode::kUnavailable,
+            llm::Redact("upstream " + deployment.key() +
+                            " reported an error in its stream: " + *stream_error,
+                        secrets_));
       }
-      state->cv.notify_all();  // room for the producer again
-      if (!out.empty() && !sink.write(out.data(), out.size())) {
-        std::lock_guard lock(state->mu);
-        state->client_gone = true;
-        state->cv.notify_all();
-        return false;
+      if (client_gone) {
+        return llm::MakeCallError(ErrorCode::kAborted, "the client closed the stream");
       }
-      if (finished) sink.done();
-      return true;
-    });
+      if (!sent) return std::unexpected(TransportError(sent.error()));
+      if (sent->status / 100 != 2) {
+        return std::unexpected(internal::ClassifyUpstream(
+            sent->status, sent->Header("retry-after"), sent->body, secrets_, clock_.NowMillis()));
+      }
+      if (!scan.complete()) {
+        return llm::MakeCallError(
+            ErrorCode::kUnavailable,
+            "upstream " + deployment.key() + " ended its stream before the end marker (truncated)");
+      }
+      return llm::ForwardResponse{.usage = scan.usage(), .http_status = sent->status};
+    };
+    auto result = router_->Forward(
+        deployments, "chat_stream", estimated_tokens, worst_case, context,
+        [&committed] { return !committed; }, attempt);
+    if (!result && !committed) {
+      Respond(res, protocol, internal::FromCallError(protocol, result.error()));
+      return;
+    }
+    if (client_gone) return;      // the connection closes; nothing more to say
+    if (!committed) pass_on({});  // an empty stream: only the head
+    if (!result) {
+      // The client already has a 200 and part of the answer: end with an error event.
+      const ClientError error = internal::FromCallError(protocol, result.error());
+      llm::SseEvent event;
+      if (protocol == Protocol::kAnthropic) event.event = "error";
+      event.data = internal::ErrorBody(protocol, error);
+      std::string tail;
+      internal::AppendSseEvent(tail, event);
+      pass_on(tail);
+    }
+    res.EndStream();
   }
 
   const GatewayOptions options_;
@@ -682,9 +604,9 @@ class GatewayImpl final : public Gateway {
   std::map<std::string, std::string> upstream_keys_;  // provider name -> key; immutable
   std::vector<std::string> secrets_;                  // the upstream keys, for Redact()
   std::unique_ptr<llm::Router> router_;
-  std::unique_ptr<httplib::Server> server_;
-  std::thread listener_;
+  std::unique_ptr<net::HttpServer> server_;
   int port_ = 0;
+  std::mutex stop_call_mu_;  // held for the whole of Stop()
   std::mutex stop_mu_;
   std::condition_variable stop_cv_;
   bool stopped_ = false;  // guarded by stop_mu_

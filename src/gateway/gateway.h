@@ -38,8 +38,10 @@ namespace factory::gateway {
 
 struct GatewayOptions {
   std::string host = "127.0.0.1";
-  int port = 0;      // 0: any free port (see Gateway::port())
-  int threads = 64;  // connections served at once (each keep-alive connection holds one)
+  int port = 0;  // 0: any free port (see Gateway::port())
+  // Connections served at once: each keep-alive connection holds one thread (when all are
+  // taken, the connection idle the longest is closed; see net/http_server.h).
+  int threads = 64;
   ledger::BudgetEnvelope budgets;
   // How long a key lookup and the list of paused agents are trusted before the store is asked
   // again: a revocation or a pause made elsewhere takes effect within this time.
