@@ -294,6 +294,35 @@ TEST_F(GatewayTest, StreamsArriveBeforeTheUpstreamFinishes) {
   EXPECT_NEAR(rows[0].cost_usd, (50 * kMiniIn + 6 * kMiniOut) / 1e6, 1e-12);
 }
 
+TEST_F(GatewayTest, AClientThatLeavesMidStreamStopsTheUpstreamRead) {
+  StartGateway();
+  std::string words;
+  for (int index = 0; index < 40; ++index) words += "w" + std::to_string(index) + " ";
+  FakeReply slow = FakeReply::Text(words, Usage{50, 40, 0, 0});
+  slow.event_delay_ms = 100;  // about four seconds for the whole stream
+  fake_.Enqueue(slow);
+
+  llm::HttpRequest request;
+  request.url = gateway_->base_url() + "/v1/chat/completions";
+  request.headers = {{"Authorization", "Bearer " + key_}, {"Content-Type", "application/json"}};
+  request.body = Chat("cloud/fast", /*stream=*/true).dump();
+  request.total_timeout_ms = 20'000;
+  int chunks = 0;
+  auto response = client_->Send(request, [&](std::string_view) { return ++chunks < 2; });
+  ASSERT_FALSE(response);  // the client hung up after its second piece
+  EXPECT_EQ(response.error().code, ErrorCode::kAborted);
+
+  // The gateway notices at its next write and ends the upstream read there: the call is
+  // ledgered as aborted, not as a stream that ran to its end.
+  std::vector<ModelCallRow> rows;
+  for (int wait = 0; wait < 200 && rows.empty(); ++wait) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    rows = LedgerRows();
+  }
+  ASSERT_EQ(rows.size(), 1u);
+  EXPECT_EQ(rows[0].status, "aborted");
+}
+
 TEST_F(GatewayTest, StreamKeepsTheUsageChunkWhenTheClientAskedForIt) {
   StartGateway();
   fake_.Enqueue(FakeReply::Text("hi", Usage{10, 2, 0, 0}));
