@@ -1,13 +1,13 @@
 #include "net/http_client.h"
 
+#include "net/internal/socket_io.h"
+
 #include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/socket.h>
-#include <sys/time.h>
-#include <sys/uio.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -190,11 +190,7 @@ struct PlainHttpClient::Connection {
     const bool too_short =
         receive_timeout_ms > 0 && (wait_ms == 0 || receive_timeout_ms < wait_ms * 9 / 10);
     if (!too_long && !too_short) return;
-    timeval tv{};
-    tv.tv_sec = static_cast<time_t>(wait_ms / 1000);
-    tv.tv_usec = static_cast<suseconds_t>((wait_ms % 1000) * 1000);
-    if (wait_ms > 0 && tv.tv_sec == 0 && tv.tv_usec == 0) tv.tv_usec = 1000;
-    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    internal::SetSocketTimeout(fd, SO_RCVTIMEO, wait_ms);
     receive_timeout_ms = wait_ms;
   }
 };
@@ -285,30 +281,10 @@ Result<int> Connect(const Url& url, int64_t timeout_ms, const std::string& what)
 
 // Writes all of head + body with one sendmsg when the kernel takes it (it does for anything
 // that fits the socket buffer).
-bool SendAll(int fd, const std::string& head, const std::string& body) {
+bool SendRequest(int fd, const std::string& head, const std::string& body) {
   iovec parts[2] = {{const_cast<char*>(head.data()), head.size()},
                     {const_cast<char*>(body.data()), body.size()}};
-  size_t first = 0;
-  while (first < 2) {
-    msghdr message{};
-    message.msg_iov = parts + first;
-    message.msg_iovlen = 2 - first;
-    const ssize_t sent = ::sendmsg(fd, &message, MSG_NOSIGNAL);
-    if (sent < 0) {
-      if (errno == EINTR) continue;
-      return false;
-    }
-    size_t left = static_cast<size_t>(sent);
-    while (first < 2 && left >= parts[first].iov_len) {
-      left -= parts[first].iov_len;
-      ++first;
-    }
-    if (first < 2) {
-      parts[first].iov_base = static_cast<char*>(parts[first].iov_base) + left;
-      parts[first].iov_len -= left;
-    }
-  }
-  return true;
+  return internal::SendAll(fd, parts, 2);
 }
 
 }  // namespace
@@ -363,11 +339,7 @@ Result<ClientResponse> PlainHttpClient::Send(const ClientRequest& request,
       const int64_t send_limit = request.total_timeout_ms > 0 ? request.total_timeout_ms
                                  : request.idle_timeout_ms > 0 ? request.idle_timeout_ms
                                                                : 0;
-      if (send_limit > 0) {
-        timeval tv{static_cast<time_t>(send_limit / 1000),
-                   static_cast<suseconds_t>((send_limit % 1000) * 1000)};
-        ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-      }
+      if (send_limit > 0) internal::SetSocketTimeout(fd, SO_SNDTIMEO, send_limit);
     }
 
     ClientResponse response;
@@ -378,7 +350,7 @@ Result<ClientResponse> PlainHttpClient::Send(const ClientRequest& request,
     Failure failure = Failure::kNone;
     std::string failure_detail;
     bool got_bytes = false;
-    if (!SendAll(connection->fd, head, request.body)) {
+    if (!SendRequest(connection->fd, head, request.body)) {
       const int error = errno;
       if (connection->reused && (error == EPIPE || error == ECONNRESET)) {
         failure = Failure::kStale;

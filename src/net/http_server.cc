@@ -1,11 +1,12 @@
 #include "net/http_server.h"
 
+#include "net/internal/socket_io.h"
+
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <spdlog/spdlog.h>
 #include <sys/socket.h>
-#include <sys/time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -42,11 +43,6 @@ std::string ToString(const View& view) {
 }
 
 std::string ErrnoText(int error) { return std::system_category().message(error); }
-
-void SetTimeout(int fd, int option, int timeout_ms) {
-  timeval tv{.tv_sec = timeout_ms / 1000, .tv_usec = (timeout_ms % 1000) * 1000};
-  ::setsockopt(fd, SOL_SOCKET, option, &tv, sizeof(tv));
-}
 
 std::string_view ReasonPhrase(int status) {
   const http::status known = http::int_to_status(static_cast<unsigned>(status));
@@ -105,7 +101,7 @@ struct ReadBuffer {
 // Reads and drops what the client still sends, for a short while, then returns.
 void Linger(int fd, ReadBuffer& buffer) {
   ::shutdown(fd, SHUT_WR);
-  SetTimeout(fd, SO_RCVTIMEO, kLingerMs);
+  internal::SetSocketTimeout(fd, SO_RCVTIMEO, kLingerMs);
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(kLingerMs);
   size_t dropped = 0;
   while (dropped < kLingerMaxBytes && std::chrono::steady_clock::now() < deadline) {
@@ -157,27 +153,9 @@ void Responder::AppendHead(std::string& out, int status, const HeaderFields& hea
 
 bool Responder::Write(iovec* parts, int count) {
   if (broken_) return false;
-  msghdr message{};
-  message.msg_iov = parts;
-  message.msg_iovlen = static_cast<size_t>(count);
-  while (message.msg_iovlen > 0) {
-    const ssize_t sent = ::sendmsg(fd_, &message, MSG_NOSIGNAL);
-    if (sent < 0) {
-      if (errno == EINTR) continue;
-      broken_ = true;  // the client is gone, or stopped reading for the write timeout
-      return false;
-    }
-    // Skip what was sent; usually everything at once.
-    size_t left = static_cast<size_t>(sent);
-    while (message.msg_iovlen > 0 && left >= message.msg_iov->iov_len) {
-      left -= message.msg_iov->iov_len;
-      ++message.msg_iov;
-      --message.msg_iovlen;
-    }
-    if (message.msg_iovlen > 0) {
-      message.msg_iov->iov_base = static_cast<char*>(message.msg_iov->iov_base) + left;
-      message.msg_iov->iov_len -= left;
-    }
+  if (!internal::SendAll(fd_, parts, static_cast<size_t>(count))) {
+    broken_ = true;  // the client is gone, or stopped reading for the write timeout
+    return false;
   }
   return true;
 }
@@ -410,12 +388,12 @@ void HttpServer::Serve(size_t slot, int fd) {
   }
   const int one = 1;
   ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-  SetTimeout(fd, SO_SNDTIMEO, options_.write_timeout_ms);
-  SetTimeout(fd, SO_RCVTIMEO, options_.idle_timeout_ms);
+  internal::SetSocketTimeout(fd, SO_SNDTIMEO, options_.write_timeout_ms);
+  internal::SetSocketTimeout(fd, SO_RCVTIMEO, options_.idle_timeout_ms);
   int receive_timeout_ms = options_.idle_timeout_ms;
   auto use_receive_timeout = [&](int timeout_ms) {
     if (receive_timeout_ms == timeout_ms) return;
-    SetTimeout(fd, SO_RCVTIMEO, timeout_ms);
+    internal::SetSocketTimeout(fd, SO_RCVTIMEO, timeout_ms);
     receive_timeout_ms = timeout_ms;
   };
 
@@ -455,10 +433,7 @@ void HttpServer::Serve(size_t slot, int fd) {
           if (EqualsIgnoreCase({expect.data(), expect.size()}, "100-continue")) {
             static char kContinue[] = "HTTP/1.1 100 Continue\r\n\r\n";
             iovec part{kContinue, sizeof(kContinue) - 1};
-            msghdr message{};
-            message.msg_iov = &part;
-            message.msg_iovlen = 1;
-            if (::sendmsg(fd, &message, MSG_NOSIGNAL) < 0) {
+            if (!internal::SendAll(fd, &part, 1)) {
               open = false;
               break;
             }
