@@ -230,10 +230,10 @@ class GatewayImpl final : public Gateway {
   }
 
   void Stop() override {
-    // A second caller (the destructor after a signal watcher's Stop) waits for the first: the
-    // server must be stopped before the members its handlers use are destroyed.
-    std::lock_guard stopping(stop_call_mu_);
-    if (server_) server_->Stop();  // idempotent; lets calls in flight finish
+    // Lets calls in flight finish. HttpServer::Stop is idempotent and a second caller (the
+    // destructor after a signal watcher's Stop) waits inside it for the first, so the server is
+    // stopped before the members its handlers use are destroyed.
+    if (server_) server_->Stop();
     {
       std::lock_guard lock(stop_mu_);
       stopped_ = true;
@@ -606,7 +606,6 @@ class GatewayImpl final : public Gateway {
   std::unique_ptr<llm::Router> router_;
   std::unique_ptr<net::HttpServer> server_;
   int port_ = 0;
-  std::mutex stop_call_mu_;  // held for the whole of Stop()
   std::mutex stop_mu_;
   std::condition_variable stop_cv_;
   bool stopped_ = false;  // guarded by stop_mu_

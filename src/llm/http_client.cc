@@ -1,7 +1,5 @@
 #include "llm/http_client.h"
 
-#include "net/http_client.h"
-
 #include <curl/curl.h>
 
 #include <algorithm>
@@ -99,11 +97,6 @@ size_t OnBody(char* data, size_t size, size_t count, void* user) {
 
 }  // namespace
 
-std::string HttpResponse::Header(const std::string& name) const {
-  auto it = headers.find(name);
-  return it == headers.end() ? std::string() : it->second;
-}
-
 HttpClient::HttpClient() : plain_(std::make_unique<net::PlainHttpClient>()) { GlobalInitOnce(); }
 
 HttpClient::~HttpClient() {
@@ -142,7 +135,10 @@ void HttpClient::Release(void* handle) {
 
 Result<HttpResponse> HttpClient::Send(const HttpRequest& request,
                                       const BodyChunkHandler& on_chunk) {
-  if (IsPlainHttp(request.url)) return SendPlain(request, on_chunk);
+  // Plain http:// goes over net::PlainHttpClient's keep-alive connections: one writev and one
+  // recv per call on a warm connection, where libcurl adds a liveness poll of the connection
+  // and polls of its wake-up pipe to every transfer (bench/RESULTS.md, gateway overhead).
+  if (IsPlainHttp(request.url)) return plain_->Send(request, on_chunk);
   CURL* handle = static_cast<CURL*>(Acquire());
   if (handle == nullptr) return Internal("curl_easy_init failed");
   // reset() keeps the handle's connection cache, so the next call to the same host reuses the
@@ -223,29 +219,6 @@ Result<HttpResponse> HttpClient::Send(const HttpRequest& request,
 
 bool HttpClient::IsPlainHttp(const std::string& url) {
   return url.size() > 7 && Lower(url.substr(0, 7)) == "http://";
-}
-
-// Plain http:// goes over net::PlainHttpClient's keep-alive connections: one writev and one
-// recv per call on a warm connection, where libcurl adds a liveness poll of the connection
-// and polls of its wake-up pipe to every transfer (bench/RESULTS.md, gateway overhead).
-Result<HttpResponse> HttpClient::SendPlain(const HttpRequest& request,
-                                           const BodyChunkHandler& on_chunk) {
-  net::ClientRequest plain;
-  plain.method = request.method;
-  plain.url = request.url;
-  plain.headers = request.headers;
-  plain.body = request.body;
-  plain.connect_timeout_ms = request.connect_timeout_ms;
-  plain.total_timeout_ms = request.total_timeout_ms;
-  plain.idle_timeout_ms = request.idle_timeout_ms;
-  net::ClientBodySink sink;
-  if (on_chunk) sink = [&on_chunk](std::string_view piece) { return on_chunk(piece); };
-  FACTORY_ASSIGN_OR_RETURN(net::ClientResponse answer, plain_->Send(plain, sink));
-  HttpResponse response;
-  response.status = answer.status;
-  response.headers = std::move(answer.headers);
-  response.body = std::move(answer.body);
-  return response;
 }
 
 int64_t ParseRetryAfterMs(const std::string& value, int64_t now_ms) {

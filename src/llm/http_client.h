@@ -16,37 +16,18 @@
 #include <vector>
 
 #include "core/result.h"
-
-namespace factory::net {
-class PlainHttpClient;
-}
+#include "net/http_client.h"
 
 namespace factory::llm {
 
-struct HttpRequest {
-  std::string method = "POST";  // "GET" or "POST"
-  std::string url;
-  std::vector<std::pair<std::string, std::string>> headers;
-  std::string body;
-  int64_t connect_timeout_ms = 10'000;
-  int64_t total_timeout_ms = 60'000;  // whole transfer; 0 = none
-  // Abort when no byte arrives for this long; 0 = none. Checked about once a second, so the
-  // effective limit is this rounded up to the next second.
-  int64_t idle_timeout_ms = 0;
-};
-
-struct HttpResponse {
-  int status = 0;
-  std::map<std::string, std::string> headers;  // names lower-cased; last value wins
-  std::string body;  // the whole body, except 2xx bodies of a streamed call (see Send)
-
-  // The header's value, or "" when absent. `name` must be lower case.
-  std::string Header(const std::string& name) const;
-};
-
+// The request, answer and body-handler types are net's (src/net/http_client.h), so a plain-http
+// call goes to net::PlainHttpClient without a copy. Over libcurl (https), the idle timeout is
+// checked about once a second, so its effective limit is rounded up to the next second.
+using HttpRequest = net::ClientRequest;
+using HttpResponse = net::ClientResponse;
 // Receives a piece of a 2xx response body as it arrives. Return false to abort the transfer
 // (Send then fails with kAborted).
-using BodyChunkHandler = std::function<bool(std::string_view chunk)>;
+using BodyChunkHandler = net::ClientBodySink;
 
 class HttpClient {
  public:
@@ -68,7 +49,6 @@ class HttpClient {
 
  private:
   static bool IsPlainHttp(const std::string& url);
-  Result<HttpResponse> SendPlain(const HttpRequest& request, const BodyChunkHandler& on_chunk);
   void* Acquire();
   void Release(void* handle);
 

@@ -195,6 +195,11 @@ struct PlainHttpClient::Connection {
   }
 };
 
+std::string ClientResponse::Header(const std::string& name) const {
+  auto it = headers.find(name);
+  return it == headers.end() ? std::string() : it->second;
+}
+
 PlainHttpClient::PlainHttpClient() = default;
 PlainHttpClient::~PlainHttpClient() = default;
 

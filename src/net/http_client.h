@@ -38,6 +38,9 @@ struct ClientResponse {
   int status = 0;
   std::map<std::string, std::string> headers;  // names lower-cased; last value wins
   std::string body;  // the whole body, except 2xx bodies handed to a sink (see Send)
+
+  // The header's value, or "" when absent. `name` must be lower case.
+  std::string Header(const std::string& name) const;
 };
 
 // Receives a piece of a 2xx body as it arrives (chunked encoding already removed). Return false

@@ -155,7 +155,8 @@ class HttpServer {
 
   // Stops accepting, closes idle keep-alive connections at once, lets requests in flight finish
   // (their answer is sent with `Connection: close`, then the connection closes) and joins the
-  // threads. Idempotent; safe from any thread but a handler's (that would wait for itself).
+  // threads. Idempotent: a second caller returns once the first has stopped the server. Safe
+  // from any thread but a handler's (that would wait for itself).
   void Stop();
 
  private:
