@@ -28,13 +28,14 @@ bool IsPlainWordChar(char c) {
 }
 
 // POSIX sh (dash) builtins and reserved words, except `true` and `false`.
-constexpr std::array<std::string_view, 47> kShellOnly = {
+constexpr std::array<std::string_view, 50> kShellOnly = {
     ".",       ":",      "[",     "alias",    "bg",     "break",  "cd",       "command",
     "continue", "echo",  "eval",  "exec",     "exit",   "export", "fc",       "fg",
     "getopts", "hash",   "jobs",  "kill",     "local",  "printf", "pwd",      "read",
     "readonly", "return", "set",  "shift",    "test",   "times",  "trap",     "type",
     "ulimit",  "umask",  "unalias", "unset",  "wait",   "if",     "then",     "else",
-    "elif",    "fi",     "case",  "esac",     "for",    "while",  "until"};
+    "elif",    "fi",     "case",  "esac",     "for",    "while",  "until",    "do",
+    "done",    "in"};
 
 }  // namespace
 
@@ -62,9 +63,6 @@ std::optional<std::vector<std::string>> SimpleCommandArgv(std::string_view comma
   if (std::find(kShellOnly.begin(), kShellOnly.end(), program) != kShellOnly.end()) {
     return std::nullopt;
   }
-  // Reserved words that can only follow a keyword anyway ("do", "done", "in") are not
-  // programs either.
-  if (program == "do" || program == "done" || program == "in") return std::nullopt;
   return words;
 }
 
