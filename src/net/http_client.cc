@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <boost/asio/buffer.hpp>
 #include <boost/asio/error.hpp>
+#include <boost/beast/core/string.hpp>
 #include <boost/beast/http/basic_parser.hpp>
 #include <boost/beast/http/error.hpp>
 #include <cctype>
@@ -304,7 +305,7 @@ Result<ClientResponse> PlainHttpClient::Send(const ClientRequest& request,
   }
 
   std::string head;
-  head.reserve(256 + request.body.size() / 64);
+  head.reserve(512);
   head.append(request.method).append(" ").append(url.target).append(" HTTP/1.1\r\nHost: ");
   head.append(url.authority).append("\r\n");
   bool has_length = false;
@@ -314,7 +315,7 @@ Result<ClientResponse> PlainHttpClient::Send(const ClientRequest& request,
       return InvalidArgument(what + ": header '" + (HasLineBreak(name) ? "?" : name) +
                              "' has a bad name or a line break in its value");
     }
-    if (Lower(name) == "content-length") has_length = true;
+    if (boost::beast::iequals(name, "content-length")) has_length = true;
     head.append(name).append(": ").append(value).append("\r\n");
   }
   if (!has_length && (request.method != "GET" || !request.body.empty())) {

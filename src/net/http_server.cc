@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <boost/beast/core/string.hpp>
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/string_body.hpp>
 #include <cerrno>
@@ -30,12 +31,6 @@ constexpr size_t kReadSize = 64 * 1024;
 // so closing with unread bytes does not reset the connection before the client read the answer.
 constexpr int kLingerMs = 500;
 constexpr size_t kLingerMaxBytes = 16 * 1024 * 1024;
-
-bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
-  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-           return (x >= 'A' && x <= 'Z' ? x + 32 : x) == (y >= 'A' && y <= 'Z' ? y + 32 : y);
-         });
-}
 
 template <typename View>
 std::string ToString(const View& view) {
@@ -116,7 +111,7 @@ void Linger(int fd, ReadBuffer& buffer) {
 
 const std::string* Headers::Find(std::string_view name) const {
   for (const auto& [field, value] : fields_) {
-    if (EqualsIgnoreCase(field, name)) return &value;
+    if (boost::beast::iequals(field, {name.data(), name.size()})) return &value;
   }
   return nullptr;
 }
@@ -430,7 +425,7 @@ void HttpServer::Serve(size_t slot, int fd) {
         if (parser.is_done()) break;
         if (parser.is_header_done() && !sent_continue && parser.get().version() >= 11) {
           const auto expect = parser.get()[http::field::expect];
-          if (EqualsIgnoreCase({expect.data(), expect.size()}, "100-continue")) {
+          if (boost::beast::iequals(expect, "100-continue")) {
             static char kContinue[] = "HTTP/1.1 100 Continue\r\n\r\n";
             iovec part{kContinue, sizeof(kContinue) - 1};
             if (!internal::SendAll(fd, &part, 1)) {
