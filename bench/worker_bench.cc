@@ -2,7 +2,7 @@
 // through the real `factory worker` binary, each beside a baseline measured in the same run.
 //
 //   worker_bench [--factory PATH] [--stamped-sleep PATH] [--dir DIR] [--only dispatch|overhead]
-//                [--repeat N] [--overhead-tasks N] [--breakdown]
+//                [--repeat N] [--overhead-tasks N] [--breakdown] [--keep]
 //
 // A "task" here is a command task (`factory task add --command ...`) run by `factory worker`:
 // the Worker loop (claim, lease, heartbeat, complete) and the ShellExecutor (the command exec'd
@@ -66,6 +66,7 @@ struct Options {
   int repeat = 3;
   int overhead_tasks = 2'000;
   bool breakdown = false;  // --breakdown: where the factory's dispatch time goes, from its events
+  bool keep = false;       // --keep: leave the measurement folders (databases, artifacts)
 };
 
 [[noreturn]] void Die(const std::string& message) {
@@ -304,6 +305,9 @@ LatencyFigures BareDispatch(const Options& options, int tasks) {
   for (int task_idx = 0; task_idx < tasks; ++task_idx) {
     fs::create_directories(dir / std::to_string(task_idx));
   }
+  // As the worker does before its first burst (core/subprocess.h): without it, the spawn that
+  // first passes 256 open descriptors waits an RCU grace period for the table to grow.
+  ReserveDescriptors(kDispatchConcurrency * kDescriptorsPerChild + 64);
   std::atomic<int> next{0};
   std::vector<int64_t> exec_us(static_cast<size_t>(tasks), 0);
   const int64_t ready_ms = RealtimeNanos() / 1'000'000;  // truncated like the event timestamps
@@ -454,6 +458,8 @@ int Main(int argc, char** argv) {
       }
     } else if (arg == "--breakdown") {
       options.breakdown = true;
+    } else if (arg == "--keep") {
+      options.keep = true;
     } else if (arg == "--repeat") {
       options.repeat = std::stoi(next());
       if (options.repeat < 1) Die("--repeat must be at least 1");
@@ -463,7 +469,8 @@ int Main(int argc, char** argv) {
     } else if (arg == "--help" || arg == "-h") {
       std::printf(
           "usage: worker_bench [--factory PATH] [--stamped-sleep PATH] [--dir DIR] "
-          "[--only dispatch|overhead] [--repeat N] [--overhead-tasks N] [--breakdown]\n");
+          "[--only dispatch|overhead] [--repeat N] [--overhead-tasks N] [--breakdown] "
+          "[--keep]\n");
       return 0;
     } else {
       Die("unknown argument " + arg);
@@ -480,8 +487,12 @@ int Main(int argc, char** argv) {
               LoadAverage().c_str());
   if (options.only.empty() || options.only == "dispatch") DispatchTable(options);
   if (options.only.empty() || options.only == "overhead") OverheadTable(options);
-  std::error_code error;
-  fs::remove_all(options.dir, error);
+  if (options.keep) {
+    std::printf("\nmeasurement folders kept in %s\n", options.dir.c_str());
+  } else {
+    std::error_code error;
+    fs::remove_all(options.dir, error);
+  }
   return 0;
 }
 

@@ -1,6 +1,8 @@
 #include "cli/shell_executor.h"
 
+#include <optional>
 #include <system_error>
+#include <utility>
 
 #include "cli/json_format.h"
 #include "core/simple_command.h"
@@ -19,6 +21,84 @@ std::string Trimmed(std::string text) {
   return text;
 }
 
+ExecResult StartFailure(std::string error, bool retryable = true) {
+  ExecResult result;
+  result.retryable = retryable;
+  result.error = std::move(error);
+  return result;
+}
+
+// A command the executor started: Finish waits for it and turns its end into an ExecResult.
+class StartedCommand final : public StartedTask {
+ public:
+  explicit StartedCommand(ExecResult failure) : failure_(std::move(failure)) {}
+  StartedCommand(Subprocess process, bool direct, std::filesystem::path dir,
+                 std::string stdout_path, std::string stderr_path, int64_t timeout_ms)
+      : process_(std::move(process)),
+        direct_(direct),
+        dir_(std::move(dir)),
+        stdout_path_(std::move(stdout_path)),
+        stderr_path_(std::move(stderr_path)),
+        timeout_ms_(timeout_ms) {}
+
+  ExecResult Finish() override {
+    if (!process_) return failure_;
+    const SubprocessResult run = process_->Wait();
+    ExecResult result;
+    Json details;
+    details["runner"] = "shell";
+    details["exec"] = direct_ ? "direct" : "shell";
+    details["exit_code"] = run.exit_code;
+    details["signal"] = run.signal.has_value() ? Json(*run.signal) : Json(nullptr);
+    details["timed_out"] = run.timed_out;
+    details["cancelled"] = run.cancelled;
+    details["duration_ms"] = run.duration_ms;
+    details["stdout_bytes"] = run.stdout_bytes;
+    details["stderr_bytes"] = run.stderr_bytes;
+    details["stdout_path"] = stdout_path_;
+    details["stderr_path"] = stderr_path_;
+    details["pid"] = run.pid;
+    details["started_us"] = run.started_us;  // when the process had exec'd (dispatch latency)
+    result.details_json = DumpJson(details, -1);
+    result.exit_code = run.exit_code;
+
+    if (run.cancelled) {
+      result.cancelled = true;
+      result.error = "cancelled";
+      return result;
+    }
+    const std::string stderr_tail = Trimmed(run.stderr_tail);
+    if (run.timed_out) {
+      result.error =
+          "timed out after " + std::to_string(timeout_ms_) + " ms (process group killed)";
+    } else if (run.signal.has_value()) {
+      result.error = "killed by signal " + std::to_string(*run.signal);
+    } else if (run.exit_code != 0) {
+      result.error = "exit code " + std::to_string(run.exit_code);
+    } else {
+      result.success = true;
+      Json summary;
+      summary["exit_code"] = 0;
+      summary["duration_ms"] = run.duration_ms;
+      summary["artifacts"] = dir_.string();
+      summary["stdout_tail"] = Trimmed(run.stdout_tail);
+      result.result_json = DumpJson(summary, -1);
+      return result;
+    }
+    if (!stderr_tail.empty()) result.error += ": " + stderr_tail;
+    return result;
+  }
+
+ private:
+  std::optional<Subprocess> process_;  // empty: the start failed
+  ExecResult failure_;
+  bool direct_ = false;
+  std::filesystem::path dir_;
+  std::string stdout_path_;
+  std::string stderr_path_;
+  int64_t timeout_ms_ = 0;
+};
+
 }  // namespace
 
 std::filesystem::path ShellExecutor::AttemptDir(const std::string& task_id,
@@ -26,20 +106,19 @@ std::filesystem::path ShellExecutor::AttemptDir(const std::string& task_id,
   return options_.artifacts_dir / task_id / std::to_string(attempt_number);
 }
 
-ExecResult ShellExecutor::Execute(const ClaimedTask& claimed, const std::atomic<bool>& cancel) {
-  ExecResult result;
+std::unique_ptr<StartedTask> ShellExecutor::Start(const ClaimedTask& claimed,
+                                                  const std::atomic<bool>& cancel) {
   const Task& task = claimed.task;
   if (task.command.empty()) {
-    result.retryable = false;
-    result.error = "task has no command to run";
-    return result;
+    return std::make_unique<StartedCommand>(
+        StartFailure("task has no command to run", /*retryable=*/false));
   }
   const auto dir = AttemptDir(task.id, claimed.lease.attempt_number);
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
   if (ec) {
-    result.error = "cannot create artifacts directory " + dir.string() + ": " + ec.message();
-    return result;
+    return std::make_unique<StartedCommand>(
+        StartFailure("cannot create artifacts directory " + dir.string() + ": " + ec.message()));
   }
 
   SubprocessOptions options;
@@ -59,65 +138,29 @@ ExecResult ShellExecutor::Execute(const ClaimedTask& claimed, const std::atomic<
   options.kill_grace_ms = options_.kill_grace_ms;
   options.cancel = &cancel;
 
-  auto run_direct = [&]() {
+  auto start_direct = [&]() {
     SubprocessOptions direct_options = options;
     direct_options.argv = *direct;
-    return RunSubprocess(direct_options);
+    return Subprocess::Start(direct_options);
   };
-  Result<SubprocessResult> run = direct ? run_direct() : RunSubprocess(options);
-  if (direct && !run &&
-      (run.error().code == ErrorCode::kNotFound ||
-       run.error().code == ErrorCode::kPermissionDenied)) {
+  Result<Subprocess> process = direct ? start_direct() : Subprocess::Start(options);
+  if (direct && !process &&
+      (process.error().code == ErrorCode::kNotFound ||
+       process.error().code == ErrorCode::kPermissionDenied)) {
     direct.reset();
-    run = RunSubprocess(options);
+    process = Subprocess::Start(options);
   }
-  if (!run) {
-    result.error = "could not start " + options_.shell + ": " + run.error().message;
-    return result;
+  if (!process) {
+    return std::make_unique<StartedCommand>(
+        StartFailure("could not start " + options_.shell + ": " + process.error().message));
   }
+  return std::make_unique<StartedCommand>(std::move(*process), direct.has_value(), dir,
+                                          options.stdout_path, options.stderr_path,
+                                          options_.timeout_ms);
+}
 
-  Json details;
-  details["runner"] = "shell";
-  details["exec"] = direct ? "direct" : "shell";
-  details["exit_code"] = run->exit_code;
-  details["signal"] = run->signal.has_value() ? Json(*run->signal) : Json(nullptr);
-  details["timed_out"] = run->timed_out;
-  details["cancelled"] = run->cancelled;
-  details["duration_ms"] = run->duration_ms;
-  details["stdout_bytes"] = run->stdout_bytes;
-  details["stderr_bytes"] = run->stderr_bytes;
-  details["stdout_path"] = options.stdout_path;
-  details["stderr_path"] = options.stderr_path;
-  details["pid"] = run->pid;
-  details["started_us"] = run->started_us;  // when the process had exec'd (dispatch latency)
-  result.details_json = DumpJson(details, -1);
-  result.exit_code = run->exit_code;
-
-  if (run->cancelled) {
-    result.cancelled = true;
-    result.error = "cancelled";
-    return result;
-  }
-  const std::string stderr_tail = Trimmed(run->stderr_tail);
-  if (run->timed_out) {
-    result.error =
-        "timed out after " + std::to_string(options_.timeout_ms) + " ms (process group killed)";
-  } else if (run->signal.has_value()) {
-    result.error = "killed by signal " + std::to_string(*run->signal);
-  } else if (run->exit_code != 0) {
-    result.error = "exit code " + std::to_string(run->exit_code);
-  } else {
-    result.success = true;
-    Json summary;
-    summary["exit_code"] = 0;
-    summary["duration_ms"] = run->duration_ms;
-    summary["artifacts"] = dir.string();
-    summary["stdout_tail"] = Trimmed(run->stdout_tail);
-    result.result_json = DumpJson(summary, -1);
-    return result;
-  }
-  if (!stderr_tail.empty()) result.error += ": " + stderr_tail;
-  return result;
+ExecResult ShellExecutor::Execute(const ClaimedTask& claimed, const std::atomic<bool>& cancel) {
+  return Start(claimed, cancel)->Finish();
 }
 
 }  // namespace factory::cli

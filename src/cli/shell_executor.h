@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <memory>
 #include <string>
 
 #include "queue/worker.h"
@@ -30,6 +31,9 @@ class ShellExecutor final : public Executor {
   // FACTORY_ARTIFACTS_DIR (the attempt's directory). Success = exit code 0. A failure's error
   // text holds the exit code (or signal, or timeout) and the end of stderr.
   ExecResult Execute(const ClaimedTask& claimed, const std::atomic<bool>& cancel) override;
+  // Creates the attempt's directory and output files and starts the command; Finish waits.
+  std::unique_ptr<StartedTask> Start(const ClaimedTask& claimed,
+                                     const std::atomic<bool>& cancel) override;
 
   // The directory of one attempt's artifacts.
   std::filesystem::path AttemptDir(const std::string& task_id, int attempt_number) const;

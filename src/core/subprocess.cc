@@ -16,6 +16,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <stdexcept>
 #include <string_view>
 #include <utility>
 
@@ -311,11 +312,55 @@ class ScopedBlockSigpipe {
 
 }  // namespace
 
-Result<SubprocessResult> RunSubprocess(const SubprocessOptions& options) {
+// Everything Wait needs of a started child.
+struct Subprocess::Running {
+  pid_t pid = -1;
+  SteadyClock::time_point start;
+  int64_t started_us = 0;
+  bool waited = false;
+  Fd stdin_fd;  // write end; closed at once when there is nothing to feed
+  Fd stdout_fd;
+  Fd stderr_fd;
+  Fd stdout_file;
+  Fd stderr_file;
+  Fd pidfd;  // wakes the poll loop the moment the leader exits (invalid: we poll periodically)
+  std::string stdin_data;
+  int64_t timeout_ms = 0;
+  size_t tail_bytes = 0;
+  const std::atomic<bool>* cancel = nullptr;
+  int64_t kill_grace_ms = 0;
+};
+
+Subprocess::Subprocess(std::unique_ptr<Running> running) : running_(std::move(running)) {}
+Subprocess::Subprocess(Subprocess&& other) noexcept = default;
+Subprocess& Subprocess::operator=(Subprocess&& other) noexcept {
+  if (this != &other) {
+    KillIfNotWaited();
+    running_ = std::move(other.running_);
+  }
+  return *this;
+}
+
+Subprocess::~Subprocess() { KillIfNotWaited(); }
+
+void Subprocess::KillIfNotWaited() {
+  if (running_ == nullptr || running_->waited) return;
+  // Started and abandoned (the caller failed in between): nothing of it may outlive us.
+  ::kill(-running_->pid, SIGKILL);
+  while (::waitpid(running_->pid, nullptr, 0) < 0 && errno == EINTR) {
+  }
+  running_->waited = true;
+}
+
+int Subprocess::pid() const { return running_->pid; }
+int64_t Subprocess::started_us() const { return running_->started_us; }
+
+Result<Subprocess> Subprocess::Start(const SubprocessOptions& options) {
   if (options.argv.empty() || options.argv[0].empty()) {
     return InvalidArgument("RunSubprocess: empty argv");
   }
-  const auto start = SteadyClock::now();
+  auto running = std::make_unique<Running>();
+  running->start = SteadyClock::now();
 
   // Everything the child needs is prepared here: after fork it may not allocate.
   std::vector<std::string> env = BuildEnv(options);
@@ -329,8 +374,6 @@ Result<SubprocessResult> RunSubprocess(const SubprocessOptions& options) {
   for (const auto& entry : env) env_ptrs.push_back(const_cast<char*>(entry.c_str()));
   env_ptrs.push_back(nullptr);
 
-  Fd stdout_file;
-  Fd stderr_file;
   auto open_output = [](const std::string& path, Fd& out) -> Status {
     if (path.empty()) return Ok();
     int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
@@ -340,15 +383,13 @@ Result<SubprocessResult> RunSubprocess(const SubprocessOptions& options) {
     out = Fd(fd);
     return Ok();
   };
-  FACTORY_RETURN_IF_ERROR(open_output(options.stdout_path, stdout_file));
-  FACTORY_RETURN_IF_ERROR(open_output(options.stderr_path, stderr_file));
+  FACTORY_RETURN_IF_ERROR(open_output(options.stdout_path, running->stdout_file));
+  FACTORY_RETURN_IF_ERROR(open_output(options.stderr_path, running->stderr_file));
 
   FACTORY_ASSIGN_OR_RETURN(Pipe in_pipe, MakePipe());
   FACTORY_ASSIGN_OR_RETURN(Pipe out_pipe, MakePipe());
   FACTORY_ASSIGN_OR_RETURN(Pipe err_pipe, MakePipe());
   FACTORY_ASSIGN_OR_RETURN(Pipe exec_pipe, MakePipe());
-
-  ScopedBlockSigpipe block_sigpipe;
 
   // vfork, not fork: the child borrows the parent's memory until execve instead of copying its
   // page tables (a worker with dozens of threads and a large heap paid most of a short task's
@@ -370,7 +411,6 @@ Result<SubprocessResult> RunSubprocess(const SubprocessOptions& options) {
   // Also set the group from the parent so a kill(-pid) right after fork cannot miss the child
   // (whichever of the two setpgid calls runs first wins; the other is a no-op or EACCES).
   ::setpgid(pid, pid);
-  const pid_t pgid = pid;
 
   in_pipe.read.Reset();
   out_pipe.write.Reset();
@@ -408,28 +448,45 @@ Result<SubprocessResult> RunSubprocess(const SubprocessOptions& options) {
     }
     return Internal("child failed before exec: " + reason);
   }
-  exec_pipe.read.Reset();
 
+  running->pid = pid;
+  running->started_us = std::chrono::duration_cast<std::chrono::microseconds>(
+                            std::chrono::system_clock::now().time_since_epoch())
+                            .count();
+  running->pidfd = Fd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
+  running->stdin_fd = std::move(in_pipe.write);
+  if (options.stdin_data.empty()) {
+    running->stdin_fd.Reset();
+  } else {
+    ::fcntl(running->stdin_fd.get(), F_SETFL,
+            ::fcntl(running->stdin_fd.get(), F_GETFL) | O_NONBLOCK);
+    running->stdin_data = options.stdin_data;
+  }
+  running->stdout_fd = std::move(out_pipe.read);
+  running->stderr_fd = std::move(err_pipe.read);
+  running->timeout_ms = options.timeout_ms;
+  running->tail_bytes = options.tail_bytes;
+  running->cancel = options.cancel;
+  running->kill_grace_ms = options.kill_grace_ms;
+  return Subprocess(std::move(running));
+}
+
+SubprocessResult Subprocess::Wait() {
+  Running& run = *running_;
+  if (run.waited) throw std::logic_error("Subprocess::Wait called twice");
+  run.waited = true;
+  ScopedBlockSigpipe block_sigpipe;  // a child that closes its stdin early must not kill us
+
+  const pid_t pid = run.pid;
+  const pid_t pgid = pid;
+  const auto& start = run.start;
   SubprocessResult result;
   result.pid = pid;
-  result.started_us = std::chrono::duration_cast<std::chrono::microseconds>(
-                          std::chrono::system_clock::now().time_since_epoch())
-                          .count();
+  result.started_us = run.started_us;
 
-  // A pidfd wakes the poll loop the moment the leader exits; without one we poll periodically.
-  Fd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
-
-  Fd stdin_fd = std::move(in_pipe.write);
   size_t stdin_offset = 0;
-  if (options.stdin_data.empty()) {
-    stdin_fd.Reset();
-  } else {
-    ::fcntl(stdin_fd.get(), F_SETFL, ::fcntl(stdin_fd.get(), F_GETFL) | O_NONBLOCK);
-  }
-  Fd stdout_fd = std::move(out_pipe.read);
-  Fd stderr_fd = std::move(err_pipe.read);
-  Tail stdout_tail(options.tail_bytes);
-  Tail stderr_tail(options.tail_bytes);
+  Tail stdout_tail(run.tail_bytes);
+  Tail stderr_tail(run.tail_bytes);
 
   bool leader_exited = false;
   int wait_status = 0;
@@ -467,22 +524,21 @@ Result<SubprocessResult> RunSubprocess(const SubprocessOptions& options) {
     check_leader();
     const int64_t now_ms = MillisSince(start);
     if (!leader_exited) {
-      if (options.timeout_ms > 0 && now_ms >= options.timeout_ms && !result.timed_out) {
+      if (run.timeout_ms > 0 && now_ms >= run.timeout_ms && !result.timed_out) {
         result.timed_out = true;
         ::kill(-pgid, SIGKILL);
       }
-      if (options.cancel != nullptr && options.cancel->load() && !result.cancelled &&
-          !result.timed_out) {
+      if (run.cancel != nullptr && run.cancel->load() && !result.cancelled && !result.timed_out) {
         result.cancelled = true;
         ::kill(-pgid, SIGTERM);
-        sigkill_at_ms = now_ms + std::max<int64_t>(0, options.kill_grace_ms);
+        sigkill_at_ms = now_ms + std::max<int64_t>(0, run.kill_grace_ms);
       }
       if (sigkill_at_ms >= 0 && now_ms >= sigkill_at_ms) {
         ::kill(-pgid, SIGKILL);
         sigkill_at_ms = -1;
       }
     }
-    const bool pipes_open = stdout_fd.valid() || stderr_fd.valid();
+    const bool pipes_open = run.stdout_fd.valid() || run.stderr_fd.valid();
     if (leader_exited && (!pipes_open || now_ms - exited_at_ms >= kDrainAfterExitMs)) break;
 
     // Sleep until output, the leader's exit, or the next deadline we must act on.
@@ -491,59 +547,63 @@ Result<SubprocessResult> RunSubprocess(const SubprocessOptions& options) {
     if (leader_exited) {
       bound(kDrainAfterExitMs - (now_ms - exited_at_ms));
     } else {
-      if (options.timeout_ms > 0 && !result.timed_out) bound(options.timeout_ms - now_ms);
+      if (run.timeout_ms > 0 && !result.timed_out) bound(run.timeout_ms - now_ms);
       if (sigkill_at_ms >= 0) bound(sigkill_at_ms - now_ms);
-      if (options.cancel != nullptr && !result.cancelled) bound(kCancelPollMs);
-      if (!pidfd.valid()) bound(10);
+      if (run.cancel != nullptr && !result.cancelled) bound(kCancelPollMs);
+      if (!run.pidfd.valid()) bound(10);
     }
     if (wait_ms >= 0) wait_ms = std::max<int64_t>(wait_ms, 1);
 
     struct pollfd fds[4];
     int count = 0;
-    int out_idx = -1, err_idx = -1, in_idx = -1, pid_idx = -1;
-    if (stdout_fd.valid()) {
+    int out_idx = -1, err_idx = -1, in_idx = -1;
+    if (run.stdout_fd.valid()) {
       out_idx = count;
-      fds[count++] = {stdout_fd.get(), POLLIN, 0};
+      fds[count++] = {run.stdout_fd.get(), POLLIN, 0};
     }
-    if (stderr_fd.valid()) {
+    if (run.stderr_fd.valid()) {
       err_idx = count;
-      fds[count++] = {stderr_fd.get(), POLLIN, 0};
+      fds[count++] = {run.stderr_fd.get(), POLLIN, 0};
     }
-    if (stdin_fd.valid()) {
+    if (run.stdin_fd.valid()) {
       in_idx = count;
-      fds[count++] = {stdin_fd.get(), POLLOUT, 0};
+      fds[count++] = {run.stdin_fd.get(), POLLOUT, 0};
     }
-    if (pidfd.valid() && !leader_exited) {
-      pid_idx = count;
-      fds[count++] = {pidfd.get(), POLLIN, 0};
-    }
+    // The pidfd only wakes us; check_leader() does the work.
+    if (run.pidfd.valid() && !leader_exited) fds[count++] = {run.pidfd.get(), POLLIN, 0};
     int ready = ::poll(fds, static_cast<nfds_t>(count), static_cast<int>(wait_ms));
     if (ready < 0) {
       if (errno == EINTR) continue;
       ::kill(-pgid, SIGKILL);
       break;
     }
-    if (out_idx >= 0 && fds[out_idx].revents != 0) drain(stdout_fd, stdout_file, stdout_tail);
-    if (err_idx >= 0 && fds[err_idx].revents != 0) drain(stderr_fd, stderr_file, stderr_tail);
+    if (out_idx >= 0 && fds[out_idx].revents != 0) {
+      drain(run.stdout_fd, run.stdout_file, stdout_tail);
+    }
+    if (err_idx >= 0 && fds[err_idx].revents != 0) {
+      drain(run.stderr_fd, run.stderr_file, stderr_tail);
+    }
     if (in_idx >= 0 && fds[in_idx].revents != 0) {
       if (fds[in_idx].revents & (POLLERR | POLLHUP)) {
-        stdin_fd.Reset();  // the child closed its stdin; the rest of the data is unwanted
+        run.stdin_fd.Reset();  // the child closed its stdin; the rest of the data is unwanted
       } else {
-        ssize_t n = ::write(stdin_fd.get(), options.stdin_data.data() + stdin_offset,
-                            options.stdin_data.size() - stdin_offset);
+        ssize_t n = ::write(run.stdin_fd.get(), run.stdin_data.data() + stdin_offset,
+                            run.stdin_data.size() - stdin_offset);
         if (n > 0) stdin_offset += static_cast<size_t>(n);
         if ((n < 0 && errno != EAGAIN && errno != EINTR) ||
-            stdin_offset == options.stdin_data.size()) {
-          stdin_fd.Reset();
+            stdin_offset == run.stdin_data.size()) {
+          run.stdin_fd.Reset();
         }
       }
     }
-    (void)pid_idx;  // the pidfd only wakes us; check_leader() does the work
   }
 
-  stdin_fd.Reset();
-  stdout_fd.Reset();
-  stderr_fd.Reset();
+  run.stdin_fd.Reset();
+  run.stdout_fd.Reset();
+  run.stderr_fd.Reset();
+  run.stdout_file.Reset();
+  run.stderr_file.Reset();
+  run.pidfd.Reset();
 
   // Reap the leader (it exited, or we killed the group after a poll failure).
   if (!leader_exited) ::kill(-pgid, SIGKILL);
@@ -578,6 +638,32 @@ Result<SubprocessResult> RunSubprocess(const SubprocessOptions& options) {
   result.stdout_tail = stdout_tail.Take();
   result.stderr_tail = stderr_tail.Take();
   return result;
+}
+
+int ReserveDescriptors(int count) {
+  struct rlimit nofile {};
+  if (::getrlimit(RLIMIT_NOFILE, &nofile) != 0) return 0;
+  const rlim_t wanted = static_cast<rlim_t>(std::max(count, 0));
+  if (nofile.rlim_cur != RLIM_INFINITY && nofile.rlim_cur < wanted) {
+    struct rlimit raised = nofile;
+    raised.rlim_cur = nofile.rlim_max == RLIM_INFINITY ? wanted : std::min(wanted, nofile.rlim_max);
+    if (::setrlimit(RLIMIT_NOFILE, &raised) == 0) nofile = raised;
+  }
+  const int allowed = nofile.rlim_cur == RLIM_INFINITY
+                          ? count
+                          : static_cast<int>(std::min<rlim_t>(wanted, nofile.rlim_cur));
+  if (allowed <= 3) return allowed;
+  // Occupying the highest slot grows the table to hold it (tables never shrink).
+  const int highest = allowed - 1;
+  if (::fcntl(highest, F_GETFD) == -1 && errno == EBADF) {
+    if (::dup2(STDERR_FILENO, highest) == highest) ::close(highest);
+  }
+  return allowed;
+}
+
+Result<SubprocessResult> RunSubprocess(const SubprocessOptions& options) {
+  FACTORY_ASSIGN_OR_RETURN(Subprocess child, Subprocess::Start(options));
+  return child.Wait();
 }
 
 }  // namespace factory

@@ -6,6 +6,7 @@
 #include <atomic>
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -79,5 +80,49 @@ struct SubprocessResult {
 // set to SIG_IGN); the child would still be supervised but its exit status would be lost
 // (exit_code -1).
 Result<SubprocessResult> RunSubprocess(const SubprocessOptions& options);
+
+// Descriptors the parent holds per running child (stdout and stderr pipes, their two files,
+// the pidfd; the stdin pipe too while there is input to feed).
+inline constexpr int kDescriptorsPerChild = 6;
+
+// Makes room for `count` open descriptors ahead of a burst of spawns: raises the soft
+// RLIMIT_NOFILE up to the hard limit when it is lower, and grows the kernel's descriptor table
+// now. The kernel grows the table on demand, each time the highest descriptor passes 64, 128,
+// 256, ...; in a multithreaded process every growth waits for an RCU grace period
+// (synchronize_rcu in expand_fdtable, 10-30 ms on our machines), and it happens in the middle
+// of the burst that crosses the line, stalling the spawn that opened the descriptor. Returns the
+// count the limit allows (<= count).
+int ReserveDescriptors(int count);
+
+// RunSubprocess in two steps, for a caller that starts processes on one thread and waits for
+// them on others (the task worker starts a burst of claimed tasks from its dispatching thread:
+// fifty threads each creating files and spawning at once contend in the kernel for the same
+// directory and journal locks, and the burst starts slower than from one thread).
+class Subprocess {
+ public:
+  // Spawns the child (as RunSubprocess does, with the same start errors) and returns once it
+  // has exec'd. The output files are created here; `options.cancel` must stay valid until Wait
+  // returns.
+  static Result<Subprocess> Start(const SubprocessOptions& options);
+
+  Subprocess(Subprocess&& other) noexcept;
+  Subprocess& operator=(Subprocess&& other) noexcept;
+  // A child never waited for is killed with its group and reaped.
+  ~Subprocess();
+
+  int pid() const;
+  // When the child had exec'd (SubprocessResult::started_us).
+  int64_t started_us() const;
+
+  // Feeds stdin, copies the output, enforces the timeout and the cancel flag, and reaps the
+  // group (RunSubprocess's contract). Call once, from any one thread.
+  SubprocessResult Wait();
+
+ private:
+  struct Running;
+  explicit Subprocess(std::unique_ptr<Running> running);
+  void KillIfNotWaited();
+  std::unique_ptr<Running> running_;
+};
 
 }  // namespace factory

@@ -9,6 +9,7 @@
 #include <exception>
 #include <utility>
 
+#include "core/subprocess.h"
 #include "core/ulid.h"
 
 namespace factory {
@@ -120,6 +121,12 @@ Status Worker::Run() {
 
   spdlog::info("worker {}: concurrency {}, lease {} ms, batch {}", options_.owner,
                options_.concurrency, options_.lease_ms, options_.batch);
+  // Room for every running task's descriptors, made before the first burst of starts.
+  const int descriptors = options_.concurrency * kDescriptorsPerChild + 64;
+  if (const int reserved = ReserveDescriptors(descriptors); reserved < descriptors) {
+    spdlog::warn("worker: the open-file limit allows {} descriptors; {} running tasks may need {}",
+                 reserved, options_.concurrency, descriptors);
+  }
   for (int thread_idx = 0; thread_idx < options_.concurrency; ++thread_idx) {
     threads_.emplace_back([this] { PoolThread(); });
   }
@@ -235,14 +242,16 @@ Status Worker::ClaimAndDispatch(int free_slots, bool& claimed_any) {
       queue_.ClaimAndStart(options_.owner, options_.lease_ms, limit, options_.filter));
   const int64_t interval_ms = std::max<int64_t>(options_.lease_ms / 3, 20);
   const int64_t now_ms = queue_.clock().NowMillis();
-  for (auto& claimed_task : claimed) {
-    auto job = std::make_shared<Job>();
-    job->claimed = std::move(claimed_task);
-    job->next_heartbeat_ms = now_ms + interval_ms;
-    {
-      std::lock_guard lock(mu_);
+  std::vector<std::shared_ptr<Job>> jobs;
+  jobs.reserve(claimed.size());
+  {
+    // Every claimed job is active (heartbeated, cancellable) before the first one starts.
+    std::lock_guard lock(mu_);
+    for (auto& claimed_task : claimed) {
+      auto job = std::make_shared<Job>();
+      job->claimed = std::move(claimed_task);
+      job->next_heartbeat_ms = now_ms + interval_ms;
       active_[job->claimed.task.id] = job;
-      pending_jobs_.push_back(job);
       ++in_flight_;
       ++stats_.claimed;
       // A stop that arrived meanwhile: the job starts cancelled and is released.
@@ -250,11 +259,44 @@ Status Worker::ClaimAndDispatch(int free_slots, bool& claimed_any) {
         job->shutting_down = true;
         job->cancel.store(true);
       }
+      jobs.push_back(std::move(job));
+    }
+  }
+  for (auto& job : jobs) {
+    if (!job->cancel.load()) StartJob(*job);
+    {
+      std::lock_guard lock(mu_);
+      pending_jobs_.push_back(std::move(job));
     }
     pool_cv_.notify_one();
   }
   claimed_any = !claimed.empty();
   return Ok();
+}
+
+namespace {
+
+// A start that threw: finishing it reports the exception.
+class FailedStart final : public StartedTask {
+ public:
+  explicit FailedStart(std::string error) { result_.error = std::move(error); }
+  ExecResult Finish() override { return result_; }
+
+ private:
+  ExecResult result_;
+};
+
+}  // namespace
+
+void Worker::StartJob(Job& job) {
+  job.started_ms = SteadyMillis();
+  try {
+    job.started = executor_.Start(job.claimed, job.cancel);
+  } catch (const std::exception& e) {
+    job.started = std::make_unique<FailedStart>(std::string("executor threw: ") + e.what());
+  } catch (...) {
+    job.started = std::make_unique<FailedStart>("executor threw an unknown exception");
+  }
 }
 
 void Worker::PoolThread() {
@@ -280,15 +322,17 @@ void Worker::PoolThread() {
 
 void Worker::RunJob(const std::shared_ptr<Job>& job) {
   const Task& task = job->claimed.task;
-  job->started_ms = SteadyMillis();
+  if (job->started_ms == 0) job->started_ms = SteadyMillis();
   ExecResult result;
-  if (job->cancel.load()) {
+  // A started task is finished even when cancelled meanwhile: Finish sees the flag and stops it.
+  if (job->cancel.load() && job->started == nullptr) {
     result.cancelled = true;
   } else {
     Emit({WorkerEvent::Kind::kStarted, task.id, task.title, job->claimed.lease.attempt_number,
           task.max_attempts, false, 0, ""});
     try {
-      result = executor_.Execute(job->claimed, job->cancel);
+      result = job->started != nullptr ? job->started->Finish()
+                                       : executor_.Execute(job->claimed, job->cancel);
     } catch (const std::exception& e) {
       result = ExecResult{};
       result.error = std::string("executor threw: ") + e.what();

@@ -5,7 +5,8 @@
 // run pipeline (agents).
 //
 // Life of a claimed task:
-//   Claim -> Start -> Executor::Execute (heartbeat every lease/3 meanwhile)
+//   Claim -> Start -> Executor::Execute, or Executor::Start on the claiming thread and
+//   StartedTask::Finish on a pool thread (heartbeat every lease/3 meanwhile)
 //     success            -> Complete
 //     failure            -> Fail (retry with backoff, or failed finally)
 //     stopped by Stop    -> Release (the attempt is given back; the task is ready again)
@@ -43,6 +44,14 @@ struct ExecResult {
   std::string details_json = "{}";
 };
 
+// A task an Executor has started (Executor::Start); the worker finishes it on a pool thread.
+class StartedTask {
+ public:
+  virtual ~StartedTask() = default;
+  // Waits for the task to end; otherwise Executor::Execute's contract (cancel, no throw).
+  virtual ExecResult Finish() = 0;
+};
+
 // Runs claimed tasks. Implementations must be thread-safe: Execute is called concurrently from
 // up to `concurrency` threads.
 class Executor {
@@ -52,6 +61,20 @@ class Executor {
   // becomes true, with cancelled = true. Must not throw (an exception is recorded as a failed
   // attempt, but executors should turn their own errors into ExecResult).
   virtual ExecResult Execute(const ClaimedTask& task, const std::atomic<bool>& cancel) = 0;
+
+  // Optional first half of Execute, for executors whose start is short and whose run is long
+  // (a process). The worker calls it on its dispatching thread, one claimed task after the
+  // other, and a pool thread then calls Finish: a burst of claimed tasks starts from one thread
+  // instead of `concurrency` threads contending for the same kernel locks (bench/RESULTS.md,
+  // dispatch latency). nullptr, the default: the worker calls Execute on a pool thread instead.
+  // A start that fails returns a StartedTask whose Finish reports it. It delays every task
+  // claimed after it, so it must not wait for anything slow. `cancel` outlives Finish.
+  virtual std::unique_ptr<StartedTask> Start(const ClaimedTask& task,
+                                             const std::atomic<bool>& cancel) {
+    (void)task;
+    (void)cancel;
+    return nullptr;
+  }
 };
 
 // Progress notifications (for a display); called from worker threads, must be thread-safe and
@@ -127,6 +150,9 @@ class Worker {
     bool shutting_down = false;     // guarded by mu_: cancel came from RequestStop/Cancel
     int64_t next_heartbeat_ms = 0;  // guarded by mu_
     int64_t started_ms = 0;
+    // Set by the dispatching thread before the job is queued (Executor::Start), then owned by
+    // the pool thread that takes the job.
+    std::unique_ptr<StartedTask> started;
   };
 
   void PoolThread();
@@ -137,6 +163,8 @@ class Worker {
   // Cancels every running job as part of shutdown.
   void CancelAllLocked();
   Status ClaimAndDispatch(int free_slots, bool& claimed_any);
+  // Executor::Start for a claimed job, on the dispatching thread (exceptions become failures).
+  void StartJob(Job& job);
 
   Queue& queue_;
   Executor& executor_;

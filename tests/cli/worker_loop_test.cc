@@ -1,13 +1,16 @@
 // The Worker loop (queue/worker.h) with a fake executor on a real SQLite store: every task runs
 // and completes exactly once at several concurrency levels, failures retry, a stop releases
-// running tasks, and a lost lease cancels the executor.
+// running tasks, a lost lease cancels the executor, and an executor that splits its work into
+// Start and Finish starts on the dispatching thread and finishes on the pool.
 
 #include <gtest/gtest.h>
 
 #include <atomic>
 #include <chrono>
 #include <map>
+#include <memory>
 #include <mutex>
+#include <stdexcept>
 #include <set>
 #include <string>
 #include <thread>
@@ -237,6 +240,128 @@ TEST_F(WorkerLoopTest, InvalidOptionsAreRejected) {
   auto status = worker.Run();
   ASSERT_FALSE(status.has_value());
   EXPECT_EQ(status.error().code, ErrorCode::kInvalidArgument);
+}
+
+// Starts tasks on the worker's dispatching thread and finishes them on pool threads: a title
+// "throw" throws from Start, "block" waits in Finish for its cancel flag.
+class SplitExecutor final : public Executor {
+ public:
+  ExecResult Execute(const ClaimedTask&, const std::atomic<bool>&) override {
+    ++executed_;
+    return ExecResult{};
+  }
+
+  std::unique_ptr<StartedTask> Start(const ClaimedTask& claimed,
+                                     const std::atomic<bool>& cancel) override {
+    if (claimed.task.title == "throw") throw std::runtime_error("no such program");
+    {
+      std::lock_guard lock(mu_);
+      start_threads_.insert(std::this_thread::get_id());
+      started_.push_back(claimed.task.id);
+    }
+    return std::make_unique<Started>(*this, claimed.task.title, cancel);
+  }
+
+  std::set<std::thread::id> start_threads() {
+    std::lock_guard lock(mu_);
+    return start_threads_;
+  }
+  std::set<std::thread::id> finish_threads() {
+    std::lock_guard lock(mu_);
+    return finish_threads_;
+  }
+  std::vector<std::string> started() {
+    std::lock_guard lock(mu_);
+    return started_;
+  }
+  int executed() const { return executed_.load(); }
+  bool blocking() const { return blocking_.load(); }
+
+ private:
+  class Started final : public StartedTask {
+   public:
+    Started(SplitExecutor& owner, std::string title, const std::atomic<bool>& cancel)
+        : owner_(owner), title_(std::move(title)), cancel_(cancel) {}
+    ExecResult Finish() override {
+      {
+        std::lock_guard lock(owner_.mu_);
+        owner_.finish_threads_.insert(std::this_thread::get_id());
+      }
+      ExecResult result;
+      if (title_ == "block") {
+        owner_.blocking_ = true;
+        while (!cancel_.load()) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+        result.cancelled = true;
+        return result;
+      }
+      result.success = true;
+      return result;
+    }
+
+   private:
+    SplitExecutor& owner_;
+    std::string title_;
+    const std::atomic<bool>& cancel_;
+  };
+
+  std::mutex mu_;
+  std::set<std::thread::id> start_threads_;   // guarded by mu_
+  std::set<std::thread::id> finish_threads_;  // guarded by mu_
+  std::vector<std::string> started_;          // guarded by mu_
+  std::atomic<int> executed_{0};
+  std::atomic<bool> blocking_{false};
+};
+
+TEST_F(WorkerLoopTest, StartsOnTheDispatchingThreadAndFinishesOnThePool) {
+  std::vector<std::string> ids;
+  for (int idx = 0; idx < 12; ++idx) ids.push_back(Add("task " + std::to_string(idx)));
+  SplitExecutor executor;
+  WorkerOptions options = Options(4);
+  options.batch = 4;
+  Worker worker(*queue_, executor, options);
+  ASSERT_TRUE(worker.Run().has_value());
+
+  EXPECT_EQ(executor.start_threads(), std::set<std::thread::id>{std::this_thread::get_id()});
+  const auto finishers = executor.finish_threads();
+  EXPECT_FALSE(finishers.empty());
+  EXPECT_FALSE(finishers.contains(std::this_thread::get_id()));
+  EXPECT_EQ(executor.executed(), 0);  // Start replaced Execute
+  EXPECT_EQ(executor.started().size(), ids.size());
+  for (const auto& id : ids) {
+    EXPECT_EQ(queue_->GetTask(id)->state, TaskState::kDone) << id;
+    EXPECT_EQ(CountEvents(id, "task.completed"), 1) << id;
+  }
+  EXPECT_EQ(worker.stats().succeeded, 12);
+}
+
+TEST_F(WorkerLoopTest, AStartThatThrowsFailsTheAttempt) {
+  auto id = Add("throw");
+  SplitExecutor executor;
+  WorkerOptions options = Options(1);
+  Worker worker(*queue_, executor, options);
+  ASSERT_TRUE(worker.Run().has_value());
+  auto attempts = queue_->ListAttempts(id);
+  ASSERT_TRUE(attempts.has_value());
+  ASSERT_FALSE(attempts->empty());
+  EXPECT_EQ(attempts->front().status, AttemptStatus::kFailed);
+  EXPECT_EQ(attempts->front().error, "executor threw: no such program");
+}
+
+TEST_F(WorkerLoopTest, StopReleasesAStartedTask) {
+  auto id = Add("block");
+  SplitExecutor executor;
+  WorkerOptions options = Options(2);
+  options.until_idle = false;
+  options.shutdown_grace_ms = 50;
+  Worker worker(*queue_, executor, options);
+  std::thread stopper([&] {
+    while (!executor.blocking()) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    worker.RequestStop();
+  });
+  ASSERT_TRUE(worker.Run().has_value());
+  stopper.join();
+  EXPECT_EQ(queue_->GetTask(id)->state, TaskState::kReady);
+  EXPECT_EQ(worker.stats().released, 1);
 }
 
 TEST(WorkerOwnerTest, DefaultOwnerIsHostPidUlid) {

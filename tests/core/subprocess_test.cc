@@ -5,6 +5,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -370,6 +371,101 @@ TEST_F(SubprocessTest, ConcurrentSpawnsAreIndependent) {
     EXPECT_EQ(outputs[index], "thread " + std::to_string(index));
     EXPECT_EQ(codes[index], index);
   }
+}
+
+TEST_F(SubprocessTest, StartReturnsARunningChildThatWaitFinishes) {
+  const std::string out = dir_ + "/out.log";
+  SubprocessOptions options = Sh("echo started; read line; echo \"got $line\"; exit 3");
+  options.stdout_path = out;
+  options.stdin_data = "input\n";
+  auto child = Subprocess::Start(options);
+  ASSERT_TRUE(child.has_value()) << child.error().ToString();
+  EXPECT_GT(child->pid(), 0);
+  EXPECT_GT(child->started_us(), 0);
+  EXPECT_TRUE(fs::exists(out));  // created by Start, before the child writes
+  const SubprocessResult result = child->Wait();
+  EXPECT_EQ(result.exit_code, 3);
+  EXPECT_EQ(result.pid, child->pid());
+  EXPECT_EQ(result.started_us, child->started_us());
+  EXPECT_EQ(result.stdout_tail, "started\ngot input\n");
+  EXPECT_EQ(ReadFile(out), "started\ngot input\n");
+}
+
+TEST_F(SubprocessTest, StartReportsWhatRunSubprocessReports) {
+  SubprocessOptions options;
+  options.argv = {"/nonexistent/program"};
+  auto child = Subprocess::Start(options);
+  ASSERT_FALSE(child.has_value());
+  EXPECT_EQ(child.error().code, ErrorCode::kNotFound);
+  options.argv = {};
+  EXPECT_EQ(Subprocess::Start(options).error().code, ErrorCode::kInvalidArgument);
+}
+
+TEST_F(SubprocessTest, AStartedChildNeverWaitedForIsKilledWithItsGroup) {
+  const std::string pid_file = dir_ + "/grandchild.pid";
+  int leader = 0;
+  int grandchild = 0;
+  {
+    auto child = Subprocess::Start(Sh("sleep 1000 & echo $! > " + pid_file + "; sleep 1000"));
+    ASSERT_TRUE(child.has_value()) << child.error().ToString();
+    leader = child->pid();
+    for (int tries = 0; tries < 500 && ReadFile(pid_file).empty(); ++tries) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    grandchild = std::atoi(ReadFile(pid_file).c_str());
+    ASSERT_GT(grandchild, 0);
+    EXPECT_TRUE(IsAlive(leader));
+    EXPECT_TRUE(IsAlive(grandchild));
+  }  // destroyed without Wait
+  EXPECT_EQ(ProcessState(leader), 0);  // killed and reaped
+  for (int tries = 0; tries < 200 && IsAlive(grandchild); ++tries) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_FALSE(IsAlive(grandchild));
+  EXPECT_TRUE(LiveGroupMembers(leader).empty());
+}
+
+// FDSize in /proc/self/status: how many descriptors the process's table holds now.
+int DescriptorTableSize() {
+  std::ifstream in("/proc/self/status");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("FDSize:", 0) == 0) return std::atoi(line.c_str() + 7);
+  }
+  return 0;
+}
+
+TEST(ReserveDescriptorsTest, RaisesTheSoftLimitAndGrowsTheTableNow) {
+  struct rlimit original {};
+  ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &original), 0);
+  if (original.rlim_max != RLIM_INFINITY && original.rlim_max < 3000) {
+    GTEST_SKIP() << "hard open-file limit " << original.rlim_max << " is below 3000";
+  }
+  struct rlimit lowered = original;
+  lowered.rlim_cur = 256;
+  ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &lowered), 0);
+  const int table_before = DescriptorTableSize();
+  ASSERT_LT(table_before, 2500) << "the test needs a table smaller than what it reserves";
+
+  EXPECT_EQ(ReserveDescriptors(2500), 2500);
+  struct rlimit now {};
+  ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &now), 0);
+  EXPECT_GE(now.rlim_cur, 2500u);
+  EXPECT_GE(DescriptorTableSize(), 2500);
+  EXPECT_EQ(fcntl(2499, F_GETFD), -1);  // the slot used to grow the table is free again
+
+  ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &original), 0);
+}
+
+TEST(ReserveDescriptorsTest, StopsAtTheHardLimit) {
+  struct rlimit original {};
+  ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &original), 0);
+  if (original.rlim_max == RLIM_INFINITY || original.rlim_max > 65536) {
+    GTEST_SKIP() << "no hard open-file limit small enough to fill";
+  }
+  const int hard = static_cast<int>(original.rlim_max);
+  EXPECT_EQ(ReserveDescriptors(hard + 100), hard);
+  ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &original), 0);
 }
 
 }  // namespace
