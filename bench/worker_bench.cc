@@ -16,8 +16,10 @@
 // completion, inside a running worker (no process start-up counted). A free slot is the end of
 // an earlier task's process: the j-th task to start (j >= concurrency) cannot start before the
 // (j - concurrency)-th process end. The task's command is `exec stamped_sleep 0.2` (plain words:
-// the worker execs the program directly): a small static program that prints its own start
-// time, sleeps 0.2 s and prints its end time (to the attempt's stdout.log). The baseline: the
+// the worker execs the program directly): a small static program without a C library that
+// prints its own start time, sleeps 0.2 s and prints its end time (to the attempt's stdout.log);
+// `--stamped-sleep build/bench/stamped_sleep_libc` runs the same program on glibc, whose
+// start-up costs ~0.3 ms of CPU per process on a KVM guest (see stamped_sleep.cc). The baseline: the
 // same commands spawned the same way by a bare pool of threads (RunSubprocess, the spawn code
 // the worker uses), with the same arithmetic.
 //

@@ -67,6 +67,7 @@ Worker::~Worker() {
     CancelAllLocked();
   }
   pool_cv_.notify_all();
+  start_cv_.notify_all();
   cv_.notify_all();
   for (auto& thread : threads_) {
     if (thread.joinable()) thread.join();
@@ -117,6 +118,7 @@ Status Worker::Run() {
   if (options_.batch < 1) return InvalidArgument("worker batch must be >= 1");
   if (options_.lease_ms <= 0) return InvalidArgument("worker lease must be > 0 ms");
   if (options_.poll_ms <= 0) return InvalidArgument("worker poll interval must be > 0 ms");
+  if (options_.start_threads < 0) return InvalidArgument("worker start threads must be >= 0");
   if (!threads_.empty()) return FailedPrecondition("Worker::Run called twice");
 
   spdlog::info("worker {}: concurrency {}, lease {} ms, batch {}", options_.owner,
@@ -129,6 +131,12 @@ Status Worker::Run() {
   }
   for (int thread_idx = 0; thread_idx < options_.concurrency; ++thread_idx) {
     threads_.emplace_back([this] { PoolThread(); });
+  }
+  const int cores = static_cast<int>(std::max(1U, std::thread::hardware_concurrency()));
+  const int start_threads = options_.start_threads > 0 ? options_.start_threads
+                                                       : std::min({cores, 4, options_.concurrency});
+  for (int thread_idx = 0; thread_idx < start_threads; ++thread_idx) {
+    threads_.emplace_back([this] { StartThread(); });
   }
   threads_.emplace_back([this] { HeartbeatThread(); });
 
@@ -225,6 +233,7 @@ Status Worker::Run() {
     pool_exit_ = true;
   }
   pool_cv_.notify_all();
+  start_cv_.notify_all();
   cv_.notify_all();
   for (auto& thread : threads_) thread.join();
   threads_.clear();
@@ -262,7 +271,25 @@ Status Worker::ClaimAndDispatch(int free_slots, bool& claimed_any) {
       jobs.push_back(std::move(job));
     }
   }
-  for (auto& job : jobs) {
+  {
+    std::lock_guard lock(mu_);
+    for (auto& job : jobs) to_start_.push_back(std::move(job));
+  }
+  start_cv_.notify_all();
+  claimed_any = !claimed.empty();
+  return Ok();
+}
+
+void Worker::StartThread() {
+  while (true) {
+    std::shared_ptr<Job> job;
+    {
+      std::unique_lock lock(mu_);
+      start_cv_.wait(lock, [&] { return pool_exit_ || !to_start_.empty(); });
+      if (to_start_.empty()) return;  // pool_exit_
+      job = std::move(to_start_.front());
+      to_start_.pop_front();
+    }
     if (!job->cancel.load()) StartJob(*job);
     {
       std::lock_guard lock(mu_);
@@ -270,8 +297,6 @@ Status Worker::ClaimAndDispatch(int free_slots, bool& claimed_any) {
     }
     pool_cv_.notify_one();
   }
-  claimed_any = !claimed.empty();
-  return Ok();
 }
 
 namespace {

@@ -5,8 +5,9 @@
 // run pipeline (agents).
 //
 // Life of a claimed task:
-//   Claim -> Start -> Executor::Execute, or Executor::Start on the claiming thread and
-//   StartedTask::Finish on a pool thread (heartbeat every lease/3 meanwhile)
+//   Claim -> Start -> Executor::Start on a start thread, then StartedTask::Finish (or, for an
+//   executor that does not split, Executor::Execute) on a pool thread; heartbeat every lease/3
+//   meanwhile
 //     success            -> Complete
 //     failure            -> Fail (retry with backoff, or failed finally)
 //     stopped by Stop    -> Release (the attempt is given back; the task is ready again)
@@ -15,6 +16,7 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <deque>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -99,6 +101,9 @@ struct WorkerOptions {
   int64_t poll_ms = 500;    // longest sleep when nothing is claimable
   bool until_idle = false;  // return once no matching task is ready, leased or backing off
   int batch = 1;            // most tasks claimed in one transaction
+  // Threads that start claimed tasks (Executor::Start) while the pool waits for them; 0: one
+  // per core, at most 4. Two overlap one start's exec with the next start's files and pipes.
+  int start_threads = 0;
   ClaimFilter filter;
   int64_t reap_interval_ms = 1'000;
   // After RequestStop: how long running tasks may take to finish before they are cancelled
@@ -150,12 +155,13 @@ class Worker {
     bool shutting_down = false;     // guarded by mu_: cancel came from RequestStop/Cancel
     int64_t next_heartbeat_ms = 0;  // guarded by mu_
     int64_t started_ms = 0;
-    // Set by the dispatching thread before the job is queued (Executor::Start), then owned by
-    // the pool thread that takes the job.
+      // Set by the start thread that took the job (Executor::Start), then owned by the pool
+    // thread that takes it next.
     std::unique_ptr<StartedTask> started;
   };
 
   void PoolThread();
+  void StartThread();
   void HeartbeatThread();
   void RunJob(const std::shared_ptr<Job>& job);
   void Finish(const std::shared_ptr<Job>& job, const ExecResult& result);
@@ -163,7 +169,7 @@ class Worker {
   // Cancels every running job as part of shutdown.
   void CancelAllLocked();
   Status ClaimAndDispatch(int free_slots, bool& claimed_any);
-  // Executor::Start for a claimed job, on the dispatching thread (exceptions become failures).
+  // Executor::Start for a claimed job, on a start thread (exceptions become failures).
   void StartJob(Job& job);
 
   Queue& queue_;
@@ -173,6 +179,8 @@ class Worker {
   mutable std::mutex mu_;
   std::condition_variable cv_;                          // state changes for the main loop
   std::condition_variable pool_cv_;                     // work for the pool
+  std::condition_variable start_cv_;                    // work for the start threads
+  std::deque<std::shared_ptr<Job>> to_start_;           // guarded by mu_: claimed, not started
   std::vector<std::shared_ptr<Job>> pending_jobs_;      // guarded by mu_: claimed, not yet running
   std::map<std::string, std::shared_ptr<Job>> active_;  // guarded by mu_: by task id
   int in_flight_ = 0;                                   // guarded by mu_: pending + running

@@ -1,7 +1,7 @@
 // The Worker loop (queue/worker.h) with a fake executor on a real SQLite store: every task runs
 // and completes exactly once at several concurrency levels, failures retry, a stop releases
 // running tasks, a lost lease cancels the executor, and an executor that splits its work into
-// Start and Finish starts on the dispatching thread and finishes on the pool.
+// Start and Finish starts on the worker's start threads and finishes on the pool.
 
 #include <gtest/gtest.h>
 
@@ -240,9 +240,16 @@ TEST_F(WorkerLoopTest, InvalidOptionsAreRejected) {
   auto status = worker.Run();
   ASSERT_FALSE(status.has_value());
   EXPECT_EQ(status.error().code, ErrorCode::kInvalidArgument);
+
+  options = Options(1);
+  options.start_threads = -1;
+  Worker negative_starters(*queue_, executor, options);
+  status = negative_starters.Run();
+  ASSERT_FALSE(status.has_value());
+  EXPECT_EQ(status.error().code, ErrorCode::kInvalidArgument);
 }
 
-// Starts tasks on the worker's dispatching thread and finishes them on pool threads: a title
+// Records the threads that start and finish tasks: a title
 // "throw" throws from Start, "block" waits in Finish for its cancel flag.
 class SplitExecutor final : public Executor {
  public:
@@ -312,19 +319,23 @@ class SplitExecutor final : public Executor {
   std::atomic<bool> blocking_{false};
 };
 
-TEST_F(WorkerLoopTest, StartsOnTheDispatchingThreadAndFinishesOnThePool) {
+TEST_F(WorkerLoopTest, StartsOnTheStartThreadAndFinishesOnThePool) {
   std::vector<std::string> ids;
   for (int idx = 0; idx < 12; ++idx) ids.push_back(Add("task " + std::to_string(idx)));
   SplitExecutor executor;
   WorkerOptions options = Options(4);
   options.batch = 4;
+  options.start_threads = 1;
   Worker worker(*queue_, executor, options);
   ASSERT_TRUE(worker.Run().has_value());
 
-  EXPECT_EQ(executor.start_threads(), std::set<std::thread::id>{std::this_thread::get_id()});
+  const auto starters = executor.start_threads();
+  ASSERT_EQ(starters.size(), 1u);  // one start thread: every start went through it
+  EXPECT_FALSE(starters.contains(std::this_thread::get_id()));  // not the claiming loop
   const auto finishers = executor.finish_threads();
   EXPECT_FALSE(finishers.empty());
   EXPECT_FALSE(finishers.contains(std::this_thread::get_id()));
+  EXPECT_FALSE(finishers.contains(*starters.begin()));
   EXPECT_EQ(executor.executed(), 0);  // Start replaced Execute
   EXPECT_EQ(executor.started().size(), ids.size());
   for (const auto& id : ids) {
