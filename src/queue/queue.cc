@@ -357,12 +357,13 @@ Status Queue::CompleteMany(const std::vector<Lease>& leases) {
 }
 
 Status Queue::PromoteDependents(StoreTxn& txn, const std::string& task_id) {
-  FACTORY_ASSIGN_OR_RETURN(auto dependents, txn.ListDependents(task_id));
-  for (const auto& dependent_id : dependents) {
-    FACTORY_ASSIGN_OR_RETURN(auto dependent, txn.GetTask(dependent_id));
-    if (!dependent || dependent->state != TaskState::kPending) continue;
-    FACTORY_ASSIGN_OR_RETURN(int unfinished, txn.CountUnfinishedDependencies(dependent_id));
-    if (unfinished > 0) continue;
+  FACTORY_ASSIGN_OR_RETURN(auto promotable,
+                           txn.ListPendingDependentsWithAllDependenciesDone(task_id));
+  for (const auto& dependent_id : promotable) {
+    // The edges are not needed to change the state (UpdateTask leaves them alone).
+    FACTORY_ASSIGN_OR_RETURN(auto dependent,
+                             txn.GetTask(dependent_id, /*with_dependencies=*/false));
+    if (!dependent) continue;
     FACTORY_RETURN_IF_ERROR(Transition(txn, *dependent, TaskState::kReady, "task.ready",
                                        json{{"cause", task_id}}, ""));
   }

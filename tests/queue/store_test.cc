@@ -262,6 +262,56 @@ TEST_F(StoreTest, AClaimAcrossRunsTakesTheBestOfAllRuns) {
   EXPECT_TRUE(claimed->empty());
 }
 
+// The dependents a completion makes ready: pending, with every dependency done; not one still
+// waiting for another dependency, nor one no longer pending.
+TEST_F(StoreTest, ListsTheDependentsACompletionMakesReady) {
+  auto store = OpenOrDie(db_path());
+  ASSERT_NE(store, nullptr);
+  Queue queue(*store);
+  auto add = [&](const std::string& key, std::vector<std::string> deps) {
+    auto created = queue.Enqueue(EnqueueRequest{
+        .title = key, .command = "true", .depends_on = std::move(deps), .idempotency_key = key});
+    EXPECT_TRUE(created) << created.error().ToString();
+    return created ? created->task.id : std::string();
+  };
+  const std::string first = add("first", {});
+  const std::string second = add("second", {});
+  const std::string needs_both = add("needs-both", {first, second});
+  const std::string needs_first = add("needs-first", {first});
+  const std::string cancelled = add("cancelled", {first});
+  ASSERT_TRUE(queue.Cancel(cancelled, "test"));
+
+  auto promotable = [&](const std::string& id) {
+    std::vector<std::string> ids;
+    EXPECT_TRUE(store->Read([&](StoreTxn& txn) -> Status {
+      FACTORY_ASSIGN_OR_RETURN(ids, txn.ListPendingDependentsWithAllDependenciesDone(id));
+      return Ok();
+    }));
+    return ids;
+  };
+  EXPECT_TRUE(promotable(first).empty());  // first is not done yet
+
+  auto complete = [&](const std::string& title) {
+    auto claimed = queue.ClaimAndStart("w", 60'000, 1, ClaimFilter{});
+    ASSERT_TRUE(claimed) << claimed.error().ToString();
+    ASSERT_EQ(claimed->size(), 1u);
+    ASSERT_EQ(claimed->front().task.title, title);
+    ASSERT_TRUE(queue.Complete(claimed->front().lease, "{}", "{}"));
+  };
+  ExecRaw(db_path(), "UPDATE tasks SET priority = 1 WHERE id = '" + first + "'");
+  complete("first");
+  // needs-first became ready in first's completion, so nothing is pending behind first now.
+  EXPECT_EQ(queue.GetTask(needs_first)->state, TaskState::kReady);
+  EXPECT_EQ(queue.GetTask(needs_both)->state, TaskState::kPending);
+  EXPECT_EQ(queue.GetTask(cancelled)->state, TaskState::kCancelled);
+  EXPECT_TRUE(promotable(first).empty());
+  // With second done too (set directly, before its completion promotes anything), needs-both
+  // is the one second's completion makes ready.
+  ExecRaw(db_path(), "UPDATE tasks SET state = 'done' WHERE id = '" + second + "'");
+  EXPECT_EQ(promotable(second), std::vector<std::string>{needs_both});
+  EXPECT_EQ(promotable(first), std::vector<std::string>{needs_both});
+}
+
 // Tasks created after many events of other tasks still list exactly their own events, and a
 // task's list never includes events from before its creation.
 TEST_F(StoreTest, ListsATasksEventsAmongOthers) {

@@ -402,6 +402,19 @@ class SqliteTxn final : public StoreTxn {
     return count;
   }
 
+  Result<std::vector<std::string>> ListPendingDependentsWithAllDependenciesDone(
+      std::string_view task_id) override {
+    FACTORY_ASSIGN_OR_RETURN(
+        Statement * stmt,
+        conn_.Prepare("SELECT d.task_id FROM task_deps d JOIN tasks t ON t.id = d.task_id "
+                      "WHERE d.depends_on = ?1 AND t.state = 'pending' AND NOT EXISTS ("
+                      "SELECT 1 FROM task_deps other JOIN tasks dep ON dep.id = other.depends_on "
+                      "WHERE other.task_id = d.task_id AND dep.state <> 'done') "
+                      "ORDER BY d.task_id"));
+    stmt->Bind(1, task_id);
+    return CollectStrings(*stmt);
+  }
+
   Result<std::map<TaskState, int64_t>> CountTasksByState(std::string_view run_id) override {
     std::string sql = "SELECT state, count(*) FROM tasks";
     if (!run_id.empty()) sql += " WHERE run_id = ?1";
