@@ -1,5 +1,8 @@
 #include "cli/shell_executor.h"
 
+#include <sys/stat.h>
+
+#include <cerrno>
 #include <optional>
 #include <system_error>
 #include <utility>
@@ -115,19 +118,29 @@ std::unique_ptr<StartedTask> ShellExecutor::Start(const ClaimedTask& claimed,
   }
   const auto dir = AttemptDir(task.id, claimed.lease.attempt_number);
   std::error_code ec;
-  std::filesystem::create_directories(dir, ec);
+  // Two mkdirs in the common case (the artifacts folder exists, the attempt's does not);
+  // create_directories would first stat every level.
+  if (::mkdir(dir.parent_path().c_str(), 0755) != 0 && errno != EEXIST) {
+    std::filesystem::create_directories(dir.parent_path(), ec);
+  }
+  if (!ec && ::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) {
+    ec.assign(errno, std::generic_category());
+  }
   if (ec) {
     return std::make_unique<StartedCommand>(
         StartFailure("cannot create artifacts directory " + dir.string() + ": " + ec.message()));
   }
 
   SubprocessOptions options;
-  options.argv = {options_.shell, "-c", task.command};
   // Plain words are exec'd without the shell (make's fast path): the same process, environment
   // and exit code, one exec fewer. A program that cannot be exec'd goes back to the shell,
   // which reports it its own way (exit 127, "not found" on stderr).
   std::optional<std::vector<std::string>> direct;
   if (options_.exec_simple_commands) direct = SimpleCommandArgv(task.command);
+  auto through_shell = [&] {
+    return std::vector<std::string>{options_.shell, "-c", task.command};
+  };
+  options.argv = direct ? *direct : through_shell();
   options.env_set["FACTORY_TASK_ID"] = task.id;
   options.env_set["FACTORY_ATTEMPT"] = std::to_string(claimed.lease.attempt_number);
   options.env_set["FACTORY_RUN_ID"] = task.run_id;
@@ -138,16 +151,12 @@ std::unique_ptr<StartedTask> ShellExecutor::Start(const ClaimedTask& claimed,
   options.kill_grace_ms = options_.kill_grace_ms;
   options.cancel = &cancel;
 
-  auto start_direct = [&]() {
-    SubprocessOptions direct_options = options;
-    direct_options.argv = *direct;
-    return Subprocess::Start(direct_options);
-  };
-  Result<Subprocess> process = direct ? start_direct() : Subprocess::Start(options);
+  Result<Subprocess> process = Subprocess::Start(options);
   if (direct && !process &&
       (process.error().code == ErrorCode::kNotFound ||
        process.error().code == ErrorCode::kPermissionDenied)) {
     direct.reset();
+    options.argv = through_shell();
     process = Subprocess::Start(options);
   }
   if (!process) {

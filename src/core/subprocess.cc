@@ -72,9 +72,9 @@ struct Pipe {
   Fd write;
 };
 
-Result<Pipe> MakePipe() {
+Result<Pipe> MakePipe(int extra_flags = 0) {
   int fds[2];
-  if (::pipe2(fds, O_CLOEXEC) != 0) {
+  if (::pipe2(fds, O_CLOEXEC | extra_flags) != 0) {
     return Unavailable(std::string("pipe2: ") + std::strerror(errno));
   }
   return Pipe{Fd(fds[0]), Fd(fds[1])};
@@ -389,7 +389,8 @@ Result<Subprocess> Subprocess::Start(const SubprocessOptions& options) {
   FACTORY_ASSIGN_OR_RETURN(Pipe in_pipe, MakePipe());
   FACTORY_ASSIGN_OR_RETURN(Pipe out_pipe, MakePipe());
   FACTORY_ASSIGN_OR_RETURN(Pipe err_pipe, MakePipe());
-  FACTORY_ASSIGN_OR_RETURN(Pipe exec_pipe, MakePipe());
+  // Non-blocking: see the read after vfork below.
+  FACTORY_ASSIGN_OR_RETURN(Pipe exec_pipe, MakePipe(O_NONBLOCK));
 
   // vfork, not fork: the child borrows the parent's memory until execve instead of copying its
   // page tables (a worker with dozens of threads and a large heap paid most of a short task's
@@ -417,7 +418,12 @@ Result<Subprocess> Subprocess::Start(const SubprocessOptions& options) {
   err_pipe.write.Reset();
   exec_pipe.write.Reset();
 
-  // The exec pipe closes on a successful exec (CLOEXEC) or carries the reason it failed.
+  // vfork returns once the child has exec'd or exited. A child that could not get to exec
+  // wrote the reason to the pipe before exiting, so it is there now; an empty pipe (EAGAIN,
+  // or EOF once the exec closed it) means the exec succeeded: the kernel had committed to the
+  // new program when it released us. Waiting for the close as well would hold this thread for
+  // the rest of the child's exec (close-on-exec, loading the program), which the other core
+  // can do while we start the next one.
   ChildFailure failure{};
   ssize_t got;
   do {

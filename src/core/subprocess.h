@@ -55,8 +55,9 @@ struct SubprocessResult {
   int64_t stdout_bytes = 0;  // total bytes written
   int64_t stderr_bytes = 0;
   int pid = 0;
-  // Wall clock (system_clock, microseconds since the epoch) when the child had exec'd the
-  // program: the moment the caller learned the process runs (0 when it never started).
+  // Wall clock (system_clock, microseconds since the epoch) when the child's exec of the
+  // program had succeeded (the kernel committed to the new program; it may still be loading
+  // it): the moment the caller learned the process runs (0 when it never started).
   int64_t started_us = 0;
 };
 
