@@ -8,6 +8,8 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <chrono>
+#include <filesystem>
 #include <set>
 #include <thread>
 
@@ -260,6 +262,37 @@ TEST_F(StoreTest, AClaimAcrossRunsTakesTheBestOfAllRuns) {
   claimed = queue.Claim("w", 60'000, 5, ClaimFilter{});
   ASSERT_TRUE(claimed);
   EXPECT_TRUE(claimed->empty());
+}
+
+// Commits past SQLite's checkpoint threshold are copied into the database file while the store
+// is open (by the store's checkpointer thread: the committing connection's automatic
+// checkpoint is off), and nothing written is lost.
+TEST_F(StoreTest, CheckpointsTheWalInTheBackgroundWhileOpen) {
+  auto store = OpenOrDie(db_path());
+  ASSERT_NE(store, nullptr);
+  Queue queue(*store);
+  const auto file_size = [&] { return std::filesystem::file_size(db_path()); };
+  const auto before = file_size();
+  const std::string spec(2'000, 's');
+  constexpr int kTasks = 3'000;  // ~6 MB of rows: past 1,000 WAL pages more than once
+  for (int batch = 0; batch < kTasks / 10; ++batch) {
+    std::vector<EnqueueRequest> requests;
+    for (int idx = 0; idx < 10; ++idx) {
+      requests.push_back(EnqueueRequest{.title = "t", .spec = spec, .command = "true"});
+    }
+    ASSERT_TRUE(queue.EnqueueMany(requests));
+  }
+  // The checkpointer runs asynchronously; give it time to finish (it is not a timing claim).
+  for (int tries = 0; tries < 500 && file_size() < before + 4'000'000; ++tries) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_GE(file_size(), before + 4'000'000) << "the WAL was not checkpointed while open";
+  store.reset();
+  auto reopened = OpenOrDie(db_path());
+  ASSERT_NE(reopened, nullptr);
+  Queue again(*reopened);
+  EXPECT_EQ((*again.Stats())["ready"], kTasks);
+  EXPECT_TRUE(VerifyChain(*reopened)->ok);
 }
 
 // The dependents a completion makes ready: pending, with every dependency done; not one still
