@@ -251,8 +251,6 @@ Status Worker::ClaimAndDispatch(int free_slots, bool& claimed_any) {
       queue_.ClaimAndStart(options_.owner, options_.lease_ms, limit, options_.filter));
   const int64_t interval_ms = std::max<int64_t>(options_.lease_ms / 3, 20);
   const int64_t now_ms = queue_.clock().NowMillis();
-  std::vector<std::shared_ptr<Job>> jobs;
-  jobs.reserve(claimed.size());
   {
     // Every claimed job is active (heartbeated, cancellable) before the first one starts.
     std::lock_guard lock(mu_);
@@ -268,12 +266,8 @@ Status Worker::ClaimAndDispatch(int free_slots, bool& claimed_any) {
         job->shutting_down = true;
         job->cancel.store(true);
       }
-      jobs.push_back(std::move(job));
+      to_start_.push_back(std::move(job));
     }
-  }
-  {
-    std::lock_guard lock(mu_);
-    for (auto& job : jobs) to_start_.push_back(std::move(job));
   }
   start_cv_.notify_all();
   claimed_any = !claimed.empty();
