@@ -207,29 +207,55 @@ Result<std::vector<ClaimedTask>> Queue::ClaimImpl(const std::string& owner, int6
   std::vector<ClaimedTask> claimed;
   FACTORY_RETURN_IF_ERROR(store_.Write([&](StoreTxn& txn) -> Status {
     claimed.clear();
-    int64_t now = clock_.NowMillis();
-    int64_t expires = now + lease_ms;
-    FACTORY_ASSIGN_OR_RETURN(auto tasks, txn.ClaimReady(filter, now, owner, expires, limit,
-                                                        [this] { return ids_.Next(); }));
-    claimed.reserve(tasks.size());
-    for (auto& task : tasks) {
-      // The attempt's row is written when it ends (Store::InsertAttempt); until then the task
-      // row holds it.
-      FACTORY_RETURN_IF_ERROR(AppendEvent(
-          txn, task, "task.claimed",
-          "{\"attempt\":" + std::to_string(task.attempts) + ",\"attempt_id\":\"" +
-              task.attempt_id + "\",\"from\":\"ready\",\"lease_expires_ms\":" +
-              std::to_string(expires) + ",\"owner\":" + Quote(owner) + ",\"to\":\"claimed\"}",
-          "worker:" + owner));
-      Lease lease{task.id, owner, task.lease_epoch, task.attempt_id, task.attempts, expires};
-      if (start) {
-        FACTORY_RETURN_IF_ERROR(Transition(txn, task, TaskState::kRunning, "task.started",
-                                           json{{"attempt", lease.attempt_number}},
-                                           "worker:" + owner));
-      }
-      claimed.push_back(ClaimedTask{std::move(task), std::move(lease)});
+    return ClaimInTxn(txn, owner, lease_ms, limit, filter, start, claimed);
+  }));
+  return claimed;
+}
+
+Status Queue::ClaimInTxn(StoreTxn& txn, const std::string& owner, int64_t lease_ms, int limit,
+                         const ClaimFilter& filter, bool start,
+                         std::vector<ClaimedTask>& claimed) {
+  int64_t now = clock_.NowMillis();
+  int64_t expires = now + lease_ms;
+  FACTORY_ASSIGN_OR_RETURN(auto tasks, txn.ClaimReady(filter, now, owner, expires, limit,
+                                                      [this] { return ids_.Next(); }));
+  claimed.reserve(claimed.size() + tasks.size());
+  for (auto& task : tasks) {
+    // The attempt's row is written when it ends (Store::InsertAttempt); until then the task
+    // row holds it.
+    FACTORY_RETURN_IF_ERROR(AppendEvent(
+        txn, task, "task.claimed",
+        "{\"attempt\":" + std::to_string(task.attempts) + ",\"attempt_id\":\"" +
+            task.attempt_id + "\",\"from\":\"ready\",\"lease_expires_ms\":" +
+            std::to_string(expires) + ",\"owner\":" + Quote(owner) + ",\"to\":\"claimed\"}",
+        "worker:" + owner));
+    Lease lease{task.id, owner, task.lease_epoch, task.attempt_id, task.attempts, expires};
+    if (start) {
+      FACTORY_RETURN_IF_ERROR(Transition(txn, task, TaskState::kRunning, "task.started",
+                                         json{{"attempt", lease.attempt_number}},
+                                         "worker:" + owner));
     }
-    return Ok();
+    claimed.push_back(ClaimedTask{std::move(task), std::move(lease)});
+  }
+  return Ok();
+}
+
+Result<std::vector<ClaimedTask>> Queue::CompleteAndClaim(const Lease& lease,
+                                                         const std::string& result_json,
+                                                         const std::string& details_json,
+                                                         const std::string& owner,
+                                                         int64_t lease_ms, int claim_limit,
+                                                         const ClaimFilter& filter) {
+  if (claim_limit > 0) {
+    if (owner.empty()) return InvalidArgument("lease owner is empty");
+    if (lease_ms <= 0) return InvalidArgument("lease duration must be positive");
+  }
+  std::vector<ClaimedTask> claimed;
+  FACTORY_RETURN_IF_ERROR(store_.Write([&](StoreTxn& txn) -> Status {
+    claimed.clear();
+    FACTORY_RETURN_IF_ERROR(CompleteInTxn(txn, lease, result_json, details_json));
+    if (claim_limit <= 0) return Ok();
+    return ClaimInTxn(txn, owner, lease_ms, claim_limit, filter, /*start=*/true, claimed);
   }));
   return claimed;
 }

@@ -119,6 +119,15 @@ class Queue {
                   const std::string& details_json = "{}");
   // Completes many leases in one transaction (batched workers). All or nothing.
   Status CompleteMany(const std::vector<Lease>& leases);
+  // Complete, then ClaimAndStart up to `claim_limit` tasks (0: none) for `owner`, in the same
+  // transaction: a worker refills the slot a finished task frees, and takes the dependents the
+  // completion made ready, without a commit of its own. All or nothing (Aborted when the lease
+  // is stale, and then nothing is claimed).
+  Result<std::vector<ClaimedTask>> CompleteAndClaim(const Lease& lease,
+                                                    const std::string& result_json,
+                                                    const std::string& details_json,
+                                                    const std::string& owner, int64_t lease_ms,
+                                                    int claim_limit, const ClaimFilter& filter);
   // The attempt failed: back to ready after backoff while attempts remain and `retryable`,
   // otherwise failed finally, blocking dependents transitively. Aborted when stale.
   Result<FailureOutcome> Fail(const Lease& lease, const std::string& error,
@@ -165,6 +174,8 @@ class Queue {
   Result<Task> LoadLeased(StoreTxn& txn, const Lease& lease);
   Result<std::vector<ClaimedTask>> ClaimImpl(const std::string& owner, int64_t lease_ms, int limit,
                                              const ClaimFilter& filter, bool start);
+  Status ClaimInTxn(StoreTxn& txn, const std::string& owner, int64_t lease_ms, int limit,
+                    const ClaimFilter& filter, bool start, std::vector<ClaimedTask>& claimed);
   // Checks and applies a state change and appends its event (payload gains "from" and "to").
   // actor empty: the Queue's own actor.
   Status Transition(StoreTxn& txn, Task& task, TaskState to, const std::string& kind,

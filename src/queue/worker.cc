@@ -170,7 +170,7 @@ Status Worker::Run() {
     }
     bool claimed_any = false;
     if (free_slots > 0) {
-      Status claimed = ClaimAndDispatch(free_slots, claimed_any);
+      Status claimed = ClaimAndDispatch(claimed_any);
       if (!claimed) {
         ++consecutive_errors;
         spdlog::warn("worker: claim failed ({} in a row): {}", consecutive_errors,
@@ -240,38 +240,49 @@ Status Worker::Run() {
   return result;
 }
 
-Status Worker::ClaimAndDispatch(int free_slots, bool& claimed_any) {
+Status Worker::ClaimAndDispatch(bool& claimed_any) {
   claimed_any = false;
-  const int limit = std::min(free_slots, options_.batch);
+  // The free slots are reserved for the claim: a pool thread completing a task meanwhile
+  // claims only what is left (Finish).
+  int limit = 0;
+  {
+    std::lock_guard lock(mu_);
+    limit = std::min(options_.concurrency - in_flight_, options_.batch);
+    if (limit <= 0) return Ok();
+    in_flight_ += limit;
+  }
   // The batch is claimed and moved to `running` in one transaction, before any job is queued:
   // a burst of ready tasks then costs one commit, not one per task or per pool thread racing
   // for the writer.
-  FACTORY_ASSIGN_OR_RETURN(
-      std::vector<ClaimedTask> claimed,
-      queue_.ClaimAndStart(options_.owner, options_.lease_ms, limit, options_.filter));
+  auto claimed = queue_.ClaimAndStart(options_.owner, options_.lease_ms, limit, options_.filter);
+  {
+    std::lock_guard lock(mu_);
+    in_flight_ -= limit - (claimed ? static_cast<int>(claimed->size()) : 0);
+    if (claimed) QueueClaimedLocked(*claimed);
+  }
+  if (!claimed) return std::unexpected(claimed.error());
+  start_cv_.notify_all();
+  claimed_any = !claimed->empty();
+  return Ok();
+}
+
+void Worker::QueueClaimedLocked(std::vector<ClaimedTask>& claimed) {
   const int64_t interval_ms = std::max<int64_t>(options_.lease_ms / 3, 20);
   const int64_t now_ms = queue_.clock().NowMillis();
-  {
-    // Every claimed job is active (heartbeated, cancellable) before the first one starts.
-    std::lock_guard lock(mu_);
-    for (auto& claimed_task : claimed) {
-      auto job = std::make_shared<Job>();
-      job->claimed = std::move(claimed_task);
-      job->next_heartbeat_ms = now_ms + interval_ms;
-      active_[job->claimed.task.id] = job;
-      ++in_flight_;
-      ++stats_.claimed;
-      // A stop that arrived meanwhile: the job starts cancelled and is released.
-      if (stop_ && cancel_now_) {
-        job->shutting_down = true;
-        job->cancel.store(true);
-      }
-      to_start_.push_back(std::move(job));
+  // Every claimed job is active (heartbeated, cancellable) before the first one starts.
+  for (auto& claimed_task : claimed) {
+    auto job = std::make_shared<Job>();
+    job->claimed = std::move(claimed_task);
+    job->next_heartbeat_ms = now_ms + interval_ms;
+    active_[job->claimed.task.id] = job;
+    ++stats_.claimed;
+    // A stop that arrived meanwhile: the job starts cancelled and is released.
+    if (stop_ && cancel_now_) {
+      job->shutting_down = true;
+      job->cancel.store(true);
     }
+    to_start_.push_back(std::move(job));
   }
-  start_cv_.notify_all();
-  claimed_any = !claimed.empty();
-  return Ok();
 }
 
 void Worker::StartThread() {
@@ -427,12 +438,36 @@ void Worker::Finish(const std::shared_ptr<Job>& job, const ExecResult& result) {
     return;
   }
   if (result.success) {
-    Status completed = queue_.Complete(lease, result.result_json, result.details_json);
-    if (!completed) return store_error("complete", completed.error());
+    // The slot this task frees (and any other free one) is refilled in the completion's own
+    // transaction: no commit, wake-up and claim of the main loop in between, and the dependents
+    // this completion makes ready start at once. The slots are reserved first so that the main
+    // loop cannot claim them too.
+    int reserved = 0;
     {
       std::lock_guard lock(mu_);
-      ++stats_.succeeded;
+      if (!stop_) {
+        reserved = std::max(0, std::min(options_.batch, options_.concurrency - in_flight_ + 1));
+        in_flight_ += reserved;
+      }
     }
+    auto claimed = queue_.CompleteAndClaim(lease, result.result_json, result.details_json,
+                                           options_.owner, options_.lease_ms, reserved,
+                                           options_.filter);
+    if (!claimed) {
+      {
+        std::lock_guard lock(mu_);
+        in_flight_ -= reserved;
+      }
+      return store_error("complete", claimed.error());
+    }
+    {
+      std::lock_guard lock(mu_);
+      in_flight_ -= reserved - static_cast<int>(claimed->size());
+      ++stats_.succeeded;
+      stats_.claimed_on_completion += static_cast<int64_t>(claimed->size());
+      QueueClaimedLocked(*claimed);
+    }
+    if (!claimed->empty()) start_cv_.notify_all();
     Emit(event);
     return;
   }

@@ -119,6 +119,8 @@ struct WorkerStats {
   int64_t released = 0;
   int64_t lease_lost = 0;
   int64_t reaped = 0;
+  // Of `claimed`: taken in the transaction that completed another task (its freed slot).
+  int64_t claimed_on_completion = 0;
 };
 
 // "<hostname>:<pid>:<ulid>"
@@ -168,7 +170,10 @@ class Worker {
   void Emit(WorkerEvent event);
   // Cancels every running job as part of shutdown.
   void CancelAllLocked();
-  Status ClaimAndDispatch(int free_slots, bool& claimed_any);
+  Status ClaimAndDispatch(bool& claimed_any);
+  // Makes claimed tasks active jobs and queues them for the start threads. REQUIRES: mu_ held;
+  // in_flight_ already counts them.
+  void QueueClaimedLocked(std::vector<ClaimedTask>& claimed);
   // Executor::Start for a claimed job, on a start thread (exceptions become failures).
   void StartJob(Job& job);
 

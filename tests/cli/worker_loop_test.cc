@@ -167,6 +167,21 @@ TEST_F(WorkerLoopTest, RunsDependenciesFirst) {
   EXPECT_EQ(order.back(), join);
 }
 
+TEST_F(WorkerLoopTest, ACompletionClaimsTheTaskItMadeReady) {
+  auto first = Add("first");
+  auto second = Add("second", {first});
+  auto third = Add("third", {second});
+  FakeExecutor executor;
+  Worker worker(*queue_, executor, Options(1));
+  ASSERT_TRUE(worker.Run().has_value());
+  EXPECT_EQ(executor.order(), (std::vector<std::string>{first, second, third}));
+  EXPECT_EQ(executor.max_running(), 1);
+  // second and third were claimed by their dependency's completion, not by the claiming loop.
+  EXPECT_EQ(worker.stats().claimed, 3);
+  EXPECT_EQ(worker.stats().claimed_on_completion, 2);
+  EXPECT_EQ(worker.stats().succeeded, 3);
+}
+
 TEST_F(WorkerLoopTest, FailedAttemptIsRetried) {
   auto id = Add("fail-once");
   FakeExecutor executor;

@@ -210,6 +210,45 @@ TEST_F(QueueTest, ClaimAndStartLeavesTheBatchRunningWithBothEvents) {
   EXPECT_TRUE(none->empty());
 }
 
+TEST_F(QueueTest, CompleteAndClaimTakesTheDependentsItMadeReadyInTheSameTransaction) {
+  std::string root = Add("root", {}, /*priority=*/1);
+  std::string child = Add("child", {root});
+  std::string other = Add("other");
+  auto claimed_root = queue_->ClaimAndStart("w1", 10'000, 1);
+  ASSERT_TRUE(claimed_root.has_value());
+  ASSERT_EQ(claimed_root->front().lease.task_id, root);
+
+  auto claimed = queue_->CompleteAndClaim(claimed_root->front().lease, "{}", "{}", "w1", 10'000,
+                                          /*claim_limit=*/1, ClaimFilter{});
+  ASSERT_TRUE(claimed.has_value()) << claimed.error().message;
+  EXPECT_EQ(StateOf(root), TaskState::kDone);
+  ASSERT_EQ(claimed->size(), 1u);
+  // The same ordering as a separate claim (priority, then the older task): child, made ready
+  // by this very completion, is taken; the limit leaves other ready.
+  EXPECT_EQ(claimed->front().lease.task_id, child);
+  EXPECT_EQ(StateOf(child), TaskState::kRunning);
+  EXPECT_EQ(StateOf(other), TaskState::kReady);
+  EXPECT_EQ(CountEvents(child, "task.ready"), 1);
+  EXPECT_EQ(CountEvents(child, "task.claimed"), 1);
+  EXPECT_EQ(CountEvents(child, "task.started"), 1);
+
+  // Limit 0: only the completion.
+  auto none = queue_->CompleteAndClaim(claimed->front().lease, "{}", "{}", "w1", 10'000, 0,
+                                       ClaimFilter{});
+  ASSERT_TRUE(none.has_value()) << none.error().message;
+  EXPECT_TRUE(none->empty());
+  EXPECT_EQ(StateOf(child), TaskState::kDone);
+  EXPECT_EQ(StateOf(other), TaskState::kReady);
+
+  // A stale lease: Aborted, and nothing is claimed.
+  auto stale = queue_->CompleteAndClaim(claimed->front().lease, "{}", "{}", "w1", 10'000, 5,
+                                        ClaimFilter{});
+  ASSERT_FALSE(stale.has_value());
+  EXPECT_EQ(stale.error().code, ErrorCode::kAborted);
+  EXPECT_EQ(StateOf(other), TaskState::kReady);
+  EXPECT_EQ(CountEvents(other, "task.claimed"), 0);
+}
+
 TEST_F(QueueTest, CancelCascadesAndMakesTheLeaseStale) {
   std::string a = Add("a");
   std::string b = Add("b", {a});
