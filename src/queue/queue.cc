@@ -14,6 +14,13 @@ namespace {
 
 using json = nlohmann::json;
 
+// What every claim needs: someone to lease to, for some time.
+Status CheckClaimant(const std::string& owner, int64_t lease_ms) {
+  if (owner.empty()) return InvalidArgument("lease owner is empty");
+  if (lease_ms <= 0) return InvalidArgument("lease duration must be positive");
+  return Ok();
+}
+
 // Every dump replaces invalid UTF-8 (a runner's output tail may hold any bytes) with U+FFFD
 // instead of throwing: an event must never be lost to, or crash on, its payload.
 // Payloads are built by us from trusted values; a caller-supplied payload that does not parse
@@ -201,8 +208,7 @@ Result<std::vector<ClaimedTask>> Queue::ClaimAndStart(const std::string& owner, 
 Result<std::vector<ClaimedTask>> Queue::ClaimImpl(const std::string& owner, int64_t lease_ms,
                                                   int limit, const ClaimFilter& filter,
                                                   bool start) {
-  if (owner.empty()) return InvalidArgument("lease owner is empty");
-  if (lease_ms <= 0) return InvalidArgument("lease duration must be positive");
+  FACTORY_RETURN_IF_ERROR(CheckClaimant(owner, lease_ms));
   if (limit < 1) return InvalidArgument("claim limit must be at least 1");
   std::vector<ClaimedTask> claimed;
   FACTORY_RETURN_IF_ERROR(store_.Write([&](StoreTxn& txn) -> Status {
@@ -246,10 +252,7 @@ Result<std::vector<ClaimedTask>> Queue::CompleteAndClaim(const Lease& lease,
                                                          const std::string& owner,
                                                          int64_t lease_ms, int claim_limit,
                                                          const ClaimFilter& filter) {
-  if (claim_limit > 0) {
-    if (owner.empty()) return InvalidArgument("lease owner is empty");
-    if (lease_ms <= 0) return InvalidArgument("lease duration must be positive");
-  }
+  if (claim_limit > 0) FACTORY_RETURN_IF_ERROR(CheckClaimant(owner, lease_ms));
   std::vector<ClaimedTask> claimed;
   FACTORY_RETURN_IF_ERROR(store_.Write([&](StoreTxn& txn) -> Status {
     claimed.clear();

@@ -247,23 +247,33 @@ Status Worker::ClaimAndDispatch(bool& claimed_any) {
   int limit = 0;
   {
     std::lock_guard lock(mu_);
-    limit = std::min(options_.concurrency - in_flight_, options_.batch);
-    if (limit <= 0) return Ok();
-    in_flight_ += limit;
+    limit = ReserveSlotsLocked(/*freeing=*/0);
   }
+  if (limit == 0) return Ok();
   // The batch is claimed and moved to `running` in one transaction, before any job is queued:
   // a burst of ready tasks then costs one commit, not one per task or per pool thread racing
   // for the writer.
   auto claimed = queue_.ClaimAndStart(options_.owner, options_.lease_ms, limit, options_.filter);
-  {
-    std::lock_guard lock(mu_);
-    in_flight_ -= limit - (claimed ? static_cast<int>(claimed->size()) : 0);
-    if (claimed) QueueClaimedLocked(*claimed);
-  }
+  SettleClaim(limit, claimed ? &*claimed : nullptr);
   if (!claimed) return std::unexpected(claimed.error());
-  start_cv_.notify_all();
   claimed_any = !claimed->empty();
   return Ok();
+}
+
+int Worker::ReserveSlotsLocked(int freeing) {
+  const int slots = std::max(
+      0, std::min(options_.batch, options_.concurrency - in_flight_ + freeing));
+  in_flight_ += slots;
+  return slots;
+}
+
+void Worker::SettleClaim(int reserved, std::vector<ClaimedTask>* claimed) {
+  {
+    std::lock_guard lock(mu_);
+    in_flight_ -= reserved - (claimed != nullptr ? static_cast<int>(claimed->size()) : 0);
+    if (claimed != nullptr) QueueClaimedLocked(*claimed);
+  }
+  if (claimed != nullptr && !claimed->empty()) start_cv_.notify_all();
 }
 
 void Worker::QueueClaimedLocked(std::vector<ClaimedTask>& claimed) {
@@ -445,29 +455,18 @@ void Worker::Finish(const std::shared_ptr<Job>& job, const ExecResult& result) {
     int reserved = 0;
     {
       std::lock_guard lock(mu_);
-      if (!stop_) {
-        reserved = std::max(0, std::min(options_.batch, options_.concurrency - in_flight_ + 1));
-        in_flight_ += reserved;
-      }
+      if (!stop_) reserved = ReserveSlotsLocked(/*freeing=*/1);
     }
     auto claimed = queue_.CompleteAndClaim(lease, result.result_json, result.details_json,
                                            options_.owner, options_.lease_ms, reserved,
                                            options_.filter);
-    if (!claimed) {
-      {
-        std::lock_guard lock(mu_);
-        in_flight_ -= reserved;
-      }
-      return store_error("complete", claimed.error());
-    }
+    SettleClaim(reserved, claimed ? &*claimed : nullptr);
+    if (!claimed) return store_error("complete", claimed.error());
     {
       std::lock_guard lock(mu_);
-      in_flight_ -= reserved - static_cast<int>(claimed->size());
       ++stats_.succeeded;
       stats_.claimed_on_completion += static_cast<int64_t>(claimed->size());
-      QueueClaimedLocked(*claimed);
     }
-    if (!claimed->empty()) start_cv_.notify_all();
     Emit(event);
     return;
   }

@@ -65,8 +65,8 @@ class Executor {
   virtual ExecResult Execute(const ClaimedTask& task, const std::atomic<bool>& cancel) = 0;
 
   // Optional first half of Execute, for executors whose start is short and whose run is long
-  // (a process). The worker calls it on its dispatching thread, one claimed task after the
-  // other, and a pool thread then calls Finish: a burst of claimed tasks starts from one thread
+  // (a process). The worker calls it on its few start threads (WorkerOptions::start_threads),
+  // and a pool thread then calls Finish: a burst of claimed tasks starts from a thread or two
   // instead of `concurrency` threads contending for the same kernel locks (bench/RESULTS.md,
   // dispatch latency). nullptr, the default: the worker calls Execute on a pool thread instead.
   // A start that fails returns a StartedTask whose Finish reports it. It delays every task
@@ -171,6 +171,12 @@ class Worker {
   // Cancels every running job as part of shutdown.
   void CancelAllLocked();
   Status ClaimAndDispatch(bool& claimed_any);
+  // Reserves (counts in in_flight_) the slots a claim may fill: the free ones, plus `freeing`
+  // held by a task that is completing, at most `batch`. REQUIRES: mu_ held.
+  int ReserveSlotsLocked(int freeing);
+  // After a claim for `reserved` slots: gives back the ones it did not fill and queues what it
+  // claimed (nullptr: the claim failed, nothing was claimed).
+  void SettleClaim(int reserved, std::vector<ClaimedTask>* claimed);
   // Makes claimed tasks active jobs and queues them for the start threads. REQUIRES: mu_ held;
   // in_flight_ already counts them.
   void QueueClaimedLocked(std::vector<ClaimedTask>& claimed);

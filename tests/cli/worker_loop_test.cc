@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -122,6 +123,29 @@ class WorkerLoopTest : public ::testing::Test {
     return count;
   }
 
+  // Runs a worker over one task titled "block", stops it once `blocking()` holds, and expects
+  // the task back in ready with its attempt released (the lease given back, not used up).
+  void ExpectStopReleasesABlockedTask(Executor& executor, const std::function<bool()>& blocking) {
+    auto id = Add("block");
+    WorkerOptions options = Options(2);
+    options.until_idle = false;
+    options.shutdown_grace_ms = 50;
+    Worker worker(*queue_, executor, options);
+    std::thread stopper([&] {
+      while (!blocking()) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      worker.RequestStop();
+    });
+    ASSERT_TRUE(worker.Run().has_value());
+    stopper.join();
+    auto task = queue_->GetTask(id);
+    EXPECT_EQ(task->state, TaskState::kReady);
+    EXPECT_TRUE(task->lease_owner.empty());
+    EXPECT_EQ(worker.stats().released, 1);
+    auto attempts = queue_->ListAttempts(id);
+    ASSERT_EQ(attempts->size(), 1u);
+    EXPECT_EQ((*attempts)[0].status, AttemptStatus::kReleased);
+  }
+
   TempDir dir_;
   std::unique_ptr<Store> store_;
   std::unique_ptr<Queue> queue_;
@@ -210,25 +234,8 @@ TEST_F(WorkerLoopTest, FailedAttemptIsRetried) {
 }
 
 TEST_F(WorkerLoopTest, StopReleasesRunningTask) {
-  auto id = Add("block");
   FakeExecutor executor;
-  WorkerOptions options = Options(2);
-  options.until_idle = false;
-  options.shutdown_grace_ms = 50;
-  Worker worker(*queue_, executor, options);
-  std::thread stopper([&] {
-    while (!executor.started_blocking()) std::this_thread::sleep_for(std::chrono::milliseconds(5));
-    worker.RequestStop();
-  });
-  ASSERT_TRUE(worker.Run().has_value());
-  stopper.join();
-  auto task = queue_->GetTask(id);
-  EXPECT_EQ(task->state, TaskState::kReady);
-  EXPECT_TRUE(task->lease_owner.empty());
-  EXPECT_EQ(worker.stats().released, 1);
-  auto attempts = queue_->ListAttempts(id);
-  ASSERT_EQ(attempts->size(), 1u);
-  EXPECT_EQ((*attempts)[0].status, AttemptStatus::kReleased);
+  ExpectStopReleasesABlockedTask(executor, [&] { return executor.started_blocking(); });
 }
 
 TEST_F(WorkerLoopTest, LostLeaseCancelsTheExecutor) {
@@ -374,20 +381,8 @@ TEST_F(WorkerLoopTest, AStartThatThrowsFailsTheAttempt) {
 }
 
 TEST_F(WorkerLoopTest, StopReleasesAStartedTask) {
-  auto id = Add("block");
   SplitExecutor executor;
-  WorkerOptions options = Options(2);
-  options.until_idle = false;
-  options.shutdown_grace_ms = 50;
-  Worker worker(*queue_, executor, options);
-  std::thread stopper([&] {
-    while (!executor.blocking()) std::this_thread::sleep_for(std::chrono::milliseconds(5));
-    worker.RequestStop();
-  });
-  ASSERT_TRUE(worker.Run().has_value());
-  stopper.join();
-  EXPECT_EQ(queue_->GetTask(id)->state, TaskState::kReady);
-  EXPECT_EQ(worker.stats().released, 1);
+  ExpectStopReleasesABlockedTask(executor, [&] { return executor.blocking(); });
 }
 
 TEST(WorkerOwnerTest, DefaultOwnerIsHostPidUlid) {
