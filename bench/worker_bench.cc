@@ -235,13 +235,31 @@ LatencyFigures DispatchLatency(std::vector<TaskTimes> tasks, int concurrency) {
                          Percentile(to_stamp, 0.99),
                          ""};
   if (tasks.front().claimed_ms > 0) {
-    char text[200];
-    std::snprintf(text, sizeof(text),
-                  "could start -> claimed p50 %.1f p99 %.1f; -> running p50 %.1f p99 %.1f; "
-                  "-> exec'd p50 %.1f p99 %.1f; -> own stamp p50 %.1f p99 %.1f (ms)",
-                  Percentile(to_claimed, 0.5), Percentile(to_claimed, 0.99),
-                  Percentile(to_running, 0.5), Percentile(to_running, 0.99), figures.p50_ms,
-                  figures.p99_ms, figures.stamp_p50_ms, figures.stamp_p99_ms);
+    char text[400];
+    int length = std::snprintf(
+        text, sizeof(text),
+        "could start -> claimed p50 %.1f p99 %.1f; -> running p50 %.1f p99 %.1f; "
+        "-> exec'd p50 %.1f p99 %.1f; -> own stamp p50 %.1f p99 %.1f (ms)",
+        Percentile(to_claimed, 0.5), Percentile(to_claimed, 0.99), Percentile(to_running, 0.5),
+        Percentile(to_running, 0.99), figures.p50_ms, figures.p99_ms, figures.stamp_p50_ms,
+        figures.stamp_p99_ms);
+    // The first burst (all ready at once, every slot free) apart from the later starts (each
+    // into a slot an ended process freed): their delays have different causes.
+    const auto burst = static_cast<std::ptrdiff_t>(std::min(tasks.size(), size_t(concurrency)));
+    auto max_of = [](auto begin, auto end) { return *std::max_element(begin, end); };
+    length += std::snprintf(text + length, sizeof(text) - static_cast<size_t>(length),
+                            "\n|       |     | first %td: claimed max %.1f, exec'd max %.1f",
+                            burst, max_of(to_claimed.begin(), to_claimed.begin() + burst),
+                            max_of(latencies.begin(), latencies.begin() + burst));
+    if (tasks.size() > static_cast<size_t>(concurrency)) {
+      const std::vector<double> later_claimed(to_claimed.begin() + burst, to_claimed.end());
+      const std::vector<double> later(latencies.begin() + burst, latencies.end());
+      std::snprintf(text + length, sizeof(text) - static_cast<size_t>(length),
+                    "; later %zu: claimed p99 %.1f max %.1f, exec'd p99 %.1f max %.1f",
+                    later.size(), Percentile(later_claimed, 0.99),
+                    max_of(later_claimed.begin(), later_claimed.end()), Percentile(later, 0.99),
+                    max_of(later.begin(), later.end()));
+    }
     figures.breakdown = text;
   }
   return figures;

@@ -386,15 +386,22 @@ Status Queue::CompleteMany(const std::vector<Lease>& leases) {
 }
 
 Status Queue::PromoteDependents(StoreTxn& txn, const std::string& task_id) {
-  FACTORY_ASSIGN_OR_RETURN(auto promotable,
-                           txn.ListPendingDependentsWithAllDependenciesDone(task_id));
-  for (const auto& dependent_id : promotable) {
-    // The edges are not needed to change the state (UpdateTask leaves them alone).
-    FACTORY_ASSIGN_OR_RETURN(auto dependent,
-                             txn.GetTask(dependent_id, /*with_dependencies=*/false));
-    if (!dependent) continue;
-    FACTORY_RETURN_IF_ERROR(Transition(txn, *dependent, TaskState::kReady, "task.ready",
-                                       json{{"cause", task_id}}, ""));
+  FACTORY_RETURN_IF_ERROR(CheckTransition(TaskState::kPending, TaskState::kReady));
+  // One time for the rows and their events: the moment they became ready in this transaction.
+  const int64_t now_ms = clock_.NowMillis();
+  FACTORY_ASSIGN_OR_RETURN(auto promoted, txn.MakePendingDependentsReady(task_id, now_ms));
+  if (promoted.empty()) return Ok();
+  // The same payload for every dependent: made once (what Transition would write).
+  const std::string payload =
+      json{{"cause", task_id},
+           {"from", StateName(TaskState::kPending)},
+           {"to", StateName(TaskState::kReady)}}
+          .dump(-1, ' ', false, kReplaceInvalid);
+  for (const auto& dependent : promoted) {
+    Event event{.id = ids_.Next(), .ts_ms = now_ms, .run_id = dependent.run_id,
+                .task_id = dependent.id, .kind = "task.ready", .actor = actor_,
+                .payload_json = payload};
+    FACTORY_RETURN_IF_ERROR(txn.AppendEvent(event));
   }
   return Ok();
 }

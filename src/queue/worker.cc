@@ -133,8 +133,9 @@ Status Worker::Run() {
     threads_.emplace_back([this] { PoolThread(); });
   }
   const int cores = static_cast<int>(std::max(1U, std::thread::hardware_concurrency()));
-  const int start_threads = options_.start_threads > 0 ? options_.start_threads
-                                                       : std::min({cores, 4, options_.concurrency});
+  const int start_threads = options_.start_threads > 0
+                                ? options_.start_threads
+                                : std::min({4 * cores, 8, options_.concurrency});
   for (int thread_idx = 0; thread_idx < start_threads; ++thread_idx) {
     threads_.emplace_back([this] { StartThread(); });
   }

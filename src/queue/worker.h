@@ -101,8 +101,11 @@ struct WorkerOptions {
   int64_t poll_ms = 500;    // longest sleep when nothing is claimable
   bool until_idle = false;  // return once no matching task is ready, leased or backing off
   int batch = 1;            // most tasks claimed in one transaction
-  // Threads that start claimed tasks (Executor::Start) while the pool waits for them; 0: one
-  // per core, at most 4. Two overlap one start's exec with the next start's files and pipes.
+  // Threads that start claimed tasks (Executor::Start) while the pool waits for them; 0: four
+  // per core, at most 8 (and no more than concurrency). A start spends much of its time
+  // blocked in the kernel (vfork waits for the child's exec; creating folders and files waits
+  // for the file system's journal), so a few per core keep the cores busy in a burst
+  // (bench/RESULTS.md: 50 starts on 2 cores, 2 threads 13-17 ms, 8 threads 9-14 ms).
   int start_threads = 0;
   ClaimFilter filter;
   int64_t reap_interval_ms = 1'000;

@@ -31,6 +31,13 @@ std::optional<TaskState> ParseTaskState(std::string_view name);
 // States in which a lease is held (claimed, running, verifying, review).
 bool IsLeasedState(TaskState state);
 
+// A task's identity: what an event about it needs.
+struct TaskKey {
+  std::string id;
+  std::string run_id;
+  friend bool operator==(const TaskKey&, const TaskKey&) = default;
+};
+
 struct Task {
   std::string id;  // ULID
   std::string run_id;

@@ -98,11 +98,12 @@ class StoreTxn {
   virtual Result<std::vector<std::string>> ListDependents(std::string_view task_id) = 0;
   // How many of task_id's dependencies are not done.
   virtual Result<int> CountUnfinishedDependencies(std::string_view task_id) = 0;
-  // Ids (in id order) of task_id's dependents that are pending with every dependency done: the
-  // ones its completion makes ready. One query for a fan-out, where a dependent at a time cost
-  // a query each.
-  virtual Result<std::vector<std::string>> ListPendingDependentsWithAllDependenciesDone(
-      std::string_view task_id) = 0;
+  // Moves task_id's dependents that are pending with every dependency done (the ones its
+  // completion makes ready) to `ready`, updated_ms = now_ms, and returns them in id order. One
+  // statement for a fan-out: a read and a full-row write per dependent cost ~10 us each, 5 ms
+  // for 500 dependents ahead of the first claim. The caller records their events.
+  virtual Result<std::vector<TaskKey>> MakePendingDependentsReady(std::string_view task_id,
+                                                                  int64_t now_ms) = 0;
   // Count of tasks per state (states with no task are absent).
   virtual Result<std::map<TaskState, int64_t>> CountTasksByState(std::string_view run_id) = 0;
   // The earliest not_before among ready tasks matching filter, if any (for worker sleeps).

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 
 #include <atomic>
 #include <chrono>
@@ -297,13 +298,14 @@ TEST_F(StoreTest, CheckpointsTheWalInTheBackgroundWhileOpen) {
 
 // The dependents a completion makes ready: pending, with every dependency done; not one still
 // waiting for another dependency, nor one no longer pending.
-TEST_F(StoreTest, ListsTheDependentsACompletionMakesReady) {
+TEST_F(StoreTest, MakesReadyTheDependentsACompletionFrees) {
   auto store = OpenOrDie(db_path());
   ASSERT_NE(store, nullptr);
   Queue queue(*store);
   auto add = [&](const std::string& key, std::vector<std::string> deps) {
-    auto created = queue.Enqueue(EnqueueRequest{
-        .title = key, .command = "true", .depends_on = std::move(deps), .idempotency_key = key});
+    auto created = queue.Enqueue(EnqueueRequest{.run_id = "run-" + key, .title = key,
+                                                .command = "true", .depends_on = std::move(deps),
+                                                .idempotency_key = key});
     EXPECT_TRUE(created) << created.error().ToString();
     return created ? created->task.id : std::string();
   };
@@ -314,35 +316,128 @@ TEST_F(StoreTest, ListsTheDependentsACompletionMakesReady) {
   const std::string cancelled = add("cancelled", {first});
   ASSERT_TRUE(queue.Cancel(cancelled, "test"));
 
-  auto promotable = [&](const std::string& id) {
-    std::vector<std::string> ids;
-    EXPECT_TRUE(store->Read([&](StoreTxn& txn) -> Status {
-      FACTORY_ASSIGN_OR_RETURN(ids, txn.ListPendingDependentsWithAllDependenciesDone(id));
+  auto make_ready = [&](const std::string& id, int64_t now_ms) {
+    std::vector<TaskKey> keys;
+    EXPECT_TRUE(store->Write([&](StoreTxn& txn) -> Status {
+      FACTORY_ASSIGN_OR_RETURN(keys, txn.MakePendingDependentsReady(id, now_ms));
       return Ok();
     }));
-    return ids;
+    return keys;
   };
-  EXPECT_TRUE(promotable(first).empty());  // first is not done yet
+  EXPECT_TRUE(make_ready(first, 1).empty());  // first is not done yet
+  EXPECT_EQ(queue.GetTask(needs_first)->state, TaskState::kPending);
 
-  auto complete = [&](const std::string& title) {
-    auto claimed = queue.ClaimAndStart("w", 60'000, 1, ClaimFilter{});
-    ASSERT_TRUE(claimed) << claimed.error().ToString();
-    ASSERT_EQ(claimed->size(), 1u);
-    ASSERT_EQ(claimed->front().task.title, title);
-    ASSERT_TRUE(queue.Complete(claimed->front().lease, "{}", "{}"));
-  };
   ExecRaw(db_path(), "UPDATE tasks SET priority = 1 WHERE id = '" + first + "'");
-  complete("first");
-  // needs-first became ready in first's completion, so nothing is pending behind first now.
+  auto claimed = queue.ClaimAndStart("w", 60'000, 1, ClaimFilter{});
+  ASSERT_TRUE(claimed) << claimed.error().ToString();
+  ASSERT_EQ(claimed->size(), 1u);
+  ASSERT_EQ(claimed->front().task.id, first);
+  ASSERT_TRUE(queue.Complete(claimed->front().lease, "{}", "{}"));
+  // needs-first became ready in first's completion, with its event; needs-both still waits
+  // for second and the cancelled task stays cancelled.
   EXPECT_EQ(queue.GetTask(needs_first)->state, TaskState::kReady);
   EXPECT_EQ(queue.GetTask(needs_both)->state, TaskState::kPending);
   EXPECT_EQ(queue.GetTask(cancelled)->state, TaskState::kCancelled);
-  EXPECT_TRUE(promotable(first).empty());
-  // With second done too (set directly, before its completion promotes anything), needs-both
-  // is the one second's completion makes ready.
+  auto events = queue.ListEvents(EventQuery{.task_id = needs_first});
+  ASSERT_TRUE(events);
+  ASSERT_FALSE(events->empty());
+  EXPECT_EQ(events->back().kind, "task.ready");
+  EXPECT_EQ(events->back().run_id, "run-needs-first");
+  EXPECT_EQ(nlohmann::json::parse(events->back().payload_json),
+            (nlohmann::json{{"cause", first}, {"from", "pending"}, {"to", "ready"}}));
+  EXPECT_TRUE(make_ready(first, 2).empty());  // nothing is pending behind first now
+
+  // With second done too (set directly, so that no completion promotes anything), needs-both
+  // is the one that second's completion would make ready: moved, with its run, once.
   ExecRaw(db_path(), "UPDATE tasks SET state = 'done' WHERE id = '" + second + "'");
-  EXPECT_EQ(promotable(second), std::vector<std::string>{needs_both});
-  EXPECT_EQ(promotable(first), std::vector<std::string>{needs_both});
+  EXPECT_EQ(make_ready(second, 1234),
+            (std::vector<TaskKey>{{.id = needs_both, .run_id = "run-needs-both"}}));
+  const auto promoted = queue.GetTask(needs_both);
+  ASSERT_TRUE(promoted);
+  EXPECT_EQ(promoted->state, TaskState::kReady);
+  EXPECT_EQ(promoted->updated_ms, 1234);
+  EXPECT_TRUE(make_ready(second, 5).empty());
+  EXPECT_TRUE(make_ready(first, 5).empty());
+}
+
+// Writes that queue behind a running transaction commit together (group commit), each in a
+// savepoint: a write that fails or throws loses its own changes only, its caller gets its own
+// outcome, and the event chain links across the writes that were kept.
+TEST_F(StoreTest, WritesQueuedTogetherKeepTheirOwnOutcomes) {
+  auto store = OpenOrDie(db_path());
+  ASSERT_NE(store, nullptr);
+  constexpr int kWriters = 24;
+  std::atomic<int> entering{0};
+  auto append = [&](StoreTxn& txn, const std::string& name) -> Status {
+    FACTORY_RETURN_IF_ERROR(txn.InsertRun(factory::Run{.id = name, .title = name}));
+    Event event{.id = "event-" + name, .ts_ms = 1, .run_id = name, .kind = "test.write",
+                .actor = "test", .payload_json = "{}"};
+    return txn.AppendEvent(event);
+  };
+  // The first write holds the transaction until every other writer is about to queue.
+  std::thread first([&] {
+    EXPECT_TRUE(store->Write([&](StoreTxn& txn) -> Status {
+      while (entering.load() < kWriters) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));  // let them queue
+      return append(txn, "first");
+    }));
+  });
+  std::vector<std::thread> writers;
+  std::vector<Status> outcomes(kWriters, Ok());
+  std::vector<char> threw(kWriters, 0);  // not vector<bool>: written from many threads
+  for (int writer = 0; writer < kWriters; ++writer) {
+    writers.emplace_back([&, writer] {
+      const std::string name = "w" + std::to_string(writer);
+      ++entering;
+      try {
+        outcomes[writer] = store->Write([&](StoreTxn& txn) -> Status {
+          FACTORY_RETURN_IF_ERROR(append(txn, name));  // written, then undone below
+          if (writer % 5 == 1) return FailedPrecondition("refused " + name);
+          if (writer % 5 == 3) throw std::runtime_error("bug in " + name);
+          return Ok();
+        });
+      } catch (const std::runtime_error& error) {
+        threw[writer] = std::string(error.what()) == "bug in " + name;
+      }
+    });
+  }
+  first.join();
+  for (auto& thread : writers) thread.join();
+
+  int kept = 1;  // "first"
+  for (int writer = 0; writer < kWriters; ++writer) {
+    const std::string name = "w" + std::to_string(writer);
+    bool stored = false;
+    ASSERT_TRUE(store->Read([&](StoreTxn& txn) -> Status {
+      FACTORY_ASSIGN_OR_RETURN(auto run, txn.GetRun(name));
+      stored = run.has_value();
+      return Ok();
+    }));
+    if (writer % 5 == 1) {
+      ASSERT_FALSE(outcomes[writer]) << name;
+      EXPECT_EQ(outcomes[writer].error().message, "refused " + name);
+      EXPECT_FALSE(stored) << name;
+    } else if (writer % 5 == 3) {
+      EXPECT_TRUE(threw[writer]) << name << ": the exception reaches its own caller";
+      EXPECT_FALSE(stored) << name;
+    } else {
+      EXPECT_TRUE(outcomes[writer]) << name << ": " << outcomes[writer].error().ToString();
+      EXPECT_TRUE(stored) << name;
+      ++kept;
+    }
+  }
+  std::vector<Event> events;
+  ASSERT_TRUE(store->Read([&](StoreTxn& txn) -> Status {
+    FACTORY_ASSIGN_OR_RETURN(events, txn.ListEvents(EventQuery{}));
+    return Ok();
+  }));
+  ASSERT_EQ(static_cast<int>(events.size()), kept);
+  for (size_t idx = 0; idx < events.size(); ++idx) {
+    EXPECT_EQ(events[idx].seq, static_cast<int64_t>(idx) + 1);  // no gap where a write was undone
+  }
+  auto report = VerifyChain(*store);
+  ASSERT_TRUE(report) << report.error().ToString();
+  EXPECT_TRUE(report->ok) << report->problem;
 }
 
 // Tasks created after many events of other tasks still list exactly their own events, and a

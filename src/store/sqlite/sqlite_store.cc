@@ -8,6 +8,7 @@
 #include <charconv>
 #include <chrono>
 #include <condition_variable>
+#include <exception>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -402,17 +403,36 @@ class SqliteTxn final : public StoreTxn {
     return count;
   }
 
-  Result<std::vector<std::string>> ListPendingDependentsWithAllDependenciesDone(
-      std::string_view task_id) override {
+  Result<std::vector<TaskKey>> MakePendingDependentsReady(std::string_view task_id,
+                                                          int64_t now_ms) override {
+    FACTORY_RETURN_IF_ERROR(CheckWritable());
+    // A SELECT, then a narrow UPDATE per row: one `UPDATE ... WHERE id IN (SELECT ...)` would
+    // build an ephemeral table per call, which costs more than the whole of a completion that
+    // frees one dependent or none (the common case; see ClaimReady).
     FACTORY_ASSIGN_OR_RETURN(
-        Statement * stmt,
-        conn_.Prepare("SELECT d.task_id FROM task_deps d JOIN tasks t ON t.id = d.task_id "
-                      "WHERE d.depends_on = ?1 AND t.state = 'pending' AND NOT EXISTS ("
+        Statement * select,
+        conn_.Prepare("SELECT d.task_id, t.run_id FROM task_deps d JOIN tasks t ON t.id = "
+                      "d.task_id WHERE d.depends_on = ?1 AND t.state = 'pending' AND NOT EXISTS ("
                       "SELECT 1 FROM task_deps other JOIN tasks dep ON dep.id = other.depends_on "
                       "WHERE other.task_id = d.task_id AND dep.state <> 'done') "
                       "ORDER BY d.task_id"));
-    stmt->Bind(1, task_id);
-    return CollectStrings(*stmt);
+    select->Bind(1, task_id);
+    std::vector<TaskKey> promoted;
+    while (true) {
+      FACTORY_ASSIGN_OR_RETURN(bool has_row, select->Step());
+      if (!has_row) break;
+      promoted.push_back(TaskKey{select->ColumnText(0), select->ColumnText(1)});
+    }
+    FACTORY_ASSIGN_OR_RETURN(
+        Statement * update,
+        conn_.Prepare("UPDATE tasks SET state = 'ready', updated_ms = ?2 "
+                      "WHERE id = ?1 AND state = 'pending'"));
+    for (const auto& key : promoted) {
+      update->Reset();
+      update->Bind(1, key.id).Bind(2, now_ms);
+      FACTORY_RETURN_IF_ERROR(update->Run());
+    }
+    return promoted;
   }
 
   Result<std::map<TaskState, int64_t>> CountTasksByState(std::string_view run_id) override {
@@ -930,19 +950,34 @@ class SqliteStore final : public Store {
 
   ~SqliteStore() override { StopCheckpointer(); }
 
+  // Group commit: a writer that finds no transaction in progress runs every write queued
+  // meanwhile in one transaction, each in a savepoint of its own (a write that fails rolls back
+  // its own changes only, and each caller gets its own status). Fifty workers' completions
+  // arriving together used to be fifty transactions handed the lock one by one, each writing
+  // its pages to the WAL; now they are a few.
   Status Write(const std::function<Status(StoreTxn&)>& fn) override {
-    std::lock_guard lock(writer_mu_);
-    constexpr int kMaxTries = 50;
-    for (int attempt = 1;; ++attempt) {
-      Status status = WriteOnce(fn);
-      if (status || status.error().code != ErrorCode::kUnavailable ||
-          status.error().message.find("database busy") == std::string::npos ||
-          attempt >= kMaxTries) {
-        return status;
+    QueuedWrite write{.fn = &fn};
+    std::unique_lock lock(batch_mu_);
+    queued_writes_.push_back(&write);
+    while (!write.done) {
+      if (batch_running_) {
+        batch_cv_.wait(lock);
+        continue;
       }
-      // Another process held the lock past busy_timeout, or a snapshot conflict: retry.
-      std::this_thread::sleep_for(std::chrono::milliseconds(std::min(attempt * 5, 100)));
+      batch_running_ = true;
+      const size_t take = std::min(queued_writes_.size(), kMaxWritesPerTransaction);
+      std::vector<QueuedWrite*> batch(queued_writes_.begin(), queued_writes_.begin() + take);
+      queued_writes_.erase(queued_writes_.begin(), queued_writes_.begin() + take);
+      lock.unlock();
+      RunBatch(batch);
+      lock.lock();
+      for (QueuedWrite* done : batch) done->done = true;
+      batch_running_ = false;
+      batch_cv_.notify_all();
     }
+    lock.unlock();
+    if (write.exception) std::rethrow_exception(write.exception);
+    return write.status;
   }
 
   Status Read(const std::function<Status(StoreTxn&)>& fn) override {
@@ -1109,10 +1144,70 @@ class SqliteStore final : public Store {
 
   Status BeginImmediate() { return writer_->Exec("BEGIN IMMEDIATE"); }
 
-  Status WriteOnce(const std::function<Status(StoreTxn&)>& fn) {
+  // One queued Write: its function, and its outcome once `done`.
+  struct QueuedWrite {
+    const std::function<Status(StoreTxn&)>* fn = nullptr;
+    Status status = Ok();
+    std::exception_ptr exception;  // thrown by fn (a programmer error): rethrown to its caller
+    bool done = false;             // guarded by batch_mu_
+  };
+  // Enough to take a burst of every worker's completions at once; bounded so that one
+  // transaction (and the wait of the writes in it) stays short.
+  static constexpr size_t kMaxWritesPerTransaction = 128;
+
+  static bool IsBusy(const Status& status) {
+    return !status && status.error().code == ErrorCode::kUnavailable &&
+           status.error().message.find("database busy") != std::string::npos;
+  }
+
+  // Runs fn, turning an exception into the write's outcome (the batch must go on).
+  static Status RunWriteFunction(QueuedWrite& write, StoreTxn& txn) {
+    write.exception = nullptr;
+    try {
+      return (*write.fn)(txn);
+    } catch (...) {
+      write.exception = std::current_exception();
+      return Internal("write function threw");
+    }
+  }
+
+  void RunBatch(const std::vector<QueuedWrite*>& batch) {
+    std::lock_guard lock(writer_mu_);
+    if (batch.size() > 1) {
+      Status status = WithRetries([&] { return WriteBatchOnce(batch); });
+      if (status) {
+        // A write that met lock contention in its own statements is retried alone, as a
+        // single write would be.
+        for (QueuedWrite* write : batch) {
+          if (IsBusy(write->status)) {
+            write->status = WithRetries([&] { return WriteOnce(*write); });
+          }
+        }
+        return;
+      }
+      // The transaction as a whole failed (BEGIN or COMMIT): each write alone gets its own
+      // outcome.
+    }
+    for (QueuedWrite* write : batch) {
+      write->status = WithRetries([&] { return WriteOnce(*write); });
+    }
+  }
+
+  // Transient lock contention (another process past busy_timeout) is retried with a pause.
+  template <typename Attempt>
+  static Status WithRetries(const Attempt& attempt_once) {
+    constexpr int kMaxTries = 50;
+    for (int attempt = 1;; ++attempt) {
+      Status status = attempt_once();
+      if (!IsBusy(status) || attempt >= kMaxTries) return status;
+      std::this_thread::sleep_for(std::chrono::milliseconds(std::min(attempt * 5, 100)));
+    }
+  }
+
+  Status WriteOnce(QueuedWrite& write) {
     FACTORY_RETURN_IF_ERROR(BeginImmediate());
     SqliteTxn txn(*writer_, /*writable=*/true);
-    Status status = fn(txn);
+    Status status = RunWriteFunction(write, txn);
     writer_->ResetStatements();
     if (!status) {
       (void)writer_->Exec("ROLLBACK");
@@ -1121,6 +1216,31 @@ class SqliteStore final : public Store {
     Status commit = writer_->Exec("COMMIT");
     if (!commit) (void)writer_->Exec("ROLLBACK");
     return commit;
+  }
+
+  // Every write of the batch in one transaction, each in a savepoint; sets each write's status.
+  // Fails only when the transaction itself does (then nothing of it is kept).
+  Status WriteBatchOnce(const std::vector<QueuedWrite*>& batch) {
+    FACTORY_RETURN_IF_ERROR(BeginImmediate());
+    auto abandon = [&](Status status) {
+      (void)writer_->Exec("ROLLBACK");
+      return status;
+    };
+    for (QueuedWrite* write : batch) {
+      if (Status begun = writer_->Exec("SAVEPOINT write"); !begun) return abandon(begun);
+      // A transaction object per write: it caches the event chain's head, which a rolled back
+      // write must not leave behind.
+      SqliteTxn txn(*writer_, /*writable=*/true);
+      write->status = RunWriteFunction(*write, txn);
+      writer_->ResetStatements();
+      if (!write->status) {
+        if (Status undone = writer_->Exec("ROLLBACK TO write"); !undone) return abandon(undone);
+      }
+      if (Status released = writer_->Exec("RELEASE write"); !released) return abandon(released);
+    }
+    Status commit = writer_->Exec("COMMIT");
+    if (!commit) return abandon(commit);
+    return Ok();
   }
 
   std::unique_ptr<Connection> AcquireReader() {
@@ -1139,6 +1259,10 @@ class SqliteStore final : public Store {
   }
 
   SqliteOptions options_;
+  std::mutex batch_mu_;
+  std::condition_variable batch_cv_;
+  std::vector<QueuedWrite*> queued_writes_;  // guarded by batch_mu_; waiting for a transaction
+  bool batch_running_ = false;                // guarded by batch_mu_
   std::mutex writer_mu_;
   std::unique_ptr<Connection> writer_;  // guarded by writer_mu_ (after Init)
   std::mutex readers_mu_;
