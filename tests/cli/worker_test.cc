@@ -87,9 +87,9 @@ TEST_F(WorkerCliTest, RunsDagInDependencyOrderAndWritesArtifacts) {
   EXPECT_EQ(ReadFile(sandbox_.Path("lines.txt")), "100\n");
   EXPECT_TRUE(std::filesystem::exists(sandbox_.Path("package.sha256")));
   const auto artifacts = sandbox_.Path(".factory/artifacts");
-  EXPECT_EQ(ReadFile(artifacts / fetch / "1" / "stdout.log"), "fetched\n");
-  EXPECT_EQ(ReadFile(artifacts / lint / "1" / "stderr.log"), "warn\n");
-  EXPECT_TRUE(std::filesystem::exists(artifacts / package / "1" / "stdout.log"));
+  EXPECT_EQ(ReadFile(artifacts / (fetch + "-1") / "stdout.log"), "fetched\n");
+  EXPECT_EQ(ReadFile(artifacts / (lint + "-1") / "stderr.log"), "warn\n");
+  EXPECT_TRUE(std::filesystem::exists(artifacts / (package + "-1") / "stdout.log"));
   auto stats = sandbox_.Ok({"queue", "stats", "--json"}).Json();
   EXPECT_EQ(stats["done"], 4);
 }
@@ -110,7 +110,7 @@ TEST_F(WorkerCliTest, TaskEnvironmentAndRetryWithBackoff) {
   EXPECT_THAT(task["attempt_history"][0]["error"].get<std::string>(), HasSubstr("boom"));
   EXPECT_THAT(task["attempt_history"][0]["error"].get<std::string>(), HasSubstr("exit code 1"));
   EXPECT_EQ(task["attempt_history"][1]["status"], "succeeded");
-  EXPECT_EQ(ReadFile(sandbox_.Path(".factory/artifacts/" + id + "/1/stderr.log")), "boom\n");
+  EXPECT_EQ(ReadFile(sandbox_.Path(".factory/artifacts/" + id + "-1/stderr.log")), "boom\n");
 }
 
 TEST_F(WorkerCliTest, PlainCommandsRunWithoutTheShellAndTheRestWithIt) {
@@ -124,10 +124,10 @@ TEST_F(WorkerCliTest, PlainCommandsRunWithoutTheShellAndTheRestWithIt) {
   const auto artifacts = sandbox_.Path(".factory/artifacts");
   auto direct_attempt = OnlyAttempt(direct);
   EXPECT_EQ(direct_attempt["details"]["exec"], "direct") << direct_attempt.dump(2);
-  EXPECT_EQ(ReadFile(artifacts / direct / "1" / "stdout.log"), direct + "\n");
+  EXPECT_EQ(ReadFile(artifacts / (direct + "-1") / "stdout.log"), direct + "\n");
   auto shell_attempt = OnlyAttempt(shell);
   EXPECT_EQ(shell_attempt["details"]["exec"], "shell") << shell_attempt.dump(2);
-  EXPECT_EQ(ReadFile(artifacts / shell / "1" / "stdout.log"), "attempt 1\n");
+  EXPECT_EQ(ReadFile(artifacts / (shell + "-1") / "stdout.log"), "attempt 1\n");
 
   // A plain command whose program does not exist is left to the shell, which reports it.
   auto task = sandbox_.Show(missing);
@@ -135,7 +135,7 @@ TEST_F(WorkerCliTest, PlainCommandsRunWithoutTheShellAndTheRestWithIt) {
   ASSERT_EQ(task["attempt_history"].size(), 1u);
   EXPECT_EQ(task["attempt_history"][0]["details"]["exec"], "shell");
   EXPECT_THAT(task["attempt_history"][0]["error"].get<std::string>(), HasSubstr("exit code 127"));
-  EXPECT_THAT(ReadFile(artifacts / missing / "1" / "stderr.log"), HasSubstr("not found"));
+  EXPECT_THAT(ReadFile(artifacts / (missing + "-1") / "stderr.log"), HasSubstr("not found"));
 }
 
 TEST_F(WorkerCliTest, TimeoutKillsTheWholeProcessGroup) {
