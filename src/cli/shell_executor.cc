@@ -62,6 +62,7 @@ class StartedCommand final : public StartedTask {
     details["stderr_path"] = stderr_path_;
     details["pid"] = run.pid;
     details["started_us"] = run.started_us;  // when the process had exec'd (dispatch latency)
+    if (!run.output_error.empty()) details["output_error"] = run.output_error;
     result.details_json = DumpJson(details, -1);
     result.exit_code = run.exit_code;
 
@@ -78,6 +79,10 @@ class StartedCommand final : public StartedTask {
       result.error = "killed by signal " + std::to_string(*run.signal);
     } else if (run.exit_code != 0) {
       result.error = "exit code " + std::to_string(run.exit_code);
+    } else if (!run.output_error.empty()) {
+      // The command ran, but its logs are not where the task's details say: a retry may do
+      // better (a full disk), and the output's end is in the error.
+      result.error = run.output_error;
     } else {
       result.success = true;
       Json summary;
@@ -151,6 +156,9 @@ std::unique_ptr<StartedTask> ShellExecutor::Start(const ClaimedTask& claimed,
   options.env_set["FACTORY_ARTIFACTS_DIR"] = dir.string();
   options.stdout_path = (dir / "stdout.log").string();
   options.stderr_path = (dir / "stderr.log").string();
+  // The logs are made by the waiting pool thread: off the start path, where each file was as
+  // much work as the pipes and the spawn together.
+  options.create_output_files_on_wait = true;
   options.timeout_ms = options_.timeout_ms;
   options.kill_grace_ms = options_.kill_grace_ms;
   options.cancel = &cancel;

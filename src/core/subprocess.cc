@@ -181,6 +181,17 @@ void WriteAll(int fd, const char* data, size_t size) {
   }
 }
 
+// Creates (truncating) an output file; an empty path keeps the stream off disk.
+Status OpenOutputFile(const std::string& path, Fd& out) {
+  if (path.empty()) return Ok();
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) {
+    return FailedPrecondition("cannot open output file " + path + ": " + std::strerror(errno));
+  }
+  out = Fd(fd);
+  return Ok();
+}
+
 // True while some process other than a zombie still belongs to process group `pgid`.
 bool GroupHasLiveMembers(pid_t pgid) {
   DIR* proc = ::opendir("/proc");
@@ -323,6 +334,8 @@ struct Subprocess::Running {
   Fd stderr_fd;
   Fd stdout_file;
   Fd stderr_file;
+  std::string stdout_path;  // still to be created (create_output_files_on_wait)
+  std::string stderr_path;
   Fd pidfd;  // wakes the poll loop the moment the leader exits (invalid: we poll periodically)
   std::string stdin_data;
   int64_t timeout_ms = 0;
@@ -374,17 +387,13 @@ Result<Subprocess> Subprocess::Start(const SubprocessOptions& options) {
   for (const auto& entry : env) env_ptrs.push_back(const_cast<char*>(entry.c_str()));
   env_ptrs.push_back(nullptr);
 
-  auto open_output = [](const std::string& path, Fd& out) -> Status {
-    if (path.empty()) return Ok();
-    int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) {
-      return FailedPrecondition("cannot open output file " + path + ": " + std::strerror(errno));
-    }
-    out = Fd(fd);
-    return Ok();
-  };
-  FACTORY_RETURN_IF_ERROR(open_output(options.stdout_path, running->stdout_file));
-  FACTORY_RETURN_IF_ERROR(open_output(options.stderr_path, running->stderr_file));
+  if (options.create_output_files_on_wait) {
+    running->stdout_path = options.stdout_path;
+    running->stderr_path = options.stderr_path;
+  } else {
+    FACTORY_RETURN_IF_ERROR(OpenOutputFile(options.stdout_path, running->stdout_file));
+    FACTORY_RETURN_IF_ERROR(OpenOutputFile(options.stderr_path, running->stderr_file));
+  }
 
   FACTORY_ASSIGN_OR_RETURN(Pipe in_pipe, MakePipe());
   FACTORY_ASSIGN_OR_RETURN(Pipe out_pipe, MakePipe());
@@ -500,9 +509,18 @@ SubprocessResult Subprocess::Wait() {
   int64_t sigkill_at_ms = -1;  // pending escalation after a cancel's SIGTERM
   std::vector<char> buffer(64 * 1024);
 
-  auto drain = [&](Fd& fd, Fd& file, Tail& tail) {
+  // A file still to be created (create_output_files_on_wait) is created now; a failure is
+  // reported once and the output still goes to the tail.
+  auto create_file = [&](std::string& path, Fd& file) {
+    if (path.empty()) return;
+    Status opened = OpenOutputFile(path, file);
+    if (!opened && result.output_error.empty()) result.output_error = opened.error().message;
+    path.clear();
+  };
+  auto drain = [&](Fd& fd, Fd& file, std::string& path, Tail& tail) {
     ssize_t n = ::read(fd.get(), buffer.data(), buffer.size());
     if (n > 0) {
+      create_file(path, file);
       if (file.valid()) WriteAll(file.get(), buffer.data(), static_cast<size_t>(n));
       tail.Append(buffer.data(), static_cast<size_t>(n));
     } else if (n == 0 || (errno != EINTR && errno != EAGAIN)) {
@@ -584,10 +602,10 @@ SubprocessResult Subprocess::Wait() {
       break;
     }
     if (out_idx >= 0 && fds[out_idx].revents != 0) {
-      drain(run.stdout_fd, run.stdout_file, stdout_tail);
+      drain(run.stdout_fd, run.stdout_file, run.stdout_path, stdout_tail);
     }
     if (err_idx >= 0 && fds[err_idx].revents != 0) {
-      drain(run.stderr_fd, run.stderr_file, stderr_tail);
+      drain(run.stderr_fd, run.stderr_file, run.stderr_path, stderr_tail);
     }
     if (in_idx >= 0 && fds[in_idx].revents != 0) {
       if (fds[in_idx].revents & (POLLERR | POLLHUP)) {
@@ -604,6 +622,9 @@ SubprocessResult Subprocess::Wait() {
     }
   }
 
+  // A stream that stayed silent still gets its (empty) file.
+  create_file(run.stdout_path, run.stdout_file);
+  create_file(run.stderr_path, run.stderr_file);
   run.stdin_fd.Reset();
   run.stdout_fd.Reset();
   run.stderr_fd.Reset();

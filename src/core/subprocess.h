@@ -32,6 +32,11 @@ struct SubprocessOptions {
   std::string stdin_data;                      // written to the child's stdin, then closed
   std::string stdout_path;                     // empty: not kept on disk
   std::string stderr_path;                     // empty: not kept on disk
+  // Create stdout_path/stderr_path while waiting (at the stream's first output, or at the end
+  // for a silent stream) instead of before the exec: a start then creates no file. A file that
+  // cannot be created is reported in SubprocessResult::output_error, after the process ran,
+  // instead of as a start error.
+  bool create_output_files_on_wait = false;
   int64_t timeout_ms = 0;                      // wall clock; 0 = none. Kills the whole group.
   size_t tail_bytes = 4096;                    // how much of each stream's end to keep
   ResourceLimits limits;
@@ -54,6 +59,9 @@ struct SubprocessResult {
   std::string stderr_tail;
   int64_t stdout_bytes = 0;  // total bytes written
   int64_t stderr_bytes = 0;
+  // An output file that could not be created or written (create_output_files_on_wait); the
+  // tails above still hold the end of the output.
+  std::string output_error;
   int pid = 0;
   // Wall clock (system_clock, microseconds since the epoch) when the child's exec of the
   // program had succeeded (the kernel committed to the new program; it may still be loading

@@ -113,6 +113,25 @@ TEST_F(WorkerCliTest, TaskEnvironmentAndRetryWithBackoff) {
   EXPECT_EQ(ReadFile(sandbox_.Path(".factory/artifacts/" + id + "-1/stderr.log")), "boom\n");
 }
 
+TEST_F(WorkerCliTest, AnAttemptWhoseLogCannotBeWrittenFailsWithThatReasonAndIsRetried) {
+  auto id = sandbox_.AddTask(
+      {"--title", "logged", "--max-attempts", "2", "--command", "echo hello >> ran.txt"});
+  // The first attempt's stdout.log cannot be created: a folder has its name.
+  const auto blocked = sandbox_.Path(".factory/artifacts/" + id + "-1/stdout.log");
+  std::filesystem::create_directories(blocked);
+  auto worker = sandbox_.Run({"worker", "--until-idle", "--poll-ms", "50"});
+  ASSERT_EQ(worker.exit_code, 0) << worker.err;
+  EXPECT_EQ(ReadFile(sandbox_.Path("ran.txt")), "hello\nhello\n");  // it ran, then again
+  auto task = sandbox_.Show(id);
+  EXPECT_EQ(task["state"], "done");
+  ASSERT_EQ(task["attempt_history"].size(), 2u);
+  EXPECT_EQ(task["attempt_history"][0]["status"], "failed");
+  EXPECT_THAT(task["attempt_history"][0]["error"].get<std::string>(),
+              HasSubstr("cannot open output file " + blocked.string()));
+  EXPECT_EQ(task["attempt_history"][1]["status"], "succeeded");
+  EXPECT_TRUE(std::filesystem::exists(sandbox_.Path(".factory/artifacts/" + id + "-2/stdout.log")));
+}
+
 TEST_F(WorkerCliTest, PlainCommandsRunWithoutTheShellAndTheRestWithIt) {
   auto direct = sandbox_.AddTask({"--title", "plain", "--command", "printenv FACTORY_TASK_ID"});
   auto shell = sandbox_.AddTask({"--title", "expands", "--command", "echo attempt $FACTORY_ATTEMPT"});

@@ -391,6 +391,46 @@ TEST_F(SubprocessTest, StartReturnsARunningChildThatWaitFinishes) {
   EXPECT_EQ(ReadFile(out), "started\ngot input\n");
 }
 
+TEST_F(SubprocessTest, OutputFilesCreatedOnWaitAppearWithTheOutput) {
+  const std::string out = dir_ + "/out.log";
+  const std::string err = dir_ + "/err.log";
+  SubprocessOptions options = Sh("read line; echo \"got $line\"");
+  options.stdout_path = out;
+  options.stderr_path = err;
+  options.create_output_files_on_wait = true;
+  options.stdin_data = "input\n";
+  auto child = Subprocess::Start(options);
+  ASSERT_TRUE(child.has_value()) << child.error().ToString();
+  EXPECT_FALSE(fs::exists(out));  // the start made no file
+  EXPECT_FALSE(fs::exists(err));
+  const SubprocessResult result = child->Wait();
+  EXPECT_EQ(result.exit_code, 0);
+  EXPECT_EQ(result.output_error, "");
+  EXPECT_EQ(ReadFile(out), "got input\n");
+  EXPECT_TRUE(fs::exists(err));  // a silent stream still gets its (empty) file
+  EXPECT_EQ(ReadFile(err), "");
+}
+
+TEST_F(SubprocessTest, AnOutputFileThatCannotBeCreatedOnWaitIsReportedAfterTheRun) {
+  const std::string out = dir_ + "/missing-folder/out.log";
+  SubprocessOptions options = Sh("echo ran; echo oops >&2; exit 0");
+  options.stdout_path = out;
+  options.stderr_path = dir_ + "/err.log";
+  options.create_output_files_on_wait = true;
+  auto result = RunSubprocess(options);
+  ASSERT_TRUE(result.has_value()) << result.error().ToString();  // not a start error
+  EXPECT_EQ(result->exit_code, 0);
+  EXPECT_NE(result->output_error.find("cannot open output file " + out), std::string::npos)
+      << result->output_error;
+  EXPECT_EQ(result->stdout_tail, "ran\n");  // the output is still in the tail
+  EXPECT_EQ(ReadFile(dir_ + "/err.log"), "oops\n");
+  // Without the option the same file is a start error.
+  options.create_output_files_on_wait = false;
+  auto refused = RunSubprocess(options);
+  ASSERT_FALSE(refused.has_value());
+  EXPECT_EQ(refused.error().code, ErrorCode::kFailedPrecondition);
+}
+
 TEST_F(SubprocessTest, StartReportsWhatRunSubprocessReports) {
   SubprocessOptions options;
   options.argv = {"/nonexistent/program"};
