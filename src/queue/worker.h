@@ -103,8 +103,8 @@ struct WorkerOptions {
   int batch = 1;            // most tasks claimed in one transaction
   // Threads that start claimed tasks (Executor::Start) while the pool waits for them; 0: four
   // per core, at most 8 (and no more than concurrency). A start spends much of its time
-  // blocked in the kernel (vfork waits for the child's exec; creating folders and files waits
-  // for the file system's journal), so a few per core keep the cores busy in a burst
+  // blocked in the kernel (vfork waits for the child's exec; making the attempt's folder waits
+  // on the file system), so a few per core keep the cores busy in a burst
   // (bench/RESULTS.md: 50 starts on 2 cores, 2 threads 13-17 ms, 8 threads 9-14 ms).
   int start_threads = 0;
   ClaimFilter filter;
