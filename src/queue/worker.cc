@@ -262,6 +262,8 @@ Status Worker::ClaimAndDispatch(bool& claimed_any) {
 }
 
 int Worker::ReserveSlotsLocked(int freeing) {
+  // A stop that came after the caller's own check still claims nothing new.
+  if (stop_) return 0;
   const int slots = std::max(
       0, std::min(options_.batch, options_.concurrency - in_flight_ + freeing));
   in_flight_ += slots;
@@ -456,7 +458,7 @@ void Worker::Finish(const std::shared_ptr<Job>& job, const ExecResult& result) {
     int reserved = 0;
     {
       std::lock_guard lock(mu_);
-      if (!stop_) reserved = ReserveSlotsLocked(/*freeing=*/1);
+      reserved = ReserveSlotsLocked(/*freeing=*/1);
     }
     auto claimed = queue_.CompleteAndClaim(lease, result.result_json, result.details_json,
                                            options_.owner, options_.lease_ms, reserved,

@@ -175,7 +175,7 @@ class Worker {
   void CancelAllLocked();
   Status ClaimAndDispatch(bool& claimed_any);
   // Reserves (counts in in_flight_) the slots a claim may fill: the free ones, plus `freeing`
-  // held by a task that is completing, at most `batch`. REQUIRES: mu_ held.
+  // held by a task that is completing, at most `batch`; none once stopping. REQUIRES: mu_ held.
   int ReserveSlotsLocked(int freeing);
   // After a claim for `reserved` slots: gives back the ones it did not fill and queues what it
   // claimed (nullptr: the claim failed, nothing was claimed).
