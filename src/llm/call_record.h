@@ -45,8 +45,10 @@ struct CallRecord {
   std::string model;     // configured model name
   std::string model_id;  // the provider's model id
   std::string alias;
-  Usage usage;          // zero on a cache hit and on failure
-  double cost_usd = 0;  // usage x prices; 0 on a cache hit
+  // Summed over the call's attempts: the answer's usage plus what failed attempts were billed
+  // for (CallError::usage; usually zero). Zero on a cache hit.
+  Usage usage;
+  double cost_usd = 0;  // usage x prices, per attempt's model; 0 on a cache hit
   int64_t started_at_ms = 0;
   int64_t latency_ms = 0;                   // whole call, including backoff sleeps
   ErrorCode status = ErrorCode::kInternal;  // meaningful only when !ok

@@ -281,8 +281,8 @@ CallResult<Response> Router::Run(
         result->model_name = deployment.model->name;
         result->cost_usd = cost;
         record.ok = true;
-        record.usage = result->usage;
-        record.cost_usd = cost;
+        record.usage += result->usage;
+        record.cost_usd += cost;
         record.http_status = result->http_status;
         record.latency_ms = ElapsedSince(clock_, record.started_at_ms);
         Report(record);
@@ -290,8 +290,12 @@ CallResult<Response> Router::Run(
       }
 
       CallError error = std::move(result.error());
-      if (limiter != nullptr) limiter->Settle(estimated_tokens, 0);
-      if (options_.admission != nullptr) options_.admission->Settle(reservation, 0);
+      // A failed attempt costs what the provider billed before it failed (usually nothing).
+      const double billed = error.usage.empty() ? 0 : CostUsd(*deployment.model, error.usage);
+      record.usage += error.usage;
+      record.cost_usd += billed;
+      if (limiter != nullptr) limiter->Settle(estimated_tokens, error.usage.total_tokens());
+      if (options_.admission != nullptr) options_.admission->Settle(reservation, billed);
       if (CountsAgainstBreaker(error)) {
         breaker.RecordFailure();
       } else {

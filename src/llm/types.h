@@ -93,6 +93,14 @@ struct Usage {
   int64_t cache_write_tokens = 0;
 
   int64_t total_tokens() const { return input_tokens + output_tokens; }
+  bool empty() const { return *this == Usage{}; }
+  Usage& operator+=(const Usage& other) {
+    input_tokens += other.input_tokens;
+    output_tokens += other.output_tokens;
+    cached_read_tokens += other.cached_read_tokens;
+    cache_write_tokens += other.cache_write_tokens;
+    return *this;
+  }
   friend bool operator==(const Usage&, const Usage&) = default;
 };
 
@@ -162,6 +170,11 @@ struct CallError {
   int http_status = 0;          // 0 when no HTTP response was received
   int64_t retry_after_ms = -1;  // from a Retry-After header; -1 when absent
   std::string message;
+  // What the failed attempt is billed for: nonzero when the provider had started answering (a
+  // stream cut short by the client, an error event or a truncation: the prompt was read and
+  // some output produced); zero when the request was refused. The router prices it and charges
+  // it to the call's record and budget.
+  Usage usage;
 
   // True when trying the same call again later can succeed.
   bool retryable() const {

@@ -294,33 +294,97 @@ TEST_F(GatewayTest, StreamsArriveBeforeTheUpstreamFinishes) {
   EXPECT_NEAR(rows[0].cost_usd, (50 * kMiniIn + 6 * kMiniOut) / 1e6, 1e-12);
 }
 
-TEST_F(GatewayTest, AClientThatLeavesMidStreamStopsTheUpstreamRead) {
-  StartGateway();
+// The gateway's prompt estimate (Gateway: a token per 4 bytes of the request body, plus 8).
+int64_t EstimatedPromptTokens(const json& body) {
+  return static_cast<int64_t>(body.dump().size() / 4) + 8;
+}
+
+// Words enough for ~35 stream events, 100 ms apart (about four seconds in all).
+FakeReply SlowStream(Usage usage) {
   std::string words;
   for (int index = 0; index < 40; ++index) words += "w" + std::to_string(index) + " ";
-  FakeReply slow = FakeReply::Text(words, Usage{50, 40, 0, 0});
-  slow.event_delay_ms = 100;  // about four seconds for the whole stream
-  fake_.Enqueue(slow);
+  FakeReply slow = FakeReply::Text(words, usage);
+  slow.event_delay_ms = 100;
+  return slow;
+}
 
+// Sends `body` to `path` and hangs up after the second piece of the answer arrived; then waits
+// for the gateway to ledger the call (it notices at its next write).
+std::vector<ModelCallRow> HangUpMidStream(llm::HttpClient& client,
+                                          const std::string& base_url, const std::string& path,
+                                          const json& body,
+                                          std::vector<std::pair<std::string, std::string>> headers,
+                                          const std::function<std::vector<ModelCallRow>()>& rows) {
   llm::HttpRequest request;
-  request.url = gateway_->base_url() + "/v1/chat/completions";
-  request.headers = {{"Authorization", "Bearer " + key_}, {"Content-Type", "application/json"}};
-  request.body = Chat("cloud/fast", /*stream=*/true).dump();
+  request.url = base_url + path;
+  request.headers = std::move(headers);
+  request.headers.emplace_back("Content-Type", "application/json");
+  request.body = body.dump();
   request.total_timeout_ms = 20'000;
   int chunks = 0;
-  auto response = client_->Send(request, [&](std::string_view) { return ++chunks < 2; });
-  ASSERT_FALSE(response);  // the client hung up after its second piece
-  EXPECT_EQ(response.error().code, ErrorCode::kAborted);
-
-  // The gateway notices at its next write and ends the upstream read there: the call is
-  // ledgered as aborted, not as a stream that ran to its end.
-  std::vector<ModelCallRow> rows;
-  for (int wait = 0; wait < 200 && rows.empty(); ++wait) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    rows = LedgerRows();
+  auto response = client.Send(request, [&](std::string_view) { return ++chunks < 2; });
+  EXPECT_FALSE(response);  // the client hung up after its second piece
+  if (!response) {
+    EXPECT_EQ(response.error().code, ErrorCode::kAborted);
   }
+  std::vector<ModelCallRow> ledgered;
+  for (int wait = 0; wait < 200 && ledgered.empty(); ++wait) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    ledgered = rows();
+  }
+  return ledgered;
+}
+
+TEST_F(GatewayTest, AClientThatLeavesMidStreamStopsTheUpstreamReadAndPaysForWhatWasUsed) {
+  StartGateway();
+  fake_.Enqueue(SlowStream(Usage{50, 40, 0, 0}));
+  const json body = Chat("cloud/fast", /*stream=*/true);
+  auto rows = HangUpMidStream(*client_, gateway_->base_url(), "/v1/chat/completions", body,
+                              {{"Authorization", "Bearer " + key_}}, [&] { return LedgerRows(); });
+
+  // The gateway ends the upstream read at its next write: the call is ledgered as aborted, not
+  // as a stream that ran to its end, and not as free: the upstream had read the prompt and
+  // produced part of the answer. OpenAI reports usage only at the end, so the prompt estimate
+  // and a token per content event passed on stand in for it.
   ASSERT_EQ(rows.size(), 1u);
   EXPECT_EQ(rows[0].status, "aborted");
+  EXPECT_EQ(rows[0].input_tokens, EstimatedPromptTokens(body));
+  EXPECT_GE(rows[0].output_tokens, 1);
+  EXPECT_LT(rows[0].output_tokens, 30);  // cut short: the whole answer is ~35 events
+  EXPECT_NEAR(rows[0].cost_usd,
+              (rows[0].input_tokens * kMiniIn + rows[0].output_tokens * kMiniOut) / 1e6, 1e-12);
+  EXPECT_GT(rows[0].cost_usd, 0);
+  EXPECT_THAT(rows[0].error, HasSubstr("usage estimated from the stream"));
+  // The agent's spend (what its budgets count) has it too.
+  std::optional<double> spent;
+  ASSERT_TRUE(store_->Read([&](StoreTxn& txn) -> Status {
+    FACTORY_ASSIGN_OR_RETURN(double sum, txn.SumSpend(SpendQuery{.agent = "coder"}));
+    spent = sum;
+    return Ok();
+  }));
+  EXPECT_NEAR(*spent, rows[0].cost_usd, 1e-12);
+}
+
+TEST_F(GatewayTest, AnAnthropicClientThatLeavesMidStreamPaysTheReportedPrompt) {
+  StartGateway();
+  fake_.Enqueue(SlowStream(Usage{900, 40, 300, 100}));
+  auto rows = HangUpMidStream(
+      *client_, gateway_->base_url(), "/v1/messages", Message("cloud/anthropic", true),
+      {{"anthropic-version", "2023-06-01"}, {"x-api-key", key_}}, [&] { return LedgerRows(); });
+
+  // message_start reported the prompt's tokens (and cache use) before the client left: those
+  // are billed as reported.
+  ASSERT_EQ(rows.size(), 1u);
+  EXPECT_EQ(rows[0].status, "aborted");
+  EXPECT_EQ(rows[0].input_tokens, 900);
+  EXPECT_EQ(rows[0].cached_tokens, 300);
+  EXPECT_GE(rows[0].output_tokens, 1);
+  EXPECT_LT(rows[0].output_tokens, 30);
+  EXPECT_NEAR(rows[0].cost_usd,
+              (500 * kHaikuIn + 300 * kHaikuCached + 100 * kHaikuWrite +
+               rows[0].output_tokens * kHaikuOut) /
+                  1e6,
+              1e-12);
 }
 
 TEST_F(GatewayTest, StreamKeepsTheUsageChunkWhenTheClientAskedForIt) {
@@ -380,7 +444,8 @@ TEST_F(GatewayTest, StreamFailingBeforeItsFirstEventFallsBackAfterItEndsWithAnEr
   // Cut after some events reached the client: no switching deployments now; the stream ends
   // with an error event and the call is ledgered as failed.
   fake_.Enqueue(FakeReply::Text("half an answer", Usage{5, 5, 0, 0}).TruncatedAfter(3));
-  auto cut = Post("/v1/chat/completions", Chat("cloud/fast", true), key_);
+  const json cut_body = Chat("cloud/fast", true);
+  auto cut = Post("/v1/chat/completions", cut_body, key_);
   ASSERT_EQ(cut.status, 200);
   const auto lines = DataLines(cut.body);
   ASSERT_FALSE(lines.empty());
@@ -391,6 +456,13 @@ TEST_F(GatewayTest, StreamFailingBeforeItsFirstEventFallsBackAfterItEndsWithAnEr
   ASSERT_EQ(rows.size(), 2u);
   EXPECT_EQ(rows[0].status, "ok");
   EXPECT_EQ(rows[1].status, "unavailable");
+  // The rescued call paid only for its answer (the first attempt broke off before any event);
+  // the cut one for the prompt (estimated) and the two text events it passed on ("half", " an ").
+  EXPECT_EQ(rows[0].input_tokens, 5);
+  EXPECT_EQ(rows[0].output_tokens, 1);
+  EXPECT_EQ(rows[1].input_tokens, EstimatedPromptTokens(cut_body));
+  EXPECT_EQ(rows[1].output_tokens, 2);
+  EXPECT_NEAR(rows[1].cost_usd, (rows[1].input_tokens * kMiniIn + 2 * kMiniOut) / 1e6, 1e-12);
 }
 
 TEST_F(GatewayTest, PerCallBudgetRefusesWith402BeforeAnythingIsSent) {

@@ -493,6 +493,41 @@ TEST_F(RouterTest, AdmissionReservesWorstCaseAndSettlesActual) {
   EXPECT_EQ(observer_.records.back().status, ErrorCode::kResourceExhausted);
 }
 
+TEST_F(RouterTest, AFailedAttemptPaysWhatItWasBilledForInTheRecordAndTheBudget) {
+  CountingAdmission admission;
+  admission_ = &admission;
+  Build(std::string(kConfig));
+  // c1 read the prompt and streamed some output before its stream broke off; b1 then answers.
+  CallResult<ChatResponse> broke_off = Fail(500);
+  broke_off.error().usage = Usage{2'000, 30, 0, 0};
+  providers_["c"]->script.push_back(broke_off);
+  providers_["b"]->script.push_back(Ok("ok", Usage{1'000, 100, 0, 0}));
+  auto response = router_->Chat({"tier/mid", "b1"}, Question());
+  ASSERT_TRUE(response) << response.error().ToString();
+
+  const double c_cost = (2'000 * 100 + 30 * 200) / 1e6;  // at c1's prices
+  const double b_cost = (1'000 * 10 + 100 * 20) / 1e6;   // at b1's
+  EXPECT_DOUBLE_EQ(response->cost_usd, b_cost);          // the answer's own cost
+  ASSERT_EQ(admission.settled.size(), 2u);
+  EXPECT_DOUBLE_EQ(admission.settled[0].second, c_cost);
+  EXPECT_DOUBLE_EQ(admission.settled[1].second, b_cost);
+  ASSERT_EQ(observer_.records.size(), 1u);
+  const CallRecord& record = observer_.records[0];
+  EXPECT_TRUE(record.ok);
+  EXPECT_EQ(record.usage, (Usage{3'000, 130, 0, 0}));  // the whole call
+  EXPECT_DOUBLE_EQ(record.cost_usd, c_cost + b_cost);
+
+  // A call that fails in the end is recorded with what it was billed for.
+  CallResult<ChatResponse> cut = Fail(400);  // not retried anywhere
+  cut.error().usage = Usage{500, 5, 0, 0};
+  providers_["a"]->script.push_back(cut);
+  ASSERT_FALSE(router_->Chat({"a1"}, Question()));
+  ASSERT_EQ(observer_.records.size(), 2u);
+  EXPECT_FALSE(observer_.records[1].ok);
+  EXPECT_EQ(observer_.records[1].usage, (Usage{500, 5, 0, 0}));
+  EXPECT_DOUBLE_EQ(observer_.records[1].cost_usd, (500 * 1 + 5 * 2) / 1e6);
+}
+
 TEST_F(RouterTest, EmbedRoutesAndPrices) {
   EmbeddingRequest request;
   request.inputs = {"a", "b"};
