@@ -321,19 +321,32 @@ TEST_F(FeatureCliTest, RunResumeOfAFeatureKilledDuringItsBuildRunsItsFinalGates)
   Script({testing::ValidBacklogJson()});
   const fs::path marker = sandbox_.Path("builder-sleeps");
   testing::WriteFile(marker, "");
-  testing::WriteFile(sandbox_.Path(".factory/scripts/copy-task.sh"),
-                     "if [ -f '" + marker.string() + "' ]; then sleep 60; fi\n"
-                     "mkdir -p out && cp \"$FACTORY_TASK_FILE\" \"out/$FACTORY_TASK_ID.json\"\n");
+  testing::WriteFile(
+      sandbox_.Path(".factory/scripts/copy-task.sh"),
+      "if [ -f '" + marker.string() +
+          "' ]; then touch builder-started; sleep 60; fi\n"
+          "mkdir -p out && cp \"$FACTORY_TASK_FILE\" \"out/$FACTORY_TASK_ID.json\"\n");
   testing::SpawnOptions options = WithKey();
   options.cwd = dir();
   const pid_t pid =
       testing::SpawnFactory({"run", "greetings.md", "--run-id", "feat7", "--plain"}, options);
+  // The kill lands while the builder runs (it marks its worktree, the one place the sandbox
+  // lets it write), not while the factory's own git commands make that worktree: a SIGKILL
+  // leaves those running, racing the resume.
+  const auto builder_started = [&] {
+    std::error_code error;
+    for (fs::recursive_directory_iterator it(sandbox_.Path(".factory/worktrees/feat7"), error), end;
+         !error && it != end; it.increment(error)) {
+      if (it->path().filename() == "builder-started") return true;
+    }
+    return false;
+  };
   const bool building = testing::WaitUntil(
       [&] {
         const json metadata =
             json::parse(testing::ReadFile(spec_dir() / "metadata.json"), nullptr, false);
         return metadata.is_object() && metadata.value("status", "") == "building" &&
-               fs::exists(sandbox_.Path(".factory/worktrees/feat7"));
+               builder_started();
       },
       60'000);
   ASSERT_TRUE(building) << testing::ReadFile(spec_dir() / "metadata.json");
