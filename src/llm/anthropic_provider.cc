@@ -10,6 +10,7 @@
 // input_json_delta), content_block_stop, message_delta (stop_reason, usage), message_stop, ping,
 // error.
 
+#include <algorithm>
 #include <map>
 #include <nlohmann/json.hpp>
 
@@ -160,6 +161,7 @@ class StreamAssembler {
       return CallError{ErrorCode::kUnavailable, 200, -1,
                        "malformed stream event: " + event.data.substr(0, 200)};
     }
+    ++events_;
     std::string type = StringOrEmpty(*data, "type");
     if (type.empty()) type = event.event;
     if (type == "message_start") {
@@ -192,6 +194,7 @@ class StreamAssembler {
         if (on_delta) on_delta(StreamDelta{StreamDelta::Kind::kText, text, 0, "", "", ""});
       }
     } else if (type == "content_block_delta") {
+      ++content_events_;
       const int block = static_cast<int>(IntOr0(*data, "index"));
       const json& delta = (*data)["delta"];
       const std::string delta_type = StringOrEmpty(delta, "type");
@@ -250,11 +253,23 @@ class StreamAssembler {
 
   bool done() const { return done_; }
 
+  // What a stream that broke off is billed for (CallError::usage): nothing before the first
+  // event; after it, the usage reported so far (the input in message_start), with at least one
+  // output token per content delta (about a token each).
+  Usage BilledSoFar() const {
+    if (events_ == 0) return {};
+    Usage billed = usage_.ToUsage();
+    billed.output_tokens = std::max(billed.output_tokens, content_events_);
+    return billed;
+  }
+
  private:
   std::map<int, int> tool_of_block_;          // content block index -> tool call index
   std::map<int, std::string> initial_input_;  // tool index -> input given at block start
   RawUsage usage_;
   bool done_ = false;
+  int64_t events_ = 0;          // events seen
+  int64_t content_events_ = 0;  // of them, content_block_delta events
 };
 
 class AnthropicProvider final : public Provider {
@@ -369,21 +384,25 @@ class AnthropicProvider final : public Provider {
       });
       return !stream_error.has_value();
     });
+    // A stream that broke off after it began carries what it was billed for.
+    auto broke_off = [&](CallError error) {
+      error.usage = assembler.BilledSoFar();
+      return std::unexpected(std::move(error));
+    };
     if (stream_error) {
       CallError error = *stream_error;
       if (error.code == ErrorCode::kUnavailable) {
-        return std::unexpected(internal::MalformedResponse(config_, error.message, secrets_));
+        return broke_off(internal::MalformedResponse(config_, error.message, secrets_));
       }
       error.message = internal::MalformedResponse(config_, error.message, secrets_).message;
-      return std::unexpected(error);
+      return broke_off(std::move(error));
     }
-    if (!result)
-      return std::unexpected(internal::TransportError(config_, result.error(), secrets_));
+    if (!result) return broke_off(internal::TransportError(config_, result.error(), secrets_));
     if (result->status / 100 != 2) {
       return std::unexpected(internal::HttpError(config_, http, *result, secrets_));
     }
     if (!assembler.done()) {
-      return std::unexpected(internal::MalformedResponse(
+      return broke_off(internal::MalformedResponse(
           config_, "stream ended before message_stop (truncated)", secrets_));
     }
     assembler.Finish(response);

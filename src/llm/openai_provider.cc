@@ -9,6 +9,7 @@
 // {"choices": [{"delta": {"content" | "tool_calls": [{"index", "id"?, "function": {"name"?,
 // "arguments"}}]}, "finish_reason"}]}, a final usage-only chunk, and "data: [DONE]".
 
+#include <algorithm>
 #include <map>
 #include <nlohmann/json.hpp>
 
@@ -121,6 +122,7 @@ class StreamAssembler {
   // Returns an error message for a chunk that cannot be understood or reports an error.
   std::optional<std::string> OnData(const std::string& data, const StreamCallback& on_delta,
                                     ChatResponse& response) {
+    ++events_;
     if (data == "[DONE]") {
       done_ = true;
       return std::nullopt;
@@ -151,12 +153,14 @@ class StreamAssembler {
     if (auto content = delta.find("content"); content != delta.end()) {
       std::string text = ContentText(*content);
       if (!text.empty()) {
+        ++content_events_;
         response.text += text;
         if (on_delta) on_delta(StreamDelta{StreamDelta::Kind::kText, text, 0, "", "", ""});
       }
     }
     if (auto calls = delta.find("tool_calls"); calls != delta.end() && calls->is_array()) {
       for (const json& call : *calls) {
+        ++content_events_;
         const int wire_index = static_cast<int>(IntOr0(call, "index"));
         auto [it, inserted] =
             index_of_.try_emplace(wire_index, static_cast<int>(response.tool_calls.size()));
@@ -189,11 +193,24 @@ class StreamAssembler {
   bool complete() const { return done_ || (saw_finish_ && saw_usage_); }
   bool saw_finish() const { return saw_finish_; }
 
+  // What a stream that broke off is billed for (CallError::usage): nothing before the first
+  // event; after it, the usage reported so far (OpenAI reports it only at the end, so the input
+  // is usually 0 here and the router estimates it), with at least one output token per content
+  // chunk (servers stream about a token per chunk).
+  Usage BilledSoFar(const ChatResponse& response) const {
+    if (events_ == 0) return {};
+    Usage billed = response.usage;
+    billed.output_tokens = std::max(billed.output_tokens, content_events_);
+    return billed;
+  }
+
  private:
   std::map<int, int> index_of_;  // wire index -> position in tool_calls
   bool done_ = false;
   bool saw_finish_ = false;
   bool saw_usage_ = false;
+  int64_t events_ = 0;          // data events seen
+  int64_t content_events_ = 0;  // of them, deltas carrying text or a tool call fragment
 };
 
 class OpenAiProvider final : public Provider {
@@ -356,16 +373,19 @@ class OpenAiProvider final : public Provider {
       });
       return !stream_error.has_value();
     });
-    if (stream_error) {
-      return std::unexpected(internal::MalformedResponse(config_, *stream_error, secrets_));
-    }
-    if (!result)
-      return std::unexpected(internal::TransportError(config_, result.error(), secrets_));
+    // A stream that broke off after it began carries what it was billed for.
+    auto broke_off = [&](CallError error) {
+      error.usage = assembler.BilledSoFar(response);
+      return std::unexpected(std::move(error));
+    };
+    if (stream_error)
+      return broke_off(internal::MalformedResponse(config_, *stream_error, secrets_));
+    if (!result) return broke_off(internal::TransportError(config_, result.error(), secrets_));
     if (result->status / 100 != 2) {
       return std::unexpected(internal::HttpError(config_, http, *result, secrets_));
     }
     if (!assembler.complete()) {
-      return std::unexpected(
+      return broke_off(
           internal::MalformedResponse(config_, "stream ended before [DONE] (truncated)", secrets_));
     }
     response.latency_ms = watch.ElapsedMs();

@@ -39,7 +39,8 @@ class Provider {
 
   // One streaming completion: `on_delta` sees text and tool-call fragments as they arrive; the
   // result is the assembled response (text, tool calls, usage), as Chat() would have returned.
-  // A failure after some deltas were delivered is still an error (the partial answer is lost).
+  // A failure after some deltas were delivered is still an error (the partial answer is lost);
+  // its CallError::usage is what the stream was billed for so far (see the assemblers).
   virtual CallResult<ChatResponse> ChatStream(const ChatRequest& request,
                                               const StreamCallback& on_delta) = 0;
 

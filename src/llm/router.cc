@@ -290,7 +290,13 @@ CallResult<Response> Router::Run(
       }
 
       CallError error = std::move(result.error());
-      // A failed attempt costs what the provider billed before it failed (usually nothing).
+      // A failed attempt costs what the provider billed before it failed (usually nothing). A
+      // stream cut before the provider reported its input (OpenAI reports usage at the end)
+      // has read the prompt all the same: the estimate stands in for it.
+      if (!error.usage.empty() && error.usage.input_tokens == 0) {
+        error.usage.input_tokens = estimated_tokens;
+        error.message += " (input tokens estimated from the prompt)";
+      }
       const double billed = error.usage.empty() ? 0 : CostUsd(*deployment.model, error.usage);
       record.usage += error.usage;
       record.cost_usd += billed;

@@ -246,13 +246,31 @@ TEST_P(BothKindsTest, TruncatedStreamIsRetryable) {
   fake_.Enqueue(
       FakeReply::Text("a long answer that will be cut", Usage{10, 10, 0, 0}).TruncatedAfter(4));
   std::string seen;
+  int64_t deltas = 0;
   auto response = Make(GetParam())->ChatStream(Conversation(), [&](const StreamDelta& delta) {
     seen += delta.text;
+    ++deltas;
   });
   ASSERT_FALSE(response);
   EXPECT_EQ(response.error().code, ErrorCode::kUnavailable);
   EXPECT_THAT(response.error().message, HasSubstr("truncated"));
   EXPECT_FALSE(seen.empty());  // some deltas did arrive before the cut
+  // The cut stream is billed for its output so far, a token per delta (the reported count is
+  // not there yet), and for the input where the provider reported it: Anthropic does in
+  // message_start, OpenAI only at the end (the router then estimates it).
+  const Usage& billed = response.error().usage;
+  EXPECT_EQ(billed.output_tokens, deltas);
+  EXPECT_EQ(billed.input_tokens, GetParam() == ProviderKind::kAnthropic ? 10 : 0);
+}
+
+TEST_P(BothKindsTest, AStreamCutBeforeItsFirstEventOrARefusedOneIsBilledNothing) {
+  fake_.Enqueue(FakeReply::Text("never sent", Usage{10, 10, 0, 0}).TruncatedAfter(0));
+  fake_.Enqueue(FakeReply::Error(503, "overloaded"));
+  for (int i = 0; i < 2; ++i) {
+    auto response = Make(GetParam())->ChatStream(Conversation(), [](const StreamDelta&) {});
+    ASSERT_FALSE(response) << i;
+    EXPECT_TRUE(response.error().usage.empty()) << i;
+  }
 }
 
 TEST_P(BothKindsTest, SlowAnswerTimesOut) {

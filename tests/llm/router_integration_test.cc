@@ -162,6 +162,8 @@ TEST_F(RouterIntegrationTest, StreamFallsBackOnlyBeforeOutput) {
   EXPECT_EQ(seen, "streamed by claude");
   EXPECT_EQ(response->usage.output_tokens, 8);
   EXPECT_EQ(ledger_.records.back().kind, "chat_stream");
+  // The attempt cut before its first event cost nothing: the record is Claude's answer alone.
+  EXPECT_EQ(ledger_.records.back().usage, (Usage{20, 8, 0, 0}));
 
   // Cut after some text: the caller has seen output, so the call fails (retryable).
   openai_.Enqueue(FakeReply::Text("partial output then nothing").TruncatedAfter(3));
@@ -172,6 +174,14 @@ TEST_F(RouterIntegrationTest, StreamFallsBackOnlyBeforeOutput) {
   EXPECT_EQ(cut.error().code, ErrorCode::kUnavailable);
   EXPECT_FALSE(seen.empty());
   EXPECT_EQ(anthropic_.request_count(), 1u);
+  // It is ledgered with what it used: the prompt (OpenAI had not reported it yet, so the
+  // router's estimate: (10 characters + 3) / 4 + 3 + 4 per message = 14 tokens) and a token
+  // per streamed piece (the fake cut after its role chunk and 2 text pieces).
+  const CallRecord& record = ledger_.records.back();
+  EXPECT_FALSE(record.ok);
+  EXPECT_EQ(record.usage, (Usage{14, 2, 0, 0}));
+  EXPECT_DOUBLE_EQ(record.cost_usd, (14 * 0.4 + 2 * 1.6) / 1e6);
+  EXPECT_THAT(record.error, HasSubstr("input tokens estimated from the prompt"));
 }
 
 TEST_F(RouterIntegrationTest, NoKeyInErrorsOrRecords) {
