@@ -70,24 +70,15 @@ class StreamScan {
   // Appends to `out` what the client gets for this event. Returns an error message when the
   // upstream reported an error inside the stream.
   std::optional<std::string> OnEvent(const llm::SseEvent& event, std::string& out) {
-    ++events_;
+    meter_.CountEvent();
     return protocol_ == Protocol::kOpenAi ? OnOpenAi(event, out) : OnAnthropic(event, out);
   }
   bool complete() const { return done_; }
   const llm::Usage& usage() const { return usage_; }
 
-  // What a stream that broke off (the client left, an error event, a truncation) is billed for:
-  // nothing before the upstream's first event; after it, the prompt was read and output made.
-  // The counts the upstream reported so far; where it has not reported them yet (OpenAI
-  // reports usage only at the end), estimates: the prompt estimate for the input, one token per
-  // content event for the output (providers stream about a token per event).
-  llm::Usage BilledSoFar(int64_t estimated_prompt_tokens) const {
-    if (events_ == 0) return {};
-    llm::Usage billed = usage_;
-    if (billed.input_tokens == 0) billed.input_tokens = estimated_prompt_tokens;
-    billed.output_tokens = std::max(billed.output_tokens, content_events_);
-    return billed;
-  }
+  // What a stream that broke off (the client left, an error event, a truncation) is billed
+  // for (see llm::StreamMeter; an input not reported yet is the router's prompt estimate).
+  llm::Usage BilledSoFar() const { return meter_.BilledSoFar(usage_); }
 
  private:
   std::optional<std::string> OnOpenAi(const llm::SseEvent& event, std::string& out) {
@@ -121,7 +112,7 @@ class StreamScan {
     if (event.data.find("\"delta\"") != std::string::npos &&
         event.data.find("\"delta\":{}") == std::string::npos &&
         event.data.find("\"content\":\"\"") == std::string::npos) {
-      ++content_events_;
+      meter_.CountContent();
     }
     internal::AppendSseEvent(out, event);
     return std::nullopt;
@@ -156,7 +147,7 @@ class StreamScan {
     } else if (event.event == "message_stop") {
       done_ = true;
     } else if (event.event == "content_block_delta") {
-      ++content_events_;
+      meter_.CountContent();
     }
     internal::AppendSseEvent(out, event);
     return std::nullopt;
@@ -167,8 +158,7 @@ class StreamScan {
   llm::Usage usage_;
   bool saw_usage_ = false;
   bool done_ = false;
-  int64_t events_ = 0;          // upstream events seen
-  int64_t content_events_ = 0;  // of them, those carrying generated text or tool input
+  llm::StreamMeter meter_;  // content: events carrying generated text or tool input
 };
 
 class GatewayImpl final : public Gateway {
@@ -575,7 +565,7 @@ class GatewayImpl final : public Gateway {
       // A stream that broke off after it began is billed for what it had used (see
       // StreamScan::BilledSoFar); the ledger and the budget get that, not zero.
       auto broke_off = [&](llm::CallError error) {
-        error.usage = scan.BilledSoFar(estimated_tokens);
+        error.usage = scan.BilledSoFar();
         if (error.usage != scan.usage()) error.message += " (usage estimated from the stream)";
         return std::unexpected(std::move(error));
       };
@@ -585,7 +575,8 @@ class GatewayImpl final : public Gateway {
                                           " reported an error in its stream: " + *stream_error,
                                       secrets_)});
       }
-      if (client_gone) return broke_off({ErrorCode::kAborted, 0, -1, "the client closed the stream"});
+      if (client_gone)
+        return broke_off({ErrorCode::kAborted, 0, -1, "the client closed the stream"});
       if (!sent) return broke_off(TransportError(sent.error()));
       if (sent->status / 100 != 2) {
         return std::unexpected(internal::ClassifyUpstream(

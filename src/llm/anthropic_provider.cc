@@ -161,7 +161,7 @@ class StreamAssembler {
       return CallError{ErrorCode::kUnavailable, 200, -1,
                        "malformed stream event: " + event.data.substr(0, 200)};
     }
-    ++events_;
+    meter_.CountEvent();
     std::string type = StringOrEmpty(*data, "type");
     if (type.empty()) type = event.event;
     if (type == "message_start") {
@@ -194,7 +194,7 @@ class StreamAssembler {
         if (on_delta) on_delta(StreamDelta{StreamDelta::Kind::kText, text, 0, "", "", ""});
       }
     } else if (type == "content_block_delta") {
-      ++content_events_;
+      meter_.CountContent();
       const int block = static_cast<int>(IntOr0(*data, "index"));
       const json& delta = (*data)["delta"];
       const std::string delta_type = StringOrEmpty(delta, "type");
@@ -253,23 +253,16 @@ class StreamAssembler {
 
   bool done() const { return done_; }
 
-  // What a stream that broke off is billed for (CallError::usage): nothing before the first
-  // event; after it, the usage reported so far (the input in message_start), with at least one
-  // output token per content delta (about a token each).
-  Usage BilledSoFar() const {
-    if (events_ == 0) return {};
-    Usage billed = usage_.ToUsage();
-    billed.output_tokens = std::max(billed.output_tokens, content_events_);
-    return billed;
-  }
+  // What a stream that broke off is billed for (see StreamMeter; the input is reported in
+  // message_start).
+  Usage BilledSoFar() const { return meter_.BilledSoFar(usage_.ToUsage()); }
 
  private:
   std::map<int, int> tool_of_block_;          // content block index -> tool call index
   std::map<int, std::string> initial_input_;  // tool index -> input given at block start
   RawUsage usage_;
   bool done_ = false;
-  int64_t events_ = 0;          // events seen
-  int64_t content_events_ = 0;  // of them, content_block_delta events
+  StreamMeter meter_;  // content: content_block_delta events
 };
 
 class AnthropicProvider final : public Provider {

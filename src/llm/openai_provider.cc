@@ -122,7 +122,7 @@ class StreamAssembler {
   // Returns an error message for a chunk that cannot be understood or reports an error.
   std::optional<std::string> OnData(const std::string& data, const StreamCallback& on_delta,
                                     ChatResponse& response) {
-    ++events_;
+    meter_.CountEvent();
     if (data == "[DONE]") {
       done_ = true;
       return std::nullopt;
@@ -153,14 +153,14 @@ class StreamAssembler {
     if (auto content = delta.find("content"); content != delta.end()) {
       std::string text = ContentText(*content);
       if (!text.empty()) {
-        ++content_events_;
+        meter_.CountContent();
         response.text += text;
         if (on_delta) on_delta(StreamDelta{StreamDelta::Kind::kText, text, 0, "", "", ""});
       }
     }
     if (auto calls = delta.find("tool_calls"); calls != delta.end() && calls->is_array()) {
       for (const json& call : *calls) {
-        ++content_events_;
+        meter_.CountContent();
         const int wire_index = static_cast<int>(IntOr0(call, "index"));
         auto [it, inserted] =
             index_of_.try_emplace(wire_index, static_cast<int>(response.tool_calls.size()));
@@ -193,15 +193,9 @@ class StreamAssembler {
   bool complete() const { return done_ || (saw_finish_ && saw_usage_); }
   bool saw_finish() const { return saw_finish_; }
 
-  // What a stream that broke off is billed for (CallError::usage): nothing before the first
-  // event; after it, the usage reported so far (OpenAI reports it only at the end, so the input
-  // is usually 0 here and the router estimates it), with at least one output token per content
-  // chunk (servers stream about a token per chunk).
+  // What a stream that broke off is billed for (see StreamMeter).
   Usage BilledSoFar(const ChatResponse& response) const {
-    if (events_ == 0) return {};
-    Usage billed = response.usage;
-    billed.output_tokens = std::max(billed.output_tokens, content_events_);
-    return billed;
+    return meter_.BilledSoFar(response.usage);
   }
 
  private:
@@ -209,8 +203,7 @@ class StreamAssembler {
   bool done_ = false;
   bool saw_finish_ = false;
   bool saw_usage_ = false;
-  int64_t events_ = 0;          // data events seen
-  int64_t content_events_ = 0;  // of them, deltas carrying text or a tool call fragment
+  StreamMeter meter_;  // content: deltas carrying text or a tool call fragment
 };
 
 class OpenAiProvider final : public Provider {

@@ -104,6 +104,27 @@ struct Usage {
   friend bool operator==(const Usage&, const Usage&) = default;
 };
 
+// Counts a streamed answer's events so that one that breaks off (an error event, a lost
+// connection, a truncation, a client that left) is billed for what it used (CallError::usage):
+// nothing before the first event; after it, the usage reported so far with at least one output
+// token per content event (providers stream about a token per event). An input not reported yet
+// (OpenAI reports usage only at the end) stays 0: the router puts its prompt estimate there.
+class StreamMeter {
+ public:
+  void CountEvent() { ++events_; }
+  void CountContent() { ++content_events_; }
+  Usage BilledSoFar(const Usage& reported) const {
+    if (events_ == 0) return {};
+    Usage billed = reported;
+    if (billed.output_tokens < content_events_) billed.output_tokens = content_events_;
+    return billed;
+  }
+
+ private:
+  int64_t events_ = 0;          // events seen
+  int64_t content_events_ = 0;  // of them, those carrying generated text or tool input
+};
+
 struct ChatResponse {
   std::string text;
   std::vector<ToolCall> tool_calls;
@@ -172,8 +193,8 @@ struct CallError {
   std::string message;
   // What the failed attempt is billed for: nonzero when the provider had started answering (a
   // stream cut short by the client, an error event or a truncation: the prompt was read and
-  // some output produced); zero when the request was refused. The router prices it and charges
-  // it to the call's record and budget.
+  // some output produced; see StreamMeter); zero when the request was refused. The router
+  // prices it and charges it to the call's record and budget.
   Usage usage;
 
   // True when trying the same call again later can succeed.
