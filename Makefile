@@ -5,6 +5,10 @@
 BUILD_DIR ?= build
 JOBS ?= 2
 CMAKE_FLAGS ?= -DFACTORY_WERROR=ON
+# ccache (CMakeLists.txt uses it when installed): paths relative to the checkout, so a fresh
+# clone elsewhere (CI) reuses the objects compiled in another one.
+export CCACHE_BASEDIR ?= $(CURDIR)
+export CCACHE_NOHASHDIR ?= true
 
 .PHONY: all deps configure build test demo bench clean
 
