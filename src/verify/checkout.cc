@@ -8,12 +8,15 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// Best effort: git forgets the worktree and the directory goes away.
+// Best effort: git forgets the worktree and the directory goes away. Gates ran in it, so git is
+// asked to remove it only when its `.git` is still what git wrote (Git::ForWorktree); otherwise
+// the directory is deleted by its path (remove_all never follows symbolic links) and prune
+// forgets it.
 Status RemoveWorktree(const Git& repo, const std::string& path) {
   std::error_code error;
   Status status = Ok();
-  if (fs::exists(path, error)) {
-    status = repo.WorktreeRemove(path, /*force=*/true);
+  if (fs::symlink_status(path, error).type() != fs::file_type::not_found) {
+    if (repo.ForWorktree(path)) status = repo.WorktreeRemove(path, /*force=*/true);
     fs::remove_all(path, error);  // git refuses a directory it does not know as a worktree
   }
   Status pruned = repo.WorktreePrune();

@@ -1,6 +1,8 @@
 #pragma once
 // A clean checkout of one commit for the gates: a detached git worktree, so the gates see
-// exactly the committed tree and none of the agent's untracked or ignored leftovers.
+// exactly the committed tree and none of the agent's untracked or ignored leftovers. Made with
+// the hardened git of workspace/git.h, so no filter or hook named by the committed tree (its
+// `.gitattributes`) runs on the host while checking it out.
 
 #include <string>
 

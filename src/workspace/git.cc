@@ -1,10 +1,13 @@
 #include "workspace/git.h"
 
 #include <stdlib.h>
+#include <sys/stat.h>
 
 #include <algorithm>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
+#include <set>
 #include <utility>
 
 namespace factory {
@@ -65,17 +68,93 @@ std::vector<std::string> SplitLines(const std::string& text) {
   return lines;
 }
 
+std::vector<std::string> SplitNul(const std::string& text) {
+  std::vector<std::string> fields;
+  size_t start = 0;
+  while (start < text.size()) {
+    size_t end = text.find('\0', start);
+    if (end == std::string::npos) end = text.size();
+    if (end > start) fields.push_back(text.substr(start, end - start));
+    start = end + 1;
+  }
+  return fields;
+}
+
+const std::vector<std::pair<std::string, std::string>>& HardenedConfig() {
+  // Values that name a program name one that cannot do anything ("/bin/false", ":" which git
+  // itself treats as "no editor"); the transports are all refused, so the ssh and proxy
+  // commands are never reached anyway.
+  static const auto* const config = new std::vector<std::pair<std::string, std::string>>{
+      {"core.fsmonitor", "false"},
+      {"core.hooksPath", "/dev/null"},
+      {"core.sshCommand", "/bin/false"},
+      {"core.gitProxy", "none"},
+      {"core.pager", "cat"},
+      {"core.editor", ":"},
+      {"sequence.editor", ":"},
+      {"core.askPass", ""},
+      {"core.attributesFile", "/dev/null"},
+      {"core.untrackedCache", "false"},
+      {"core.alternateRefsCommand", "/bin/false"},
+      {"credential.helper", ""},
+      {"diff.external", ""},
+      {"gpg.program", "/bin/false"},
+      {"gpg.ssh.program", "/bin/false"},
+      {"gpg.x509.program", "/bin/false"},
+      {"gpg.ssh.defaultKeyCommand", "/bin/false"},
+      {"commit.gpgSign", "false"},
+      {"tag.gpgSign", "false"},
+      {"merge.verifySignatures", "false"},
+      {"log.showSignature", "false"},
+      {"mailmap.file", "/dev/null"},
+      {"mailmap.blob", ""},
+      {"protocol.allow", "never"},
+      {"protocol.file.allow", "never"},
+      {"protocol.git.allow", "never"},
+      {"protocol.ssh.allow", "never"},
+      {"protocol.http.allow", "never"},
+      {"protocol.https.allow", "never"},
+      {"protocol.ext.allow", "never"},
+      {"submodule.recurse", "false"},
+      {"fetch.recurseSubmodules", "false"},
+      {"diff.ignoreSubmodules", "all"},
+      {"status.submoduleSummary", "false"},
+      {"gc.auto", "0"},
+      {"gc.autoDetach", "false"},
+      {"maintenance.auto", "false"},
+      {"color.ui", "never"},
+      {"safe.directory", "*"},
+  };
+  return *config;
+}
+
 Git::Git(std::string dir, GitIdentity identity, int64_t timeout_ms)
     : dir_(std::move(dir)), identity_(std::move(identity)), timeout_ms_(timeout_ms) {}
 
+Git::Git(std::string dir, std::string git_dir, GitIdentity identity, int64_t timeout_ms)
+    : dir_(std::move(dir)),
+      git_dir_(std::move(git_dir)),
+      identity_(std::move(identity)),
+      timeout_ms_(timeout_ms) {}
+
+Git Git::WithGitDir(std::string git_dir, std::string work_tree) const {
+  return Git(std::move(work_tree), std::move(git_dir), identity_, timeout_ms_);
+}
+
 std::map<std::string, std::string> Git::BaseEnv() const {
   // A clean environment: an inherited GIT_DIR, GIT_WORK_TREE or GIT_INDEX_FILE (say, the factory
-  // started from a git hook) would silently point our commands at the wrong repository or index.
+  // started from a git hook) would silently point our commands at the wrong repository or index,
+  // and the user's global configuration may name programs (a pager, a credential helper) that
+  // have no business running on an agent's tree.
   std::map<std::string, std::string> env;
-  for (const char* name : {"HOME", "TMPDIR", "USER", "XDG_CONFIG_HOME", "GIT_CONFIG_GLOBAL",
-                           "GIT_CONFIG_NOSYSTEM", "GIT_EXEC_PATH"}) {
+  for (const char* name : {"TMPDIR", "GIT_EXEC_PATH"}) {
     if (const char* value = std::getenv(name)) env[name] = value;
   }
+  env["HOME"] = "/nonexistent";
+  env["GIT_CONFIG_NOSYSTEM"] = "1";
+  env["GIT_CONFIG_GLOBAL"] = "/dev/null";
+  env["GIT_ATTR_NOSYSTEM"] = "1";
+  env["GIT_NO_REPLACE_OBJECTS"] = "1";
   env["LC_ALL"] = "C";  // stable, parseable messages
   env["GIT_TERMINAL_PROMPT"] = "0";
   env["GIT_AUTHOR_NAME"] = identity_.name;
@@ -85,14 +164,25 @@ std::map<std::string, std::string> Git::BaseEnv() const {
   return env;
 }
 
-Result<SubprocessResult> Git::RunRaw(const std::vector<std::string>& args,
-                                     const std::map<std::string, std::string>& env) const {
+std::vector<std::string> Git::Prefix() const {
+  std::vector<std::string> argv = {"git", "-C", dir_};
+  if (!git_dir_.empty()) {
+    argv.push_back("--git-dir=" + git_dir_);
+    argv.push_back("--work-tree=" + dir_);
+  }
+  return argv;
+}
+
+Result<SubprocessResult> Git::Spawn(const std::vector<std::string>& args,
+                                    const std::map<std::string, std::string>& env,
+                                    const std::string& stdin_data) const {
   SubprocessOptions options;
-  options.argv = {"git", "-C", dir_, "-c", "core.hooksPath=/dev/null"};
+  options.argv = Prefix();
   options.argv.insert(options.argv.end(), args.begin(), args.end());
   options.clear_env = true;
   options.env_set = BaseEnv();
   for (const auto& [key, value] : env) options.env_set[key] = value;
+  options.stdin_data = stdin_data;
   options.timeout_ms = timeout_ms_;
   options.tail_bytes = kGitOutputCap;
   auto result = RunSubprocess(options);
@@ -100,11 +190,177 @@ Result<SubprocessResult> Git::RunRaw(const std::vector<std::string>& args,
   return result;
 }
 
+namespace {
+
+// Command-scope configuration as GIT_CONFIG_COUNT/KEY_n/VALUE_n: unlike `-c k=v` it needs no
+// quoting, so a driver name with '=' or spaces in it is overridden exactly.
+void AddConfigEnv(const std::vector<std::pair<std::string, std::string>>& config,
+                  std::map<std::string, std::string>& env) {
+  size_t index = 0;
+  for (const auto& [key, value] : config) {
+    env["GIT_CONFIG_KEY_" + std::to_string(index)] = key;
+    env["GIT_CONFIG_VALUE_" + std::to_string(index)] = value;
+    ++index;
+  }
+  env["GIT_CONFIG_COUNT"] = std::to_string(index);
+}
+
+// What makes a driver named by an attribute harmless, per section.
+void NeutraliseDriver(const std::string& section, const std::string& name,
+                      std::vector<std::pair<std::string, std::string>>& config) {
+  const std::string prefix = section + "." + name + ".";
+  if (section == "filter") {
+    // An empty command is no filter at all (content passes unchanged), and a filter that is
+    // no longer `required` cannot fail the command.
+    for (const char* key : {"clean", "smudge", "process"}) config.emplace_back(prefix + key, "");
+    config.emplace_back(prefix + "required", "false");
+  } else if (section == "diff") {
+    // Never run: diff, log and show get --no-ext-diff and --no-textconv.
+    config.emplace_back(prefix + "command", "");
+    config.emplace_back(prefix + "textconv", "");
+  } else if (section == "merge") {
+    // git's own three-way text merge, the behaviour without a driver.
+    config.emplace_back(prefix + "driver", "git merge-file --marker-size=%L %A %O %B");
+    config.emplace_back(prefix + "recursive", "text");
+  }
+}
+
+}  // namespace
+
+Result<SubprocessResult> Git::RunRaw(const std::vector<std::string>& args,
+                                     const std::map<std::string, std::string>& env) const {
+  return RunHardened(args, env, "");
+}
+
+Result<SubprocessResult> Git::RunHardened(const std::vector<std::string>& args,
+                                          const std::map<std::string, std::string>& env,
+                                          const std::string& stdin_data) const {
+  std::map<std::string, std::string> hardened = env;
+  std::vector<std::pair<std::string, std::string>> config = HardenedConfig();
+  AddConfigEnv(config, hardened);
+  // Every driver the configuration defines, whatever attribute could name it. Read right before
+  // the command, so a driver added since the last command is covered too.
+  FACTORY_ASSIGN_OR_RETURN(
+      SubprocessResult drivers,
+      Spawn({"config", "-z", "--name-only", "--get-regexp", "^(filter|diff|merge)\\..+\\.[^.]+$"},
+            hardened, ""));
+  if (drivers.exit_code != 0 && drivers.exit_code != 1) {  // 1: no such key
+    return GitError({"config", "--get-regexp", "<drivers>"}, drivers);
+  }
+  std::set<std::pair<std::string, std::string>> seen;
+  for (const std::string& key : SplitNul(drivers.stdout_tail)) {
+    const size_t first = key.find('.');
+    const size_t last = key.rfind('.');
+    if (first == std::string::npos || last <= first) continue;
+    auto driver = std::make_pair(key.substr(0, first), key.substr(first + 1, last - first - 1));
+    if (seen.insert(driver).second) NeutraliseDriver(driver.first, driver.second, config);
+  }
+  AddConfigEnv(config, hardened);
+
+  std::vector<std::string> full = args;
+  if (!full.empty() && (full[0] == "diff" || full[0] == "log" || full[0] == "show")) {
+    full.insert(full.begin() + 1, {"--no-ext-diff", "--no-textconv"});
+  }
+  return Spawn(full, hardened, stdin_data);
+}
+
 Result<std::string> Git::Run(const std::vector<std::string>& args,
                              const std::map<std::string, std::string>& env) const {
   FACTORY_ASSIGN_OR_RETURN(SubprocessResult run, RunRaw(args, env));
   if (run.exit_code != 0 || run.timed_out) return GitError(args, run);
   return std::move(run.stdout_tail);
+}
+
+Result<std::string> Git::RunWithInput(const std::vector<std::string>& args,
+                                      const std::string& input,
+                                      const std::map<std::string, std::string>& env) const {
+  FACTORY_ASSIGN_OR_RETURN(SubprocessResult run, RunHardened(args, env, input));
+  if (run.exit_code != 0 || run.timed_out) return GitError(args, run);
+  return std::move(run.stdout_tail);
+}
+
+namespace {
+
+// A small file's whole content; nullopt when it cannot be read or exceeds `max_bytes`.
+std::optional<std::string> ReadSmallFile(const std::string& path, size_t max_bytes = 4096) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return std::nullopt;
+  std::string content(max_bytes + 1, '\0');
+  in.read(content.data(), static_cast<std::streamsize>(content.size()));
+  const size_t got = static_cast<size_t>(in.gcount());
+  if (got > max_bytes) return std::nullopt;
+  content.resize(got);
+  return content;
+}
+
+// What a file said, for a message: its first line, printable characters only, shortened.
+std::string Quoted(const std::string& content) {
+  std::string line = content.substr(0, content.find('\n'));
+  std::string printable;
+  for (char c : line) printable += (c >= 0x20 && c < 0x7f) ? c : '?';
+  if (printable.size() > 200) printable = printable.substr(0, 200) + "...";
+  return "'" + printable + "'";
+}
+
+std::string FileKind(const struct stat& info) {
+  if (S_ISLNK(info.st_mode)) return "a symbolic link";
+  if (S_ISDIR(info.st_mode)) return "a directory";
+  if (S_ISREG(info.st_mode)) return "a regular file";
+  return "a special file";
+}
+
+}  // namespace
+
+Result<Git> Git::ForWorktree(const std::string& work_tree) const {
+  namespace fs = std::filesystem;
+  if (work_tree.empty() || work_tree.front() != '/') {
+    return InvalidArgument("a worktree path must be absolute: '" + work_tree + "'");
+  }
+  FACTORY_ASSIGN_OR_RETURN(std::string common, CommonDir());
+  std::error_code error;
+  const fs::path canonical_common = fs::canonical(common, error);
+  if (error) return Unavailable("cannot resolve the git directory " + common);
+  const std::string dot_git = work_tree + "/.git";
+
+  // The administrative folder is found from the repository's side: its `gitdir` file names the
+  // work tree. The agent can write its worktree, not the common git dir.
+  std::string admin;
+  const fs::path worktrees = canonical_common / "worktrees";
+  for (fs::directory_iterator it(worktrees, error), end; !error && it != end; it.increment(error)) {
+    if (!it->is_directory(error) || it->is_symlink(error)) continue;
+    auto named = ReadSmallFile((it->path() / "gitdir").string());
+    if (named && *named == dot_git + "\n") {
+      admin = it->path().string();
+      break;
+    }
+  }
+  if (admin.empty()) return NotFound("not a worktree of this repository: " + work_tree);
+
+  struct stat info {};
+  if (::lstat(work_tree.c_str(), &info) != 0 || !S_ISDIR(info.st_mode)) {
+    return FailedPrecondition(std::string(kTamperingPrefix) + work_tree +
+                              " is no longer the directory git made");
+  }
+  if (::lstat(dot_git.c_str(), &info) != 0) {
+    return FailedPrecondition(std::string(kTamperingPrefix) + dot_git +
+                              " is missing: the worktree's link to its repository was removed");
+  }
+  if (!S_ISREG(info.st_mode)) {
+    return FailedPrecondition(std::string(kTamperingPrefix) + dot_git + " is " + FileKind(info) +
+                              ", not the file git wrote (a repository of the agent's own?)");
+  }
+  auto link = ReadSmallFile(dot_git);
+  if (!link || *link != "gitdir: " + admin + "\n") {
+    return FailedPrecondition(std::string(kTamperingPrefix) + dot_git + " was rewritten" +
+                              (link ? " to " + Quoted(*link) : std::string()) +
+                              "; it must read 'gitdir: " + admin + "'");
+  }
+  auto commondir = ReadSmallFile(admin + "/commondir");
+  if (!commondir || *commondir != "../..\n") {
+    return FailedPrecondition(std::string(kTamperingPrefix) + admin +
+                              "/commondir was changed; it must read '../..'");
+  }
+  return WithGitDir(admin, work_tree);
 }
 
 Result<bool> Git::IsRepo() const {
@@ -256,19 +512,8 @@ Result<std::vector<GitWorktreeInfo>> Git::WorktreeList() const {
 }
 
 Result<std::string> Git::StatusPorcelain(bool include_untracked) const {
-  return Run({"status", "--porcelain",
+  return Run({"status", "--porcelain", "--ignore-submodules=all",
               include_untracked ? "--untracked-files=normal" : "--untracked-files=no"});
-}
-
-Result<std::optional<std::string>> Git::CommitAll(const std::string& message) const {
-  FACTORY_RETURN_IF_ERROR(Run({"add", "-A"}));
-  std::vector<std::string> diff_args = {"diff", "--cached", "--quiet"};
-  FACTORY_ASSIGN_OR_RETURN(SubprocessResult diff, RunRaw(diff_args));
-  if (diff.exit_code == 0) return std::optional<std::string>();
-  if (diff.exit_code != 1) return GitError(diff_args, diff);
-  FACTORY_RETURN_IF_ERROR(Run({"commit", "--quiet", "--no-verify", "-m", message}));
-  FACTORY_ASSIGN_OR_RETURN(std::string head, RevParse("HEAD"));
-  return std::optional<std::string>(std::move(head));
 }
 
 Result<std::vector<std::string>> Git::DiffNameOnly(const std::string& from,

@@ -3,10 +3,26 @@
 // RunSubprocess (never a shell string), so no caller input is ever interpreted by a shell; refs
 // and paths that could be read as options are placed after `--` or validated by the caller.
 //
-// All commands run with `-c core.hooksPath=/dev/null`: the user's hooks are meant for the user's
-// own commits and checkouts, not for the factory's bookkeeping in its private worktrees (the
-// factory's gates are its verification). Identity comes from GitIdentity through the
-// GIT_AUTHOR_* / GIT_COMMITTER_* variables, so no repository configuration is needed or changed.
+// Hardened: the factory runs git on trees an agent wrote, on the host, outside any sandbox, so
+// nothing git reads from a tree or from configuration may run a program, follow a path the
+// agent chose, or fetch:
+//  - no system or global configuration (GIT_CONFIG_NOSYSTEM, GIT_CONFIG_GLOBAL=/dev/null, HOME
+//    pointing nowhere), no system attributes (GIT_ATTR_NOSYSTEM), no replace refs;
+//  - command-scope overrides (GIT_CONFIG_COUNT, the environment form of `-c`, inherited by the
+//    git processes git itself starts) for every key that runs a program or fetches:
+//    core.fsmonitor, core.hooksPath, core.sshCommand, core.gitProxy, core.pager, core.editor,
+//    core.askPass, credential.helper, diff.external, gpg programs and signing, protocol.allow,
+//    submodule recursion, automatic gc (HardenedConfig() lists them all);
+//  - drivers: an attribute (`filter=x`, `diff=x`, `merge=x`, from a `.gitattributes` the agent
+//    wrote) resolves to a command only through `<section>.<x>.*` keys of the configuration, so
+//    before each command the repository's configuration is read and every such driver is
+//    neutralised by name (filters become no-ops, diff drivers never run, merge drivers become
+//    `git merge-file`, git's own text merge). `diff`, `log` and `show` also get --no-ext-diff
+//    and --no-textconv;
+//  - a worktree an agent had is never found through its `.git` file: ForWorktree() checks that
+//    file against what git wrote and then names the git dir and work tree explicitly.
+// Identity comes from GitIdentity through the GIT_AUTHOR_* / GIT_COMMITTER_* variables, so no
+// repository configuration is needed or changed.
 //
 // Errors: a git command that exits non-zero becomes an error (kUnavailable unless a more precise
 // code applies) whose message names the command and carries the tail of git's stderr.
@@ -17,6 +33,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/result.h"
@@ -43,15 +60,33 @@ struct GitMergeResult {
   std::vector<std::string> conflicts;  // paths with conflicts, sorted
 };
 
+// The prefix of every error that says a worktree's git link was not what the factory made.
+inline constexpr char kTamperingPrefix[] = "tampering: ";
+
 class Git {
  public:
-  // `dir`: the directory commands run in (`git -C dir`): a repository, or one of its worktrees.
+  // `dir`: the directory commands run in (`git -C dir`): a repository, or one of its worktrees,
+  // found by git's discovery. Only for trees no agent wrote (the user's repository).
   explicit Git(std::string dir, GitIdentity identity = {}, int64_t timeout_ms = 300'000);
 
   const std::string& dir() const { return dir_; }
+  // The explicit git dir (`--git-dir`); empty when git discovers it from dir().
+  const std::string& git_dir() const { return git_dir_; }
   const GitIdentity& identity() const { return identity_; }
-  // The same settings in another directory (e.g. a worktree of this repository).
+  // The same settings in another directory, found by discovery (a checkout the user owns).
   Git At(std::string dir) const { return Git(std::move(dir), identity_, timeout_ms_); }
+  // The same settings on an explicit git dir and work tree: no discovery at all.
+  Git WithGitDir(std::string git_dir, std::string work_tree) const;
+
+  // A worktree of this repository, addressed without trusting anything in it: checks that
+  // `work_tree` is a real directory whose `.git` is a regular file reading exactly
+  // "gitdir: <common>/worktrees/<id>", where <id> is the administrative folder whose own
+  // `gitdir` names `work_tree`/.git and whose `commondir` is "../..", then returns a Git with
+  // that git dir and work tree. `work_tree` must be absolute and canonical.
+  // FailedPrecondition starting with kTamperingPrefix when anything differs; NotFound when no
+  // administrative folder names the work tree (it is not, or no longer, a worktree).
+  // REQUIRES: this object addresses the repository's main worktree (the user's checkout).
+  Result<Git> ForWorktree(const std::string& work_tree) const;
 
   // Runs `git <args>`; the raw result, whatever the exit code (errors only when git could not
   // be started).
@@ -60,6 +95,9 @@ class Git {
   // Runs `git <args>` and returns its stdout; a non-zero exit is an error with stderr's tail.
   Result<std::string> Run(const std::vector<std::string>& args,
                           const std::map<std::string, std::string>& env = {}) const;
+  // Run() with `input` on git's standard input.
+  Result<std::string> RunWithInput(const std::vector<std::string>& args, const std::string& input,
+                                   const std::map<std::string, std::string>& env = {}) const;
 
   // True when dir() is inside a git work tree.
   Result<bool> IsRepo() const;
@@ -94,11 +132,9 @@ class Git {
   Status WorktreePrune() const;
   Result<std::vector<GitWorktreeInfo>> WorktreeList() const;
 
-  // `git status --porcelain` in dir() (untracked files included unless told otherwise).
+  // `git status --porcelain` in dir() (untracked files included unless told otherwise;
+  // submodules ignored).
   Result<std::string> StatusPorcelain(bool include_untracked = true) const;
-  // `git add -A` then `git commit -m message` in dir(). Returns the new commit, or nullopt when
-  // there was nothing to commit.
-  Result<std::optional<std::string>> CommitAll(const std::string& message) const;
   // `git diff --name-only from to`.
   Result<std::vector<std::string>> DiffNameOnly(const std::string& from,
                                                 const std::string& to) const;
@@ -116,14 +152,28 @@ class Git {
                                bool no_ff = true) const;
 
  private:
+  Git(std::string dir, std::string git_dir, GitIdentity identity, int64_t timeout_ms);
   std::map<std::string, std::string> BaseEnv() const;
+  std::vector<std::string> Prefix() const;
+  Result<SubprocessResult> RunHardened(const std::vector<std::string>& args,
+                                       const std::map<std::string, std::string>& env,
+                                       const std::string& stdin_data) const;
+  Result<SubprocessResult> Spawn(const std::vector<std::string>& args,
+                                 const std::map<std::string, std::string>& env,
+                                 const std::string& stdin_data) const;
 
   std::string dir_;
+  std::string git_dir_;  // empty: discovery from dir_
   GitIdentity identity_;
   int64_t timeout_ms_;
 };
 
 // Splits git output into non-empty lines.
 std::vector<std::string> SplitLines(const std::string& text);
+// Splits NUL-terminated git output (`-z`) into non-empty fields.
+std::vector<std::string> SplitNul(const std::string& text);
+
+// The fixed command-scope configuration every command runs with (key, value), in order.
+const std::vector<std::pair<std::string, std::string>>& HardenedConfig();
 
 }  // namespace factory

@@ -153,8 +153,12 @@ Status MergeQueue::RemoveMergeWorktree(const std::string& run_id) {
   FACTORY_ASSIGN_OR_RETURN(FileLock file_lock,
                            FileLock::Acquire(workspace_.FactoryDir() + "/merge.lock"));
   const std::string path = workspace_.RunWorktreesDir(run_id) + "/_merge";
-  if (fs::exists(fs::path(path) / ".git", error)) {
-    FACTORY_RETURN_IF_ERROR(workspace_.git().WorktreeRemove(path, /*force=*/true));
+  if (fs::symlink_status(path, error).type() != fs::file_type::not_found) {
+    if (!workspace_.git().ForWorktree(path) ||
+        !workspace_.git().WorktreeRemove(path, /*force=*/true)) {
+      fs::remove_all(path, error);
+      if (error) return Unavailable("cannot delete " + path + ": " + error.message());
+    }
   }
   return workspace_.git().WorktreePrune();
 }
@@ -196,20 +200,36 @@ Result<MergeOutcome> MergeQueue::MergeLocked(const MergeRequest& request,
 
   // The merge worktree: created once per run, reset to the integration tip for every merge
   // (a crash may have left a half-done merge in it; it is ours, so it is safe to clean).
+  // Like an attempt's worktree, it is addressed only through Git::ForWorktree: merged content
+  // comes from agents, and a merge worktree that is not exactly what git made is deleted by its
+  // path and made again.
   const std::string path = workspace_.RunWorktreesDir(request.run_id) + "/_merge";
   std::error_code error;
-  Git tree = git.At(path);
-  if (fs::exists(fs::path(path) / ".git", error)) {
+  std::optional<Git> reused;
+  if (fs::symlink_status(path, error).type() != fs::file_type::not_found) {
+    auto verified = git.ForWorktree(path);
+    if (verified) {
+      reused = std::move(*verified);
+    } else if (verified.error().code == ErrorCode::kNotFound ||
+               verified.error().message.rfind(kTamperingPrefix, 0) == 0) {
+      fs::remove_all(path, error);
+      if (error) return Unavailable("cannot delete " + path + ": " + error.message());
+    } else {
+      return std::unexpected(verified.error());
+    }
+  }
+  if (reused) {
     FACTORY_ASSIGN_OR_RETURN(SubprocessResult merging,
-                             tree.RunRaw({"rev-parse", "--quiet", "--verify", "MERGE_HEAD"}));
-    if (merging.exit_code == 0) FACTORY_RETURN_IF_ERROR(tree.Run({"merge", "--abort"}));
-    FACTORY_RETURN_IF_ERROR(tree.Run({"checkout", "--quiet", "--force", "--detach", *tip}));
-    FACTORY_RETURN_IF_ERROR(tree.Run({"clean", "-ffdxq"}));
+                             reused->RunRaw({"rev-parse", "--quiet", "--verify", "MERGE_HEAD"}));
+    if (merging.exit_code == 0) FACTORY_RETURN_IF_ERROR(reused->Run({"merge", "--abort"}));
+    FACTORY_RETURN_IF_ERROR(reused->Run({"checkout", "--quiet", "--force", "--detach", *tip}));
+    FACTORY_RETURN_IF_ERROR(reused->Run({"clean", "-ffdxq"}));
   } else {
     FACTORY_RETURN_IF_ERROR(git.WorktreePrune());
     fs::create_directories(workspace_.RunWorktreesDir(request.run_id), error);
     FACTORY_RETURN_IF_ERROR(git.WorktreeAdd(path, "", *tip, false));
   }
+  FACTORY_ASSIGN_OR_RETURN(Git tree, git.ForWorktree(path));
 
   FACTORY_ASSIGN_OR_RETURN(GitMergeResult merge,
                            tree.Merge(*source_commit, FormatMessage(request), /*no_ff=*/true));

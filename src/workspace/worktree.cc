@@ -1,7 +1,12 @@
 #include "workspace/worktree.h"
 
+#include <stdlib.h>
+
+#include <algorithm>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <sstream>
 #include <utility>
 
@@ -41,7 +46,265 @@ int AttemptFromDirName(const std::string& name, std::string_view task_id) {
   }
 }
 
+bool IsTampering(const Error& error) {
+  return error.code == ErrorCode::kFailedPrecondition &&
+         error.message.rfind(kTamperingPrefix, 0) == 0;
+}
+
+std::string Trimmed(std::string text) {
+  while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.pop_back();
+  return text;
+}
+
+std::string JoinList(const std::vector<std::string>& items, const std::string& separator) {
+  std::string joined;
+  for (const auto& item : items) joined += (joined.empty() ? "" : separator) + item;
+  return joined;
+}
+
+// A temporary directory removed with everything in it on destruction.
+class TempTree {
+ public:
+  static Result<TempTree> Make() {
+    std::string tmpl = (fs::temp_directory_path() / "factory-commit-XXXXXX").string();
+    if (::mkdtemp(tmpl.data()) == nullptr) return Unavailable("mkdtemp for a commit check failed");
+    return TempTree(tmpl);
+  }
+  TempTree(TempTree&& other) noexcept : path_(std::exchange(other.path_, {})) {}
+  TempTree& operator=(TempTree&&) = delete;
+  TempTree(const TempTree&) = delete;
+  TempTree& operator=(const TempTree&) = delete;
+  ~TempTree() {
+    if (path_.empty()) return;
+    std::error_code ignored;
+    fs::remove_all(path_, ignored);
+  }
+  const std::string& path() const { return path_; }
+
+ private:
+  explicit TempTree(std::string path) : path_(std::move(path)) {}
+  std::string path_;
+};
+
+bool WriteWholeFile(const fs::path& path, const std::string& content) {
+  std::error_code error;
+  fs::create_directories(path.parent_path(), error);
+  if (error) return false;
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out << content;
+  return static_cast<bool>(out);
+}
+
+// A path git printed is relative and has no "." or ".." component; anything else is skipped.
+bool IsPlainRelative(const std::string& path) {
+  if (path.empty() || path.front() == '/') return false;
+  for (const auto& part : fs::path(path)) {
+    if (part == "." || part == "..") return false;
+  }
+  return true;
+}
+
+// Why a symbolic link at `path` (relative to the worktree) with `target` could reach outside the
+// worktree, or "" when it cannot. Leading ".." may climb at most as far as the link's folder is
+// deep; a ".." after a name is refused too, since that name may itself be a link elsewhere.
+std::string SymlinkEscape(const std::string& path, const std::string& target) {
+  if (target.empty()) return "";
+  if (target.front() == '/') return "is absolute";
+  int depth = static_cast<int>(std::count(path.begin(), path.end(), '/'));
+  bool named = false;
+  size_t start = 0;
+  while (start <= target.size()) {
+    size_t end = target.find('/', start);
+    if (end == std::string::npos) end = target.size();
+    const std::string part = target.substr(start, end - start);
+    start = end + 1;
+    if (part.empty() || part == ".") continue;
+    if (part == "..") {
+      if (named) return "climbs back up after a name";
+      if (--depth < 0) return "leaves the worktree";
+      continue;
+    }
+    named = true;
+  }
+  return "";
+}
+
+// Agent-written text for a message: printable ASCII only, shortened.
+std::string Printable(const std::string& text) {
+  std::string printable;
+  for (char c : text.substr(0, 200)) printable += (c >= 0x20 && c < 0x7f) ? c : '?';
+  if (text.size() > 200) printable += "...";
+  return printable;
+}
+
+std::string Mebibytes(int64_t bytes) {
+  char text[32];
+  std::snprintf(text, sizeof(text), "%.1f MiB", static_cast<double>(bytes) / (1024.0 * 1024.0));
+  return text;
+}
+
+// One entry of `git diff-index --raw -z`.
+struct RawChange {
+  std::string old_mode;
+  std::string new_mode;
+  std::string old_blob;
+  std::string new_blob;
+  char status = 0;
+  std::string path;
+};
+
+std::vector<RawChange> ParseRawDiff(const std::string& out) {
+  std::vector<RawChange> changes;
+  size_t pos = 0;
+  while (pos < out.size()) {
+    size_t header_end = out.find('\0', pos);
+    if (header_end == std::string::npos) break;
+    const std::string header = out.substr(pos, header_end - pos);
+    size_t path_end = out.find('\0', header_end + 1);
+    if (path_end == std::string::npos) path_end = out.size();
+    pos = path_end + 1;
+    std::istringstream fields(header.size() > 1 && header[0] == ':' ? header.substr(1) : header);
+    RawChange change;
+    std::string status;
+    if (!(fields >> change.old_mode >> change.new_mode >> change.old_blob >> change.new_blob >>
+          status) ||
+        status.empty()) {
+      continue;
+    }
+    change.status = status[0];
+    change.path = out.substr(header_end + 1, path_end - header_end - 1);
+    changes.push_back(std::move(change));
+  }
+  return changes;
+}
+
+// Sizes of blobs (`git cat-file --batch-check`), in the order asked.
+Result<std::vector<int64_t>> BlobSizes(const Git& git, const std::vector<std::string>& blobs) {
+  std::string input;
+  for (const auto& blob : blobs) input += blob + "\n";
+  FACTORY_ASSIGN_OR_RETURN(std::string out,
+                           git.RunWithInput({"cat-file", "--batch-check=%(objectsize)"}, input));
+  std::vector<int64_t> sizes;
+  for (const auto& line : SplitLines(out)) {
+    try {
+      sizes.push_back(std::stoll(line));
+    } catch (...) {
+      sizes.push_back(-1);  // "<blob> missing": nothing to check
+    }
+  }
+  if (sizes.size() != blobs.size()) return Unavailable("git cat-file answered for too few blobs");
+  return sizes;
+}
+
+// Contents of blobs (`git cat-file --batch`), asked in chunks so no answer exceeds what Run()
+// keeps of git's output.
+Result<std::vector<std::string>> BlobContents(const Git& git, const std::vector<std::string>& blobs,
+                                              const std::vector<int64_t>& sizes) {
+  constexpr int64_t kChunkBytes = 16 << 20;
+  std::vector<std::string> contents;
+  size_t index = 0;
+  while (index < blobs.size()) {
+    std::string input;
+    int64_t chunk = 0;
+    size_t end = index;
+    while (end < blobs.size() && (end == index || chunk + sizes[end] <= kChunkBytes)) {
+      input += blobs[end] + "\n";
+      chunk += std::max<int64_t>(sizes[end], 0);
+      ++end;
+    }
+    FACTORY_ASSIGN_OR_RETURN(std::string out, git.RunWithInput({"cat-file", "--batch"}, input));
+    size_t pos = 0;
+    for (size_t at = index; at < end; ++at) {
+      const size_t line_end = out.find('\n', pos);
+      if (line_end == std::string::npos) return Unavailable("git cat-file --batch was cut short");
+      const std::string header = out.substr(pos, line_end - pos);
+      pos = line_end + 1;
+      const size_t space = header.rfind(' ');
+      if (header.ends_with(" missing") || space == std::string::npos) {
+        contents.emplace_back();
+        continue;
+      }
+      int64_t size = 0;
+      try {
+        size = std::stoll(header.substr(space + 1));
+      } catch (...) {
+        return Unavailable("unexpected git cat-file answer: " + header);
+      }
+      if (pos + static_cast<size_t>(size) > out.size()) {
+        return Unavailable("git cat-file --batch was cut short");
+      }
+      contents.push_back(out.substr(pos, static_cast<size_t>(size)));
+      pos += static_cast<size_t>(size) + 1;  // the content, then a newline
+    }
+    index = end;
+  }
+  return contents;
+}
+
+constexpr char kNestedRepoPlaceholder[] = ".factory-nested-repository";
+
+// Which of the worktree's `untracked` files (from `ls-files --others`) the project leaves out:
+// those ignored by the .gitignore files of `start_commit` or matching `patterns`. The check runs
+// on a scratch tree holding the start commit's .gitignore files and an empty stand-in for each
+// candidate, so what the agent did to its own .gitignore files cannot un-ignore anything.
+// A folder left out whole comes back once, ending in '/'.
+Result<std::vector<std::string>> PolicyExcluded(const Git& tree, const std::string& start_commit,
+                                                const std::vector<std::string>& untracked,
+                                                const std::vector<std::string>& patterns) {
+  std::vector<std::string> excluded;
+  if (untracked.empty()) return excluded;
+  FACTORY_ASSIGN_OR_RETURN(TempTree scratch, TempTree::Make());
+  const fs::path root = fs::path(scratch.path()) / "tree";
+  const fs::path patterns_file = fs::path(scratch.path()) / "exclude";
+  std::string pattern_text;
+  for (const auto& pattern : patterns) pattern_text += pattern + "\n";
+  if (!WriteWholeFile(patterns_file, pattern_text)) {
+    return Unavailable("cannot write " + patterns_file.string());
+  }
+  std::error_code error;
+  fs::create_directories(root, error);
+  FACTORY_ASSIGN_OR_RETURN(std::string listing, tree.Run({"ls-tree", "-r", "-z", "--full-tree",
+                                                          "--name-only", start_commit}));
+  for (const std::string& path : SplitNul(listing)) {
+    if (fs::path(path).filename() != ".gitignore" || !IsPlainRelative(path)) continue;
+    FACTORY_ASSIGN_OR_RETURN(std::string rules,
+                             tree.Run({"cat-file", "blob", start_commit + ":" + path}));
+    WriteWholeFile(root / path, rules);  // a path the attempt turned into a folder: skipped
+  }
+  for (const std::string& path : untracked) {
+    if (!IsPlainRelative(path)) continue;
+    if (path.back() == '/') {  // a nested repository: a folder with something in it
+      WriteWholeFile(root / path / kNestedRepoPlaceholder, "");
+    } else if (!fs::exists(root / path, error)) {
+      WriteWholeFile(root / path, "");
+    }
+  }
+  // The worktree's own index tells tracked from untracked; the rules are the scratch tree's.
+  Git scratch_git = tree.WithGitDir(tree.git_dir(), root.string());
+  FACTORY_ASSIGN_OR_RETURN(
+      std::string out,
+      scratch_git.Run({"ls-files", "-z", "--others", "--ignored", "--exclude-standard",
+                       "--directory", "--exclude-from=" + patterns_file.string()}));
+  const std::string placeholder_suffix = std::string("/") + kNestedRepoPlaceholder;
+  for (std::string path : SplitNul(out)) {
+    if (path.ends_with(placeholder_suffix)) {
+      path.resize(path.size() - std::string(kNestedRepoPlaceholder).size());
+    }
+    excluded.push_back(std::move(path));
+  }
+  std::sort(excluded.begin(), excluded.end());
+  return excluded;
+}
+
 }  // namespace
+
+const std::vector<std::string>& DefaultCommitExcludes() {
+  static const auto* const patterns =
+      new std::vector<std::string>{"__pycache__/",  "*.pyc",        "*.pyo", ".pytest_cache/",
+                                   ".mypy_cache/",  ".ruff_cache/", ".tox/", ".venv/",
+                                   "node_modules/", "*.o",          "*.obj", ".DS_Store"};
+  return *patterns;
+}
 
 WorkspaceManager::WorkspaceManager(std::string root, std::string common_dir,
                                    std::string base_branch, Git git)
@@ -233,8 +496,126 @@ Result<AttemptWorkspace> WorkspaceManager::CreateAttempt(const std::string& run_
 }
 
 Result<std::optional<std::string>> WorkspaceManager::CommitAttempt(
-    const AttemptWorkspace& workspace, const std::string& message) const {
-  return git_.At(workspace.path).CommitAll(message);
+    const AttemptWorkspace& workspace, const std::string& message, const CommitPolicy& policy,
+    std::vector<std::string>* excluded_paths) const {
+  if (excluded_paths != nullptr) excluded_paths->clear();
+  FACTORY_RETURN_IF_ERROR(ValidateId("run id", workspace.run_id));
+  FACTORY_RETURN_IF_ERROR(ValidateId("task id", workspace.task_id));
+  FACTORY_ASSIGN_OR_RETURN(Git tree, git_.ForWorktree(workspace.path));
+  const std::string branch_ref = "refs/heads/" + workspace.branch;
+  FACTORY_ASSIGN_OR_RETURN(std::string tip, git_.RevParse(branch_ref));
+  FACTORY_ASSIGN_OR_RETURN(bool descends, git_.IsAncestor(workspace.start_commit, tip));
+  if (!descends) {
+    return FailedPrecondition(std::string(kTamperingPrefix) + workspace.branch +
+                              " no longer descends from the attempt's start commit " +
+                              workspace.start_commit);
+  }
+
+  // The index is rebuilt from the branch (keeping git's cached file stats), so nothing staged
+  // behind the factory's back (`git add -f` of an ignored file) rides along.
+  FACTORY_RETURN_IF_ERROR(tree.Run({"read-tree", "-m", tip}));
+  FACTORY_ASSIGN_OR_RETURN(std::string others,
+                           tree.Run({"ls-files", "-z", "--others", "--exclude-standard"}));
+  FACTORY_ASSIGN_OR_RETURN(
+      std::vector<std::string> excluded,
+      PolicyExcluded(tree, workspace.start_commit, SplitNul(others), policy.exclude));
+  std::string pathspecs = std::string(".") + '\0';
+  for (const auto& path : excluded) {
+    std::string literal = path;
+    if (!literal.empty() && literal.back() == '/') literal.pop_back();
+    pathspecs += ":(exclude,literal)" + literal + '\0';
+  }
+  FACTORY_RETURN_IF_ERROR(
+      tree.RunWithInput({"add", "-A", "--pathspec-from-file=-", "--pathspec-file-nul"}, pathspecs));
+  if (excluded_paths != nullptr) *excluded_paths = excluded;
+
+  // The whole change of the attempt, as it would be committed.
+  FACTORY_ASSIGN_OR_RETURN(std::string raw,
+                           tree.Run({"diff-index", "--cached", "--raw", "-z", "--no-renames",
+                                     workspace.start_commit, "--"}));
+  std::vector<std::string> problems;
+  std::vector<RawChange> files;  // regular files and links added or changed
+  for (RawChange& change : ParseRawDiff(raw)) {
+    if (change.status == 'D' || change.new_mode == "000000") continue;
+    if (change.new_mode == "160000") {
+      problems.push_back("the attempt adds " + change.path +
+                         ", a git repository of its own (remove its .git folder)");
+      continue;
+    }
+    files.push_back(std::move(change));
+  }
+  std::vector<std::string> blobs;
+  for (const auto& change : files) blobs.push_back(change.new_blob);
+  FACTORY_ASSIGN_OR_RETURN(std::vector<int64_t> sizes, BlobSizes(tree, blobs));
+  std::vector<NamedSecret> secrets;
+  for (const auto& secret : policy.secrets) {
+    if (secret.value.size() >= kMinSecretLength) secrets.push_back(secret);
+  }
+  std::vector<std::string> scan_blobs;  // links, and every file when there are secrets
+  std::vector<int64_t> scan_sizes;
+  std::vector<size_t> scanned;  // index into `files`
+  for (size_t index = 0; index < files.size(); ++index) {
+    const RawChange& change = files[index];
+    if (policy.max_file_bytes > 0 && sizes[index] > policy.max_file_bytes) {
+      problems.push_back("the attempt adds " + change.path + " (" + Mebibytes(sizes[index]) +
+                         "), above the " + Mebibytes(policy.max_file_bytes) +
+                         " limit for one file (commit.max_file_mb)");
+      continue;
+    }
+    if (secrets.empty() && change.new_mode != "120000") continue;
+    scanned.push_back(index);
+    scan_blobs.push_back(change.new_blob);
+    scan_sizes.push_back(sizes[index]);
+  }
+  if (!scanned.empty()) {
+    FACTORY_ASSIGN_OR_RETURN(std::vector<std::string> contents,
+                             BlobContents(tree, scan_blobs, scan_sizes));
+    for (size_t at = 0; at < scanned.size(); ++at) {
+      const RawChange& change = files[scanned[at]];
+      const std::string& content = contents[at];
+      if (change.new_mode == "120000") {
+        const std::string why = SymlinkEscape(change.path, content);
+        if (!why.empty()) {
+          problems.push_back("the attempt adds a symbolic link " + change.path + " -> " +
+                             Printable(content) + " that " + why +
+                             " (links must stay inside the worktree)");
+        }
+      }
+      std::vector<std::string> found;
+      for (const auto& secret : secrets) {
+        if (content.find(secret.value) != std::string::npos) found.push_back(secret.name);
+      }
+      if (found.empty()) continue;
+      // Present before the attempt: not added by it.
+      if (change.old_mode != "000000" && change.old_mode != "160000") {
+        FACTORY_ASSIGN_OR_RETURN(std::string before,
+                                 tree.Run({"cat-file", "blob", change.old_blob}));
+        std::erase_if(found, [&](const std::string& name) {
+          for (const auto& secret : secrets) {
+            if (secret.name == name && before.find(secret.value) != std::string::npos) {
+              return true;
+            }
+          }
+          return false;
+        });
+      }
+      for (const auto& name : found) {
+        problems.push_back("the attempt adds a secret (the value of " + name + ") in " +
+                           change.path);
+      }
+    }
+  }
+  if (!problems.empty()) return FailedPrecondition(JoinList(problems, "; "));
+
+  FACTORY_ASSIGN_OR_RETURN(std::string written, tree.Run({"write-tree"}));
+  const std::string tree_id = Trimmed(written);
+  FACTORY_ASSIGN_OR_RETURN(std::string tip_tree, git_.Run({"rev-parse", tip + "^{tree}"}));
+  if (tree_id == Trimmed(tip_tree)) return std::optional<std::string>();
+  FACTORY_ASSIGN_OR_RETURN(
+      std::string made, tree.RunWithInput({"commit-tree", tree_id, "-p", tip, "-F", "-"}, message));
+  const std::string commit = Trimmed(made);
+  FACTORY_RETURN_IF_ERROR(git_.UpdateRef(branch_ref, commit, tip));
+  return std::optional<std::string>(commit);
 }
 
 Result<std::vector<std::string>> WorkspaceManager::ChangedPaths(
@@ -256,13 +637,23 @@ Result<RemovedAttempt> WorkspaceManager::RemoveAttemptLocked(const AttemptWorksp
   RemovedAttempt removed;
   const std::string name = WorktreeName(workspace.task_id, workspace.attempt);
   std::error_code error;
-  const bool present = fs::exists(fs::path(workspace.path) / ".git", error);
+  const bool present = fs::symlink_status(workspace.path, error).type() != fs::file_type::not_found;
+  std::optional<Git> tree;
   if (present) {
-    Git tree = git_.At(workspace.path);
-    FACTORY_ASSIGN_OR_RETURN(std::string status, tree.StatusPorcelain());
+    auto verified = git_.ForWorktree(workspace.path);
+    if (verified) {
+      tree = std::move(*verified);
+    } else if (IsTampering(verified.error())) {
+      removed.tampering = verified.error().message;
+    } else if (verified.error().code != ErrorCode::kNotFound) {
+      return std::unexpected(verified.error());
+    }  // NotFound: a folder git no longer knows (a crash between its steps); just delete it
+  }
+  if (tree) {
+    FACTORY_ASSIGN_OR_RETURN(std::string status, tree->StatusPorcelain());
     if (!status.empty()) {
       const std::string ref = "refs/factory/snapshots/" + workspace.run_id + "/" + name;
-      FACTORY_RETURN_IF_ERROR(tree.SnapshotToRef(
+      FACTORY_RETURN_IF_ERROR(tree->SnapshotToRef(
           ref, "factory: snapshot of " + workspace.task_id + " attempt " +
                    std::to_string(workspace.attempt) + " before removal\n\nFactory-Task: " +
                    workspace.task_id + "\nFactory-Run: " + workspace.run_id + "\n"));
@@ -288,7 +679,15 @@ Result<RemovedAttempt> WorkspaceManager::RemoveAttemptLocked(const AttemptWorksp
   }
 
   if (present) {
-    FACTORY_RETURN_IF_ERROR(git_.WorktreeRemove(workspace.path, /*force=*/true));
+    // git removes a worktree it can vouch for; anything else (a tampered link, a nested
+    // repository git refuses to remove) is deleted by the path the factory computed.
+    // remove_all deletes symbolic links, never what they point to.
+    if (!tree || !git_.WorktreeRemove(workspace.path, /*force=*/true)) {
+      fs::remove_all(workspace.path, error);
+      if (error) {
+        return Unavailable("cannot delete " + workspace.path + ": " + error.message());
+      }
+    }
   }
   FACTORY_RETURN_IF_ERROR(git_.WorktreePrune());
   return removed;
@@ -362,7 +761,13 @@ Result<BaseMergeResult> WorkspaceManager::MergeIntoBase(const std::string& run_i
   }
   fs::create_directories(RunWorktreesDir(run_id), error);
   FACTORY_RETURN_IF_ERROR(git_.WorktreeAdd(temp_path, "", result.old_tip, false));
-  Git temp = git_.At(temp_path);
+  auto temp_git = git_.ForWorktree(temp_path);
+  if (!temp_git) {
+    (void)git_.WorktreeRemove(temp_path, /*force=*/true);
+    (void)git_.WorktreePrune();
+    return std::unexpected(temp_git.error());
+  }
+  const Git& temp = *temp_git;
   auto merge = temp.Merge(*integration_tip, "factory: merge run " + run_id + " into " +
                                                 base_branch_ + "\n\nFactory-Run: " + run_id + "\n");
   Status update = Ok();

@@ -12,6 +12,11 @@
 // Task branches live under `factory-task/` rather than `factory/<run>/<task>`: git stores refs
 // as paths, so a branch `factory/<run>` and a branch `factory/<run>/<task>` cannot coexist.
 //
+// Trust: an attempt's worktree is the agent's. Every git command on it goes through
+// Git::ForWorktree (the `.git` file must be exactly what git wrote; the git dir and work tree are
+// then named explicitly, never discovered), so a replaced or redirected `.git` fails the
+// operation as tampering, and removal then deletes the folder by the factory's own path.
+//
 // Safety by construction: nothing is ever checked out in the user's working tree; the base
 // branch changes only through MergeIntoBase(); an attempt's uncommitted work and unmerged commits
 // are saved to refs before its worktree or branch tip goes away; a branch is deleted only by
@@ -60,6 +65,38 @@ struct AttemptWorkspace {
 struct RemovedAttempt {
   std::optional<std::string> snapshot_ref;  // set when the worktree had uncommitted changes
   std::optional<std::string> attempt_ref;   // set when the branch had commits not yet merged
+  // Set when the worktree's git link was tampered with: nothing of its content was saved and
+  // the folder was deleted by its path.
+  std::optional<std::string> tampering;
+};
+
+// A secret the attempt's commit must not add: `value` is never printed, `name` (say, the
+// environment variable it came from) is.
+struct NamedSecret {
+  std::string name;
+  std::string value;
+};
+
+// Values shorter than this are not treated as secrets: they would match ordinary text.
+inline constexpr size_t kMinSecretLength = 8;
+
+// The build artefacts never committed unless the project's configuration says otherwise
+// (gitignore patterns).
+const std::vector<std::string>& DefaultCommitExcludes();
+
+// What CommitAttempt() accepts. Checked on the host against the attempt's whole change (its
+// start commit to the staged tree):
+//  - new files matching `exclude` (gitignore syntax, below the repository's own .gitignore
+//    files) or ignored by the .gitignore files of the attempt's start commit are left out
+//    (the agent's own .gitignore edits apply too, as git's, but cannot un-ignore what the
+//    project ignores);
+//  - a symbolic link whose target is absolute or climbs out of the worktree, a nested git
+//    repository (gitlink), a file above `max_file_bytes`, or content that adds the value of a
+//    secret fails the commit (FailedPrecondition naming each path; never a secret's value).
+struct CommitPolicy {
+  std::vector<std::string> exclude = DefaultCommitExcludes();
+  int64_t max_file_bytes = 5 * 1024 * 1024;  // 0 = no limit
+  std::vector<NamedSecret> secrets;          // values shorter than kMinSecretLength are ignored
 };
 
 struct BaseMergeResult {
@@ -105,14 +142,23 @@ class WorkspaceManager {
   Result<AttemptWorkspace> CreateAttempt(const std::string& run_id, const std::string& task_id,
                                          int attempt);
 
-  // Commits everything in the attempt's worktree (`git add -A`) with `message`. Returns the new
-  // commit, or nullopt when nothing changed.
-  Result<std::optional<std::string>> CommitAttempt(const AttemptWorkspace& workspace,
-                                                   const std::string& message) const;
+  // Commits the attempt's worktree as one commit on its task branch (`git add -A` under
+  // `policy`, then commit-tree and a compare-and-swap of the branch, so neither the worktree's
+  // HEAD nor its hooks are involved). Returns the new commit, or nullopt when nothing changed.
+  // The new files `policy` left out go to *excluded_paths when given (a folder left out whole
+  // ends in '/').
+  // Errors: FailedPrecondition starting with kTamperingPrefix when the worktree's git link was
+  // altered or its branch no longer descends from start_commit; FailedPrecondition naming the
+  // paths when `policy` refuses the change; git's errors otherwise.
+  Result<std::optional<std::string>> CommitAttempt(
+      const AttemptWorkspace& workspace, const std::string& message,
+      const CommitPolicy& policy = {}, std::vector<std::string>* excluded_paths = nullptr) const;
   // Paths changed by the attempt's commits (start_commit .. branch tip).
   Result<std::vector<std::string>> ChangedPaths(const AttemptWorkspace& workspace) const;
 
-  // Removes the attempt's worktree. Uncommitted changes are first saved to
+  // Removes the attempt's worktree. A worktree whose git link was tampered with is deleted by
+  // its path with nothing saved (RemovedAttempt::tampering says why). Otherwise uncommitted
+  // changes are first saved to
   // refs/factory/snapshots/<run>/<task>-<n>, and branch commits not contained in the integration
   // branch to refs/factory/attempts/<run>/<task>-<n>. The branch itself stays. Removing a
   // worktree that is already gone succeeds.
