@@ -1,6 +1,7 @@
 #include "orchestrator/pipeline.h"
 
 #include <spdlog/spdlog.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
@@ -123,6 +124,25 @@ void ExcludeFromGit(const WorkspaceManager& workspace, const std::string& dir) {
   std::ofstream out(exclude, std::ios::app);
   if (!content.empty() && content.back() != '\n') out << '\n';
   out << pattern << '\n';
+}
+
+// The values of the environment's secret-looking variables (names ending in _KEY, _TOKEN,
+// _SECRET or _PASSWORD, values of kMinSecretLength characters or more), by name.
+std::vector<NamedSecret> SecretsFromEnvironment() {
+  std::vector<NamedSecret> secrets;
+  for (char** entry = environ; entry != nullptr && *entry != nullptr; ++entry) {
+    const std::string_view text(*entry);
+    const size_t equals = text.find('=');
+    if (equals == std::string_view::npos) continue;
+    const std::string_view name = text.substr(0, equals);
+    const std::string_view value = text.substr(equals + 1);
+    const bool secret_name = name.ends_with("_KEY") || name.ends_with("_TOKEN") ||
+                             name.ends_with("_SECRET") || name.ends_with("_PASSWORD");
+    if (secret_name && value.size() >= kMinSecretLength) {
+      secrets.push_back(NamedSecret{std::string(name), std::string(value)});
+    }
+  }
+  return secrets;
 }
 
 }  // namespace
@@ -624,9 +644,39 @@ std::optional<ExecResult> PipelineExecutor::AttemptRun::Commit() {
                               "\n\nFactory-Task: " + key_ + "\nFactory-Run: " + task_.run_id +
                               "\nFactory-Attempt: " + std::to_string(lease_.attempt_number) +
                               "\nFactory-Agent: " + agent_->name + "\n";
-  auto commit = deps_.workspace->CommitAttempt(*workspace_, message);
+  CommitPolicy policy;
+  const CommitConfig& commit_config = deps_.config->commit;
+  if (!commit_config.default_exclude) policy.exclude.clear();
+  policy.exclude.insert(policy.exclude.end(), commit_config.exclude.begin(),
+                        commit_config.exclude.end());
+  policy.max_file_bytes = commit_config.max_file_mb * kMiB;
+  policy.secrets = options_.commit_secrets;
+  for (auto& secret : SecretsFromEnvironment()) policy.secrets.push_back(std::move(secret));
+  std::vector<std::string> excluded;
+  auto commit = deps_.workspace->CommitAttempt(*workspace_, message, policy, &excluded);
+  if (!excluded.empty()) {
+    constexpr size_t kMaxListed = 100;
+    json listed = json::array();
+    for (size_t index = 0; index < excluded.size() && index < kMaxListed; ++index) {
+      listed.push_back(excluded[index]);
+    }
+    details_["excluded_paths"] = listed;
+    if (excluded.size() > kMaxListed) details_["excluded_paths_total"] = excluded.size();
+  }
   if (!commit) {
-    std::string error = "cannot commit the attempt: " + commit.error().message;
+    const std::string& why = commit.error().message;
+    if (commit.error().code == ErrorCode::kFailedPrecondition) {
+      // Tampering or a refused change: the agent's doing, so the message is its feedback.
+      const bool tampering = why.rfind(kTamperingPrefix, 0) == 0;
+      if (tampering) details_["tampering"] = true;
+      return Fail(kPhaseCommit, why,
+                  why + (tampering ? ". The worktree's .git file links it to the factory's "
+                                     "repository: leave .git alone (no git init, no edits in "
+                                     ".git, no commits of your own) and only change project files."
+                                   : ". Fix or remove these files; the factory commits the "
+                                     "worktree as you leave it."));
+    }
+    std::string error = "cannot commit the attempt: " + why;
     return Fail(kPhaseCommit, error, error);
   }
   if (!commit->has_value()) {

@@ -96,6 +96,10 @@ struct PipelineOptions {
   std::string actor = "pipeline";
   RunObserver* observer = nullptr;  // not owned; may be null
   RunnerFactory make_runner;        // empty: MakeRunner
+  // Secret values an attempt's commit must not add (workspace CommitPolicy::secrets), on top of
+  // the values of the factory's own secret-looking environment variables (names ending in _KEY,
+  // _TOKEN, _SECRET or _PASSWORD), which the pipeline always adds.
+  std::vector<NamedSecret> commit_secrets;
 };
 
 // Keys of an attempt's details_json written by the pipeline.

@@ -13,11 +13,13 @@ namespace factory {
 namespace {
 
 const std::set<std::string, std::less<>> kTopLevelKeys = {
-    "base_branch", "concurrency",    "max_attempts", "gates",   "protected",
-    "sandbox",     "default_agents", "budget",       "gateway", "rebase"};
+    "base_branch",    "concurrency", "max_attempts", "gates",  "protected", "sandbox",
+    "default_agents", "budget",      "gateway",      "rebase", "commit"};
 const std::set<std::string, std::less<>> kGateKeys = {"name", "kind", "command", "model",
                                                       "timeout"};
 const std::set<std::string, std::less<>> kRebaseKeys = {"after_failures", "max_per_task", "model"};
+const std::set<std::string, std::less<>> kCommitKeys = {"max_file_mb", "exclude",
+                                                        "default_exclude"};
 const std::set<std::string, std::less<>> kSandboxKeys = {
     "enabled",      "network",       "cpu_seconds",    "memory_mb",
     "file_size_mb", "max_processes", "output_limit_kb"};
@@ -262,6 +264,37 @@ std::string GatewayUrlProblem(std::string_view url) {
   return "";
 }
 
+void ParseCommit(const YAML::Node& node, YamlFields& fields, CommitConfig& commit) {
+  if (!node.IsMap()) {
+    fields.AddError(node, "commit",
+                    "must be a mapping of max_file_mb, exclude, default_exclude (e.g. "
+                    "{max_file_mb: 5, exclude: [\"*.log\"]})");
+    return;
+  }
+  fields.WarnUnknownKeys(node, "commit", kCommitKeys);
+  for (const auto& entry : node) {
+    if (!entry.first.IsScalar()) continue;
+    const std::string key = entry.first.Scalar();
+    const std::string field = JoinField("commit", key);
+    const YAML::Node value = entry.second;
+    if (value.IsNull()) continue;  // `key:` with nothing: the default
+    if (key == "max_file_mb") {
+      if (auto number = fields.Int(value, field, 0, 1'000'000)) commit.max_file_mb = *number;
+    } else if (key == "exclude") {
+      if (auto patterns = fields.StringList(value, field)) {
+        for (size_t index = 0; index < patterns->size(); ++index) {
+          if ((*patterns)[index].find_first_of("\n\r") != std::string::npos) {
+            fields.AddError(value[index], IndexField(field, index), "a pattern must be one line");
+          }
+        }
+        commit.exclude = *patterns;
+      }
+    } else if (key == "default_exclude") {
+      if (auto flag = fields.Bool(value, field)) commit.default_exclude = *flag;
+    }
+  }
+}
+
 void ParseRebase(const YAML::Node& node, YamlFields& fields, RebaseConfig& rebase) {
   if (!node.IsMap()) {
     fields.AddError(node, "rebase",
@@ -442,6 +475,8 @@ Result<Loaded<ProjectConfig>> ParseProjectConfigImpl(std::string_view text,
       ParseGateway(value, fields, config.gateway);
     } else if (key == "rebase") {
       ParseRebase(value, fields, config.rebase);
+    } else if (key == "commit") {
+      ParseCommit(value, fields, config.commit);
     } else if (key == "default_agents") {
       if (!value.IsMap()) {
         fields.AddError(value, key, "must be a mapping of task type to agent name");
@@ -586,6 +621,16 @@ rebase:
   after_failures: 2
   max_per_task: 1
 #  model: cloud/mid
+
+# What an attempt's commit may hold, checked before it is accepted. A file above max_file_mb
+# fails the attempt (0: no limit). New files matching `exclude` (gitignore patterns) or the
+# default list of build artefacts (__pycache__/, *.pyc, *.pyo, .pytest_cache/, .mypy_cache/,
+# .ruff_cache/, .tox/, .venv/, node_modules/, *.o, *.obj, .DS_Store; `default_exclude: false`
+# drops it) are left out, as are files the base branch's .gitignore ignores.
+commit:
+  max_file_mb: 5
+  exclude: []
+  default_exclude: true
 
 # Task type -> the agent that takes tasks of that type (when it has the task's capabilities).
 # Otherwise the cheapest agent (lowest cost_tier) with the capabilities is chosen.

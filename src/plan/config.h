@@ -23,6 +23,7 @@
 //   gateway: {url: "http://127.0.0.1:8787"}  # a running `factory gateway`; cli agents are
 //                                             # pointed at it with a per-attempt virtual key
 //   rebase: {after_failures: 2, max_per_task: 1, model: cloud/mid}  # RebaseConfig
+//   commit: {max_file_mb: 5, exclude: ["*.log"], default_exclude: true}  # CommitConfig
 //
 // A gate timeout is either a positive integer (seconds) or a duration string: a sequence of
 // <integer><unit> with units s, m, h ("90s", "5m", "1h30m"). Default 600 s.
@@ -118,6 +119,17 @@ struct RebaseConfig {
   int model_line = 0;  // where `model` is
 };
 
+// `commit:`: what an attempt's commit may hold, checked on the host before it is accepted
+// (workspace/worktree.h CommitPolicy). A file above `max_file_mb` fails the attempt (0 = no
+// limit). New files matching a pattern of `exclude` (gitignore syntax) or of the default list of
+// build artefacts (`__pycache__/`, `*.pyc`, `node_modules/`, ...; dropped with
+// `default_exclude: false`) are left out of the commit and listed in the attempt's details.
+struct CommitConfig {
+  int64_t max_file_mb = 5;
+  std::vector<std::string> exclude;
+  bool default_exclude = true;
+};
+
 struct ProjectConfig {
   std::optional<std::string> base_branch;
   int concurrency = 4;
@@ -129,6 +141,7 @@ struct ProjectConfig {
   BudgetConfig budget;
   GatewayConfig gateway;
   RebaseConfig rebase;
+  CommitConfig commit;
 
   std::string source;                               // file it was loaded from, if any
   std::map<std::string, int> default_agents_lines;  // task type -> line, for messages

@@ -247,7 +247,7 @@ constexpr char kNestedRepoPlaceholder[] = ".factory-nested-repository";
 // those ignored by the .gitignore files of `start_commit` or matching `patterns`. The check runs
 // on a scratch tree holding the start commit's .gitignore files and an empty stand-in for each
 // candidate, so what the agent did to its own .gitignore files cannot un-ignore anything.
-// A folder left out whole comes back once, ending in '/'.
+// A folder left out whole comes back once, ending in '/', without its contents.
 Result<std::vector<std::string>> PolicyExcluded(const Git& tree, const std::string& start_commit,
                                                 const std::vector<std::string>& untracked,
                                                 const std::vector<std::string>& patterns) {
@@ -292,8 +292,18 @@ Result<std::vector<std::string>> PolicyExcluded(const Git& tree, const std::stri
     }
     excluded.push_back(std::move(path));
   }
+  // git lists a folder whose every untracked file is ignored, then its contents again: the
+  // folder alone says it.
   std::sort(excluded.begin(), excluded.end());
-  return excluded;
+  std::vector<std::string> outermost;
+  for (auto& path : excluded) {
+    if (!outermost.empty() && outermost.back().back() == '/' &&
+        path.starts_with(outermost.back())) {
+      continue;
+    }
+    outermost.push_back(std::move(path));
+  }
+  return outermost;
 }
 
 }  // namespace
