@@ -493,5 +493,33 @@ INSTANTIATE_TEST_SUITE_P(
         BadConfigCase{"rebase_model_empty", "rebase:\n  after_failures: 2\n  model: \"\"\n",
                       "path/to/config.yaml:3: field 'rebase.model': must not be empty"}));
 
+TEST(ConfigCommitTest, CommitSectionIsParsedAndDefaultsWhenAbsent) {
+  auto absent = ParseProjectConfig("concurrency: 2\n", "config.yaml");
+  ASSERT_TRUE(absent) << absent.error().message;
+  EXPECT_EQ(absent->value.commit.max_file_mb, 5);
+  EXPECT_TRUE(absent->value.commit.exclude.empty());
+  EXPECT_TRUE(absent->value.commit.default_exclude);
+  auto loaded = ParseProjectConfig(
+      "commit: {max_file_mb: 0, exclude: [\"*.log\", \"dist/\"], default_exclude: false}\n",
+      "config.yaml");
+  ASSERT_TRUE(loaded) << loaded.error().message;
+  EXPECT_EQ(loaded->value.commit.max_file_mb, 0);
+  EXPECT_EQ(loaded->value.commit.exclude, (std::vector<std::string>{"*.log", "dist/"}));
+  EXPECT_FALSE(loaded->value.commit.default_exclude);
+  auto shipped = ParseProjectConfig(kDefaultConfigYaml, "config.yaml");
+  ASSERT_TRUE(shipped) << shipped.error().message;
+  EXPECT_EQ(shipped->value.commit.max_file_mb, 5);
+  EXPECT_TRUE(shipped->value.commit.default_exclude);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Commit, BadConfigTest,
+    ::testing::Values(BadConfigCase{"commit_negative_size", "commit:\n  max_file_mb: -1\n",
+                                    "path/to/config.yaml:2: field 'commit.max_file_mb'"},
+                      BadConfigCase{"commit_exclude_scalar", "commit:\n  exclude: \"*.log\"\n",
+                                    "path/to/config.yaml:2: field 'commit.exclude'"},
+                      BadConfigCase{"commit_not_a_mapping", "commit: 5\n",
+                                    "path/to/config.yaml:1: field 'commit': must be a mapping"}));
+
 }  // namespace
 }  // namespace factory
