@@ -1,7 +1,10 @@
 // Sandbox start: the least-privilege bubblewrap sandbox (workspace/sandbox.h) running `true` in
 // a git worktree, against a bare `bwrap --ro-bind / / true` in the same run.
 //
-//   sandbox_bench [--runs N] [--dir DIR]
+//   sandbox_bench [--runs N] [--dir DIR] [--no-cgroup]
+//
+// --no-cgroup: the sandbox without its pids cgroup (process limits through RLIMIT_NPROC only),
+// to see what the cgroup costs a start.
 //
 // The sandbox figure is a whole Sandbox::Run as the runners and gates make it: the clean
 // environment, the /etc masks (computed once per process, before the first measurement), the
@@ -42,14 +45,17 @@ bool Shell(const std::string& command) { return std::system(command.c_str()) == 
 int Main(int argc, char** argv) {
   int runs = 300;
   std::string dir;
+  bool cgroup = true;
   for (int index = 1; index < argc; ++index) {
     const std::string arg = argv[index];
-    if (arg == "--runs" && index + 1 < argc) {
+    if (arg == "--no-cgroup") {
+      cgroup = false;
+    } else if (arg == "--runs" && index + 1 < argc) {
       runs = std::max(10, std::atoi(argv[++index]));
     } else if (arg == "--dir" && index + 1 < argc) {
       dir = argv[++index];
     } else {
-      std::fprintf(stderr, "usage: sandbox_bench [--runs N] [--dir DIR]\n");
+      std::fprintf(stderr, "usage: sandbox_bench [--runs N] [--dir DIR] [--no-cgroup]\n");
       return 2;
     }
   }
@@ -71,7 +77,9 @@ int Main(int argc, char** argv) {
     return 1;
   }
 
-  auto sandbox = MakeSandbox({});
+  SandboxConfig config;
+  config.use_pids_cgroup = cgroup;
+  auto sandbox = MakeSandbox(config);
   SandboxedCommand command;
   command.argv = {"true"};
   command.worktree = worktree;
