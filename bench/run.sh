@@ -18,6 +18,10 @@ echo
 echo "== gateway overhead (issue 4): bench/gateway_bench.sh $build"
 bash "$here/gateway_bench.sh" "$build"
 
+echo
+echo "== sandbox start: $build/bench/sandbox_bench --runs 300 --dir $out/sandbox"
+"$build/bench/sandbox_bench" --runs "${BENCH_SANDBOX_RUNS:-300}" --dir "$out/sandbox"
+
 for extra in "$here"/run-*.sh; do
   [[ -e "$extra" ]] || continue
   echo

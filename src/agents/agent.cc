@@ -14,9 +14,9 @@ namespace factory {
 namespace {
 
 const std::set<std::string, std::less<>> kKnownFields = {
-    "name",      "role",   "runner",    "capabilities", "command",
-    "preset",    "model",  "fallbacks", "temperature",  "max_turns",
-    "cost_tier", "budget", "tools",     "network",      "concurrency"};
+    "name",  "role",      "runner",      "capabilities", "command",   "preset",
+    "model", "fallbacks", "temperature", "max_turns",    "cost_tier", "budget",
+    "tools", "network",   "concurrency", "env"};
 const std::set<std::string, std::less<>> kKnownBudgetFields = {"usd_per_task", "usd_per_day",
                                                                "tokens_per_task"};
 
@@ -254,6 +254,9 @@ Result<Loaded<AgentSpec>> ParseAgentFileImpl(std::string_view text, const std::s
   }
   if (present("network")) {
     if (auto value = fields.Bool(doc["network"], "network")) spec.network = *value;
+  }
+  if (present("env")) {
+    if (auto value = fields.EnvNameList(doc["env"], "env")) spec.env = *value;
   }
   if (present("concurrency")) {
     if (auto value = fields.Int(doc["concurrency"], "concurrency", 1, 10000)) {

@@ -19,6 +19,9 @@
 //   budget        {usd_per_task, usd_per_day, tokens_per_task}, each optional, >= 0
 //   tools         list of tool names the agent may use (llm runner)
 //   network       bool, default false: network access inside the sandbox
+//   env           list of variable names of the factory's environment the agent's commands
+//                 get (e.g. [OPENAI_API_KEY]); nothing else of it passes but PATH, locale,
+//                 TERM and TZ (workspace/sandbox.h CleanEnvironment)
 //   concurrency   integer >= 1, default 1: tasks this agent may run at once
 // Unknown fields are warnings (a newer file read by an older factory still loads).
 
@@ -64,6 +67,7 @@ struct AgentSpec {
   AgentBudget budget;
   std::vector<std::string> tools;
   bool network = false;
+  std::vector<std::string> env;  // names of variables passed through to its commands
   int concurrency = 1;
   std::string system_prompt;  // the body, leading blank lines and trailing whitespace trimmed
 

@@ -178,4 +178,45 @@ std::optional<std::vector<std::string>> YamlFields::StringList(const YAML::Node&
   return out;
 }
 
+std::optional<std::vector<std::string>> YamlFields::EnvNameList(const YAML::Node& node,
+                                                                const std::string& field,
+                                                                const std::string& task) {
+  auto names = StringList(node, field, task);
+  if (!names) return std::nullopt;
+  bool ok = true;
+  for (size_t index = 0; index < names->size(); ++index) {
+    const std::string& name = (*names)[index];
+    bool valid = !(name[0] >= '0' && name[0] <= '9');
+    for (char c : name) {
+      valid = valid && ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+                        (c >= '0' && c <= '9') || c == '_');
+    }
+    if (!valid) {
+      AddError(node[index], IndexField(field, index),
+               "must be an environment variable name ([A-Za-z_][A-Za-z0-9_]*), got '" + name + "'",
+               task);
+      ok = false;
+    }
+  }
+  if (!ok) return std::nullopt;
+  return names;
+}
+
+std::optional<std::vector<std::string>> YamlFields::AbsolutePathList(const YAML::Node& node,
+                                                                     const std::string& field,
+                                                                     const std::string& task) {
+  auto paths = StringList(node, field, task);
+  if (!paths) return std::nullopt;
+  bool ok = true;
+  for (size_t index = 0; index < paths->size(); ++index) {
+    if ((*paths)[index].front() != '/') {
+      AddError(node[index], IndexField(field, index),
+               "must be an absolute path, got '" + (*paths)[index] + "'", task);
+      ok = false;
+    }
+  }
+  if (!ok) return std::nullopt;
+  return paths;
+}
+
 }  // namespace factory

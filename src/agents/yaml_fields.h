@@ -57,6 +57,16 @@ class YamlFields {
                                                      const std::string& field,
                                                      const std::string& task = "");
 
+  // A list of environment variable names ([A-Za-z_][A-Za-z0-9_]*): `env:` of agents and of
+  // config.yaml's sandbox.
+  std::optional<std::vector<std::string>> EnvNameList(const YAML::Node& node,
+                                                      const std::string& field,
+                                                      const std::string& task = "");
+  // A list of absolute paths (`sandbox.read_paths`).
+  std::optional<std::vector<std::string>> AbsolutePathList(const YAML::Node& node,
+                                                           const std::string& field,
+                                                           const std::string& task = "");
+
   void AddError(const YAML::Node& node, const std::string& field, std::string message,
                 const std::string& task = "");
   void AddWarning(const YAML::Node& node, const std::string& field, std::string message,

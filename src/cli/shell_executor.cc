@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <optional>
 #include <system_error>
 #include <utility>
@@ -10,6 +11,7 @@
 #include "cli/json_format.h"
 #include "core/simple_command.h"
 #include "core/subprocess.h"
+#include "workspace/sandbox.h"
 
 namespace factory::cli {
 namespace {
@@ -150,6 +152,11 @@ std::unique_ptr<StartedTask> ShellExecutor::Start(const ClaimedTask& claimed,
     return std::vector<std::string>{options_.shell, "-c", task.command};
   };
   options.argv = direct ? *direct : through_shell();
+  // Queued commands run on the host, not in the sandbox, but get the same clean environment
+  // (with the host's HOME): the worker's own variables hold provider keys.
+  options.clear_env = true;
+  options.env_set = CleanEnvironment(options_.pass_env);
+  if (const char* home = std::getenv("HOME"); home != nullptr) options.env_set["HOME"] = home;
   options.env_set["FACTORY_TASK_ID"] = task.id;
   options.env_set["FACTORY_ATTEMPT"] = std::to_string(claimed.lease.attempt_number);
   options.env_set["FACTORY_RUN_ID"] = task.run_id;

@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "queue/worker.h"
 
@@ -20,6 +21,9 @@ struct ShellExecutorOptions {
   // Exec commands made only of plain words directly instead of through `shell -c` (see
   // core/simple_command.h); the details record which way a command ran ("exec").
   bool exec_simple_commands = true;
+  // Variables of the worker's environment a command gets besides PATH, HOME, locale, TERM and
+  // TZ (config.yaml `sandbox.env`); nothing else of it passes, provider keys included.
+  std::vector<std::string> pass_env;
 };
 
 // Thread-safe (no mutable state).
@@ -27,7 +31,8 @@ class ShellExecutor final : public Executor {
  public:
   explicit ShellExecutor(ShellExecutorOptions options) : options_(std::move(options)) {}
 
-  // Environment of the command: FACTORY_TASK_ID, FACTORY_ATTEMPT, FACTORY_RUN_ID,
+  // Environment of the command: a clean one (workspace/sandbox.h CleanEnvironment with
+  // options.pass_env, and HOME), plus FACTORY_TASK_ID, FACTORY_ATTEMPT, FACTORY_RUN_ID,
   // FACTORY_ARTIFACTS_DIR (the attempt's directory). Success = exit code 0. A failure's error
   // text holds the exit code (or signal, or timeout) and the end of stderr.
   ExecResult Execute(const ClaimedTask& claimed, const std::atomic<bool>& cancel) override;

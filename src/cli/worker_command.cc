@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <functional>
 #include <iostream>
 #include <memory>
@@ -21,12 +22,12 @@
 #include "cli/shell_executor.h"
 #include "cli/signals.h"
 #include "cli/validate.h"
+#include "plan/config.h"
 #include "queue/queue.h"
 #include "queue/worker.h"
 
 namespace factory::cli {
 namespace {
-
 
 struct WorkerArgs {
   int concurrency = 1;
@@ -108,6 +109,14 @@ int RunWorker(const CliContext& ctx, const WorkerArgs& args) {
   ShellExecutorOptions exec_options;
   exec_options.artifacts_dir = ctx.FactoryDir() / "artifacts";
   exec_options.timeout_ms = std::llround(args.timeout_seconds * 1000);
+  // The variables config.yaml lets commands see (`sandbox.env`); a broken config is reported
+  // by the commands that need the rest of it, not here.
+  if (const auto config_path = ctx.FactoryDir() / "config.yaml";
+      std::filesystem::exists(config_path)) {
+    if (auto loaded = LoadProjectConfig(config_path)) {
+      exec_options.pass_env = loaded->value.sandbox.env;
+    }
+  }
   ShellExecutor executor(exec_options);
 
   QueueOptions queue_options;

@@ -54,6 +54,9 @@ struct SubprocessResult {
   std::optional<int> signal;  // set when terminated by a signal
   bool timed_out = false;
   bool cancelled = false;
+  // Killed by the sandbox for writing more than its disk quota (workspace/sandbox.h); never
+  // set by RunSubprocess itself.
+  bool quota_exceeded = false;
   int64_t duration_ms = 0;
   std::string stdout_tail;  // last tail_bytes of stdout
   std::string stderr_tail;

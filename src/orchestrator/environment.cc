@@ -293,6 +293,10 @@ Result<std::unique_ptr<RunEnvironment>> RunEnvironment::Open(Store& store,
 
   SandboxConfig sandbox_config;
   sandbox_config.use_bubblewrap = options.use_sandbox.value_or(env->config_.sandbox.enabled);
+  sandbox_config.read_paths = env->config_.sandbox.read_paths;
+  sandbox_config.tmp_mb = env->config_.sandbox.tmp_mb;
+  sandbox_config.disk_mb = env->config_.sandbox.disk_mb;
+  sandbox_config.env = env->config_.sandbox.env;
   env->sandbox_ = MakeSandbox(sandbox_config);
 
   QueueOptions queue_options;

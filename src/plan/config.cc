@@ -21,8 +21,8 @@ const std::set<std::string, std::less<>> kRebaseKeys = {"after_failures", "max_p
 const std::set<std::string, std::less<>> kCommitKeys = {"max_file_mb", "exclude",
                                                         "default_exclude"};
 const std::set<std::string, std::less<>> kSandboxKeys = {
-    "enabled",      "network",       "cpu_seconds",    "memory_mb",
-    "file_size_mb", "max_processes", "output_limit_kb"};
+    "enabled",         "network", "cpu_seconds", "memory_mb",  "file_size_mb", "max_processes",
+    "output_limit_kb", "tmp_mb",  "disk_mb",     "read_paths", "env"};
 
 const std::set<std::string, std::less<>> kBudgetKeys = {
     "usd_per_call",          "usd_per_task",       "tokens_per_task", "usd_per_run",
@@ -142,8 +142,18 @@ void ParseSandbox(const YAML::Node& node, YamlFields& fields, SandboxPolicy& san
       }
       continue;
     }
+    if (key == "read_paths") {
+      if (auto paths = fields.AbsolutePathList(value, field)) sandbox.read_paths = *paths;
+      continue;
+    }
+    if (key == "env") {
+      if (auto names = fields.EnvNameList(value, field)) sandbox.env = *names;
+      continue;
+    }
     int64_t* target = nullptr;
     if (key == "cpu_seconds") target = &sandbox.cpu_seconds;
+    if (key == "tmp_mb") target = &sandbox.tmp_mb;
+    if (key == "disk_mb") target = &sandbox.disk_mb;
     if (key == "memory_mb") target = &sandbox.memory_mb;
     if (key == "file_size_mb") target = &sandbox.file_size_mb;
     if (key == "max_processes") target = &sandbox.max_processes;
@@ -581,8 +591,10 @@ protected:
   - ".factory/**"
 #  - "tests/**"
 
-# Limits for runner and gate commands. With bubblewrap installed the command sees its worktree
-# read-write and the rest read-only; without it only the limits and timeouts apply.
+# Limits for runner and gate commands. With bubblewrap installed a command sees its worktree
+# read-write, the system directories (/usr, /etc without its secrets...) read-only, a private
+# /tmp and HOME, and nothing else of the host; without it only the clean environment, the
+# quotas, the limits and the timeouts apply.
 sandbox:
   enabled: true
   network: false        # for gates; agents follow `network:` in their own file
@@ -591,6 +603,10 @@ sandbox:
   file_size_mb: 1024
   max_processes: 512
   output_limit_kb: 1024 # per stream; the tail is kept
+  tmp_mb: 512           # the private /tmp (HOME is in it); writes past it fail
+  disk_mb: 2048         # what one command may add to its worktree and /tmp; past it: killed
+  read_paths: []        # host paths readable inside, e.g. [/opt/toolchain, /var/cache/pip]
+  env: []               # variables passed through, e.g. [GOPROXY]; provider keys only if named
 
 # Hard limits on model spend, checked before every model call (a call reserves its worst case:
 # prompt + max output tokens at the model's prices). Every key is optional: absent = no limit.

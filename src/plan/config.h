@@ -10,7 +10,7 @@
 //     - {name: review, kind: review, model: cloud/mid, timeout: 300}
 //   protected: ["tests/**"]    # path globs (plan/glob.h) an attempt may not touch
 //   sandbox: {enabled, network, cpu_seconds, memory_mb, file_size_mb, max_processes,
-//             output_limit_kb}
+//             output_limit_kb, tmp_mb, disk_mb, read_paths: [abs paths], env: [NAMES]}
 //   default_agents: {code: builder}   # task type -> agent
 //   budget:                    # hard limits on model spend (BudgetConfig); each key optional
 //     usd_per_call: 0.50       # worst case of one call (prompt + max output at its prices)
@@ -72,6 +72,14 @@ struct SandboxPolicy {
   int64_t file_size_mb = 1024;
   int64_t max_processes = 512;
   int64_t output_limit_kb = 1024;  // per stream; the tail is kept
+  int64_t tmp_mb = 512;            // the private /tmp (a tmpfs; HOME lives in it)
+  int64_t disk_mb = 2048;          // what one command may add to its worktree and /tmp
+  // Host paths readable (read-only) inside the sandbox besides the system directories: a
+  // toolchain under /opt, a package cache. Absolute.
+  std::vector<std::string> read_paths;
+  // Variables of the factory's environment that agents, gates and worker commands get besides
+  // PATH, locale, TERM and TZ (agents add their own `env:`).
+  std::vector<std::string> env;
 };
 
 // The project's budget envelope (`budget:`). Unset = no limit at the project level; an agent's

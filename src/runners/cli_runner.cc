@@ -55,6 +55,8 @@ class CliRunner final : public Runner {
     command.env = RunnerEnv(context, task_file);
     command.env["FACTORY_PROMPT_FILE"] = prompt_file;
     for (auto& [name, value] : GatewayEnvironment(context.extra_env)) command.env[name] = value;
+    command.pass_env = agent_.env;
+    command.read_only_paths = AttemptFiles(command.env);
     if (PromptOnStdin(words_)) command.stdin_data = prompt;
     command.timeout_ms = context.timeout_ms;
     command.limits = context.limits;
@@ -81,7 +83,7 @@ class CliRunner final : public Runner {
     std::string detail = process->stderr_tail;
     if (detail.empty()) detail = parsed.reported_error;
     if (detail.empty()) detail = parsed.other_lines;
-    FillOutcomeFromProcess(*process, context.timeout_ms, detail, outcome);
+    FillOutcomeFromProcess(*process, context, detail, outcome);
     if (outcome.success && parsed.reported_ok.has_value() && !*parsed.reported_ok) {
       outcome.success = false;
       outcome.error = "the agent reported an error: " +

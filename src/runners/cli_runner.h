@@ -15,10 +15,13 @@
 //                  "--model={model}" is dropped alone
 //   {worktree}     absolute path of the worktree (also the working directory)
 // The prompt goes to the agent's stdin unless the template names {prompt_file} or {prompt}.
-// The command's environment is the script runner's (FACTORY_TASK_ID, FACTORY_TASK_FILE,
-// FACTORY_WORKTREE, FACTORY_ATTEMPT, FACTORY_RUN_ID, RunnerContext::extra_env) plus
-// FACTORY_PROMPT_FILE. Its stdout and stderr are kept in <attempt_dir>/runner.stdout.log and
-// runner.stderr.log; stdout is parsed once the agent has exited.
+// The command's environment is the script runner's (the sandbox's clean environment with the
+// agent's `env:` names, FACTORY_TASK_ID, FACTORY_TASK_FILE, FACTORY_WORKTREE, FACTORY_ATTEMPT,
+// FACTORY_RUN_ID, RunnerContext::extra_env) plus FACTORY_PROMPT_FILE; the task and prompt files
+// are bound read-only. A CLI installed outside the system directories (under /opt, in a home
+// directory) must be made visible with config.yaml's `sandbox.read_paths`. Its stdout and stderr
+// are kept in <attempt_dir>/runner.stdout.log and runner.stderr.log; stdout is parsed once the
+// agent has exited.
 //
 // Success: exit 0, no timeout or cancellation, and no error reported in the agent's own final
 // status (Claude Code's `result` event with is_error or a subtype other than "success", Codex's

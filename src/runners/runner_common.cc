@@ -68,6 +68,7 @@ Result<std::string> WriteTaskFile(const RunnerContext& context) {
 
 std::map<std::string, std::string> RunnerEnv(const RunnerContext& context,
                                              const std::string& task_file) {
+  // Only what is set here reaches the agent, on top of the sandbox's clean environment.
   std::map<std::string, std::string> env = context.extra_env;
   env["FACTORY_TASK_ID"] = context.input.task_id;
   env["FACTORY_TASK_FILE"] = task_file;
@@ -77,14 +78,31 @@ std::map<std::string, std::string> RunnerEnv(const RunnerContext& context,
   return env;
 }
 
-void FillOutcomeFromProcess(const SubprocessResult& process, int64_t timeout_ms,
+std::vector<std::string> AttemptFiles(const std::map<std::string, std::string>& env) {
+  std::vector<std::string> files;
+  for (const char* name : {"FACTORY_TASK_FILE", "FACTORY_PROMPT_FILE"}) {
+    auto it = env.find(name);
+    std::error_code error;
+    if (it != env.end() && !it->second.empty() && it->second.front() == '/' &&
+        fs::is_regular_file(it->second, error)) {
+      files.push_back(it->second);
+    }
+  }
+  return files;
+}
+
+void FillOutcomeFromProcess(const SubprocessResult& process, const RunnerContext& context,
                             std::string_view error_detail, RunnerOutcome& outcome) {
+  const int64_t timeout_ms = context.timeout_ms;
   outcome.exit_code = process.exit_code;
   outcome.timed_out = process.timed_out;
   outcome.cancelled = process.cancelled;
   outcome.duration_ms = process.duration_ms;
-  outcome.success = process.exit_code == 0 && !process.timed_out && !process.cancelled;
-  if (process.timed_out) {
+  outcome.success =
+      process.exit_code == 0 && !process.timed_out && !process.cancelled && !process.quota_exceeded;
+  if (process.quota_exceeded) {
+    outcome.error = DiskQuotaMessage(context.sandbox->disk_quota_mb());
+  } else if (process.timed_out) {
     outcome.error = "timed out after " + std::to_string((timeout_ms + 999) / 1000) + "s";
   } else if (process.cancelled) {
     outcome.error = "cancelled";

@@ -1,7 +1,7 @@
 // The script runner: the agent's `command`, run with /bin/sh -c in the worktree through the
 // sandbox. The task file is written from here before the command starts, so the command needs
-// no write access outside the worktree; the attempt directory lies under the repository's
-// .factory/ and is readable (read-only) inside the sandbox.
+// no write access outside the worktree; of the attempt directory the command sees only the task
+// and prompt files, read-only.
 
 #include <string>
 #include <utility>
@@ -27,6 +27,8 @@ class ScriptRunner final : public Runner {
     command.writable_paths = context.extra_writable_paths;
     command.network = agent_.network;
     command.env = RunnerEnv(context, task_file);
+    command.pass_env = agent_.env;
+    command.read_only_paths = AttemptFiles(command.env);
     command.timeout_ms = context.timeout_ms;
     command.limits = context.limits;
     command.tail_bytes = context.output_tail_bytes;
@@ -41,7 +43,7 @@ class ScriptRunner final : public Runner {
     RunnerOutcome outcome;
     const std::string& detail =
         process->stderr_tail.empty() ? process->stdout_tail : process->stderr_tail;
-    FillOutcomeFromProcess(*process, context.timeout_ms, detail, outcome);
+    FillOutcomeFromProcess(*process, context, detail, outcome);
     outcome.output_tail =
         CombinedTail(process->stdout_tail, process->stderr_tail, context.output_tail_bytes);
     return outcome;

@@ -319,6 +319,7 @@ Result<RunnerOutcome> LlmRunner::Run(const RunnerContext& context) {
   env.cancel = context.cancel;
   env.allowed = agent_.tools;
   env.command_env = CommandEnvironment(context.extra_env);
+  env.pass_env = agent_.env;
   const std::vector<llm::ToolSpec> tools = ToolSpecs(agent_.tools);
 
   llm::CallContext call_context;

@@ -342,8 +342,8 @@ ToolResult RunCommandTool(const ToolEnv& env, const Args& args) {
   sandboxed.shell = *command;
   sandboxed.worktree = env.fs->root();
   sandboxed.network = env.network;
-  sandboxed.clear_env = true;
   sandboxed.env = env.command_env;
+  sandboxed.pass_env = env.pass_env;
   sandboxed.timeout_ms = timeout_ms;
   sandboxed.limits = env.limits;
   sandboxed.tail_bytes = env.command_tail_bytes;
@@ -353,6 +353,9 @@ ToolResult RunCommandTool(const ToolEnv& env, const Args& args) {
   std::string out = "exit code " + std::to_string(result->exit_code);
   if (result->timed_out) out += " (timed out after " + std::to_string(timeout_ms / 1000) + " s)";
   if (result->cancelled) out += " (cancelled)";
+  if (result->quota_exceeded) {
+    out += " (killed: " + DiskQuotaMessage(env.sandbox->disk_quota_mb()) + ")";
+  }
   out += "\n";
   const auto section = [&](const char* name, const std::string& tail, int64_t total) {
     out += std::string("--- ") + name;

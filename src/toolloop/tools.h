@@ -45,6 +45,8 @@ struct ToolEnv {
   // The whole environment of run_command (besides PATH): commands never inherit the factory's
   // own environment, which holds the providers' API keys. See CommandEnvironment().
   std::map<std::string, std::string> command_env;
+  // Variables of the factory's environment run_command passes through (the agent's `env:`).
+  std::vector<std::string> pass_env;
 };
 
 // A neutral environment for commands: HOME, USER, LOGNAME, LANG, LC_ALL, TERM, TMPDIR, SHELL

@@ -77,11 +77,16 @@ Result<std::vector<GateResult>> RunGates(const std::vector<GateConfig>& gates,
     result.exit_code = process->exit_code;
     result.timed_out = process->timed_out;
     result.cancelled = process->cancelled;
+    result.quota_exceeded = process->quota_exceeded;
+    if (result.quota_exceeded) {
+      result.quota_message = DiskQuotaMessage(options.sandbox->disk_quota_mb());
+    }
     result.duration_ms = process->duration_ms;
     std::string output = process->stdout_tail;
     if (!process->stderr_tail.empty()) output += process->stderr_tail;  // the shell's own errors
     result.output_tail = Utf8Tail(output, options.tail_bytes);
-    result.passed = process->exit_code == 0 && !process->timed_out && !process->cancelled;
+    result.passed = process->exit_code == 0 && !process->timed_out && !process->cancelled &&
+                    !process->quota_exceeded;
     const bool stop = !result.passed;
     results.push_back(std::move(result));
     if (stop) break;
@@ -102,7 +107,9 @@ std::vector<std::string> ProtectedViolations(const ProjectConfig& config,
 std::string GateFeedback(const GateResult& failed) {
   std::string text = "Gate '" + failed.name + "'";
   if (!failed.command.empty()) text += " (`" + failed.command + "`)";
-  if (failed.timed_out) {
+  if (failed.quota_exceeded) {
+    text += " was killed: " + failed.quota_message + ".";
+  } else if (failed.timed_out) {
     text += " timed out after " +
             Seconds(failed.timeout_ms > 0 ? failed.timeout_ms : failed.duration_ms) +
             " and was killed.";

@@ -28,7 +28,11 @@ struct GateResult {
   std::string command;      // the gate's command, as configured
   int64_t timeout_ms = 0;   // the limit it ran under
   bool cancelled = false;   // stopped by GateRunOptions::cancel (not passed)
-  std::string log_path;     // the full output, when GateRunOptions::logs_dir was set
+  // Killed for writing more than the sandbox's disk quota (not passed); `quota_message` says
+  // so ("the attempt wrote more than 2048 MiB (sandbox.disk_mb)").
+  bool quota_exceeded = false;
+  std::string quota_message;
+  std::string log_path;  // the full output, when GateRunOptions::logs_dir was set
 };
 
 struct GateRunOptions {

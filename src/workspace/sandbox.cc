@@ -1,20 +1,28 @@
 #include "workspace/sandbox.h"
 
+#include <dirent.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
+#include <linux/magic.h>
+#include <sys/statfs.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <condition_variable>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <mutex>
 #include <optional>
 #include <sstream>
 #include <thread>
+
+extern char** environ;
 
 namespace factory {
 namespace {
@@ -174,21 +182,270 @@ class PidsCgroup {
   std::string dir_;
 };
 
+// --- environment, disk usage, /etc -------------------------------------------------------
+
+constexpr int64_t kMiB = 1024 * 1024;
+constexpr char kDefaultPath[] = "/usr/local/bin:/usr/bin:/bin";
+// Inside the bubblewrap sandbox: HOME lives in the private /tmp, so the /tmp cap covers it.
+constexpr char kSandboxHome[] = "/tmp/home";
+
+bool IsLocaleName(std::string_view name) {
+  return name == "LANG" || name == "LANGUAGE" || name.rfind("LC_", 0) == 0;
+}
+
+int64_t UsageBelow(int dir_fd, dev_t device) {
+  DIR* dir = ::fdopendir(dir_fd);
+  if (dir == nullptr) {
+    ::close(dir_fd);
+    return 0;
+  }
+  int64_t total = 0;
+  while (dirent* entry = ::readdir(dir)) {
+    const char* name = entry->d_name;
+    if (name[0] == '.' && (name[1] == '\0' || (name[1] == '.' && name[2] == '\0'))) continue;
+    struct stat st {};
+    if (::fstatat(::dirfd(dir), name, &st, AT_SYMLINK_NOFOLLOW) != 0) continue;
+    total += static_cast<int64_t>(st.st_blocks) * 512;
+    if (S_ISDIR(st.st_mode) && st.st_dev == device) {
+      int child = ::openat(::dirfd(dir), name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+      if (child >= 0) total += UsageBelow(child, device);
+    }
+  }
+  ::closedir(dir);
+  return total;
+}
+
+// Bytes used in the tmpfs of `size_bytes` mounted at `path`; 0 when unknown or when the file
+// system there is not that one (the process whose root `path` goes through has gone, and its
+// pid was reused).
+int64_t TmpfsUsedBytes(const std::string& path, int64_t size_bytes) {
+  struct statfs st {};
+  if (::statfs(path.c_str(), &st) != 0 || st.f_type != TMPFS_MAGIC) return 0;
+  const auto block = static_cast<int64_t>(st.f_bsize);
+  if (static_cast<int64_t>(st.f_blocks) * block != size_bytes) return 0;
+  return static_cast<int64_t>(st.f_blocks - st.f_bfree) * block;
+}
+
+std::vector<std::string> ComputeSecretEtcPaths() {
+  std::vector<std::string> paths;
+  auto add = [&](const std::string& path) {
+    if (std::find(paths.begin(), paths.end(), path) == paths.end()) paths.push_back(path);
+  };
+  std::error_code error;
+  for (const char* name : {"/etc/shadow", "/etc/shadow-", "/etc/gshadow", "/etc/gshadow-",
+                           "/etc/sudoers", "/etc/sudoers.d", "/etc/ssl/private"}) {
+    if (fs::exists(fs::symlink_status(name, error))) add(name);
+  }
+  for (const auto& entry : fs::directory_iterator("/etc/ssh", error)) {
+    const std::string file = entry.path().filename().string();
+    if (file.rfind("ssh_host_", 0) == 0 && file.size() > 4 &&
+        file.compare(file.size() - 4, 4, "_key") == 0) {
+      add(entry.path().string());
+    }
+  }
+  // Whatever the host keeps from other users is a secret too (a VPN's keys, a network's
+  // passwords); a masked directory is not entered.
+  fs::recursive_directory_iterator it("/etc", fs::directory_options::skip_permission_denied, error);
+  for (; !error && it != fs::recursive_directory_iterator(); it.increment(error)) {
+    struct stat st {};
+    if (::lstat(it->path().c_str(), &st) != 0 || S_ISLNK(st.st_mode)) continue;
+    const bool is_dir = S_ISDIR(st.st_mode);
+    const bool readable =
+        is_dir ? (st.st_mode & S_IROTH) && (st.st_mode & S_IXOTH) : (st.st_mode & S_IROTH) != 0;
+    if (!readable && (is_dir || S_ISREG(st.st_mode))) {
+      add(it->path().string());
+      if (is_dir) it.disable_recursion_pending();
+    } else if (is_dir &&
+               std::find(paths.begin(), paths.end(), it->path().string()) != paths.end()) {
+      it.disable_recursion_pending();
+    }
+  }
+  // A file masked below an already masked directory would fail to bind (its mount point is
+  // gone under the directory's empty tmpfs).
+  std::sort(paths.begin(), paths.end());
+  std::vector<std::string> kept;
+  for (const auto& path : paths) {
+    const bool below = std::any_of(kept.begin(), kept.end(), [&](const std::string& parent) {
+      return path.size() > parent.size() && path.compare(0, parent.size(), parent) == 0 &&
+             path[parent.size()] == '/';
+    });
+    if (!below) kept.push_back(path);
+  }
+  return kept;
+}
+
+// --- git of the worktree ------------------------------------------------------------------------
+
+std::string ReadFirstLine(const fs::path& path) {
+  std::ifstream in(path);
+  std::string line;
+  std::getline(in, line);
+  while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) line.pop_back();
+  return line;
+}
+
+struct GitPaths {
+  std::string admin_dir;   // <common>/worktrees/<name>
+  std::string common_dir;  // the repository's git dir
+};
+
+// The git dirs of a linked worktree, when its `.git` file ("gitdir: <admin dir>") names an
+// admin dir outside the worktree whose `gitdir` file points back at this worktree's `.git`, in
+// the layout `git worktree add` makes (<common>/worktrees/<name>). The `.git` file is the
+// agent's to rewrite, and only the worktree is the agent's to write: without these checks it
+// could have any host directory bound into its next command.
+std::optional<GitPaths> GitPathsOf(const std::string& worktree) {
+  const std::string line = ReadFirstLine(fs::path(worktree) / ".git");
+  if (line.rfind("gitdir: ", 0) != 0) return std::nullopt;
+  std::error_code error;
+  const fs::path own_root = fs::weakly_canonical(worktree, error);
+  if (error) return std::nullopt;
+  fs::path admin = line.substr(8);
+  if (admin.is_relative()) admin = own_root / admin;
+  admin = fs::weakly_canonical(admin, error);
+  if (error || !fs::is_directory(admin, error)) return std::nullopt;
+  const auto [root_end, unused] =
+      std::mismatch(own_root.begin(), own_root.end(), admin.begin(), admin.end());
+  if (root_end == own_root.end()) return std::nullopt;  // inside the worktree
+  const fs::path back = fs::weakly_canonical(ReadFirstLine(admin / "gitdir"), error);
+  if (error || back != own_root / ".git") return std::nullopt;
+  const fs::path common = admin.parent_path().parent_path();
+  if (admin.parent_path().filename() != "worktrees" ||
+      !fs::is_directory(common / "objects", error)) {
+    return std::nullopt;
+  }
+  return GitPaths{admin.string(), common.string()};
+}
+
 // --- common run path ------------------------------------------------------------------------
 
-// If `worktree/.git` is a file ("gitdir: <common>/worktrees/<name>"), the repository's common
-// git directory; empty otherwise.
-std::string GitCommonDirOf(const std::string& worktree) {
-  std::ifstream in(worktree + "/.git");
-  std::string line;
-  if (!std::getline(in, line) || line.rfind("gitdir: ", 0) != 0) return {};
-  fs::path gitdir = line.substr(8);
-  if (gitdir.is_relative()) gitdir = fs::path(worktree) / gitdir;
-  fs::path common = gitdir.parent_path().parent_path();  // strip "worktrees/<name>"
-  std::error_code error;
-  if (!fs::is_directory(common, error)) return {};
-  return fs::weakly_canonical(common, error).string();
+// A private HOME and TMPDIR on the host for the rlimit sandbox, removed with the object.
+class HostScratch {
+ public:
+  static std::unique_ptr<HostScratch> Create() {
+    std::error_code error;
+    std::string pattern = (fs::temp_directory_path(error) / "factory-sandbox-XXXXXX").string();
+    if (error || ::mkdtemp(pattern.data()) == nullptr) return nullptr;
+    auto scratch = std::unique_ptr<HostScratch>(new HostScratch(pattern));
+    if (!fs::create_directory(scratch->home(), error) ||
+        !fs::create_directory(scratch->tmp(), error)) {
+      return nullptr;
+    }
+    return scratch;
+  }
+  HostScratch(const HostScratch&) = delete;
+  HostScratch& operator=(const HostScratch&) = delete;
+  ~HostScratch() {
+    std::error_code ignored;
+    fs::remove_all(dir_, ignored);
+  }
+  const std::string& dir() const { return dir_; }
+  std::string home() const { return dir_ + "/home"; }
+  std::string tmp() const { return dir_ + "/tmp"; }
+
+ private:
+  explicit HostScratch(std::string dir) : dir_(std::move(dir)) {}
+  std::string dir_;
+};
+
+// The sandbox's own part of one run, made before the start: the rlimit sandbox's host scratch
+// directory, and where HOME and TMPDIR point.
+struct RunSetup {
+  std::unique_ptr<HostScratch> scratch;
+  std::string home;
+  std::string tmpdir;
+};
+
+// The first child of `pid` (bwrap's process inside the new namespaces), or 0.
+int FirstChildOf(int pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/task/" + std::to_string(pid) + "/children");
+  int child = 0;
+  in >> child;
+  return child;
 }
+
+// Measures, from its own thread, what a running command added to its worktree and its /tmp,
+// and stops it (through the flag RunSubprocess polls as its cancel flag, and the cgroup's
+// cgroup.kill when there is one) once that passes the quota. It also forwards the caller's
+// own cancel flag, which it replaces.
+class QuotaWatcher {
+ public:
+  QuotaWatcher(std::function<int64_t()> written, int64_t quota_bytes,
+               const std::atomic<bool>* caller_cancel, std::string cgroup_dir)
+      : written_(std::move(written)),
+        quota_bytes_(quota_bytes),
+        caller_cancel_(caller_cancel),
+        cgroup_dir_(std::move(cgroup_dir)) {}
+  QuotaWatcher(const QuotaWatcher&) = delete;
+  QuotaWatcher& operator=(const QuotaWatcher&) = delete;
+  ~QuotaWatcher() { Stop(); }
+
+  const std::atomic<bool>* stop_flag() const { return &stop_; }
+
+  void Start() {
+    thread_ = std::thread([this] { Loop(); });
+  }
+  void Stop() {
+    {
+      std::lock_guard lock(mutex_);
+      done_ = true;
+    }
+    wake_.notify_all();
+    if (thread_.joinable()) thread_.join();
+  }
+  bool exceeded() const { return exceeded_.load(); }
+
+ private:
+  static constexpr auto kPeriod = std::chrono::milliseconds(250);
+  static constexpr auto kCancelPeriod = std::chrono::milliseconds(20);
+
+  void Loop() {
+    using Clock = std::chrono::steady_clock;
+    Clock::time_point next_measure = Clock::now() + kPeriod;
+    std::unique_lock lock(mutex_);
+    while (!done_) {
+      if (caller_cancel_ != nullptr && caller_cancel_->load()) stop_ = true;
+      if (quota_bytes_ > 0 && Clock::now() >= next_measure) {
+        lock.unlock();
+        const Clock::time_point began = Clock::now();
+        const int64_t written = written_();
+        const Clock::duration took = Clock::now() - began;
+        lock.lock();
+        if (written > quota_bytes_) {
+          exceeded_ = true;
+          stop_ = true;
+          // Stops the whole tree at once, wherever its processes moved; the flag alone would
+          // give it RunSubprocess's SIGTERM grace period to write more.
+          if (!cgroup_dir_.empty()) WriteFile(cgroup_dir_ + "/cgroup.kill", "1");
+          return;
+        }
+        // A slow measurement (a huge worktree) is made less often, so it stays a small share
+        // of one core.
+        next_measure = Clock::now() + std::max<Clock::duration>(kPeriod, took * 10);
+      }
+      if (caller_cancel_ != nullptr) {
+        Clock::time_point until = Clock::now() + kCancelPeriod;
+        if (quota_bytes_ > 0) until = std::min(until, next_measure);
+        wake_.wait_until(lock, until);
+      } else if (quota_bytes_ > 0) {
+        wake_.wait_until(lock, next_measure);
+      } else {
+        wake_.wait(lock, [this] { return done_; });
+      }
+    }
+  }
+
+  const std::function<int64_t()> written_;
+  const int64_t quota_bytes_;
+  const std::atomic<bool>* const caller_cancel_;
+  const std::string cgroup_dir_;
+  std::atomic<bool> stop_{false};
+  std::atomic<bool> exceeded_{false};
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  bool done_ = false;  // guarded by mutex_
+  std::thread thread_;
+};
 
 class SandboxBase : public Sandbox {
  public:
@@ -199,6 +456,7 @@ class SandboxBase : public Sandbox {
   bool EnforcesProcessLimit() const override {
     return cgroup_root_.has_value() || ::geteuid() != 0;
   }
+  int64_t disk_quota_mb() const override { return config_.disk_mb; }
 
   Result<SubprocessResult> Run(const SandboxedCommand& command) override {
     if (command.argv.empty() == command.shell.empty()) {
@@ -216,28 +474,37 @@ class SandboxBase : public Sandbox {
         return InvalidArgument("writable paths must be absolute: '" + path + "'");
       }
     }
+    for (const auto& path : command.read_only_paths) {
+      if (path.empty() || path.front() != '/') {
+        return InvalidArgument("read-only paths must be absolute: '" + path + "'");
+      }
+      if (!fs::exists(path, error)) return NotFound("read-only path does not exist: " + path);
+    }
     std::vector<std::string> inner = command.shell.empty()
                                          ? command.argv
                                          : std::vector<std::string>{"/bin/sh", "-c", command.shell};
+    std::vector<std::string> pass = config_.env;
+    pass.insert(pass.end(), command.pass_env.begin(), command.pass_env.end());
+    std::map<std::string, std::string> env = CleanEnvironment(pass, command.env);
     // Resolve here so a missing program is NotFound for both sandboxes (inside bwrap it would
     // only be an exit code).
-    auto path_it = command.env.find("PATH");
-    std::string path_value = path_it != command.env.end() ? path_it->second : ProcessPath();
-    if (!FindInPath(inner[0], path_value)) {
+    if (!FindInPath(inner[0], env["PATH"])) {
       return NotFound("program not found: " + inner[0]);
     }
+    FACTORY_ASSIGN_OR_RETURN(RunSetup setup, Prepare());
+    env["HOME"] = setup.home;
+    env["TMPDIR"] = setup.tmpdir;
 
     SubprocessOptions options;
     options.argv = Wrap(command, inner);
     options.cwd = command.worktree;
-    options.env_set = command.env;
-    options.clear_env = command.clear_env;
+    options.env_set = std::move(env);
+    options.clear_env = true;
     options.stdin_data = command.stdin_data;
     options.stdout_path = command.stdout_path;
     options.stderr_path = command.stderr_path;
     options.timeout_ms = command.timeout_ms;
     options.tail_bytes = command.tail_bytes;
-    options.cancel = command.cancel;
     options.limits = command.limits;
 
     std::unique_ptr<PidsCgroup> cgroup;
@@ -254,14 +521,44 @@ class SandboxBase : public Sandbox {
         options.limits.max_processes = 0;
       }
     }
-    auto result = RunSubprocess(options);
+
+    const int64_t quota_bytes = config_.disk_mb > 0 ? config_.disk_mb * kMiB : 0;
+    const int64_t worktree_before = quota_bytes > 0 ? DiskUsageBytes(command.worktree) : 0;
+    std::atomic<int> pid{0};
+    auto written = [&, worktree = command.worktree] {
+      return std::max<int64_t>(0, DiskUsageBytes(worktree) - worktree_before) +
+             TmpUsedBytes(setup, pid.load());
+    };
+    QuotaWatcher watcher(written, quota_bytes, command.cancel,
+                         cgroup && fs::exists(cgroup->dir() + "/cgroup.kill", error)
+                             ? cgroup->dir()
+                             : std::string());
+    options.cancel = watcher.stop_flag();
+    auto process = Subprocess::Start(options);
+    if (!process) return std::unexpected(process.error());
+    pid = process->pid();
+    watcher.Start();
+    SubprocessResult result = process->Wait();
+    pid = 0;  // reaped: the number may already be another process's
+    watcher.Stop();
     cgroup.reset();  // kills anything of the tree still alive, whatever group it moved to
+    if (watcher.exceeded()) {
+      result.quota_exceeded = true;
+      result.cancelled = false;  // stopped through the cancel flag, but not by the caller
+    } else if (quota_bytes > 0 && written() > quota_bytes) {
+      // Written between the last measurement and the end (a command quicker than one period).
+      result.quota_exceeded = true;
+    }
     return result;
   }
 
  protected:
   virtual std::vector<std::string> Wrap(const SandboxedCommand& command,
                                         const std::vector<std::string>& inner) const = 0;
+  // HOME and TMPDIR of one run, and whatever must live as long as it.
+  virtual Result<RunSetup> Prepare() const = 0;
+  // What the run wrote to its /tmp so far (`pid`: the started process, 0 before).
+  virtual int64_t TmpUsedBytes(const RunSetup& setup, int pid) const = 0;
 
   SandboxConfig config_;
   std::optional<std::string> cgroup_root_;
@@ -270,37 +567,41 @@ class SandboxBase : public Sandbox {
 class BubblewrapSandbox final : public SandboxBase {
  public:
   BubblewrapSandbox(const SandboxConfig& config, std::string bwrap)
-      : SandboxBase(config), bwrap_(std::move(bwrap)) {}
+      : SandboxBase(config), bwrap_(std::move(bwrap)), system_binds_(SystemBinds()) {}
   std::string_view name() const override { return "bubblewrap"; }
 
  protected:
   std::vector<std::string> Wrap(const SandboxedCommand& command,
                                 const std::vector<std::string>& inner) const override {
-    std::vector<std::string> argv = {bwrap_, "--ro-bind", "/",     "/",       "--dev",
-                                     "/dev", "--proc",    "/proc", "--tmpfs", "/tmp"};
-    // The private /tmp hides whatever the real /tmp holds, including a repository kept there.
-    // The top directory below /tmp of each path we need is bound back read-only first (so the
-    // rest of that tree stays read-only rather than becoming scratch tmpfs), then the
-    // writable binds go on top.
-    const std::string git_common = GitCommonDirOf(command.worktree);
-    std::vector<std::string> needed = command.writable_paths;
-    needed.push_back(command.worktree);
-    if (!git_common.empty()) needed.push_back(git_common);
-    std::vector<std::string> restored;
-    for (const auto& path : needed) {
-      fs::path normal = fs::path(path).lexically_normal();
-      auto it = normal.begin();
-      if (it == normal.end() || *it != "/" || ++it == normal.end() || *it != "tmp" ||
-          ++it == normal.end()) {
-        continue;
-      }
-      const std::string top = "/tmp/" + it->string();
-      if (std::find(restored.begin(), restored.end(), top) == restored.end()) {
-        restored.push_back(top);
-        argv.insert(argv.end(), {"--ro-bind", top, top});
+    std::vector<std::string> argv = {bwrap_};
+    argv.insert(argv.end(), system_binds_.begin(), system_binds_.end());
+    // The private /tmp goes first: a worktree, a repository or a read path kept below the
+    // host's /tmp is then bound on top of it.
+    argv.insert(argv.end(),
+                {"--size", std::to_string(TmpBytes()), "--tmpfs", "/tmp", "--dir", kSandboxHome});
+    for (const auto& path : config_.read_paths) {
+      argv.insert(argv.end(), {"--ro-bind-try", path, path});
+    }
+    for (const auto& path : command.read_only_paths) {
+      argv.insert(argv.end(), {"--ro-bind", path, path});
+    }
+    if (command.network) {
+      // DNS: /etc/resolv.conf often links into /run (systemd-resolved), which is not bound.
+      std::error_code error;
+      if (fs::is_symlink("/etc/resolv.conf", error)) {
+        const fs::path target = fs::canonical("/etc/resolv.conf", error);
+        if (!error) argv.insert(argv.end(), {"--ro-bind-try", target.string(), target.string()});
       }
     }
-    if (!git_common.empty()) argv.insert(argv.end(), {"--ro-bind", git_common, git_common});
+    if (auto git = GitPathsOf(command.worktree)) {
+      // What git reads to work in a linked worktree; not hooks, logs or the other worktrees.
+      for (const char* part :
+           {"objects", "refs", "packed-refs", "HEAD", "config", "info", "shallow", "commondir"}) {
+        const std::string path = git->common_dir + "/" + part;
+        argv.insert(argv.end(), {"--ro-bind-try", path, path});
+      }
+      argv.insert(argv.end(), {"--ro-bind", git->admin_dir, git->admin_dir});
+    }
     argv.insert(argv.end(), {"--bind", command.worktree, command.worktree});
     for (const auto& path : command.writable_paths) {
       argv.insert(argv.end(), {"--bind", path, path});
@@ -313,8 +614,54 @@ class BubblewrapSandbox final : public SandboxBase {
     return argv;
   }
 
+  Result<RunSetup> Prepare() const override {
+    RunSetup setup;
+    setup.home = kSandboxHome;
+    setup.tmpdir = "/tmp";
+    return setup;
+  }
+
+  int64_t TmpUsedBytes(const RunSetup&, int pid) const override {
+    // bwrap's first child lives in the new mount namespace: its /tmp is the private tmpfs.
+    const int child = pid > 0 ? FirstChildOf(pid) : 0;
+    if (child <= 0) return 0;
+    return TmpfsUsedBytes("/proc/" + std::to_string(child) + "/root/tmp", TmpBytes());
+  }
+
  private:
+  // The read-only system part of the root, the same for every command: /usr, the top-level
+  // directories of binaries and libraries (symlinks into /usr on a merged-/usr system stay
+  // symlinks), /etc with its secrets masked, fresh /dev and /proc.
+  static std::vector<std::string> SystemBinds() {
+    std::vector<std::string> args = {"--ro-bind", "/usr", "/usr"};
+    for (const char* top : {"/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"}) {
+      std::error_code error;
+      const auto status = fs::symlink_status(top, error);
+      if (error || !fs::exists(status)) continue;
+      if (fs::is_symlink(status)) {
+        const fs::path target = fs::read_symlink(top, error);
+        if (!error) args.insert(args.end(), {"--symlink", target.string(), top});
+      } else if (fs::is_directory(status)) {
+        args.insert(args.end(), {"--ro-bind", top, top});
+      }
+    }
+    args.insert(args.end(), {"--ro-bind", "/etc", "/etc"});
+    for (const auto& secret : SecretEtcPaths()) {
+      std::error_code error;
+      if (fs::is_directory(fs::symlink_status(secret, error))) {
+        args.insert(args.end(), {"--tmpfs", secret});
+      } else {
+        args.insert(args.end(), {"--ro-bind", "/dev/null", secret});
+      }
+    }
+    args.insert(args.end(), {"--dev", "/dev", "--proc", "/proc"});
+    return args;
+  }
+
+  int64_t TmpBytes() const { return std::max<int64_t>(config_.tmp_mb, 1) * kMiB; }
+
   std::string bwrap_;
+  const std::vector<std::string> system_binds_;
 };
 
 class RlimitSandbox final : public SandboxBase {
@@ -323,8 +670,10 @@ class RlimitSandbox final : public SandboxBase {
     static std::once_flag warned;
     std::call_once(warned, [&] {
       spdlog::warn(
-          "sandbox: running commands without filesystem or network isolation ({}); only "
-          "rlimits and timeouts apply. Install bubblewrap (bwrap) for isolation.",
+          "sandbox: running commands without bubblewrap ({}): they can read every file this "
+          "user can (keys in ~/.ssh, other repositories), write wherever this user can, and "
+          "use the network. Only a clean environment, a private HOME and TMPDIR, the disk "
+          "quota, rlimits and timeouts apply. Install bubblewrap (bwrap) for isolation.",
           why);
     });
   }
@@ -335,11 +684,61 @@ class RlimitSandbox final : public SandboxBase {
                                 const std::vector<std::string>& inner) const override {
     return inner;
   }
+
+  Result<RunSetup> Prepare() const override {
+    RunSetup setup;
+    setup.scratch = HostScratch::Create();
+    if (!setup.scratch) return Unavailable("cannot create a private HOME and TMPDIR for a command");
+    setup.home = setup.scratch->home();
+    setup.tmpdir = setup.scratch->tmp();
+    return setup;
+  }
+
+  int64_t TmpUsedBytes(const RunSetup& setup, int) const override {
+    return DiskUsageBytes(setup.scratch->dir());
+  }
 };
 
 }  // namespace
 
 bool BubblewrapAvailable() { return ProbeBwrap().usable; }
+
+std::string DiskQuotaMessage(int64_t disk_mb) {
+  return "the attempt wrote more than " + std::to_string(disk_mb) + " MiB (sandbox.disk_mb)";
+}
+
+std::map<std::string, std::string> CleanEnvironment(const std::vector<std::string>& pass,
+                                                    const std::map<std::string, std::string>& set) {
+  std::map<std::string, std::string> env;
+  for (char** entry = environ; entry != nullptr && *entry != nullptr; ++entry) {
+    const std::string_view text = *entry;
+    const size_t equals = text.find('=');
+    if (equals == std::string_view::npos || equals == 0) continue;
+    const std::string_view name = text.substr(0, equals);
+    const bool wanted = name == "PATH" || name == "TERM" || name == "TZ" || IsLocaleName(name) ||
+                        std::find(pass.begin(), pass.end(), name) != pass.end();
+    if (wanted) env.emplace(std::string(name), std::string(text.substr(equals + 1)));
+  }
+  if (env.find("PATH") == env.end()) env["PATH"] = kDefaultPath;
+  for (const auto& [name, value] : set) env[name] = value;
+  return env;
+}
+
+int64_t DiskUsageBytes(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return 0;
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) {
+    ::close(fd);
+    return 0;
+  }
+  return static_cast<int64_t>(st.st_blocks) * 512 + UsageBelow(fd, st.st_dev);
+}
+
+const std::vector<std::string>& SecretEtcPaths() {
+  static const std::vector<std::string> paths = ComputeSecretEtcPaths();
+  return paths;
+}
 
 std::unique_ptr<Sandbox> MakeSandbox(const SandboxConfig& config) {
   if (!config.use_bubblewrap) {

@@ -6,6 +6,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "agents/agent.h"
 #include "core/result.h"
@@ -30,10 +31,16 @@ Result<std::string> WriteTaskFile(const RunnerContext& context);
 std::map<std::string, std::string> RunnerEnv(const RunnerContext& context,
                                              const std::string& task_file);
 
+// The task and prompt files named in a runner's environment (FACTORY_TASK_FILE,
+// FACTORY_PROMPT_FILE) that exist: bound read-only in the sandbox, the only files of the
+// attempt directory the agent sees.
+std::vector<std::string> AttemptFiles(const std::map<std::string, std::string>& env);
+
 // Fills exit_code, timed_out, cancelled, duration_ms, success (exit 0, no timeout, no
-// cancellation) and error ("exit N: <stderr tail>", "timed out after Ns", "cancelled") from a
-// finished process. `error_detail` is the text quoted after "exit N: " (usually stderr's tail).
-void FillOutcomeFromProcess(const SubprocessResult& process, int64_t timeout_ms,
+// cancellation, within the disk quota) and error ("exit N: <stderr tail>", "timed out after
+// Ns", "cancelled", DiskQuotaMessage) from a finished process run under `context`.
+// `error_detail` is the text quoted after "exit N: " (usually stderr's tail).
+void FillOutcomeFromProcess(const SubprocessResult& process, const RunnerContext& context,
                             std::string_view error_detail, RunnerOutcome& outcome);
 
 // stdout and stderr tails combined into at most `max_bytes` (each stream gets half when both
