@@ -165,13 +165,12 @@ Result<CreatedRun> RunManager::CreateRun(const Backlog& backlog, const CreateRun
     request.depends_on_keys = task.depends_on;
     request.idempotency_key = task.id;
     request.max_attempts = task.max_attempts.value_or(deps_.config->max_attempts);
-    request.metadata_json = json{{"backlog_id", task.id},
-                                 {"allow_protected", task.allow_protected},
-                                 {"agent", task.agent},
-                                 {"type", task.type},
-                                 {"capabilities", task.capabilities},
-                                 {"backlog_line", task.line}}
-                                .dump();
+    request.metadata_json =
+        json{{"backlog_id", task.id},    {"allow_protected", task.allow_protected},
+             {"scope", task.scope},      {"agent", task.agent},
+             {"type", task.type},        {"capabilities", task.capabilities},
+             {"backlog_line", task.line}}
+            .dump();
     requests.push_back(std::move(request));
   }
   FACTORY_ASSIGN_OR_RETURN(std::vector<EnqueueResult> results, deps_.queue->EnqueueMany(requests));
@@ -444,6 +443,15 @@ Result<RunSummary> RunManager::SummarizeTasks(const Run& run, const std::vector<
     view.state = std::string(TaskStateName(task.state));
     view.attempts = task.attempts;
     view.max_attempts = task.max_attempts;
+    {
+      const json metadata = ParseObject(task.metadata_json);
+      auto scope = metadata.find("scope");
+      if (scope != metadata.end() && scope->is_array()) {
+        for (const auto& glob : *scope) {
+          if (glob.is_string()) view.scope.push_back(glob.get<std::string>());
+        }
+      }
+    }
     for (const auto& dep : task.depends_on) {
       auto it = keys.find(dep);
       view.depends_on.push_back(it == keys.end() ? dep : it->second);

@@ -98,6 +98,7 @@ struct RunTaskView {
   std::vector<std::string> depends_on;  // keys
   std::string merge_commit;             // when merged
   std::string last_error;               // of the last failed attempt
+  std::vector<std::string> scope;       // globs; empty: the whole repository
   double cost_usd = 0;
 };
 
@@ -151,7 +152,7 @@ class RunManager {
 
   // Creates the run (row, integration branch factory/<run> from the base branch) and its tasks
   // in one EnqueueMany: idempotency key = backlog id, dependencies by key, metadata
-  // {backlog_id, allow_protected, agent, type, capabilities}. With an existing run id it
+  // {backlog_id, allow_protected, scope, agent, type, capabilities}. With an existing run id it
   // resumes: existing tasks are kept as they are, missing ones added, nothing duplicated.
   // InvalidArgument for a bad run id, an empty backlog, or a base branch other than the
   // workspace's; FailedPrecondition when the run exists on another base branch.

@@ -333,6 +333,7 @@ std::string FormatRunDetails(const RunDetails& details, bool as_json) {
                            {"depends_on", task.depends_on},
                            {"merge_commit", task.merge_commit},
                            {"last_error", task.last_error},
+                           {"scope", task.scope},
                            {"cost_usd", task.cost_usd}});
     }
     json metadata = json::parse(details.run.metadata_json, nullptr, false);
@@ -358,6 +359,11 @@ std::string FormatRunDetails(const RunDetails& details, bool as_json) {
             Pad(task.agent.empty() ? "-" : task.agent, 12) + " " +
             Pad(std::to_string(task.attempts) + "/" + std::to_string(task.max_attempts), 8) + " " +
             Clip(task.title, 50) + "\n";
+    if (!task.scope.empty()) {
+      std::string globs;
+      for (const auto& glob : task.scope) globs += (globs.empty() ? "" : ", ") + glob;
+      text += "      scope: " + Clip(globs, 120) + "\n";
+    }
     if (!task.last_error.empty() && task.state != "done") {
       text += "      last error: " + Clip(task.last_error, 120) + "\n";
     }

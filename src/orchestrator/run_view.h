@@ -77,7 +77,7 @@ class RunView final : public RunObserver {
 std::string FormatSummary(const RunSummary& summary, bool as_json);
 nlohmann::json SummaryToJson(const RunSummary& summary);
 
-// `factory run show RUN [--json]`: the run, a table of its tasks, its summary.
+// `factory run show RUN [--json]`: the run, a table of its tasks (with their scopes), its summary.
 std::string FormatRunDetails(const RunDetails& details, bool as_json);
 // `factory runs [--json]`.
 std::string FormatRunList(const std::vector<RunListEntry>& runs, bool as_json);
