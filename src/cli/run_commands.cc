@@ -2,6 +2,9 @@
 // `factory runs` and `factory regenerate FEATURE`: the planning and final gates (src/feature)
 // and execution pipeline (src/orchestrator) behind the CLI.
 
+#include <pwd.h>
+#include <unistd.h>
+
 #include <atomic>
 #include <cstdio>
 #include <filesystem>
@@ -33,6 +36,8 @@ struct RunArgs {
   bool plain = false;
   bool no_sandbox = false;
   std::string target_run;  // resume/show/merge
+  bool force = false;      // merge: a run that is not mergeable
+  std::string reason;      // merge --force: why (audit log)
 };
 
 // Opens the store, then the run environment (config, agents, repository).
@@ -113,6 +118,15 @@ Result<feature::FeatureBuildOutcome> FinishFeature(RunEnvironment& env,
   deps.queue = &env.queue();
   deps.cancel = &cancel;
   return feature::FinishFeatureBuild(deps, spec_dir, summary);
+}
+
+// The summary of a feature's run read again after its final gates, which decide whether it may
+// be merged; the wall time stays that of the execution.
+void RefreshAfterFinalGates(RunEnvironment& env, RunSummary& summary) {
+  auto fresh = env.runs().Summarize(summary.run_id);
+  if (!fresh) return;  // the summary printed then lacks only the final gates' outcome
+  fresh->wall_ms = summary.wall_ms;
+  summary = std::move(*fresh);
 }
 
 std::string FinalGatesStatus(const feature::FeatureBuildOutcome& outcome) {
@@ -232,6 +246,7 @@ int RunFeature(const CliContext& ctx, const RunArgs& args) {
   CreateRunOptions create;
   create.run_id = run_id;
   create.title = "feature " + request->id;
+  create.feature = request->id;
   auto created = env.runs().CreateRun(backlog->value, create);
   if (!created) return ReportError(created.error());
   std::cerr << "factory: run " << created->run_id << " on " << created->integration_branch << " ("
@@ -246,6 +261,7 @@ int RunFeature(const CliContext& ctx, const RunArgs& args) {
   if (!summary) return ReportError(summary.error());
   auto outcome = FinishFeature(env, planning.spec_dir, *summary);
   if (!outcome) return ReportError(outcome.error());
+  RefreshAfterFinalGates(env, *summary);
   if (args.json) {
     nlohmann::json out = SummaryToJson(*summary);
     out["feature"] = {{"id", request->id},
@@ -297,6 +313,7 @@ int RegenerateCommand(const CliContext& ctx, const RunArgs& args) {
   create.run_id = start->run_id;
   create.title =
       "feature " + start->feature_id + " v" + std::to_string(start->version) + " (regenerated)";
+  create.feature = start->feature_id;
   auto created = env.runs().CreateRun(backlog->value, create);
   if (!created) return ReportError(created.error());
   std::cerr << "factory: run " << created->run_id << " on " << created->integration_branch << " ("
@@ -368,8 +385,7 @@ std::optional<std::filesystem::path> SpecDirOfRun(const std::filesystem::path& r
   for (const auto& entry :
        std::filesystem::directory_iterator(repo_root / ".factory" / "specs", error)) {
     if (!entry.is_directory(error)) continue;
-    auto metadata =
-        nlohmann::json::parse(feature::ReadSpecMetadata(entry.path()), nullptr, false);
+    auto metadata = nlohmann::json::parse(feature::ReadSpecMetadata(entry.path()), nullptr, false);
     if (metadata.is_object() && metadata.value("run_id", "") == run_id) return entry.path();
   }
   return std::nullopt;
@@ -393,6 +409,7 @@ int ResumeRunCommand(const CliContext& ctx, const RunArgs& args) {
   // A feature's run: its build is recorded and its final gates run, as `factory run FEATURE.md`
   // does at the end.
   auto outcome = FinishFeature(env, *spec_dir, *summary);
+  if (outcome) RefreshAfterFinalGates(env, *summary);
   const int code = FinishWithSummary(summary, args.json);
   if (!outcome) return ReportError(outcome.error());
   ReportFinalGates(*outcome, summary->integration_branch);
@@ -410,14 +427,34 @@ int ShowRunCommand(const CliContext& ctx, const RunArgs& args) {
   return kExitOk;
 }
 
+// Who runs the command, for the audit log of a forced merge.
+std::string UserName() {
+  if (const passwd* entry = getpwuid(geteuid()); entry != nullptr && entry->pw_name != nullptr) {
+    return entry->pw_name;
+  }
+  return "uid " + std::to_string(geteuid());
+}
+
 int MergeRunCommand(const CliContext& ctx, const RunArgs& args) {
+  if (!args.reason.empty() && !args.force) {
+    return ReportError("--reason goes with --force (it is recorded with the forced merge)",
+                       kExitUsage);
+  }
+  if (args.force && args.reason.find_first_not_of(" \t\r\n") == std::string::npos) {
+    return ReportError("--force needs --reason WHY: a forced merge is recorded in the audit log",
+                       kExitUsage);
+  }
   auto opened = OpenEverything(ctx, args, /*create_db=*/false);
   if (!opened) return ReportError(opened.error());
-  auto merged = opened->env->runs().MergeRunIntoBase(args.target_run);
+  RunMergeOptions options;
+  options.force = args.force;
+  options.reason = args.reason;
+  options.user = UserName();
+  auto merged = opened->env->runs().MergeRunIntoBase(args.target_run, options);
   if (!merged) return ReportError(merged.error());
   if (merged->up_to_date) {
-    std::cout << "factory: " << merged->base_branch << " already contains run "
-              << args.target_run << "\n";
+    std::cout << "factory: " << merged->base_branch << " already contains run " << args.target_run
+              << "\n";
   } else {
     std::cout << "factory: merged run " << args.target_run << " into " << merged->base_branch
               << " (" << merged->old_tip.substr(0, 12) << " -> " << merged->new_tip.substr(0, 12)
@@ -479,9 +516,15 @@ void AddRunCommands(CLI::App& app, CliContext& ctx) {
   show->callback([&ctx] { ctx.action = [&ctx] { return ShowRunCommand(ctx, args); }; });
 
   auto* merge = run->add_subcommand(
-      "merge", "Merge a run's integration branch into the base branch (never touches a dirty "
-               "checkout)");
+      "merge",
+      "Merge a run's integration branch into the base branch: only a run whose tasks are all "
+      "done (and, for a feature, whose final gates passed on the branch's tip); exit 4 naming "
+      "why otherwise. Never touches a dirty checkout");
   merge->add_option("RUN", args.target_run, "Run id")->required();
+  merge->add_flag("--force", args.force,
+                  "Merge although the run is not mergeable (tasks not done, or a feature whose "
+                  "final gates did not pass); needs --reason, recorded as run.merge_forced");
+  merge->add_option("--reason", args.reason, "Why the merge is forced (the audit log keeps it)");
   AddCommonRunOptions(merge, args);
   merge->callback([&ctx] { ctx.action = [&ctx] { return MergeRunCommand(ctx, args); }; });
 

@@ -209,6 +209,17 @@ int RunShow(const CliContext& ctx, const std::string& id, bool json_output) {
       "depends on:      {}\n",
       task->depends_on.empty() ? "-" : fmt::format("{}", fmt::join(task->depends_on, ", ")));
   if (!task->command.empty()) std::cout << fmt::format("command:         {}\n", task->command);
+  if (const Json metadata = ParseStoredJson(task->metadata_json);
+      metadata.is_object() && metadata.contains("scope") && metadata["scope"].is_array()) {
+    // A backlog task's paths; without any it may change the whole repository.
+    std::vector<std::string> globs;
+    for (const auto& glob : metadata["scope"]) {
+      if (glob.is_string()) globs.push_back(glob.get<std::string>());
+    }
+    std::cout << fmt::format("scope:           {}\n",
+                             globs.empty() ? "(whole repository)"
+                                           : fmt::format("{}", fmt::join(globs, ", ")));
+  }
   if (!task->lease_owner.empty()) {
     std::cout << fmt::format("lease:           {} until {}\n", task->lease_owner,
                              FormatTimestamp(task->lease_expires_ms));

@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "agents/registry.h"
+#include "plan/scope.h"
 
 namespace factory::feature {
 
@@ -53,6 +54,25 @@ void CheckPlannedRules(const json& root, const PlannedBacklogOptions& options,
         (task["acceptance"].is_array() && task["acceptance"].empty())) {
       errors.push_back(ErrorLine(options.label, id, path + ".acceptance",
                                  "a planned task needs at least one acceptance criterion"));
+    }
+    // The paths the task may change: attempts outside them fail, so a planned task's reach is
+    // what the plan says, never the whole repository.
+    auto scope = task.find("scope");
+    if (scope == task.end()) {  // a null or empty one is the backlog validator's error
+      errors.push_back(ErrorLine(options.label, id, path + ".scope",
+                                 "a planned task needs a scope: the globs of the paths it may "
+                                 "change, e.g. [\"src/parser/**\", \"tests/parser/**\"]"));
+    } else if (scope->is_array()) {
+      for (size_t glob_index = 0; glob_index < scope->size(); ++glob_index) {
+        const json& glob = (*scope)[glob_index];
+        if (glob.is_string() && IsWholeRepositoryGlob(glob.get<std::string>())) {
+          errors.push_back(ErrorLine(options.label, id,
+                                     path + ".scope[" + std::to_string(glob_index) + "]",
+                                     "'" + glob.get<std::string>() +
+                                         "' matches the whole repository; name the folders and "
+                                         "files this task changes"));
+        }
+      }
     }
     for (const char* key : {"allow_protected", "max_attempts"}) {
       if (task.contains(key)) {
@@ -144,6 +164,9 @@ std::string BacklogToYaml(const Backlog& backlog, std::string_view header_commen
     }
     if (!task.allow_protected.empty()) {
       out << YAML::Key << "allow_protected" << YAML::Value << YAML::Flow << task.allow_protected;
+    }
+    if (!task.scope.empty()) {
+      out << YAML::Key << "scope" << YAML::Value << YAML::Flow << task.scope;
     }
     out << YAML::EndMap;
   }

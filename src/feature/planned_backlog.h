@@ -6,6 +6,8 @@
 // dependencies, cycles, unknown agents, tasks no agent can take, wrong types) plus what a
 // *planned* backlog must also satisfy:
 //  - every task has at least one acceptance criterion (the gates and reviewers check them);
+//  - every task has a `scope` (the globs of the paths it may change), none of whose globs
+//    matches the whole repository ("**");
 //  - no `allow_protected` and no `max_attempts`: exempting protected paths and granting more
 //    attempts are the project's decisions, never a model's;
 //  - at most max_tasks tasks.

@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <sstream>
 #include <thread>
 #include <utility>
@@ -18,6 +19,8 @@
 #include "orchestrator/rebase.h"
 #include "orchestrator/review.h"
 #include "orchestrator/task_prompts.h"
+#include "plan/glob.h"
+#include "plan/scope.h"
 #include "stats/stats.h"
 #include "verify/checkout.h"
 #include "verify/gates.h"
@@ -225,6 +228,8 @@ class PipelineExecutor::AttemptRun {
   void Rebase();
   // The task's files (metadata "files") as RELEVANT_FILES lines; "" when it names none.
   std::string RelevantFiles() const;
+  // The task's scope globs (metadata "scope"); empty: the whole repository.
+  std::vector<std::string> Scope() const;
   const prompts::PromptLibrary* Prompts() const;
   std::optional<ExecResult> RunRunner();
   std::optional<ExecResult> Commit();
@@ -415,6 +420,10 @@ const prompts::PromptLibrary* PipelineExecutor::AttemptRun::Prompts() const {
   return ex_.builtin_prompts_ ? &*ex_.builtin_prompts_ : nullptr;
 }
 
+std::vector<std::string> PipelineExecutor::AttemptRun::Scope() const {
+  return StringArrayField(metadata_, "scope");
+}
+
 std::string PipelineExecutor::AttemptRun::RelevantFiles() const {
   std::string lines;
   for (const auto& path : StringArrayField(metadata_, "files")) lines += "- " + path + "\n";
@@ -557,7 +566,8 @@ std::optional<ExecResult> PipelineExecutor::AttemptRun::RunRunner() {
                                                            .attempt = input.attempt,
                                                            .max_attempts = input.max_attempts,
                                                            .feedback = input.feedback,
-                                                           .relevant_files = RelevantFiles()});
+                                                           .relevant_files = RelevantFiles(),
+                                                           .scope = Scope()});
   if (!prompt) {
     // A broken template stays broken: no point retrying.
     const std::string error = "cannot render the implementation prompt: " + prompt.error().message;
@@ -707,6 +717,56 @@ std::optional<ExecResult> PipelineExecutor::AttemptRun::CheckProtected() {
                 error +
                     ". These paths are protected by the project configuration; leave them "
                     "unchanged and solve the task in other files.");
+  }
+  const std::vector<std::string> scope = Scope();
+  if (std::vector<std::string> outside = OutsideScope(scope, *changed); !outside.empty()) {
+    details_["scope_violations"] = outside;
+    const std::string error = "the attempt changed paths outside the task's scope (" +
+                              JoinPaths(scope) + "): " + JoinPaths(outside);
+    return Fail(kPhaseProtected, error,
+                error +
+                    ". This task may only change paths its scope matches; undo the other "
+                    "changes and solve the task inside the scope.");
+  }
+  // Gate gaming, with or without a scope: a new top-level module named like one of Python's
+  // would run instead of the real one in a gate (`python3 -m unittest` puts the checkout first
+  // on sys.path). Files the repository already had are the project's choice, as are paths the
+  // task's allow_protected names.
+  std::vector<ShadowingPath> shadowing = PythonShadowingCandidates(*changed);
+  std::erase_if(shadowing, [&](const ShadowingPath& item) {
+    return std::any_of(allow.begin(), allow.end(),
+                       [&](const std::string& glob) { return MatchesGlob(glob, item.path); });
+  });
+  if (!shadowing.empty()) {
+    std::vector<std::string> args = {
+        "ls-tree", "-z", "--name-only", "--full-tree", workspace_->start_commit, "--"};
+    for (const auto& item : shadowing) args.push_back(item.path);
+    auto existing = deps_.workspace->git().Run(args);
+    if (!existing) {
+      const std::string error = "cannot list the attempt's start tree: " + existing.error().message;
+      return Fail(kPhaseProtected, error, error);
+    }
+    std::set<std::string, std::less<>> had;
+    for (std::string_view rest = *existing; !rest.empty();) {
+      const size_t end = rest.find('\0');
+      had.emplace(rest.substr(0, end));
+      rest.remove_prefix(end == std::string_view::npos ? rest.size() : end + 1);
+    }
+    std::erase_if(shadowing, [&](const ShadowingPath& item) { return had.contains(item.path); });
+  }
+  if (!shadowing.empty()) {
+    std::vector<std::string> named;
+    for (const auto& item : shadowing) {
+      named.push_back(item.path + " (shadows '" + item.module + "')");
+    }
+    details_["shadowing_paths"] = named;
+    const std::string error =
+        "the attempt adds top-level Python modules named like standard ones: " + JoinPaths(named);
+    return Fail(kPhaseProtected, error,
+                error +
+                    ". A gate running Python would import them instead of the real modules, so "
+                    "they are refused; give them other names or move them into the project's "
+                    "package.");
   }
   return std::nullopt;
 }

@@ -10,7 +10,10 @@
 //             (orchestrator/task_prompts.h); its steps become `agent.step` events
 //   commit    the factory commits the changes ("factory: <title>" + Factory-Task trailer);
 //             nothing changed -> the attempt fails
-//   protected a diff touching a `protected:` glob fails, unless the task allows it
+//   protected a diff touching a `protected:` glob fails, unless the task allows it; so does a
+//             path outside the task's scope (metadata "scope", globs; none: the whole
+//             repository), and a new top-level Python module named like a standard one
+//             (plan/scope.h), unless the task's allow_protected names it
 //   gates     (task -> verifying) the configured command gates on a clean checkout of the commit
 //   review    (task -> review) the review gates, each a reviewer model's verdict on the diff
 //             (orchestrator/review.h)
@@ -18,8 +21,8 @@
 //
 // The implementation prompt: the project's `implement` template rendered with the task's id,
 // title, current spec version, acceptance criteria, attempt number, the previous attempt's
-// feedback (none right after a rebase) and the task's files (metadata "files", when given);
-// nothing else. It is written to <attempt dir>/prompt.md (FACTORY_PROMPT_FILE in the runner's
+// feedback (none right after a rebase), the task's files (metadata "files", when given) and its
+// scope; nothing else. It is written to <attempt dir>/prompt.md (FACTORY_PROMPT_FILE in the runner's
 // environment) and given to the runner as AttemptInput::prompt; details.prompt_bytes is its
 // size. A template that cannot be rendered fails the attempt finally, naming the template file.
 //

@@ -38,6 +38,20 @@ double NumberField(const json& object, const char* key) {
   return it->get<double>();
 }
 
+constexpr char kFinalGatesPassedEvent[] = "feature.final_gates.passed";
+constexpr char kFinalGatesFailedEvent[] = "feature.final_gates.failed";
+
+// The feature a run builds: its metadata's "feature" or, for runs created before that was
+// recorded, the id in its title ("feature ID..."); "" for a backlog run.
+std::string FeatureOf(const Run& run) {
+  const std::string recorded = StringField(ParseObject(run.metadata_json), "feature");
+  if (!recorded.empty()) return recorded;
+  constexpr std::string_view kPrefix = "feature ";
+  if (!run.title.starts_with(kPrefix)) return "";
+  const std::string rest = run.title.substr(kPrefix.size());
+  return rest.substr(0, rest.find(' '));
+}
+
 std::string HostName() {
   char host[256] = {};
   if (gethostname(host, sizeof(host) - 1) != 0 || host[0] == '\0') return "localhost";
@@ -87,6 +101,62 @@ AttemptEndKind EndKind(WorkerEvent::Kind kind) {
 
 }  // namespace
 
+std::vector<std::string> RunSummary::MergeBlockers() const {
+  std::vector<std::string> blockers;
+  if (!all_done()) {
+    constexpr size_t kNamed = 10;
+    std::string tasks;
+    for (size_t index = 0; index < not_done.size() && index < kNamed; ++index) {
+      tasks += (index > 0 ? ", " : "") + not_done[index].key + " (" + not_done[index].state + ")";
+    }
+    if (not_done.size() > kNamed) tasks += ", ...";
+    blockers.push_back(std::to_string(total - done) + " of " + std::to_string(total) +
+                       " tasks are not done" + (tasks.empty() ? "" : ": " + tasks));
+  } else if (!feature.empty() && final_gates != "passed") {
+    blockers.push_back(final_gates_detail.empty() ? "the feature's final gates have not passed"
+                                                  : final_gates_detail);
+  }
+  return blockers;
+}
+
+std::string RunSummary::NextStep() const {
+  if (mergeable()) return "";
+  const std::string resume = "`factory run resume " + run_id + "`";
+  if (!all_done()) {
+    std::string step;
+    if (unfinished > 0) step = "Resume the run with " + resume + ".";
+    std::string retries;
+    int listed = 0;
+    for (const auto& task : not_done) {
+      if (task.state != "failed") continue;
+      if (++listed > 5) {
+        retries += ", ...";
+        break;
+      }
+      retries += (retries.empty() ? "" : ", ") + std::string("`factory task retry ") +
+                 task.task_id + "` (" + task.key + ")";
+    }
+    if (!retries.empty()) {
+      step += (step.empty() ? "" : " ") + std::string("Retry the failed tasks (") + retries +
+              "), then " + resume + ".";
+    }
+    if (cancelled > 0) {
+      step += (step.empty() ? "" : " ") +
+              std::string(
+                  "Cancelled tasks cannot be retried: run their backlog again under a "
+                  "new run id.");
+    }
+    if (step.empty()) step = "See `factory run show " + run_id + "`.";
+    return step;
+  }
+  if (final_gates == "failed") {
+    return "Fix the integration branch " + integration_branch +
+           " (or build the feature again with `factory regenerate " + feature + "`), then " +
+           resume + " runs the final gates again.";
+  }
+  return resume + " runs the feature's final gates.";
+}
+
 RetryPolicy RunRetryPolicy() {
   RetryPolicy policy;
   policy.base_delay_ms = 200;
@@ -135,11 +205,12 @@ Result<CreatedRun> RunManager::CreateRun(const Backlog& backlog, const CreateRun
     run.id = created.run_id;
     run.title = options.title.empty() ? backlog.source : options.title;
     run.state = "active";
-    run.metadata_json = json{{"base_branch", base_branch},
-                             {"integration_branch", created.integration_branch},
-                             {"backlog", backlog.source},
-                             {"repo", deps_.workspace->repo_root()}}
-                            .dump();
+    json metadata{{"base_branch", base_branch},
+                  {"integration_branch", created.integration_branch},
+                  {"backlog", backlog.source},
+                  {"repo", deps_.workspace->repo_root()}};
+    if (!options.feature.empty()) metadata["feature"] = options.feature;
+    run.metadata_json = metadata.dump();
     run.created_ms = now_ms;
     run.updated_ms = now_ms;
     FACTORY_RETURN_IF_ERROR(txn.InsertRun(run));
@@ -165,13 +236,12 @@ Result<CreatedRun> RunManager::CreateRun(const Backlog& backlog, const CreateRun
     request.depends_on_keys = task.depends_on;
     request.idempotency_key = task.id;
     request.max_attempts = task.max_attempts.value_or(deps_.config->max_attempts);
-    request.metadata_json = json{{"backlog_id", task.id},
-                                 {"allow_protected", task.allow_protected},
-                                 {"agent", task.agent},
-                                 {"type", task.type},
-                                 {"capabilities", task.capabilities},
-                                 {"backlog_line", task.line}}
-                                .dump();
+    request.metadata_json =
+        json{{"backlog_id", task.id},    {"allow_protected", task.allow_protected},
+             {"scope", task.scope},      {"agent", task.agent},
+             {"type", task.type},        {"capabilities", task.capabilities},
+             {"backlog_line", task.line}}
+            .dump();
     requests.push_back(std::move(request));
   }
   FACTORY_ASSIGN_OR_RETURN(std::vector<EnqueueResult> results, deps_.queue->EnqueueMany(requests));
@@ -434,6 +504,9 @@ Result<RunSummary> RunManager::SummarizeTasks(const Run& run, const std::vector<
         ++summary.unfinished;
         break;
     }
+    if (task.state != TaskState::kDone) {
+      summary.not_done.push_back({task.id, keys[task.id], std::string(TaskStateName(task.state))});
+    }
     FACTORY_ASSIGN_OR_RETURN(std::vector<Attempt> attempts, deps_.queue->ListAttempts(task.id));
     std::sort(attempts.begin(), attempts.end(),
               [](const Attempt& a, const Attempt& b) { return a.epoch < b.epoch; });
@@ -444,6 +517,15 @@ Result<RunSummary> RunManager::SummarizeTasks(const Run& run, const std::vector<
     view.state = std::string(TaskStateName(task.state));
     view.attempts = task.attempts;
     view.max_attempts = task.max_attempts;
+    {
+      const json metadata = ParseObject(task.metadata_json);
+      auto scope = metadata.find("scope");
+      if (scope != metadata.end() && scope->is_array()) {
+        for (const auto& glob : *scope) {
+          if (glob.is_string()) view.scope.push_back(glob.get<std::string>());
+        }
+      }
+    }
     for (const auto& dep : task.depends_on) {
       auto it = keys.find(dep);
       view.depends_on.push_back(it == keys.end() ? dep : it->second);
@@ -481,7 +563,64 @@ Result<RunSummary> RunManager::SummarizeTasks(const Run& run, const std::vector<
   summary.first_attempt_success_rate =
       attempted > 0 ? static_cast<double>(first_try) / static_cast<double>(attempted) : 0.0;
   if (first_start > 0 && last_end >= first_start) summary.wall_ms = last_end - first_start;
+  summary.feature = FeatureOf(run);
+  if (!summary.feature.empty() && summary.all_done()) {
+    FACTORY_RETURN_IF_ERROR(ReadFinalGates(summary));
+  }
   return summary;
+}
+
+Status RunManager::ReadFinalGates(RunSummary& summary) {
+  std::optional<json> last;
+  EventQuery query{.after_seq = 0, .run_id = summary.run_id, .task_id = "", .limit = 1000};
+  while (true) {
+    FACTORY_ASSIGN_OR_RETURN(std::vector<Event> page, deps_.queue->ListEvents(query));
+    for (const Event& event : page) {
+      if (event.kind != kFinalGatesPassedEvent && event.kind != kFinalGatesFailedEvent) continue;
+      last = ParseObject(event.payload_json);
+      (*last)["passed"] = event.kind == kFinalGatesPassedEvent;
+    }
+    if (page.size() < static_cast<size_t>(query.limit)) break;
+    query.after_seq = page.back().seq;
+  }
+  const std::string branch = summary.integration_branch;
+  if (!last) {
+    summary.final_gates = "not run";
+    summary.final_gates_detail = "the feature's final gates have not run on " + branch;
+    return Ok();
+  }
+  const std::string commit = StringField(*last, "commit");
+  if (!last->value("passed", false)) {
+    summary.final_gates = "failed";
+    const std::string gate = StringField(*last, "failed_gate");
+    std::string detail = gate.empty() ? "the feature's final gates failed"
+                                      : "the feature's final gate '" + gate + "' failed";
+    if (last->value("timed_out", false)) {
+      detail += " (timed out)";
+    } else if (auto code = last->find("exit_code"); code != last->end() && code->is_number()) {
+      detail += " (exit " + std::to_string(code->get<int64_t>()) + ")";
+    }
+    const std::string error = StringField(*last, "error");
+    if (!error.empty()) detail += ": " + error;
+    detail += " on " + branch + (commit.empty() ? "" : " at " + commit.substr(0, 12));
+    summary.final_gates_detail = detail;
+    return Ok();
+  }
+  auto tip = deps_.workspace->git().RevParse("refs/heads/" + branch);
+  if (!tip) {
+    summary.final_gates = "not run";
+    summary.final_gates_detail = "the integration branch " + branch + " cannot be read";
+    return Ok();
+  }
+  if (*tip != commit) {
+    summary.final_gates = "not run";
+    summary.final_gates_detail = "the feature's final gates passed on " + commit.substr(0, 12) +
+                                 ", but " + branch + " has moved to " + tip->substr(0, 12) +
+                                 " since";
+    return Ok();
+  }
+  summary.final_gates = "passed";
+  return Ok();
 }
 
 Result<std::pair<Run, std::vector<Task>>> RunManager::LoadRun(const std::string& run_id) {
@@ -534,17 +673,43 @@ Result<std::vector<RunListEntry>> RunManager::ListRuns(int limit) {
   return entries;
 }
 
-Result<BaseMergeResult> RunManager::MergeRunIntoBase(const std::string& run_id) {
+Result<BaseMergeResult> RunManager::MergeRunIntoBase(const std::string& run_id,
+                                                     const RunMergeOptions& options) {
   FACTORY_ASSIGN_OR_RETURN(RunSummary summary, Summarize(run_id));
+  const std::vector<std::string> blockers = summary.MergeBlockers();
+  if (!blockers.empty()) {
+    if (!options.force) {
+      std::string message = "run " + run_id + " is not mergeable: ";
+      for (size_t index = 0; index < blockers.size(); ++index) {
+        message += (index > 0 ? "; " : "") + blockers[index];
+      }
+      message += ". " + summary.NextStep() + " (`factory run merge " + run_id +
+                 " --force --reason WHY` merges it anyway, recorded in the audit log)";
+      return FailedPrecondition(message);
+    }
+    if (options.reason.find_first_not_of(" \t\r\n") == std::string::npos) {
+      return InvalidArgument("forcing the merge of run " + run_id +
+                             " needs a reason (--reason): it goes into the audit log");
+    }
+    // Recorded before merging: an override that cannot be audited does not happen.
+    FACTORY_RETURN_IF_ERROR(
+        deps_.queue->RecordEvent(run_id, "", "run.merge_forced", options.actor,
+                                 json{{"user", options.user},
+                                      {"reason", options.reason},
+                                      {"overridden", blockers},
+                                      {"base_branch", deps_.workspace->base_branch()}}
+                                     .dump(-1, ' ', false, json::error_handler_t::replace)));
+  }
   FACTORY_ASSIGN_OR_RETURN(BaseMergeResult merged, deps_.workspace->MergeIntoBase(run_id));
-  (void)deps_.queue->RecordEvent(run_id, "", "run.merged_into_base", "orchestrator",
+  (void)deps_.queue->RecordEvent(run_id, "", "run.merged_into_base", options.actor,
                                  json{{"base_branch", merged.base_branch},
                                       {"old_tip", merged.old_tip},
                                       {"new_tip", merged.new_tip},
                                       {"up_to_date", merged.up_to_date},
                                       {"fast_forward", merged.fast_forward},
                                       {"done", summary.done},
-                                      {"total", summary.total}}
+                                      {"total", summary.total},
+                                      {"forced", !blockers.empty()}}
                                      .dump());
   return merged;
 }

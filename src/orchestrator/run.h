@@ -55,7 +55,29 @@ struct RunSummary {
   double first_attempt_success_rate = 0;
   int64_t wall_ms = 0;  // ExecuteRun: this execution; ShowRun: first attempt start to last end
   double cost_usd = 0;  // the agents' spending plus the reviewers' and the rebase agent's calls
+  // The tasks that are not done, in creation order (for what to do next and why not to merge).
+  struct OpenTask {
+    std::string task_id;  // queue id, for `factory task retry`
+    std::string key;
+    std::string state;
+  };
+  std::vector<OpenTask> not_done;
+  // A feature's run (CreateRunOptions::feature): the feature id; "" for a backlog run. Merging a
+  // feature also needs its final gates to have passed on the integration branch's current tip.
+  std::string feature;
+  // Feature runs whose tasks are all done: "passed", "failed" or "not run" (never, or on an
+  // older tip of the branch); "" otherwise. `final_gates_detail` says why when not "passed".
+  std::string final_gates;
+  std::string final_gates_detail;
+
   bool all_done() const { return total > 0 && done == total; }
+  // Every task done and, for a feature, its final gates passed on the current tip.
+  bool mergeable() const { return all_done() && (feature.empty() || final_gates == "passed"); }
+  // Why the run is not mergeable, one sentence each; empty when it is.
+  std::vector<std::string> MergeBlockers() const;
+  // What to do instead of merging (resume, retry, fix the branch), naming the commands; empty
+  // when the run is mergeable.
+  std::string NextStep() const;
 };
 
 struct CreateRunOptions {
@@ -64,6 +86,9 @@ struct CreateRunOptions {
   // workspace's base branch (the workspace is opened on it).
   std::string base_branch;
   std::string title;  // empty: the backlog's source
+  // The feature this run builds (`factory run FEATURE.md`, `factory regenerate`); recorded in
+  // the run's metadata so merging it requires its final gates.
+  std::string feature;
 };
 
 struct CreatedRun {
@@ -98,6 +123,7 @@ struct RunTaskView {
   std::vector<std::string> depends_on;  // keys
   std::string merge_commit;             // when merged
   std::string last_error;               // of the last failed attempt
+  std::vector<std::string> scope;       // globs; empty: the whole repository
   double cost_usd = 0;
 };
 
@@ -110,6 +136,14 @@ struct RunDetails {
 struct RunListEntry {
   Run run;
   RunSummary summary;
+};
+
+// `factory run merge`: see RunManager::MergeRunIntoBase.
+struct RunMergeOptions {
+  bool force = false;  // merge although the run is not mergeable
+  std::string reason;  // why; required with force
+  std::string user;    // who asked; recorded with a forced merge
+  std::string actor = "cli";
 };
 
 // What ResumeRun did before executing.
@@ -151,7 +185,7 @@ class RunManager {
 
   // Creates the run (row, integration branch factory/<run> from the base branch) and its tasks
   // in one EnqueueMany: idempotency key = backlog id, dependencies by key, metadata
-  // {backlog_id, allow_protected, agent, type, capabilities}. With an existing run id it
+  // {backlog_id, allow_protected, scope, agent, type, capabilities}. With an existing run id it
   // resumes: existing tasks are kept as they are, missing ones added, nothing duplicated.
   // InvalidArgument for a bad run id, an empty backlog, or a base branch other than the
   // workspace's; FailedPrecondition when the run exists on another base branch.
@@ -177,8 +211,12 @@ class RunManager {
   Result<RunSummary> Summarize(const std::string& run_id);
 
   // Merges the run's integration branch into the base branch (WorkspaceManager::MergeIntoBase)
-  // and records a `run.merged_into_base` event.
-  Result<BaseMergeResult> MergeRunIntoBase(const std::string& run_id);
+  // and records a `run.merged_into_base` event. Only a mergeable run (RunSummary::mergeable):
+  // otherwise FailedPrecondition naming every reason and what to do, unless `options.force`,
+  // which then records a `run.merge_forced` event (user, reason, what was overridden) before
+  // merging; InvalidArgument when forcing without a reason. NotFound for an unknown run.
+  Result<BaseMergeResult> MergeRunIntoBase(const std::string& run_id,
+                                           const RunMergeOptions& options = {});
 
   // Stop the run in progress: no new claims, running attempts get a grace period then are
   // released (RequestStop), or are cancelled now (RequestCancel). Thread-safe; no-ops when no
@@ -191,6 +229,9 @@ class RunManager {
   Result<std::pair<Run, std::vector<Task>>> LoadRun(const std::string& run_id);
   Result<RunSummary> SummarizeTasks(const Run& run, const std::vector<Task>& tasks,
                                     std::vector<RunTaskView>* views);
+  // Sets summary.final_gates(_detail) of a feature run from its last final-gates event and the
+  // integration branch's tip.
+  Status ReadFinalGates(RunSummary& summary);
   Result<RunCounts> Counts(const std::string& run_id, double cost_usd);
   Status SetRunState(const std::string& run_id, const std::string& state);
 

@@ -275,20 +275,26 @@ void RunView::OnRunFinished(const std::string& run_id, const RunCounts& counts) 
 }
 
 json SummaryToJson(const RunSummary& summary) {
-  return json{{"run_id", summary.run_id},
-              {"integration_branch", summary.integration_branch},
-              {"base_branch", summary.base_branch},
-              {"done", summary.done},
-              {"failed", summary.failed},
-              {"blocked", summary.blocked},
-              {"cancelled", summary.cancelled},
-              {"unfinished", summary.unfinished},
-              {"total", summary.total},
-              {"attempts", summary.attempts},
-              {"first_attempt_success_rate", summary.first_attempt_success_rate},
-              {"wall_ms", summary.wall_ms},
-              {"cost_usd", summary.cost_usd},
-              {"all_done", summary.all_done()}};
+  return json{
+      {"run_id", summary.run_id},
+      {"integration_branch", summary.integration_branch},
+      {"base_branch", summary.base_branch},
+      {"done", summary.done},
+      {"failed", summary.failed},
+      {"blocked", summary.blocked},
+      {"cancelled", summary.cancelled},
+      {"unfinished", summary.unfinished},
+      {"total", summary.total},
+      {"attempts", summary.attempts},
+      {"first_attempt_success_rate", summary.first_attempt_success_rate},
+      {"wall_ms", summary.wall_ms},
+      {"cost_usd", summary.cost_usd},
+      {"all_done", summary.all_done()},
+      {"feature_id", summary.feature.empty() ? json(nullptr) : json(summary.feature)},
+      {"final_gates", summary.final_gates.empty() ? json(nullptr) : json(summary.final_gates)},
+      {"mergeable", summary.mergeable()},
+      {"merge_blockers", summary.MergeBlockers()},
+      {"next_step", summary.NextStep()}};
 }
 
 std::string FormatSummary(const RunSummary& summary, bool as_json) {
@@ -307,15 +313,19 @@ std::string FormatSummary(const RunSummary& summary, bool as_json) {
   text += "  integration branch: " + summary.integration_branch;
   if (!summary.base_branch.empty()) text += " (from " + summary.base_branch + ")";
   text += "\n";
-  text += "  inspect: git log --oneline --graph " + summary.integration_branch + "\n";
-  if (summary.unfinished > 0) {
-    text += "  resume:  factory run resume " + summary.run_id + "\n";
+  if (!summary.feature.empty() && !summary.final_gates.empty()) {
+    text += "  final gates: " + summary.final_gates + "\n";
   }
-  if (summary.done > 0) {
+  text += "  inspect: git log --oneline --graph " + summary.integration_branch + "\n";
+  // Merging is suggested only for a run that may be merged; otherwise why not, and what to do.
+  if (summary.mergeable()) {
     text += "  merge:   factory run merge " + summary.run_id + "   (into " +
             (summary.base_branch.empty() ? std::string("the base branch") : summary.base_branch) +
             ")\n";
+    return text;
   }
+  for (const auto& blocker : summary.MergeBlockers()) text += "  not mergeable: " + blocker + "\n";
+  text += "  next:    " + summary.NextStep() + "\n";
   return text;
 }
 
@@ -333,6 +343,7 @@ std::string FormatRunDetails(const RunDetails& details, bool as_json) {
                            {"depends_on", task.depends_on},
                            {"merge_commit", task.merge_commit},
                            {"last_error", task.last_error},
+                           {"scope", task.scope},
                            {"cost_usd", task.cost_usd}});
     }
     json metadata = json::parse(details.run.metadata_json, nullptr, false);
@@ -358,6 +369,11 @@ std::string FormatRunDetails(const RunDetails& details, bool as_json) {
             Pad(task.agent.empty() ? "-" : task.agent, 12) + " " +
             Pad(std::to_string(task.attempts) + "/" + std::to_string(task.max_attempts), 8) + " " +
             Clip(task.title, 50) + "\n";
+    if (!task.scope.empty()) {
+      std::string globs;
+      for (const auto& glob : task.scope) globs += (globs.empty() ? "" : ", ") + glob;
+      text += "      scope: " + Clip(globs, 120) + "\n";
+    }
     if (!task.last_error.empty() && task.state != "done") {
       text += "      last error: " + Clip(task.last_error, 120) + "\n";
     }

@@ -70,14 +70,16 @@ class RunView final : public RunObserver {
 };
 
 // The summary as text (several lines, ends with a newline: counts, attempts, first-attempt
-// success rate, wall time, cost, the integration branch and how to inspect and merge it) or as
-// one JSON object (one line + newline) with run_id, integration_branch, base_branch, done,
-// failed, blocked, cancelled, unfinished, total, attempts, first_attempt_success_rate, wall_ms,
-// cost_usd, all_done.
+// success rate, wall time, cost, the integration branch, how to inspect it, and either how to
+// merge it (only a mergeable run) or why it is not mergeable and what to do) or as one JSON
+// object (one line + newline) with run_id, integration_branch, base_branch, done, failed,
+// blocked, cancelled, unfinished, total, attempts, first_attempt_success_rate, wall_ms, cost_usd,
+// all_done, feature_id and final_gates (null for a backlog run), mergeable, merge_blockers
+// (strings) and next_step ("" when mergeable).
 std::string FormatSummary(const RunSummary& summary, bool as_json);
 nlohmann::json SummaryToJson(const RunSummary& summary);
 
-// `factory run show RUN [--json]`: the run, a table of its tasks, its summary.
+// `factory run show RUN [--json]`: the run, a table of its tasks (with their scopes), its summary.
 std::string FormatRunDetails(const RunDetails& details, bool as_json);
 // `factory runs [--json]`.
 std::string FormatRunList(const std::vector<RunListEntry>& runs, bool as_json);

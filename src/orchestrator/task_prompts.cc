@@ -36,6 +36,7 @@ Result<std::string> RenderImplementPrompt(const prompts::PromptLibrary& library,
   };
   if (!input.feedback.empty()) values["FEEDBACK"] = input.feedback;
   if (!input.relevant_files.empty()) values["RELEVANT_FILES"] = input.relevant_files;
+  if (!input.scope.empty()) values["SCOPE"] = AcceptanceBullets(input.scope);
   return RenderTaskPrompt(library, prompts::kImplementPrompt, values);
 }
 

@@ -24,8 +24,9 @@ struct ImplementPromptInput {
   std::vector<std::string> acceptance;
   int attempt = 1;
   int max_attempts = 1;
-  std::string feedback;        // "" on a first attempt or right after a rebase
-  std::string relevant_files;  // "" when the task names none: RELEVANT_FILES stays unset
+  std::string feedback;            // "" on a first attempt or right after a rebase
+  std::string relevant_files;      // "" when the task names none: RELEVANT_FILES stays unset
+  std::vector<std::string> scope;  // globs; empty (the whole repository): SCOPE stays unset
 };
 
 // Renders `implement`. InvalidArgument naming the template's file when it cannot be rendered.

@@ -10,6 +10,7 @@
 #include "agents/registry.h"
 #include "agents/yaml_fields.h"
 #include "plan/glob.h"
+#include "plan/scope.h"
 #include "queue/dag.h"
 
 namespace factory {
@@ -17,8 +18,8 @@ namespace {
 
 const std::set<std::string, std::less<>> kTopLevelKeys = {"tasks"};
 const std::set<std::string, std::less<>> kTaskKeys = {
-    "id",           "title", "description", "acceptance",   "depends_on",     "type",
-    "capabilities", "agent", "priority",    "max_attempts", "allow_protected"};
+    "id",           "title", "description", "acceptance",   "depends_on",      "type",
+    "capabilities", "agent", "priority",    "max_attempts", "allow_protected", "scope"};
 
 // Report no more than this many cycles: past a handful, more names help nobody.
 constexpr int kMaxCyclesReported = 10;
@@ -206,6 +207,24 @@ class BacklogParser {
           }
         }
         task.allow_protected = *globs;
+      }
+    }
+    if (node["scope"].IsDefined()) {
+      // Present but null or empty is a mistake, not "the whole repository": that is leaving
+      // the field out.
+      const YAML::Node scope_node = node["scope"];
+      if (scope_node.IsNull() || (scope_node.IsSequence() && scope_node.size() == 0)) {
+        fields_.AddError(scope_node, field("scope"),
+                         "must list at least one glob (leave `scope` out for the whole "
+                         "repository)",
+                         label);
+      } else if (auto globs = fields_.StringList(scope_node, field("scope"), label)) {
+        for (size_t index = 0; index < globs->size(); ++index) {
+          if (std::string why = CheckScopeGlob((*globs)[index]); !why.empty()) {
+            fields_.AddError(scope_node[index], IndexField(field("scope"), index), why, label);
+          }
+        }
+        task.scope = *globs;
       }
     }
     return item;

@@ -14,6 +14,8 @@
 //       priority: 0                   # higher first among ready tasks
 //       max_attempts: 3               # optional; default from the config
 //       allow_protected: ["tests/**"] # optional; exempts these paths from `protected:`
+//       scope: ["src/parser/**"]      # optional; the only paths an attempt may change
+//                                     # (globs as `protected:`); none: the whole repository
 //
 // Validation reports every problem, each naming the file and line (YAML) or the JSON path
 // (JSON), the task and the field: missing id/title, invalid ids, duplicate ids (with both
@@ -45,6 +47,9 @@ struct BacklogTask {
   int priority = 0;
   std::optional<int> max_attempts;  // nullopt: the project's max_attempts
   std::vector<std::string> allow_protected;
+  // Globs (plan/glob.h) of the paths the task may change; empty: the whole repository. Each is
+  // non-empty, relative and without "..".
+  std::vector<std::string> scope;
   int line = 0;  // line of the task in its file (0 for JSON)
 };
 

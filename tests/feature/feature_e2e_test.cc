@@ -164,6 +164,7 @@ bool Contains(const std::string& text, const std::string& part) {
 std::string BacklogJson(bool with_cycle) {
   json normalize = {
       {"id", "normalize"},
+      {"scope", {"textkit/**"}},
       {"title", "Whitespace and case folding helpers"},
       {"type", "code"},
       {"capabilities", {"code"}},
@@ -177,6 +178,7 @@ std::string BacklogJson(bool with_cycle) {
   if (with_cycle) normalize["depends_on"] = {"tokenize"};
   const json slugify = {
       {"id", "slugify"},
+      {"scope", {"textkit/**"}},
       {"title", "URL slugs"},
       {"type", "code"},
       {"capabilities", {"code"}},
@@ -189,6 +191,7 @@ std::string BacklogJson(bool with_cycle) {
         "tests/test_slug.py passes"}}};
   const json tokenize = {
       {"id", "tokenize"},
+      {"scope", {"textkit/**"}},
       {"title", "Split text into words"},
       {"type", "code"},
       {"capabilities", {"code"}},

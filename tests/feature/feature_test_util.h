@@ -36,16 +36,17 @@ inline std::string PlannerDocument(const std::string& step) {
          ": this text must reach the backlog agent and never a build attempt.\n";
 }
 
-// Two tasks for the `builder` agent; `farewell` depends on `greeting`.
+// Two tasks for the `builder` agent; `farewell` depends on `greeting`. Both may change out/.
 inline std::string ValidBacklogJson() {
   return R"({"tasks": [
   {"id": "greeting", "title": "Write the greeting",
    "description": "Create out/greeting.txt saying hello.",
-   "acceptance": ["out/greeting.txt exists"], "type": "code", "capabilities": ["code"]},
+   "acceptance": ["out/greeting.txt exists"], "type": "code", "capabilities": ["code"],
+   "scope": ["out/**"]},
   {"id": "farewell", "title": "Write the farewell",
    "description": "Create out/farewell.txt saying goodbye.",
    "acceptance": ["out/farewell.txt exists"], "depends_on": ["greeting"],
-   "capabilities": ["code"], "priority": 1}
+   "capabilities": ["code"], "priority": 1, "scope": ["out/**"]}
 ]})";
 }
 
@@ -53,7 +54,7 @@ inline std::string ValidBacklogJson() {
 inline std::string InvalidBacklogJson() {
   return R"({"tasks": [
   {"id": "greeting", "title": "Write the greeting", "acceptance": ["it exists"],
-   "depends_on": ["nowhere"], "capabilities": ["code"]}
+   "depends_on": ["nowhere"], "capabilities": ["code"], "scope": ["out/**"]}
 ]})";
 }
 

@@ -14,6 +14,7 @@ namespace factory::feature {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 class PlannedBacklogTest : public ::testing::Test {
  protected:
@@ -140,15 +141,15 @@ TEST_F(PlannedBacklogTest, ReportsATaskTypeWhoseDefaultAgentDoesNotExist) {
               "ghost-writer");
   // Other types still go to an agent that has the capabilities.
   EXPECT_TRUE(Check(R"({"tasks": [{"id": "a", "title": "t", "acceptance": ["x"], "type": "code",
-                                   "capabilities": ["code"]}]})")
+                                   "capabilities": ["code"], "scope": ["src/**"]}]})")
                   .ok());
 }
 
 TEST_F(PlannedBacklogTest, ReportsAllErrorsOfOneAnswerTogether) {
   PlannedBacklogCheck check = Check(R"({"tasks": [
-    {"id": "a", "title": "t", "acceptance": ["x"], "depends_on": ["missing"]},
-    {"id": "b", "title": "", "acceptance": ["y"], "agent": "ghost"},
-    {"id": "c", "title": "u"}]})");
+    {"id": "a", "title": "t", "acceptance": ["x"], "depends_on": ["missing"], "scope": ["a/**"]},
+    {"id": "b", "title": "", "acceptance": ["y"], "agent": "ghost", "scope": ["b/**"]},
+    {"id": "c", "title": "u", "scope": ["c/**"]}]})");
   ASSERT_FALSE(check.ok());
   std::string all;
   for (const auto& error : check.errors) all += error + "\n";
@@ -157,6 +158,27 @@ TEST_F(PlannedBacklogTest, ReportsAllErrorsOfOneAnswerTogether) {
   EXPECT_THAT(all, HasSubstr("unknown agent 'ghost'"));
   EXPECT_THAT(all, HasSubstr("task 'c': field 'tasks[2].acceptance'"));
   EXPECT_EQ(check.errors.size(), 4u) << all;
+}
+
+TEST_F(PlannedBacklogTest, EveryPlannedTaskNeedsAScopeThatLimitsSomething) {
+  PlannedBacklogCheck check = Check(R"({"tasks": [
+    {"id": "a", "title": "t", "acceptance": ["x"]},
+    {"id": "b", "title": "u", "acceptance": ["y"], "scope": null},
+    {"id": "c", "title": "v", "acceptance": ["z"], "scope": ["src/c/**", "**"]},
+    {"id": "d", "title": "w", "acceptance": ["z"], "scope": ["/etc/**"]},
+    {"id": "e", "title": "x", "acceptance": ["z"], "scope": []},
+    {"id": "f", "title": "y", "acceptance": ["z"], "scope": ["src/f/**"]}]})");
+  ASSERT_FALSE(check.ok());
+  std::string all;
+  for (const auto& error : check.errors) all += error + "\n";
+  EXPECT_THAT(all, HasSubstr("task 'a': field 'tasks[0].scope': a planned task needs a scope"));
+  EXPECT_THAT(all, HasSubstr("task 'b': field 'tasks[1].scope': must list at least one glob"));
+  EXPECT_THAT(all, HasSubstr("task 'c': field 'tasks[2].scope[1]': '**' matches the whole "
+                             "repository"));
+  EXPECT_THAT(all, HasSubstr("task 'd': field 'tasks[3].scope[0]': must be relative"));
+  EXPECT_THAT(all, HasSubstr("task 'e': field 'tasks[4].scope': must list at least one glob"));
+  EXPECT_THAT(all, Not(HasSubstr("task 'f'")));
+  EXPECT_EQ(check.errors.size(), 5u) << all;
 }
 
 TEST_F(PlannedBacklogTest, LimitsTheNumberOfTasks) {
@@ -169,8 +191,8 @@ TEST_F(PlannedBacklogTest, YamlRoundTripKeepsEveryField) {
   PlannedBacklogCheck check = Check(R"({"tasks": [
     {"id": "a", "title": "Title: with colon", "description": "line one\nline two: \"quoted\"\n",
      "acceptance": ["first", "- second"], "type": "code", "capabilities": ["code"],
-     "agent": "builder", "priority": 3},
-    {"id": "b", "title": "B", "acceptance": ["x"], "depends_on": ["a"]}]})");
+     "agent": "builder", "priority": 3, "scope": ["src/a/**", "docs/a.md"]},
+    {"id": "b", "title": "B", "acceptance": ["x"], "depends_on": ["a"], "scope": ["b/*"]}]})");
   ASSERT_TRUE(check.ok()) << check.errors.front();
   const std::string yaml = BacklogToYaml(check.backlog->value, "generated");
   BacklogOptions options;
@@ -188,6 +210,8 @@ TEST_F(PlannedBacklogTest, YamlRoundTripKeepsEveryField) {
   EXPECT_EQ(read.capabilities, original.capabilities);
   EXPECT_EQ(read.agent, "builder");
   EXPECT_EQ(read.priority, 3);
+  EXPECT_EQ(read.scope, original.scope);
+  EXPECT_EQ(read.scope, (std::vector<std::string>{"src/a/**", "docs/a.md"}));
   EXPECT_EQ(parsed->value.tasks[1].depends_on, std::vector<std::string>{"a"});
   EXPECT_TRUE(parsed->warnings.empty());
 }

@@ -97,6 +97,8 @@ TEST(FeaturePromptSizeTest, ImplementationPromptsOnTheExampleAreSmallAndFreeOfPl
   // The backlog agent answers with the example's own backlog.
   json backlog = {
       {"tasks", YamlToJson(YAML::LoadFile((example / "backlog.yaml").string()))["tasks"]}};
+  // Its agents here write notes: their tasks' scopes allow them.
+  for (auto& task : backlog["tasks"]) task["scope"].push_back("notes/**");
   const std::string backlog_text = backlog.dump(1);
   auto notes = std::make_shared<std::atomic<int>>(0);
   fake.SetResponder([=](const RecordedRequest& request) -> std::optional<FakeReply> {

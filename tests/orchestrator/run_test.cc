@@ -687,6 +687,44 @@ TEST(RunViewTest, SummaryAsTextAndJson) {
   EXPECT_NE(text.find("first-attempt success rate 50%"), std::string::npos) << text;
   EXPECT_NE(text.find("git log --oneline --graph factory/r1"), std::string::npos) << text;
   EXPECT_NE(text.find("12.3s"), std::string::npos) << text;
+  EXPECT_EQ(text.find("factory run merge"), std::string::npos) << "a failed run: " << text;
+}
+
+TEST(RunViewTest, MergingIsSuggestedOnlyForAMergeableRun) {
+  RunSummary failed{
+      .run_id = "r1", .integration_branch = "factory/r1", .done = 1, .failed = 1, .total = 2};
+  failed.not_done = {{"01TASK", "parser", "failed"}};
+  EXPECT_FALSE(failed.mergeable());
+  EXPECT_EQ(failed.MergeBlockers(),
+            std::vector<std::string>{"1 of 2 tasks are not done: parser (failed)"});
+  std::string text = FormatSummary(failed, false);
+  EXPECT_EQ(text.find("factory run merge"), std::string::npos) << text;
+  EXPECT_NE(text.find("`factory task retry 01TASK` (parser)), then `factory run resume r1`"),
+            std::string::npos)
+      << text;
+  json out = json::parse(FormatSummary(failed, true));
+  EXPECT_EQ(out["mergeable"], false);
+  EXPECT_EQ(out["merge_blockers"].size(), 1u);
+  EXPECT_TRUE(out["feature_id"].is_null());
+
+  // A feature whose tasks are all done but whose final gates failed.
+  RunSummary feature{.run_id = "f1", .integration_branch = "factory/f1", .done = 2, .total = 2};
+  feature.feature = "greetings";
+  feature.final_gates = "failed";
+  feature.final_gates_detail = "the feature's final gate 'whole' failed (exit 3) on factory/f1";
+  EXPECT_FALSE(feature.mergeable());
+  text = FormatSummary(feature, false);
+  EXPECT_EQ(text.find("factory run merge"), std::string::npos) << text;
+  EXPECT_NE(text.find("not mergeable: the feature's final gate 'whole' failed"), std::string::npos)
+      << text;
+  EXPECT_NE(text.find("factory regenerate greetings"), std::string::npos) << text;
+  EXPECT_EQ(json::parse(FormatSummary(feature, true))["final_gates"], "failed");
+
+  feature.final_gates = "passed";
+  EXPECT_TRUE(feature.mergeable());
+  text = FormatSummary(feature, false);
+  EXPECT_NE(text.find("merge:   factory run merge f1"), std::string::npos) << text;
+  EXPECT_EQ(text.find("not mergeable"), std::string::npos) << text;
 }
 
 }  // namespace

@@ -34,6 +34,7 @@ TEST(BacklogTest, ParsesEveryFieldAndOrdersTopologically) {
     priority: 5
     max_attempts: 2
     allow_protected: ["tests/model/**"]
+    scope: ["src/model/**", "tests/model/**"]
   - id: api
     title: API
     depends_on: [model]
@@ -54,6 +55,8 @@ TEST(BacklogTest, ParsesEveryFieldAndOrdersTopologically) {
   EXPECT_EQ(model->priority, 5);
   EXPECT_EQ(model->max_attempts, 2);
   EXPECT_EQ(model->allow_protected, (std::vector<std::string>{"tests/model/**"}));
+  EXPECT_EQ(model->scope, (std::vector<std::string>{"src/model/**", "tests/model/**"}));
+  EXPECT_TRUE(backlog.Find("api")->scope.empty()) << "no scope: the whole repository";
   EXPECT_EQ(model->line, 5);
   EXPECT_EQ(backlog.Find("ui")->depends_on, (std::vector<std::string>{"api", "model"}));
   EXPECT_FALSE(backlog.Find("ui")->max_attempts.has_value());
@@ -154,6 +157,24 @@ INSTANTIATE_TEST_SUITE_P(
                        "tasks:\n  - id: a\n    title: A\n    allow_protected: [../x]\n",
                        "plans/backlog.yaml:4: task 'a': field 'tasks[0].allow_protected[0]': "
                        "must not contain '..'"},
+        BadBacklogCase{"scope_parent", "tasks:\n  - id: a\n    title: A\n    scope: [src/../x]\n",
+                       "plans/backlog.yaml:4: task 'a': field 'tasks[0].scope[0]': must not "
+                       "contain '..'"},
+        BadBacklogCase{"scope_absolute", "tasks:\n  - id: a\n    title: A\n    scope: [/etc]\n",
+                       "plans/backlog.yaml:4: task 'a': field 'tasks[0].scope[0]': must be "
+                       "relative to the repository root"},
+        BadBacklogCase{"scope_empty_glob",
+                       "tasks:\n  - id: a\n    title: A\n    scope:\n      - src/**\n      - ''\n",
+                       "plans/backlog.yaml:6: task 'a': field 'tasks[0].scope[1]': must be a "
+                       "non-empty string"},
+        BadBacklogCase{"scope_empty_list", "tasks:\n  - id: a\n    title: A\n    scope: []\n",
+                       "plans/backlog.yaml:4: task 'a': field 'tasks[0].scope': must list at "
+                       "least one glob"},
+        BadBacklogCase{"scope_null", "tasks:\n  - id: a\n    title: A\n    scope: ~\n",
+                       "plans/backlog.yaml:4: task 'a': field 'tasks[0].scope': must list at "
+                       "least one glob"},
+        BadBacklogCase{"scope_not_strings", "tasks:\n  - id: a\n    title: A\n    scope: [[a]]\n",
+                       "plans/backlog.yaml:4: task 'a': field 'tasks[0].scope[0]'"},
         BadBacklogCase{"agent_empty", "tasks:\n  - id: a\n    title: A\n    agent: ''\n",
                        "plans/backlog.yaml:4: task 'a': field 'tasks[0].agent': must name an "
                        "agent"},
