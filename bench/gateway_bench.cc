@@ -13,8 +13,8 @@
 // Then idle connections: `factory gateway` at concurrency 1 with no idle connection open, then
 // with `--idle N` (default 1000) open to it, half connected and silent, half idle keep-alive
 // after one request (the gateway runs with a header timeout longer than the run, so the silent
-// ones stay), each next to a fresh figure straight to the upstream; printed as added p50/p99
-// and the ratio of the added p50 with and without them.
+// ones stay), then none again (drift over the run), each next to a fresh figure straight to
+// the upstream; printed as added p50/p99 and the ratio of the added p50 with and without them.
 
 #include <arpa/inet.h>
 #include <httplib.h>
@@ -462,6 +462,10 @@ int main(int argc, char** argv) {
     if (recv(fd, &byte, 1, MSG_DONTWAIT) < 0 && errno == EAGAIN) ++still_open;
     close(fd);
   }
+  // None again, after them: tells the effect of the idle connections from drift over the run
+  // (a growing ledger, the machine's load).
+  const Figures direct_after = Measure(direct_target, 1, seconds, warmup);
+  const Figures gateway_after = Measure(gateway_target, 1, seconds, warmup);
   gateway.Stop();
   portkey.Stop();
   relay.Stop();
@@ -525,11 +529,18 @@ int main(int argc, char** argv) {
               direct_idle.p50_ms, gateway_idle.p50_ms, gateway_idle.p99_ms, added_idle,
               gateway_idle.p99_ms - direct_idle.p99_ms,
               static_cast<long long>(gateway_idle.errors));
+  const double added_after = gateway_after.p50_ms - direct_after.p50_ms;
+  std::printf("| %16s | %10.3f | %11.3f | %11.3f | %7.3f | %7.3f | %6lld |\n", "0 (after)",
+              direct_after.p50_ms, gateway_after.p50_ms, gateway_after.p99_ms, added_after,
+              gateway_after.p99_ms - direct_after.p99_ms,
+              static_cast<long long>(gateway_after.errors));
   std::printf(
-      "idle connections: added p50 with %d idle / without = %.2fx (target <= 2x); %d of "
-      "%d idle connections still open at the end\n",
-      idle_count, added_idle / added_quiet, still_open, idle_count);
-  sent += gateway_quiet.requests + gateway_idle.requests;
+      "idle connections: added p50 with %d idle / without = %.2fx before them, %.2fx against "
+      "the mean of before and after (target <= 2x); %d of %d idle connections still open at "
+      "the end\n",
+      idle_count, added_idle / added_quiet, 2 * added_idle / (added_quiet + added_after),
+      still_open, idle_count);
+  sent += gateway_quiet.requests + gateway_idle.requests + gateway_after.requests;
   std::printf("ledger: %lld calls recorded for %lld measured requests (plus warm-up ones)\n",
               static_cast<long long>(ledgered), static_cast<long long>(sent));
   return 0;
