@@ -9,6 +9,12 @@
 // (with usage); the load generator is this process too: one thread per connection, each with a
 // keep-alive connection, for `--seconds` after a warm-up. DIR holds Portkey installed by
 // `npm ci` (bench/gateway_bench/package.json) and the loopback preload bind-loopback.cjs.
+//
+// Then idle connections: `factory gateway` at concurrency 1 with no idle connection open, then
+// with `--idle N` (default 1000) open to it, half connected and silent, half idle keep-alive
+// after one request (the gateway runs with a header timeout longer than the run, so the silent
+// ones stay), then none again (drift over the run), each next to a fresh figure straight to
+// the upstream; printed as added p50/p99 and the ratio of the added p50 with and without them.
 
 #include <arpa/inet.h>
 #include <httplib.h>
@@ -19,9 +25,12 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cctype>
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -151,6 +160,51 @@ Figures Measure(const Target& target, int threads, double seconds, double warmup
   return figures;
 }
 
+// Opens `count` connections to `port` that stay idle: half send nothing, half send one request
+// (read to its end) and then nothing. Returns their descriptors, or an empty vector on failure.
+std::vector<int> OpenIdle(int port, int count, const std::string& request) {
+  std::vector<int> fds;
+  for (int index = 0; index < count; ++index) {
+    const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_port = htons(static_cast<uint16_t>(port));
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (fd < 0 || connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) != 0) {
+      std::fprintf(stderr, "idle connection %d: %s\n", index, std::strerror(errno));
+      for (int open : fds) close(open);
+      if (fd >= 0) close(fd);
+      return {};
+    }
+    fds.push_back(fd);
+    if (index % 2 == 1) {
+      timeval tv{.tv_sec = 10, .tv_usec = 0};
+      setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+      if (send(fd, request.data(), request.size(), MSG_NOSIGNAL) !=
+          static_cast<ssize_t>(request.size())) {
+        std::fprintf(stderr, "idle connection %d: send failed\n", index);
+      }
+      // The answer is small and has a Content-Length: read until the body is complete.
+      std::string answer;
+      char buffer[4096];
+      for (;;) {
+        const ssize_t got = recv(fd, buffer, sizeof(buffer), 0);
+        if (got <= 0) break;
+        answer.append(buffer, static_cast<size_t>(got));
+        const size_t head_end = answer.find("\r\n\r\n");
+        if (head_end == std::string::npos) continue;
+        std::string head = answer.substr(0, head_end);
+        std::transform(head.begin(), head.end(), head.begin(),
+                       [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+        const size_t at = head.find("content-length: ");
+        const size_t length = at == std::string::npos ? 0 : std::stoul(head.substr(at + 16));
+        if (answer.size() >= head_end + 4 + length) break;
+      }
+    }
+  }
+  return fds;
+}
+
 // A child process running until `stop` is set (then SIGTERM, SIGKILL after a grace period).
 struct Child {
   std::atomic<bool> stop{false};
@@ -249,6 +303,8 @@ int main(int argc, char** argv) {
   const std::string out_dir = Arg(argc, argv, "--dir", "bench/out/gateway");
   const double seconds = std::stod(Arg(argc, argv, "--seconds", "5"));
   const double warmup = std::stod(Arg(argc, argv, "--warmup", "1"));
+  const int idle_count = std::stoi(Arg(argc, argv, "--idle", "1000"));
+  factory::ReserveDescriptors(4 * idle_count + 1024);
   std::filesystem::remove_all(out_dir);
   std::filesystem::create_directories(out_dir + "/.factory");
   const std::string db = out_dir + "/.factory/factory.db";
@@ -294,8 +350,11 @@ int main(int argc, char** argv) {
   const std::string gateway_out = out_dir + "/gateway.out";
   {
     SubprocessOptions options;
-    options.argv = {factory_binary, "--db",        db,         "gateway",
-                    "--listen",     "127.0.0.1:0", "--models", models};
+    // The silent idle connections must outlive the measurement: no header timeout in the run.
+    options.argv = {factory_binary, "--db",     db,
+                    "gateway",      "--listen", "127.0.0.1:0",
+                    "--models",     models,     "--header-timeout-ms",
+                    "3600000"};
     options.env_set = {{"BENCH_UPSTREAM_KEY", "sk-bench-upstream"}};
     options.stdout_path = gateway_out;
     options.stderr_path = out_dir + "/gateway.err";
@@ -380,6 +439,33 @@ int main(int argc, char** argv) {
       results[{target.name, concurrency}] = Measure(target, concurrency, seconds, warmup);
     }
   }
+
+  // Idle connections: none, then idle_count, each with a direct figure measured next to it.
+  const Target& direct_target = targets[0];
+  const Target& gateway_target = targets[2];
+  const Figures direct_quiet = Measure(direct_target, 1, seconds, warmup);
+  const Figures gateway_quiet = Measure(gateway_target, 1, seconds, warmup);
+  const std::string idle_request =
+      "POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer " + key +
+      "\r\nContent-Type: application/json\r\nContent-Length: " +
+      std::to_string(
+          std::string(R"({"model":"bench/fast","max_tokens":16,"messages":[]})").size()) +
+      "\r\n\r\n" + R"({"model":"bench/fast","max_tokens":16,"messages":[]})";
+  std::vector<int> idle = OpenIdle(gateway_port, idle_count, idle_request);
+  if (idle.size() != static_cast<size_t>(idle_count)) return 1;
+  const Figures direct_idle = Measure(direct_target, 1, seconds, warmup);
+  const Figures gateway_idle = Measure(gateway_target, 1, seconds, warmup);
+  // Still open and not answered with anything: the silent ones were not closed by the gateway.
+  int still_open = 0;
+  for (int fd : idle) {
+    char byte;
+    if (recv(fd, &byte, 1, MSG_DONTWAIT) < 0 && errno == EAGAIN) ++still_open;
+    close(fd);
+  }
+  // None again, after them: tells the effect of the idle connections from drift over the run
+  // (a growing ledger, the machine's load).
+  const Figures direct_after = Measure(direct_target, 1, seconds, warmup);
+  const Figures gateway_after = Measure(gateway_target, 1, seconds, warmup);
   gateway.Stop();
   portkey.Stop();
   relay.Stop();
@@ -427,7 +513,35 @@ int main(int argc, char** argv) {
   }
   int64_t sent = 0;
   for (int concurrency : {1, 32}) sent += results[{"factory gateway", concurrency}].requests;
-  std::printf("\nledger: %lld calls recorded for %lld measured requests (plus warm-up ones)\n",
+  const double added_quiet = gateway_quiet.p50_ms - direct_quiet.p50_ms;
+  const double added_idle = gateway_idle.p50_ms - direct_idle.p50_ms;
+  std::printf(
+      "\n\n| idle connections | direct p50 | gateway p50 | gateway p99 | +p50 ms | +p99 ms "
+      "| errors |\n");
+  std::printf(
+      "|------------------|------------|-------------|-------------|---------|---------"
+      "|--------|\n");
+  std::printf("| %16d | %10.3f | %11.3f | %11.3f | %7.3f | %7.3f | %6lld |\n", 0,
+              direct_quiet.p50_ms, gateway_quiet.p50_ms, gateway_quiet.p99_ms, added_quiet,
+              gateway_quiet.p99_ms - direct_quiet.p99_ms,
+              static_cast<long long>(gateway_quiet.errors));
+  std::printf("| %16d | %10.3f | %11.3f | %11.3f | %7.3f | %7.3f | %6lld |\n", idle_count,
+              direct_idle.p50_ms, gateway_idle.p50_ms, gateway_idle.p99_ms, added_idle,
+              gateway_idle.p99_ms - direct_idle.p99_ms,
+              static_cast<long long>(gateway_idle.errors));
+  const double added_after = gateway_after.p50_ms - direct_after.p50_ms;
+  std::printf("| %16s | %10.3f | %11.3f | %11.3f | %7.3f | %7.3f | %6lld |\n", "0 (after)",
+              direct_after.p50_ms, gateway_after.p50_ms, gateway_after.p99_ms, added_after,
+              gateway_after.p99_ms - direct_after.p99_ms,
+              static_cast<long long>(gateway_after.errors));
+  std::printf(
+      "idle connections: added p50 with %d idle / without = %.2fx before them, %.2fx against "
+      "the mean of before and after (target <= 2x); %d of %d idle connections still open at "
+      "the end\n",
+      idle_count, added_idle / added_quiet, 2 * added_idle / (added_quiet + added_after),
+      still_open, idle_count);
+  sent += gateway_quiet.requests + gateway_idle.requests + gateway_after.requests;
+  std::printf("ledger: %lld calls recorded for %lld measured requests (plus warm-up ones)\n",
               static_cast<long long>(ledgered), static_cast<long long>(sent));
   return 0;
 }

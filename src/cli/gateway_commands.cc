@@ -24,6 +24,7 @@ struct GatewayFlags {
   std::string models;
   int threads = 64;
   int64_t cache_ttl_ms = 250;
+  int header_timeout_ms = 10'000;
 };
 
 // "HOST:PORT" (PORT 0 = any free port). InvalidArgument naming the flag otherwise.
@@ -80,6 +81,7 @@ int RunGateway(const CliContext& ctx, const GatewayFlags& flags) {
   options.host = listen->first;
   options.port = listen->second;
   options.threads = flags.threads;
+  options.header_timeout_ms = flags.header_timeout_ms;
   options.cache_ttl_ms = flags.cache_ttl_ms;
   options.budgets = std::move(*envelope);
   auto server = gateway::Gateway::Start(std::move(*models), **store, std::move(options));
@@ -158,8 +160,14 @@ void AddGatewayCommands(CLI::App& app, CliContext& ctx) {
   gateway->add_option("--listen", flags.listen, "HOST:PORT to listen on (PORT 0: any free port)")
       ->capture_default_str();
   gateway->add_option("--models", flags.models, "models.yaml (default: <factory dir>/models.yaml)");
-  gateway->add_option("--threads", flags.threads, "Connections served at once")
+  gateway->add_option("--threads", flags.threads, "Requests served at once")
       ->check(CLI::Range(1, 4096))
+      ->capture_default_str();
+  gateway
+      ->add_option("--header-timeout-ms", flags.header_timeout_ms,
+                   "A connection that has not sent its whole request head this long after "
+                   "connecting (or after the first byte of its next request) is closed")
+      ->check(CLI::Range(1, 3'600'000))
       ->capture_default_str();
   gateway
       ->add_option("--cache-ms", flags.cache_ttl_ms,

@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 
+#include "gateway/internal/estimate.h"
 #include "gateway/internal/key_cache.h"
 #include "gateway/internal/metering.h"
 #include "gateway/internal/wire.h"
@@ -169,7 +170,7 @@ class GatewayImpl final : public Gateway {
         store_(store),
         queue_(store, QueueOptions{.clock = &clock_, .actor = "gateway"}),
         guard_(store, queue_, options_.budgets, &clock_),
-        writer_(store, &guard_, clock_),
+        writer_(store),
         admission_(store, guard_, writer_, clock_, options_.cache_ttl_ms),
         keys_(store, clock_, options_.cache_ttl_ms) {}
 
@@ -196,6 +197,7 @@ class GatewayImpl final : public Gateway {
     server_options.host = options_.host;
     server_options.port = options_.port;
     server_options.threads = options_.threads;
+    server_options.header_timeout_ms = options_.header_timeout_ms;
     server_options.body_limit = options_.max_body_bytes;
     server_options.on_error = [](int status, std::string_view message, const net::Request& req,
                                  net::Responder& res) {
@@ -450,24 +452,30 @@ class GatewayImpl final : public Gateway {
                              .attempt_id = key->attempt_id,
                              .agent = key->agent,
                              .purpose = "gateway"};
-    const int64_t estimated_tokens = static_cast<int64_t>(req.body.size() / 4) + 8;
+    // The worst case counts every answer asked for (`n`, `best_of`), images at a fixed charge
+    // and the tools' schemas (see internal/estimate.h).
+    const internal::CallEstimate estimate = internal::EstimateCall(body, req.body.size());
+    const int64_t estimated_tokens = estimate.input_tokens;
     std::optional<int64_t> requested_output;
     if (!endpoint.embeddings) {
       requested_output = IntField(body, "max_tokens");
       if (!requested_output) requested_output = IntField(body, "max_completion_tokens");
     }
     const bool embeddings = endpoint.embeddings;
-    auto worst_case = [estimated_tokens, requested_output, embeddings](const llm::ModelSpec& spec) {
-      llm::Usage usage;
-      usage.input_tokens = estimated_tokens;
-      if (!embeddings) {
-        usage.output_tokens = requested_output && *requested_output >= 0
-                                  ? std::min(*requested_output, spec.max_output_tokens)
-                                  : spec.max_output_tokens;
-      }
+    auto worst_case = [estimate, requested_output, embeddings](const llm::ModelSpec& spec) {
       llm::ModelSpec priced = spec;  // no cache discount in the worst case
       priced.input_per_mtok = std::max(spec.input_per_mtok, spec.cache_write_per_mtok);
-      return llm::CostUsd(priced, usage);
+      llm::Usage input;
+      input.input_tokens = estimate.input_tokens;
+      double cost = llm::CostUsd(priced, input);
+      if (!embeddings) {
+        llm::Usage output;  // one answer's
+        output.output_tokens = requested_output && *requested_output >= 0
+                                   ? std::min(*requested_output, spec.max_output_tokens)
+                                   : spec.max_output_tokens;
+        cost += static_cast<double>(estimate.choices) * llm::CostUsd(priced, output);
+      }
+      return cost;
     };
 
     if (stream) {
@@ -642,6 +650,7 @@ Result<std::unique_ptr<Gateway>> Gateway::Start(llm::ModelsConfig models, Store&
     return InvalidArgument("port must be 0..65535, not " + std::to_string(options.port));
   }
   if (options.cache_ttl_ms < 0) return InvalidArgument("cache_ttl_ms must be >= 0");
+  if (options.header_timeout_ms < 1) return InvalidArgument("header_timeout_ms must be >= 1");
   auto gateway = std::make_unique<GatewayImpl>(store, std::move(options));
   FACTORY_RETURN_IF_ERROR(gateway->Init(std::move(models)));
   FACTORY_RETURN_IF_ERROR(gateway->Bind());

@@ -39,9 +39,12 @@ namespace factory::gateway {
 struct GatewayOptions {
   std::string host = "127.0.0.1";
   int port = 0;  // 0: any free port (see Gateway::port())
-  // Connections served at once: each keep-alive connection holds one thread (when all are
-  // taken, the connection idle the longest is closed; see net/http_server.h).
+  // Requests served at once (a streamed answer holds its thread until it ends). Idle and
+  // silent connections hold no thread (see net/http_server.h).
   int threads = 64;
+  // A connection must send its whole request head within this time of connecting (or of the
+  // first byte of its next request), else it is closed.
+  int header_timeout_ms = 10'000;
   ledger::BudgetEnvelope budgets;
   // How long a key lookup and the list of paused agents are trusted before the store is asked
   // again: a revocation or a pause made elsewhere takes effect within this time.

@@ -8,26 +8,37 @@
 //
 // Scopes: per call (the worst case alone), per task (USD, and tokens as recorded in the ledger),
 // per run, per agent per UTC day, and global per UTC day.
-// Consequences of a refusal (always kResourceExhausted, naming the scope and the numbers):
-//  - task cap: the message contains "budget_exceeded"; the caller ends the attempt;
-//  - an agent's daily cap: the agent is paused (agent_pauses row + `agent.paused` event);
-//  - the global daily cap: every agent is paused (the pause of agent "*");
-//  - run cap / per-call cap: the call is refused, nothing is paused.
-// A paused agent's reservations are refused until `Resume` (factory agents resume NAME).
+// A refusal (always kResourceExhausted) refuses that call only, naming the cap, the spend, the
+// worst case and the limit; the task cap's message contains "budget_exceeded" (the caller ends
+// the attempt). A refusal pauses nobody: a worst case that does not fit says nothing about
+// what was spent.
+// Pauses come from settled spend: when an agent's settled spend of the day reaches its daily
+// cap it is paused (agent_pauses row + `agent.paused` event); when the settled spend of the day
+// reaches the global cap every agent is (the pause of agent "*"). A paused agent's
+// reservations are refused until `Resume` (factory agents resume NAME).
+// Settlement has no ceiling (the provider billed what it billed): an actual cost above the
+// reservation is an overrun, returned by SettleUsd and recorded as a `budget.overrun` event
+// (payload: agent, run_id, task_id, reserved_usd, actual_usd, overrun_usd); the router also
+// puts it on its CallRecord (overrun_usd). Spend above a cap keeps refusing that scope's calls
+// until its spend is back under the cap (a new day for the daily caps).
 // Velocity: when an agent's settled spend over the last `velocity_window_ms` exceeds
 // `velocity_factor` x its trailing rate (the settled spend of the `velocity_baseline_ms`
 // before that window, scaled to the window's length), the agent is paused with an event saying
 // why. The check needs a baseline: the trailing rate, or `velocity_min_baseline_usd` when
 // that is larger; with both zero an agent with no history is never velocity-paused.
-// Spend is dated by its reservation's time. Velocity is checked after each settlement (the
+// Spend is dated by its reservation's time. Velocity is checked after every settlement (the
 // actual cost, not the worst case, is what counts as spend) and is a pause, not a refusal:
-// the call that crossed the line has already happened.
+// the call that crossed the line has already happened. The check reads an in-memory window per
+// agent, seeded from the store the first time this process reserves for the agent and fed by
+// this process's settlements (another process's later spend is not seen).
 // Caveat: in an agent's first hour the trailing window holds only part of an hour of history
 // yet is divided by a full hour, so a ramping-up agent can look fast; a non-zero
 // `velocity_min_baseline_usd` (e.g. $0.10 per 10 minutes) avoids such false pauses.
 
 #include <cstdint>
 #include <map>
+#include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -40,6 +51,10 @@
 #include "store/store.h"
 
 namespace factory::ledger {
+
+namespace internal {
+class VelocityMeter;
+}
 
 // Limits one level of configuration sets (an agent's `budget:` or the project's section).
 // Unset (nullopt) means "no limit at this level".
@@ -76,18 +91,21 @@ class BudgetGuard final : public llm::CallAdmission {
   // REQUIRES: store, queue (used for `agent.paused` / `agent.resumed` events) and clock
   // outlive the guard. clock null = SystemClock().
   BudgetGuard(Store& store, Queue& queue, BudgetEnvelope envelope, const Clock* clock = nullptr);
+  ~BudgetGuard() override;
 
   // CallAdmission. Refusals are kResourceExhausted (see the file comment); store failures are
   // returned as they are (the call is not sent).
   Result<int64_t> Reserve(const llm::CallContext& context, const llm::Deployment& deployment,
                           double worst_case_usd) override;
-  // Records the actual cost, then runs the velocity check for the reservation's agent. Errors
-  // are logged (the interface has no way to report them).
+  // Records the actual cost, then pauses when settled spend reached a daily cap and runs the
+  // velocity check for the reservation's agent. Errors are logged (the interface has no way to
+  // report them).
   void Settle(int64_t reservation_id, double actual_usd) override;
 
   // The same checks without a Deployment (the gateway and tests).
   Result<int64_t> ReserveUsd(const llm::CallContext& context, double worst_case_usd);
-  Status SettleUsd(int64_t reservation_id, double actual_usd);
+  // Returns the overrun: how much the actual cost passed the reservation (0 when it did not).
+  Result<double> SettleUsd(int64_t reservation_id, double actual_usd);
 
   // True when `agent` or every agent is paused.
   Result<bool> IsPaused(std::string_view agent);
@@ -100,19 +118,38 @@ class BudgetGuard final : public llm::CallAdmission {
 
   const BudgetEnvelope& envelope() const { return envelope_; }
 
-  // The velocity check Settle runs, on its own: pauses `agent` (with an `agent.paused` event)
-  // when its recent settled spend is too fast. For callers that record settled spend in bulk
-  // (the gateway's background writer).
+  // For spend settled outside this guard's reservations (the gateway's calls admitted in
+  // memory, written by its ledger writer): counts `usd`, dated `at_ms`, in `agent`'s velocity
+  // window and runs the velocity check. Cheap unless it pauses.
+  Status RecordSettled(const std::string& agent, int64_t at_ms, double usd,
+                       const llm::CallContext& context);
+  // Records a `budget.overrun` event (and a warning) when `actual_usd` > `reserved_usd`:
+  // a call's worst case was an underestimate. SettleUsd does it for its reservations.
+  Status RecordOverrun(const llm::CallContext& context, double reserved_usd, double actual_usd);
+  // Loads `agent`'s recent settled spend into the velocity window when this process has not
+  // yet (one store read per agent and process). Reserve does it; a caller admitting calls
+  // without Reserve calls it before the agent's first settlement.
+  Status SeedVelocity(const std::string& agent);
+
+  // The velocity check on its own: pauses `agent` (with an `agent.paused` event) when its
+  // recent settled spend is too fast.
   Status CheckVelocity(const std::string& agent, const llm::CallContext& context);
 
  private:
   struct Decision;
   Status RecordPaused(const AgentPause& pause, const llm::CallContext& context);
+  // The pause due once `reservation` is settled: of its agent (or of everyone) when the
+  // settled spend of its day reached the agent's (the global) daily cap and there is none yet.
+  Result<std::optional<AgentPause>> PauseIfCapReached(StoreTxn& txn,
+                                                      const ReservationRow& reservation);
 
   Store& store_;
   Queue& queue_;
   const BudgetEnvelope envelope_;
   const Clock& clock_;
+  std::unique_ptr<internal::VelocityMeter> velocity_;
+  std::mutex velocity_mu_;
+  std::map<std::string, int64_t, std::less<>> velocity_paused_ms_;  // guarded by velocity_mu_
 };
 
 }  // namespace factory::ledger

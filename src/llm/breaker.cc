@@ -1,5 +1,7 @@
 #include "llm/breaker.h"
 
+#include <algorithm>
+
 namespace factory::llm {
 
 std::string_view BreakerStateName(BreakerState state) {
@@ -16,6 +18,16 @@ std::string_view BreakerStateName(BreakerState state) {
 
 CircuitBreaker::CircuitBreaker(const BreakerConfig& config, const Clock& clock)
     : config_(config), clock_(clock) {}
+
+void CircuitBreaker::CoolUntil(int64_t until_ms) {
+  std::lock_guard lock(mu_);
+  cooling_until_ms_ = std::max(cooling_until_ms_, until_ms);
+}
+
+int64_t CircuitBreaker::CoolingUntilMs() const {
+  std::lock_guard lock(mu_);
+  return cooling_until_ms_;
+}
 
 bool CircuitBreaker::Allow() {
   std::lock_guard lock(mu_);

@@ -3,7 +3,8 @@
 // and calls skip the deployment; after a cool-down it lets one probe through (half-open); the
 // probe's success closes it, its failure re-opens it for another cool-down.
 // Failures are what says "this deployment is unhealthy": 5xx, timeouts, connection errors,
-// malformed answers. 429s, client errors and budget refusals are neutral.
+// malformed answers. 429s, client errors and budget refusals are neutral. A Retry-After is
+// remembered separately, as the deployment's cool-down (CoolUntil).
 
 #include <cstdint>
 #include <map>
@@ -35,6 +36,14 @@ class CircuitBreaker {
   // The admitted call was not made or failed for a reason that says nothing about health.
   void RecordNeutral();
 
+  // The deployment asked callers to come back later (a Retry-After): it is cooling down until
+  // `until_ms` (ms since epoch), across calls. A later time than the current one wins. Cooling
+  // is not a breaker state: it says nothing about health, Allow() ignores it, and the router
+  // skips or waits for a cooling deployment itself.
+  void CoolUntil(int64_t until_ms);
+  // The end of the cool-down (ms since epoch); 0 or a past time when not cooling.
+  int64_t CoolingUntilMs() const;
+
   BreakerState state() const;
   // When an open breaker will admit a probe (ms since epoch); 0 unless open.
   int64_t ProbeAtMs() const;
@@ -48,6 +57,7 @@ class CircuitBreaker {
   int failures_ = 0;                            // guarded by mu_
   int64_t opened_at_ms_ = 0;                    // guarded by mu_
   bool probe_in_flight_ = false;                // guarded by mu_
+  int64_t cooling_until_ms_ = 0;                // guarded by mu_
 };
 
 // Breakers by deployment key, created on first use. Thread-safe; returned references stay valid

@@ -49,6 +49,10 @@ struct CallRecord {
   // for (CallError::usage; usually zero). Zero on a cache hit.
   Usage usage;
   double cost_usd = 0;  // usage x prices, per attempt's model; 0 on a cache hit
+  // How much the attempts' actual costs passed their budget reservations (the worst case was an
+  // underestimate; the BudgetGuard also records it as a `budget.overrun` event); 0 normally,
+  // and when no CallAdmission reserved anything.
+  double overrun_usd = 0;
   int64_t started_at_ms = 0;
   int64_t latency_ms = 0;                   // whole call, including backoff sleeps
   ErrorCode status = ErrorCode::kInternal;  // meaningful only when !ok

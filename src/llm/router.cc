@@ -186,6 +186,7 @@ CallResult<Response> Router::Run(
   const RetryConfig& retry = config_.retry;
   std::vector<bool> dropped(deployments.size(), false);
   std::optional<CallError> last_error;
+  int64_t limiter_held_ms = 0;  // slept waiting for local rate limits, over the whole call
 
   auto fail = [&](CallError error) -> CallResult<Response> {
     record.ok = false;
@@ -220,6 +221,22 @@ CallResult<Response> Router::Run(
       const Deployment& deployment = deployments[index];
       FillRecordFrom(deployment, record);
       CircuitBreaker& breaker = breakers_.Get(deployment.key());
+      // A Retry-After from an earlier call still holds: skip the deployment this pass (the
+      // pass's backoff waits for it when it is not too long), as if it had just answered 429.
+      if (const int64_t cooling_ms = breaker.CoolingUntilMs() - clock_.NowMillis();
+          cooling_ms > 0) {
+        if (past_deadline(0)) return fail(deadline_error());
+        if (cooling_ms > retry.max_retry_after_ms) {
+          dropped[index] = true;
+        } else {
+          retry_worthwhile = true;
+          wait_at_least_ms = std::max(wait_at_least_ms, cooling_ms);
+        }
+        last_error = CallError{ErrorCode::kUnavailable, 429, cooling_ms,
+                               deployment.key() + ": cooling down after a rate limit (" +
+                                   std::to_string(cooling_ms) + " ms left of its Retry-After)"};
+        continue;
+      }
       if (!breaker.Allow()) {
         earliest_probe_ms = std::min(earliest_probe_ms, breaker.ProbeAtMs());
         if (!last_error) {
@@ -237,28 +254,32 @@ CallResult<Response> Router::Run(
       RateLimiter* limiter = LimiterFor(deployment.provider->name);
       if (limiter != nullptr) {
         int64_t wait_ms = limiter->TryAcquire(estimated_tokens);
-        // Wait for the bucket when the wait is short; otherwise try the next deployment first.
-        for (int waits = 0;
-             wait_ms > 0 && wait_ms <= retry.max_ms && !past_deadline(wait_ms) && waits < 100;
+        // Waits for the bucket only while the call's total wait stays within
+        // retry.max_retry_after_ms; past that the caller hears it (a retryable rate-limit error,
+        // 429 with Retry-After on the gateway) instead of being held silently.
+        for (int waits = 0; wait_ms > 0 && limiter_held_ms + wait_ms <= retry.max_retry_after_ms &&
+                            !past_deadline(wait_ms) && waits < 100;
              ++waits) {
           options_.sleeper(wait_ms);
+          limiter_held_ms += wait_ms;
           wait_ms = limiter->TryAcquire(estimated_tokens);
         }
         if (wait_ms > 0) {
           breaker.RecordNeutral();
-          retry_worthwhile = true;
-          wait_at_least_ms = std::max(wait_at_least_ms, wait_ms);
-          last_error =
-              CallError{ErrorCode::kUnavailable, 0, wait_ms,
-                        deployment.provider->name + ": local rate limit (rpm/tpm) reached"};
+          dropped[index] = true;  // waiting longer for it is what the caller must decide
+          last_error = CallError{ErrorCode::kUnavailable, 429, wait_ms,
+                                 deployment.provider->name +
+                                     ": local rate limit (rpm/tpm) reached; free again in " +
+                                     std::to_string(wait_ms) + " ms"};
           continue;
         }
       }
 
       int64_t reservation = -1;
+      double reserved_usd = 0;
       if (options_.admission != nullptr) {
-        auto reserved =
-            options_.admission->Reserve(context, deployment, worst_case_usd(*deployment.model));
+        reserved_usd = worst_case_usd(*deployment.model);
+        auto reserved = options_.admission->Reserve(context, deployment, reserved_usd);
         if (!reserved) {
           breaker.RecordNeutral();
           if (limiter != nullptr) limiter->Settle(estimated_tokens, 0);
@@ -277,7 +298,10 @@ CallResult<Response> Router::Run(
         breaker.RecordSuccess();
         const double cost = CostUsd(*deployment.model, result->usage);
         if (limiter != nullptr) limiter->Settle(estimated_tokens, result->usage.total_tokens());
-        if (options_.admission != nullptr) options_.admission->Settle(reservation, cost);
+        if (options_.admission != nullptr) {
+          options_.admission->Settle(reservation, cost);
+          record.overrun_usd += std::max(0.0, cost - reserved_usd);
+        }
         result->model_name = deployment.model->name;
         result->cost_usd = cost;
         record.ok = true;
@@ -301,7 +325,11 @@ CallResult<Response> Router::Run(
       record.usage += error.usage;
       record.cost_usd += billed;
       if (limiter != nullptr) limiter->Settle(estimated_tokens, error.usage.total_tokens());
-      if (options_.admission != nullptr) options_.admission->Settle(reservation, billed);
+      if (options_.admission != nullptr) {
+        options_.admission->Settle(reservation, billed);
+        record.overrun_usd += std::max(0.0, billed - reserved_usd);
+      }
+      if (error.retry_after_ms > 0) breaker.CoolUntil(clock_.NowMillis() + error.retry_after_ms);
       if (CountsAgainstBreaker(error)) {
         breaker.RecordFailure();
       } else {

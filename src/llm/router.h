@@ -7,16 +7,20 @@
 //     name as itself; deployments on unavailable providers (key unset) are skipped; duplicates
 //     are dropped;
 //  2. a temperature-0 chat request is looked up in the response cache (a hit costs 0);
-//  3. deployments are tried in order. Each attempt passes the deployment's circuit breaker, the
-//     provider's rate limiter (waiting up to retry.max_ms for tokens, else moving on) and the
+//  3. deployments are tried in order. Each attempt passes the deployment's cool-down (a
+//     Retry-After it answered, to this call or an earlier one, skips it until it has passed),
+//     its circuit breaker, the provider's rate limiter (waiting for tokens while the call's
+//     total wait stays within retry.max_retry_after_ms, else moving on with a retryable
+//     rate-limit error: http_status 429 and retry_after_ms, never a silent longer hold) and the
 //     CallAdmission (budgets), then goes out. On a retryable failure (429, 5xx, timeout,
 //     connection error, malformed answer) the next deployment is tried at once; 401/403/404
 //     drop the deployment for this call; 400-class errors and budget refusals end the call;
 //  4. when a whole pass over the deployments failed retryably, the router sleeps (exponential
-//     backoff with equal jitter, never less than the largest Retry-After seen) and makes another
-//     pass, up to retry.max_attempts passes. A Retry-After above retry.max_retry_after_ms drops
-//     the deployment instead of waiting;
-//  5. one CallRecord goes to the CallObserver.
+//     backoff with equal jitter, never less than the largest Retry-After or cool-down seen) and
+//     makes another pass, up to retry.max_attempts passes. A Retry-After or cool-down above
+//     retry.max_retry_after_ms drops the deployment instead of waiting;
+//  5. one CallRecord goes to the CallObserver, with overrun_usd when an attempt cost more than
+//     the worst case it reserved.
 // A streamed call falls back only while nothing has reached the caller's callback yet.
 //
 // Thread-safe: one Router serves all agents of a process.

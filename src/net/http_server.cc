@@ -1,11 +1,11 @@
 #include "net/http_server.h"
 
-#include "net/internal/socket_io.h"
-
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <spdlog/spdlog.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -21,6 +21,9 @@
 #include <limits>
 #include <system_error>
 
+#include "core/subprocess.h"
+#include "net/internal/socket_io.h"
+
 namespace factory::net {
 namespace {
 
@@ -31,6 +34,13 @@ constexpr size_t kReadSize = 64 * 1024;
 // so closing with unread bytes does not reset the connection before the client read the answer.
 constexpr int kLingerMs = 500;
 constexpr size_t kLingerMaxBytes = 16 * 1024 * 1024;
+// epoll tags of the two descriptors that are not connections (connection ids start at 2).
+constexpr uint64_t kListenTag = 0;
+constexpr uint64_t kWakeTag = 1;
+// Connections one worker accepts before re-arming the listening socket.
+constexpr int kAcceptBatch = 64;
+// Descriptors the server asks room for (idle connections are cheap, but each is one).
+constexpr int kDescriptorsWanted = 16 * 1024;
 
 template <typename View>
 std::string ToString(const View& view) {
@@ -92,6 +102,13 @@ struct ReadBuffer {
     if (bytes.size() - end < kReadSize / 2) bytes.resize(bytes.size() * 2);
   }
 };
+
+// Whether the unparsed bytes hold a whole request head (up to its blank line).
+bool HeadComplete(const ReadBuffer& buffer) {
+  const std::string_view unparsed(buffer.bytes.data() + buffer.begin, buffer.end - buffer.begin);
+  return unparsed.find("\r\n\r\n") != std::string_view::npos ||
+         unparsed.find("\n\n") != std::string_view::npos;
+}
 
 // Reads and drops what the client still sends, for a short while, then returns.
 void Linger(int fd, ReadBuffer& buffer) {
@@ -241,9 +258,11 @@ Status HttpServer::Start() {
     return InvalidArgument("port must be 0..65535, not " + std::to_string(options_.port));
   }
   if (options_.idle_timeout_ms <= 0 || options_.read_timeout_ms <= 0 ||
-      options_.write_timeout_ms <= 0) {
+      options_.write_timeout_ms <= 0 || options_.header_timeout_ms <= 0) {
     return InvalidArgument("http server timeouts must be > 0 ms");
   }
+  // Idle connections cost descriptors: make room for many (the soft limit is often 1024).
+  ReserveDescriptors(kDescriptorsWanted);
   const std::string address = options_.host + ":" + std::to_string(options_.port);
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
@@ -258,8 +277,9 @@ Status HttpServer::Start() {
   }
   std::string failure = "no address";
   for (addrinfo* candidate = found; candidate != nullptr; candidate = candidate->ai_next) {
-    const int fd = ::socket(candidate->ai_family, candidate->ai_socktype | SOCK_CLOEXEC,
-                            candidate->ai_protocol);
+    const int fd =
+        ::socket(candidate->ai_family, candidate->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK,
+                 candidate->ai_protocol);
     if (fd < 0) {
       failure = "socket: " + ErrnoText(errno);
       continue;
@@ -291,13 +311,26 @@ Status HttpServer::Start() {
               ? ntohs(reinterpret_cast<const sockaddr_in6*>(&bound)->sin6_port)
               : ntohs(reinterpret_cast<const sockaddr_in*>(&bound)->sin_port);
 
-  const size_t threads = static_cast<size_t>(options_.threads);
-  slots_.assign(threads, Slot{});
-  free_workers_.store(options_.threads);
-  workers_.reserve(threads);
-  for (size_t slot = 0; slot < threads; ++slot) {
-    workers_.emplace_back([this, slot] { Work(slot); });
+  epoll_fd_ = ::epoll_create1(EPOLL_CLOEXEC);
+  wake_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (epoll_fd_ < 0 || wake_fd_ < 0) {
+    return Unavailable("http server on " + address + ": epoll/eventfd: " + ErrnoText(errno));
   }
+  // The listening socket wakes one worker at a time (it accepts what is pending, then re-arms
+  // it); the wake-up descriptor stays readable once written, so every worker sees it.
+  epoll_event listen_event{.events = EPOLLIN | EPOLLONESHOT, .data = {.u64 = kListenTag}};
+  epoll_event wake_event{.events = EPOLLIN, .data = {.u64 = kWakeTag}};
+  if (::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, listen_fd_, &listen_event) != 0 ||
+      ::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, wake_fd_, &wake_event) != 0) {
+    return Unavailable("http server on " + address + ": epoll_ctl: " + ErrnoText(errno));
+  }
+
+  const size_t threads = static_cast<size_t>(options_.threads);
+  workers_.reserve(threads);
+  for (size_t index = 0; index < threads; ++index) {
+    workers_.emplace_back([this] { Work(); });
+  }
+  reaper_ = std::thread([this] { Reap(); });
   return Ok();
 }
 
@@ -305,96 +338,203 @@ void HttpServer::Stop() {
   std::lock_guard stop_lock(stop_mu_);
   if (stopped_) return;
   stopped_ = true;
-  stopping_.store(true);
-  // Wakes every accept() (it fails with EINVAL from now on).
-  if (listen_fd_ >= 0) ::shutdown(listen_fd_, SHUT_RDWR);
   {
-    std::lock_guard lock(slots_mu_);
-    for (const Slot& slot : slots_) {
-      if (slot.fd >= 0 && slot.idle) ::shutdown(slot.fd, SHUT_RDWR);  // its recv() returns 0
+    std::lock_guard lock(conns_mu_);
+    stopping_.store(true);
+    // New connections are refused from now on.
+    if (listen_fd_ >= 0) ::shutdown(listen_fd_, SHUT_RDWR);
+    // Parked connections close at once; busy ones finish their request (answered with
+    // `Connection: close`), and their worker closes them.
+    for (auto it = connections_.begin(); it != connections_.end();) {
+      if (it->second.busy) {
+        ++it;
+        continue;
+      }
+      CloseLocked(it->first, it->second);
+      it = connections_.erase(it);
+    }
+  }
+  reaper_cv_.notify_all();
+  if (wake_fd_ >= 0) {
+    const uint64_t one = 1;
+    if (::write(wake_fd_, &one, sizeof(one)) < 0) {
+      spdlog::error("http server: waking the workers: {}", ErrnoText(errno));
     }
   }
   for (std::thread& worker : workers_) worker.join();
   workers_.clear();
-  if (listen_fd_ >= 0) ::close(listen_fd_);
-  listen_fd_ = -1;
-}
-
-bool HttpServer::SetSlot(size_t slot, int fd, bool idle, bool kept_alive) {
-  std::lock_guard lock(slots_mu_);
-  Slot& entry = slots_[slot];
-  if (fd >= 0 && (stopping_.load() || (entry.fd == fd && entry.closing))) return false;
-  if (entry.fd != fd) entry.closing = false;
-  entry.fd = fd;
-  entry.idle = idle;
-  entry.kept_alive = idle && kept_alive;
-  if (idle) entry.idle_since = std::chrono::steady_clock::now();
-  if (fd < 0) reclaim_pending_ = false;  // this worker goes back to accept()
-  if (entry.kept_alive && reclaim_pending_) {
-    // The last free worker found no idle connection when it took its own; this is the first
-    // one since. Still nobody in accept(): free a worker now.
-    reclaim_pending_ = false;
-    if (free_workers_.load() == 0) return CloseLongestIdleLocked(&entry) != &entry;
+  if (reaper_.joinable()) reaper_.join();
+  {
+    std::lock_guard lock(conns_mu_);
+    for (auto& [id, connection] : connections_) CloseLocked(id, connection);
+    connections_.clear();
   }
-  return true;
-}
-
-void HttpServer::CloseLongestIdle() {
-  std::lock_guard lock(slots_mu_);
-  if (CloseLongestIdleLocked(nullptr) == nullptr) reclaim_pending_ = true;
-}
-
-HttpServer::Slot* HttpServer::CloseLongestIdleLocked(const Slot* self) {
-  Slot* oldest = nullptr;
-  for (Slot& entry : slots_) {
-    if (entry.fd < 0 || !entry.kept_alive || entry.closing) continue;
-    if (oldest == nullptr || entry.idle_since < oldest->idle_since) oldest = &entry;
+  for (int* fd : {&listen_fd_, &epoll_fd_, &wake_fd_}) {
+    if (*fd >= 0) ::close(*fd);
+    *fd = -1;
   }
-  if (oldest == nullptr) return nullptr;
-  oldest->closing = true;
-  // Another worker's connection: shut down, its recv() returns 0. `self`'s: the caller closes.
-  if (oldest != self) ::shutdown(oldest->fd, SHUT_RDWR);
-  return oldest;
 }
 
-void HttpServer::Work(size_t slot) {
+void HttpServer::CloseLocked(uint64_t, Connection& connection) {
+  if (connection.fd < 0) return;
+  ::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, connection.fd, nullptr);
+  ::close(connection.fd);
+  connection.fd = -1;
+}
+
+void HttpServer::Work() {
   while (!stopping_.load()) {
+    epoll_event event{};
+    const int ready = ::epoll_wait(epoll_fd_, &event, 1, -1);
+    if (ready < 0 && errno != EINTR) {
+      spdlog::error("http server: epoll_wait on port {} failed: {}", port_, ErrnoText(errno));
+      return;
+    }
+    if (ready <= 0 || stopping_.load()) continue;
+    if (event.data.u64 == kWakeTag) continue;
+    if (event.data.u64 == kListenTag) {
+      AcceptAll();
+      continue;
+    }
+    Taken taken;
+    if (Take(event.data.u64, taken)) Serve(taken);
+  }
+}
+
+void HttpServer::AcceptAll() {
+  // A bounded batch, so that one worker does not accept forever under a flood while the
+  // connections it took wait for it.
+  for (int accepted = 0; accepted < kAcceptBatch && !stopping_.load(); ++accepted) {
     const int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
     if (fd < 0) {
       const int error = errno;
-      if (stopping_.load()) break;
+      if (error == EAGAIN || error == EWOULDBLOCK) break;
       if (error == EINTR || error == ECONNABORTED || error == EPROTO) continue;
       // Out of descriptors or memory: wait a little instead of spinning.
       spdlog::warn("http server: accept on port {} failed: {}", port_, ErrnoText(error));
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
-      continue;
+      break;
     }
-    if (free_workers_.fetch_sub(1) == 1) CloseLongestIdle();  // this was the last free one
-    Serve(slot, fd);
-    free_workers_.fetch_add(1);
+    const int one = 1;
+    ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    internal::SetSocketTimeout(fd, SO_SNDTIMEO, options_.write_timeout_ms);
+    internal::SetSocketTimeout(fd, SO_RCVTIMEO, options_.read_timeout_ms);
+    std::lock_guard lock(conns_mu_);
+    if (stopping_.load()) {
+      ::close(fd);
+      break;
+    }
+    const uint64_t id = next_id_++;
+    Connection& connection = connections_[id];
+    connection.fd = fd;
+    connection.head_started = true;  // a new connection owes its head from now on
+    connection.head_deadline =
+        std::chrono::steady_clock::now() + std::chrono::milliseconds(options_.header_timeout_ms);
+    epoll_event event{.events = EPOLLIN | EPOLLRDHUP | EPOLLONESHOT, .data = {.u64 = id}};
+    if (::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fd, &event) != 0) {
+      spdlog::warn("http server: epoll_ctl add: {}", ErrnoText(errno));
+      ::close(fd);
+      connections_.erase(id);
+    }
+  }
+  epoll_event rearm{.events = EPOLLIN | EPOLLONESHOT, .data = {.u64 = kListenTag}};
+  if (!stopping_.load()) ::epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, listen_fd_, &rearm);
+}
+
+bool HttpServer::Take(uint64_t id, Taken& taken) {
+  std::lock_guard lock(conns_mu_);
+  auto it = connections_.find(id);
+  if (it == connections_.end() || it->second.busy || it->second.fd < 0) return false;
+  Connection& connection = it->second;
+  connection.busy = true;
+  taken.id = id;
+  taken.fd = connection.fd;
+  taken.kept_alive = connection.kept_alive;
+  taken.pending = std::move(connection.pending);
+  connection.pending.clear();
+  taken.head_started = connection.head_started;
+  taken.head_deadline = connection.head_deadline;
+  return true;
+}
+
+void HttpServer::Park(Taken& taken) {
+  std::lock_guard lock(conns_mu_);
+  auto it = connections_.find(taken.id);
+  if (it == connections_.end()) {
+    ::close(taken.fd);
+    return;
+  }
+  Connection& connection = it->second;
+  if (stopping_.load()) {
+    CloseLocked(it->first, connection);
+    connections_.erase(it);
+    return;
+  }
+  connection.busy = false;
+  connection.kept_alive = taken.kept_alive;
+  connection.pending = std::move(taken.pending);
+  connection.head_started = taken.head_started;
+  connection.head_deadline = taken.head_deadline;
+  connection.idle_deadline =
+      std::chrono::steady_clock::now() + std::chrono::milliseconds(options_.idle_timeout_ms);
+  // Re-armed under the lock: the reaper cannot close the descriptor (and accept() reuse its
+  // number) between the bookkeeping and this call.
+  epoll_event event{.events = EPOLLIN | EPOLLRDHUP | EPOLLONESHOT, .data = {.u64 = taken.id}};
+  if (::epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, connection.fd, &event) != 0) {
+    spdlog::warn("http server: epoll_ctl mod: {}", ErrnoText(errno));
+    CloseLocked(it->first, connection);
+    connections_.erase(it);
   }
 }
 
-void HttpServer::Serve(size_t slot, int fd) {
-  // Registered as idle before anything else, so a Stop() from now on closes it.
-  if (!SetSlot(slot, fd, /*idle=*/true)) {
-    ::close(fd);
+void HttpServer::Drop(const Taken& taken) {
+  std::lock_guard lock(conns_mu_);
+  auto it = connections_.find(taken.id);
+  if (it == connections_.end()) {
+    ::close(taken.fd);
     return;
   }
-  const int one = 1;
-  ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-  internal::SetSocketTimeout(fd, SO_SNDTIMEO, options_.write_timeout_ms);
-  internal::SetSocketTimeout(fd, SO_RCVTIMEO, options_.idle_timeout_ms);
-  int receive_timeout_ms = options_.idle_timeout_ms;
-  auto use_receive_timeout = [&](int timeout_ms) {
-    if (receive_timeout_ms == timeout_ms) return;
-    internal::SetSocketTimeout(fd, SO_RCVTIMEO, timeout_ms);
-    receive_timeout_ms = timeout_ms;
-  };
+  CloseLocked(it->first, it->second);
+  connections_.erase(it);
+}
 
-  ReadBuffer buffer;
+void HttpServer::Reap() {
+  const int shortest = std::min(options_.header_timeout_ms, options_.idle_timeout_ms);
+  const auto period = std::chrono::milliseconds(std::clamp(shortest / 10, 5, 1000));
+  std::unique_lock lock(conns_mu_);
+  while (!stopping_.load()) {
+    reaper_cv_.wait_for(lock, period, [&] { return stopping_.load(); });
+    if (stopping_.load()) return;
+    const auto now = std::chrono::steady_clock::now();
+    for (auto it = connections_.begin(); it != connections_.end();) {
+      const Connection& connection = it->second;
+      const bool expired =
+          !connection.busy && (connection.head_started ? connection.head_deadline <= now
+                                                       : connection.idle_deadline <= now);
+      if (!expired) {
+        ++it;
+        continue;
+      }
+      CloseLocked(it->first, it->second);
+      it = connections_.erase(it);
+    }
+  }
+}
+
+void HttpServer::Serve(Taken& taken) {
+  const int fd = taken.fd;
+  thread_local ReadBuffer buffer;
+  buffer.begin = buffer.end = 0;
+  if (!taken.pending.empty()) {
+    if (buffer.bytes.size() < taken.pending.size() + kReadSize) {
+      buffer.bytes.resize(taken.pending.size() + kReadSize);
+    }
+    std::memcpy(buffer.bytes.data(), taken.pending.data(), taken.pending.size());
+    buffer.end = taken.pending.size();
+    taken.pending.clear();
+  }
+
   bool open = true;
-  uint64_t served = 0;  // requests answered on this connection
   while (open) {
     http::request_parser<http::string_body> parser;
     parser.header_limit(static_cast<std::uint32_t>(
@@ -405,9 +545,20 @@ void HttpServer::Serve(size_t slot, int fd) {
     int refused_status = 0;
     std::string refused_message;
 
-    // Read until a whole request is parsed.
+    // Read until a whole request is parsed. The parser takes the head only once all of it is
+    // here (it would consume the request line alone, and that state cannot be parked): until
+    // then the bytes wait in the buffer, and go with the connection when it is parked.
+    bool parser_fed = false;
     for (;;) {
-      if (!buffer.empty()) {
+      if (!buffer.empty() && !taken.head_started) {
+        taken.head_started = true;
+        taken.head_deadline = std::chrono::steady_clock::now() +
+                              std::chrono::milliseconds(options_.header_timeout_ms);
+      }
+      const bool feed = !buffer.empty() && (parser_fed || HeadComplete(buffer) ||
+                                            buffer.end - buffer.begin > options_.header_limit);
+      if (feed) {
+        parser_fed = true;
         boost::beast::error_code ec;
         const size_t used = parser.put(boost::asio::const_buffer(buffer.bytes.data() + buffer.begin,
                                                                  buffer.end - buffer.begin),
@@ -443,30 +594,32 @@ void HttpServer::Serve(size_t slot, int fd) {
         refused_message = "malformed request: a line without end";
         break;
       }
-      const bool waiting_for_request = buffer.empty() && !parser.got_some();
-      if (waiting_for_request) {
-        use_receive_timeout(options_.idle_timeout_ms);
-        if (!SetSlot(slot, fd, /*idle=*/true, /*kept_alive=*/served > 0)) {
-          open = false;
-          break;
-        }
-      } else {
-        use_receive_timeout(options_.read_timeout_ms);
+      const bool head_done = parser.is_header_done();
+      if (!head_done && taken.head_started &&
+          std::chrono::steady_clock::now() >= taken.head_deadline) {
+        open = false;  // too slow to send its head: the worker is not held any longer
+        break;
       }
+      // Before the head is complete, only what is already there is read: a connection with
+      // nothing more to say goes back to the epoll set rather than holding this worker.
+      const bool may_park = !head_done && !parser_fed;
       buffer.MakeRoom();
       ssize_t got;
       do {
-        got = ::recv(fd, buffer.bytes.data() + buffer.end, buffer.bytes.size() - buffer.end, 0);
+        got = ::recv(fd, buffer.bytes.data() + buffer.end, buffer.bytes.size() - buffer.end,
+                     may_park ? MSG_DONTWAIT : 0);
       } while (got < 0 && errno == EINTR);
-      if (got <= 0) {  // closed by the client, reset, idle or read timeout, or Stop()
+      if (got < 0 && may_park && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        // The parser has seen none of this head: the unparsed bytes are all of it.
+        taken.pending.assign(buffer.bytes.data() + buffer.begin, buffer.end - buffer.begin);
+        Park(taken);
+        return;
+      }
+      if (got <= 0) {  // closed by the client, reset, or the read timeout within a body
         open = false;
         break;
       }
       buffer.end += static_cast<size_t>(got);
-      if (waiting_for_request && !SetSlot(slot, fd, /*idle=*/false)) {
-        open = false;  // Stop() raced with the first bytes; the socket is shut down already
-        break;
-      }
     }
     if (!open) break;
 
@@ -482,12 +635,12 @@ void HttpServer::Serve(size_t slot, int fd) {
     request.body = std::move(parser.get().body());
     Responder responder(fd, request, parser.keep_alive(), stopping_);
     Dispatch(request, responder);
-    ++served;
+    taken.kept_alive = true;
+    taken.head_started = false;
     open = responder.keep_alive_ && !responder.broken_ &&
            responder.state_ != Responder::State::kStreaming && !stopping_.load();
   }
-  SetSlot(slot, -1, false);
-  ::close(fd);
+  Drop(taken);
 }
 
 void HttpServer::RespondError(int status, std::string_view message, const Request& request,

@@ -1,20 +1,24 @@
 #pragma once
-// A lean blocking HTTP/1.1 server for latency-sensitive loopback services (the gateway):
-// thread-per-connection, requests parsed by Boost.Beast's parser from plain recv() calls, and
-// every whole answer (status line, headers, body) written with ONE sendmsg, with no poll before
-// it. Per keep-alive request that is one recv and one send.
+// A lean HTTP/1.1 server for latency-sensitive loopback services (the gateway): a pool of
+// workers serving requests with blocking socket calls, requests parsed by Boost.Beast's parser from
+// plain recv() calls, and every whole answer (status line, headers, body) written with ONE sendmsg,
+// with no poll before it. Per keep-alive request that is one recv and one send.
 //
 // Why not cpp-httplib: per request it does recv, getpeername, getsockname, then poll+poll+send
 // for the headers and again for the body (two loopback deliveries, two client wake-ups): a large
-// part of the gateway's added latency (issue 4, section 9).
+// part of the gateway's added latency.
 //
-// Model: `threads` workers each block in accept() on the shared listening socket and serve one
-// connection at a time until it closes; connections beyond that wait in the listen backlog.
-// So that idle keep-alive connections cannot hold every worker (new connections would wait
-// for an idle timeout), the worker that takes the last free place closes the keep-alive
-// connection that has been idle the longest, if any: that worker goes back to accept(). (A
-// client that reuses it at that moment sees it closed, as with any idle timeout; HTTP clients
-// retry a request that got no answer on a reused connection.)
+// Model: one epoll set holds the listening socket and every connection that is waiting for
+// request bytes (fresh, idle keep-alive, or part of a head received). `threads` workers wait in
+// epoll_wait on it; a connection with bytes to read wakes exactly one worker (EPOLLONESHOT),
+// which serves it with blocking recv/send until it has nothing more to read, then hands it back
+// to the set. So an idle connection costs a descriptor, not a thread: any number of silent or
+// idle keep-alive connections cannot keep requests from being served, and the per-request fast
+// path is still one recv and one send (plus re-arming the connection in the set).
+// Deadlines: a connection must send its whole request head within `header_timeout_ms` of being
+// accepted (or, for a keep-alive connection, of the first byte of its next request); an idle
+// keep-alive connection is closed after `idle_timeout_ms`. A body arriving in parts is read by
+// the worker, with `read_timeout_ms` between parts.
 // Requests on a connection are served in order (pipelined bytes wait in the buffer). Supported:
 // keep-alive, `Connection: close`, HTTP/1.0, chunked request bodies, `Expect: 100-continue`,
 // chunked (streamed) answers. Not supported: TLS, upgrades, trailers.
@@ -23,13 +27,16 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <string_view>
 #include <thread>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -125,13 +132,16 @@ using ErrorHandler =
 struct HttpServerOptions {
   std::string host = "127.0.0.1";        // a numeric address or a name getaddrinfo() resolves
   int port = 0;                          // 0: any free port (see HttpServer::port())
-  int threads = 64;                      // connections served at once
+  int threads = 64;                      // requests served at once
   size_t header_limit = 64 * 1024;       // request line + header fields, bytes (431 above)
   size_t body_limit = 32 * 1024 * 1024;  // request body, bytes (413 above)
-  int idle_timeout_ms = 5 * 60 * 1000;   // a keep-alive connection waiting for its next request
-  int read_timeout_ms = 30 * 1000;       // a request arriving in parts, between two parts
-  int write_timeout_ms = 60 * 1000;      // a client that stops reading an answer
-  ErrorHandler on_error;                 // default: a text/plain body with the message
+  // A new connection's whole request head, from accept; a keep-alive connection's next head,
+  // from its first byte. Passed: the connection is closed.
+  int header_timeout_ms = 10 * 1000;
+  int idle_timeout_ms = 5 * 60 * 1000;  // a keep-alive connection waiting for its next request
+  int read_timeout_ms = 30 * 1000;      // a request body arriving in parts, between two parts
+  int write_timeout_ms = 60 * 1000;     // a client that stops reading an answer
+  ErrorHandler on_error;                // default: a text/plain body with the message
 };
 
 class HttpServer {
@@ -165,26 +175,43 @@ class HttpServer {
     std::string path;
     Handler handler;
   };
-  // The connection a worker serves, as Stop() sees it.
-  struct Slot {
+  using TimePoint = std::chrono::steady_clock::time_point;
+  // A connection the server holds. Parked (in the epoll set, no worker) or busy (a worker
+  // serves it; only that worker touches its socket).
+  struct Connection {
     int fd = -1;
-    bool idle = false;        // waiting for the first byte of a request: Stop() may close it
-    bool kept_alive = false;  // idle after an answer (not a fresh connection): may be reclaimed
-    bool closing = false;     // shut down to free its worker; it must not serve another request
-    std::chrono::steady_clock::time_point idle_since;
+    bool busy = false;
+    bool kept_alive = false;  // answered a request already
+    std::string pending;      // received bytes of a request head not complete yet
+    TimePoint head_deadline;  // set while a head is expected to be under way
+    bool head_started = false;
+    TimePoint idle_deadline;  // parked with nothing received: closed after this
+  };
+  // What a worker needs of a connection it took.
+  struct Taken {
+    uint64_t id = 0;
+    int fd = -1;
+    bool kept_alive = false;
+    std::string pending;
+    bool head_started = false;
+    TimePoint head_deadline;
   };
 
-  void Work(size_t slot);
-  void Serve(size_t slot, int fd);
-  // Sets the slot's state; false when the server is stopping or the connection was shut down
-  // to free its worker (the connection should close).
-  bool SetSlot(size_t slot, int fd, bool idle, bool kept_alive = false);
-  // Shuts down the keep-alive connection idle the longest, so its worker is free again; when
-  // there is none, the next connection to become idle is closed instead (reclaim_pending_).
-  void CloseLongestIdle();
-  // The same under slots_mu_; returns the slot closed (nullptr: none). REQUIRES: slots_mu_.
-  // `self`, when chosen, is only marked closing: its own worker closes it.
-  Slot* CloseLongestIdleLocked(const Slot* self);
+  void Work();
+  void AcceptAll();
+  // Marks a parked connection busy and returns it; false when it is gone (closed by the reaper
+  // or Stop()).
+  bool Take(uint64_t id, Taken& taken);
+  // Hands a connection back to the epoll set, to be woken when bytes arrive; closes it instead
+  // when the server is stopping.
+  void Park(Taken& taken);
+  // Forgets and closes a busy connection.
+  void Drop(const Taken& taken);
+  void Serve(Taken& taken);
+  // Closes parked connections past their deadline, until Stop().
+  void Reap();
+  // REQUIRES: conns_mu_. Removes a connection from the set and closes it.
+  void CloseLocked(uint64_t id, Connection& connection);
   void Dispatch(const Request& request, Responder& responder);
   void RespondError(int status, std::string_view message, const Request& request,
                     Responder& responder);
@@ -192,16 +219,18 @@ class HttpServer {
   const HttpServerOptions options_;
   std::vector<RouteEntry> routes_;  // immutable after Start()
   int listen_fd_ = -1;
+  int epoll_fd_ = -1;
+  int wake_fd_ = -1;  // an eventfd made readable by Stop(): every worker wakes and exits
   int port_ = 0;
   std::vector<std::thread> workers_;
+  std::thread reaper_;
   std::atomic<bool> stopping_{false};
-  std::atomic<int> free_workers_{0};  // workers not serving a connection (in accept())
   std::mutex stop_mu_;    // held for the whole of Stop(), so a second caller waits for the first
   bool stopped_ = false;  // guarded by stop_mu_
-  std::mutex slots_mu_;
-  std::vector<Slot> slots_;  // guarded by slots_mu_; one per worker
-  // guarded by slots_mu_: the last free worker found no idle connection to close
-  bool reclaim_pending_ = false;
+  std::mutex conns_mu_;
+  std::condition_variable reaper_cv_;                     // with conns_mu_: Stop() wakes it
+  std::unordered_map<uint64_t, Connection> connections_;  // guarded by conns_mu_
+  uint64_t next_id_ = 2;  // guarded by conns_mu_; 0 and 1 tag the listening socket and wake_fd_
 };
 
 }  // namespace factory::net

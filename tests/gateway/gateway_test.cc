@@ -156,13 +156,6 @@ TEST_F(GatewayTest, FallsBackToTheNextDeploymentOfTheAlias) {
 
 TEST_F(GatewayTest, UpstreamErrorsAreMappedWithoutLeakingTheUpstreamKey) {
   StartGateway();
-  FakeReply limited = FakeReply::RateLimited(7, "slow down");
-  fake_.Enqueue(limited);
-  fake_.Enqueue(limited);
-  auto response = Post("/v1/chat/completions", Chat("cloud/fast"), key_);
-  ExpectOpenAiError(response, 429, "rate_limit_error");
-  EXPECT_EQ(response.Header("retry-after"), "7");
-
   FakeReply leaky = FakeReply::Error(400, "bad request from");
   leaky.echo_credentials = true;  // the provider quotes the key it got back
   fake_.Enqueue(leaky);
@@ -174,6 +167,19 @@ TEST_F(GatewayTest, UpstreamErrorsAreMappedWithoutLeakingTheUpstreamKey) {
   fake_.Enqueue(FakeReply::Error(401, "bad upstream key"));
   auto auth = PostAnthropic(Message("cloud/anthropic"), key_);
   ExpectAnthropicError(auth, 502, "api_error");
+
+  FakeReply limited = FakeReply::RateLimited(7, "slow down");
+  fake_.Enqueue(limited);
+  fake_.Enqueue(limited);
+  auto response = Post("/v1/chat/completions", Chat("cloud/fast"), key_);
+  ExpectOpenAiError(response, 429, "rate_limit_error");
+  EXPECT_EQ(response.Header("retry-after"), "7");
+  // The Retry-After holds for the next call too: it is not sent upstream meanwhile.
+  const size_t sent = fake_.request_count();
+  auto again = Post("/v1/chat/completions", Chat("mini"), key_);
+  ExpectOpenAiError(again, 429, "rate_limit_error");
+  EXPECT_FALSE(again.Header("retry-after").empty());
+  EXPECT_EQ(fake_.request_count(), sent);
 
   for (const auto& row : LedgerRows()) {
     EXPECT_NE(row.status, "ok");
@@ -310,9 +316,8 @@ FakeReply SlowStream(Usage usage) {
 
 // Sends `body` to `path` and hangs up after the second piece of the answer arrived; then waits
 // for the gateway to ledger the call (it notices at its next write).
-std::vector<ModelCallRow> HangUpMidStream(llm::HttpClient& client,
-                                          const std::string& base_url, const std::string& path,
-                                          const json& body,
+std::vector<ModelCallRow> HangUpMidStream(llm::HttpClient& client, const std::string& base_url,
+                                          const std::string& path, const json& body,
                                           std::vector<std::pair<std::string, std::string>> headers,
                                           const std::function<std::vector<ModelCallRow>()>& rows) {
   llm::HttpRequest request;
@@ -480,7 +485,7 @@ TEST_F(GatewayTest, PerCallBudgetRefusesWith402BeforeAnythingIsSent) {
   EXPECT_EQ(rows[0].status, "resource_exhausted");
 }
 
-TEST_F(GatewayTest, AgentDailyCapIsEnforcedInTheStoreAndPausesTheAgent) {
+TEST_F(GatewayTest, AgentDailyCapIsEnforcedInTheStoreWithoutPausingTheAgent) {
   ledger::BudgetEnvelope budgets;
   // Worst case of one call: ~10 prompt tokens x $2/M + 100 output x $8/M, about $0.0008.
   budgets.project.per_agent_daily_usd = 0.0015;
@@ -492,10 +497,12 @@ TEST_F(GatewayTest, AgentDailyCapIsEnforcedInTheStoreAndPausesTheAgent) {
   auto refused = Post("/v1/chat/completions", body, key_);
   ExpectOpenAiError(refused, 402, "insufficient_quota");
   EXPECT_THAT(refused.body, HasSubstr("daily"));
+  EXPECT_THAT(refused.body, HasSubstr("worst case"));
   EXPECT_EQ(fake_.request_count(), 1u);
+  // A worst case that does not fit refuses that call; the agent is not paused for it.
   Queue queue(*store_);
   ledger::BudgetGuard guard(*store_, queue, budgets);
-  EXPECT_TRUE(*guard.IsPaused("coder"));
+  EXPECT_FALSE(*guard.IsPaused("coder"));
   // Spend recorded as the built-in agent's is: settled reservations in the store.
   std::optional<double> spent;
   ASSERT_TRUE(store_->Read([&](StoreTxn& txn) -> Status {

@@ -253,7 +253,7 @@ TEST_F(BudgetTest, TaskTokenCapEndsTheAttemptAsBudgetExceeded) {
   EXPECT_TRUE(guard.ReserveUsd(Ctx("r", "task-1", "tester"), 0.01));
 }
 
-TEST_F(BudgetTest, AgentDailyCapPausesTheAgentUntilResumed) {
+TEST_F(BudgetTest, AgentDailyCapRefusesAWorstCaseWithoutPausing) {
   BudgetEnvelope envelope;
   envelope.project.per_agent_daily_usd = 5.0;
   envelope.agents["coder"].per_agent_daily_usd = 1.0;  // the agent's own budget wins
@@ -263,6 +263,25 @@ TEST_F(BudgetTest, AgentDailyCapPausesTheAgentUntilResumed) {
   ASSERT_FALSE(refused);
   EXPECT_EQ(refused.error().code, ErrorCode::kResourceExhausted);
   EXPECT_THAT(refused.error().message, HasSubstr("agent coder daily"));
+  EXPECT_THAT(refused.error().message, HasSubstr("worst case $0.500000"));
+  EXPECT_FALSE(*guard.IsPaused("coder"));
+  EXPECT_TRUE(EventsOfKind("agent.paused").empty());
+  // What is left today still fits; the refusal did not stop the agent.
+  EXPECT_TRUE(guard.ReserveUsd(Ctx("r", "t2", "coder"), 0.25));
+  EXPECT_TRUE(guard.ReserveUsd(Ctx("r", "t3", "tester"), 2.0));
+}
+
+TEST_F(BudgetTest, AgentDailyCapPausesTheAgentOnceSettledSpendReachesIt) {
+  BudgetEnvelope envelope;
+  envelope.agents["coder"].per_agent_daily_usd = 1.0;
+  BudgetGuard guard(*store_, *queue_, envelope, &clock_);
+  auto first = guard.ReserveUsd(Ctx("r", "t1", "coder"), 0.5);
+  ASSERT_TRUE(first);
+  ASSERT_TRUE(guard.SettleUsd(*first, 0.5));
+  EXPECT_FALSE(*guard.IsPaused("coder"));
+  auto second = guard.ReserveUsd(Ctx("r", "t1", "coder"), 0.5);
+  ASSERT_TRUE(second);
+  ASSERT_TRUE(guard.SettleUsd(*second, 0.5));  // $1.00 settled: the cap is reached
   EXPECT_TRUE(*guard.IsPaused("coder"));
   EXPECT_FALSE(*guard.IsPaused("tester"));
 
@@ -271,7 +290,7 @@ TEST_F(BudgetTest, AgentDailyCapPausesTheAgentUntilResumed) {
   auto payload = nlohmann::json::parse(paused[0].payload_json);
   EXPECT_EQ(payload["agent"], "coder");
   EXPECT_EQ(payload["by"], "budget");
-  EXPECT_THAT(payload["reason"].get<std::string>(), HasSubstr("daily"));
+  EXPECT_THAT(payload["reason"].get<std::string>(), HasSubstr("settled spend $1.000000"));
   EXPECT_EQ(paused[0].actor, "budget");
 
   // Paused: even a tiny call is refused, with the way out in the message; other agents go on.
@@ -279,26 +298,32 @@ TEST_F(BudgetTest, AgentDailyCapPausesTheAgentUntilResumed) {
   ASSERT_FALSE(tiny);
   EXPECT_THAT(tiny.error().message, HasSubstr("factory agents resume coder"));
   EXPECT_TRUE(guard.ReserveUsd(Ctx("r", "t3", "tester"), 2.0));
-  EXPECT_EQ(EventsOfKind("agent.paused").size(), 1u);  // no second event
 
   ASSERT_TRUE(guard.Resume("coder"));
   EXPECT_FALSE(*guard.IsPaused("coder"));
   EXPECT_EQ(EventsOfKind("agent.resumed").size(), 1u);
   EXPECT_EQ(guard.Resume("coder").error().code, ErrorCode::kNotFound);
-  EXPECT_TRUE(guard.ReserveUsd(Ctx("r", "t2", "coder"), 0.25));  // what is left today
-  // Tomorrow the whole daily budget is back.
+  // Resumed, but the day's cap is spent: refused (not paused) until tomorrow.
+  EXPECT_FALSE(guard.ReserveUsd(Ctx("r", "t2", "coder"), 0.001));
+  EXPECT_FALSE(*guard.IsPaused("coder"));
   clock_.Advance(24 * 60 * kMinute);
   EXPECT_TRUE(guard.ReserveUsd(Ctx("r", "t2", "coder"), 1.0));
 }
 
-TEST_F(BudgetTest, GlobalDailyCapPausesEveryAgent) {
+TEST_F(BudgetTest, GlobalDailyCapPausesEveryAgentOnceSettledSpendReachesIt) {
   BudgetEnvelope envelope;
   envelope.global_daily_usd = 1.0;
   BudgetGuard guard(*store_, *queue_, envelope, &clock_);
-  ASSERT_TRUE(guard.ReserveUsd(Ctx("r1", "t1", "coder"), 0.75));
+  auto first = guard.ReserveUsd(Ctx("r1", "t1", "coder"), 0.75);
+  ASSERT_TRUE(first);
+  // A worst case that does not fit beside it is refused; nobody is paused for that.
   auto refused = guard.ReserveUsd(Ctx("r2", "t2", "tester"), 0.5);
   ASSERT_FALSE(refused);
   EXPECT_THAT(refused.error().message, HasSubstr("global daily"));
+  EXPECT_FALSE(*guard.IsPaused("tester"));
+  EXPECT_FALSE(*guard.IsPaused("coder"));
+  // Settled above what was reserved, the spend reaches the cap: every agent is paused.
+  ASSERT_TRUE(guard.SettleUsd(*first, 1.25));
   for (const char* agent : {"coder", "tester", "someone-else", ""}) {
     EXPECT_TRUE(*guard.IsPaused(agent)) << agent;
     EXPECT_FALSE(guard.ReserveUsd(Ctx("r3", "t3", agent), 0.001)) << agent;
@@ -313,6 +338,7 @@ TEST_F(BudgetTest, GlobalDailyCapPausesEveryAgent) {
 
   ASSERT_TRUE(guard.Resume(kAllAgents));
   EXPECT_FALSE(*guard.IsPaused("coder"));
+  clock_.Advance(24 * 60 * kMinute);
   EXPECT_TRUE(guard.ReserveUsd(Ctx("r3", "t3", "coder"), 0.25));
 }
 

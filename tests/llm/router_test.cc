@@ -425,20 +425,31 @@ TEST_F(RouterTest, StreamDoesNotFallBackAfterOutputStarted) {
   EXPECT_EQ(plain->provider, "b");
 }
 
-TEST_F(RouterTest, RateLimiterMakesCallsWait) {
+TEST_F(RouterTest, RateLimiterMakesCallsWaitWithinMaxRetryAfter) {
   std::string yaml(kConfig);
   yaml.replace(yaml.find("rpm: 0"), 6, "rpm: 2");
-  Build(yaml);
+  std::string patient = yaml;
+  patient.replace(patient.find("max_retry_after_ms: 5000"), 24, "max_retry_after_ms: 60000");
+  Build(patient);
   for (int i = 0; i < 2; ++i) ASSERT_TRUE(router_->Chat({"a1"}, Question()));
   EXPECT_TRUE(sleeps_.empty());
   ASSERT_TRUE(router_->Chat({"a1"}, Question()));  // third in the same minute waits ~30 s
   ASSERT_EQ(sleeps_.size(), 1u);
   EXPECT_GE(sleeps_[0], 29'000);
   EXPECT_LE(sleeps_[0], 30'000);
-  // With a fallback available and the wait over max_ms (1 s), the router moves on instead.
+  // A wait above max_retry_after_ms (5 s) is not made: the caller gets a retryable
+  // rate-limit error saying when to come back.
   sleeps_.clear();
   Build(yaml);
   for (int i = 0; i < 2; ++i) ASSERT_TRUE(router_->Chat({"a1"}, Question()));
+  auto refused = router_->Chat({"a1"}, Question());
+  ASSERT_FALSE(refused);
+  EXPECT_TRUE(refused.error().retryable());
+  EXPECT_EQ(refused.error().http_status, 429);
+  EXPECT_GE(refused.error().retry_after_ms, 29'000);
+  EXPECT_THAT(refused.error().message, HasSubstr("local rate limit"));
+  EXPECT_TRUE(sleeps_.empty());
+  // With a fallback available, the router moves on instead.
   auto moved = router_->Chat({"tier/fast"}, Question());
   ASSERT_TRUE(moved);
   EXPECT_EQ(moved->provider, "b");

@@ -5,17 +5,12 @@
 
 #include <chrono>
 #include <cmath>
-#include <set>
 
 #include "ledger/ledger.h"
 
 namespace factory::gateway::internal {
 namespace {
 
-// The velocity check sums an agent's spend over the last 70 minutes (a scan that grows with a
-// busy agent's calls): once per 10 s per agent is plenty for a 10-minute window, and keeps the
-// scan from stealing a core from the requests.
-constexpr int64_t kVelocityCheckEveryMs = 10'000;
 // How long the writer collects rows before committing them: a row reaches the store at most
 // this much (plus one commit) after its call ended.
 constexpr std::chrono::milliseconds kGroupCommitWindow{5};
@@ -30,8 +25,7 @@ std::string UtcDay(int64_t millis) {
 
 }  // namespace
 
-LedgerWriter::LedgerWriter(Store& store, ledger::BudgetGuard* guard, const Clock& clock)
-    : store_(store), guard_(guard), clock_(clock), thread_([this] { Loop(); }) {}
+LedgerWriter::LedgerWriter(Store& store) : store_(store), thread_([this] { Loop(); }) {}
 
 LedgerWriter::~LedgerWriter() {
   {
@@ -110,21 +104,6 @@ void LedgerWriter::Loop() {
       spdlog::error("gateway: dropping {} ledger row(s) and {} spend row(s): {}", calls.size(),
                     spend.size(), status.error().ToString());
     }
-    if (guard_ != nullptr && guard_->envelope().velocity_enabled && status) {
-      std::set<std::string> agents;
-      for (const ReservationRow& row : spend) {
-        if (!row.agent.empty()) agents.insert(row.agent);
-      }
-      const int64_t now = clock_.NowMillis();
-      for (const std::string& agent : agents) {
-        int64_t& last = velocity_checked_ms_[agent];
-        if (last != 0 && now - last < kVelocityCheckEveryMs) continue;
-        last = now;
-        if (auto checked = guard_->CheckVelocity(agent, {.agent = agent}); !checked) {
-          spdlog::error("gateway: velocity check of {}: {}", agent, checked.error().ToString());
-        }
-      }
-    }
     {
       std::lock_guard lock(mu_);
       written_ += calls.size() + spend.size();
@@ -190,6 +169,7 @@ Result<int64_t> GatewayAdmission::Reserve(const llm::CallContext& context,
   }
   FACTORY_ASSIGN_OR_RETURN(std::string paused, PauseReason(context.agent));
   if (!paused.empty()) return ResourceExhausted(paused);
+  FACTORY_RETURN_IF_ERROR(guard_.SeedVelocity(context.agent));
   const int64_t now = clock_.NowMillis();
   std::lock_guard lock(mu_);
   const int64_t id = --next_memory_id_;
@@ -218,7 +198,23 @@ void GatewayAdmission::Settle(int64_t reservation_id, double actual_usd) {
   if (!std::isfinite(actual_usd) || actual_usd <= 0) return;  // nothing spent: nothing to add
   row.settled = true;
   row.actual_usd = actual_usd;
+  if (actual_usd > row.amount_usd) {
+    const llm::CallContext context{
+        .run_id = row.run_id, .task_id = row.task_id, .agent = row.agent};
+    if (auto recorded = guard_.RecordOverrun(context, row.amount_usd, actual_usd); !recorded) {
+      spdlog::error("gateway: recording an overrun of {}: {}", row.agent,
+                    recorded.error().ToString());
+    }
+  }
+  const std::string agent = row.agent;
+  const int64_t at_ms = row.ts_ms;
+  const llm::CallContext context{.run_id = row.run_id, .task_id = row.task_id, .agent = agent};
   writer_.AddSpend(std::move(row));
+  // Every call's spend is checked at once, in memory; a pause it writes reaches this
+  // admission's pause cache within pause_ttl_ms.
+  if (auto checked = guard_.RecordSettled(agent, at_ms, actual_usd, context); !checked) {
+    spdlog::error("gateway: velocity check of {}: {}", agent, checked.error().ToString());
+  }
 }
 
 }  // namespace factory::gateway::internal

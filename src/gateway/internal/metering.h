@@ -6,8 +6,7 @@
 //    memory, see below) are queued and written by one background thread, every batch in one
 //    transaction (group commit: the writer wakes on a batch's first row and commits what
 //    arrived within 5 ms). A row reaches the store a few milliseconds after its call ended;
-//    Flush() waits for everything queued so far. After writing an agent's spend it runs
-//    the budget's velocity check for that agent (at most once every 10 s per agent).
+//    Flush() waits for everything queued so far.
 //  - GatewayAdmission: the CallAdmission. A call whose agent has a store-enforced limit (per
 //    task, run, agent-day, or the global day) goes through ledger::BudgetGuard exactly like the
 //    built-in agent's calls: the reservation is checked and inserted in one serialised store
@@ -15,7 +14,8 @@
 //    such limit has nothing to overshoot: it is admitted in memory (the per-call cap checked,
 //    the agent's pause looked up in a cache refreshed every `pause_ttl_ms`), and its actual
 //    cost is written as a settled reservation by the LedgerWriter, so the agent's and the
-//    day's spend (other processes' caps, velocity, `factory costs`) include it.
+//    day's spend (other processes' caps, `factory costs`) include it, and is counted at once
+//    in the BudgetGuard's in-memory velocity window (checked on every call).
 
 #include <condition_variable>
 #include <cstdint>
@@ -36,8 +36,8 @@ namespace factory::gateway::internal {
 
 class LedgerWriter final : public llm::CallObserver {
  public:
-  // REQUIRES: store, guard (may be null: no velocity checks) and clock outlive the writer.
-  LedgerWriter(Store& store, ledger::BudgetGuard* guard, const Clock& clock);
+  // REQUIRES: store outlives the writer.
+  explicit LedgerWriter(Store& store);
   ~LedgerWriter() override;  // writes what is queued, then stops
   LedgerWriter(const LedgerWriter&) = delete;
   LedgerWriter& operator=(const LedgerWriter&) = delete;
@@ -53,8 +53,6 @@ class LedgerWriter final : public llm::CallObserver {
   void Loop();
 
   Store& store_;
-  ledger::BudgetGuard* const guard_;
-  const Clock& clock_;
   std::mutex mu_;
   std::condition_variable work_cv_;
   std::condition_variable done_cv_;
@@ -65,7 +63,6 @@ class LedgerWriter final : public llm::CallObserver {
   bool stopping_ = false;              // guarded by mu_
   int flush_waiters_ = 0;              // guarded by mu_; Flush() calls waiting
   std::optional<Error> last_error_;    // guarded by mu_
-  std::map<std::string, int64_t> velocity_checked_ms_;  // writer thread only
   std::thread thread_;
 };
 
