@@ -10,7 +10,17 @@ CMAKE_FLAGS ?= -DFACTORY_WERROR=ON
 export CCACHE_BASEDIR ?= $(CURDIR)
 export CCACHE_NOHASHDIR ?= true
 
-.PHONY: all deps configure build test demo bench clean
+# `make fuzz`: the libFuzzer targets of fuzz/, built with clang 16 (Debian's default clang 14
+# cannot compile libstdc++'s <expected>) in their own tree, each run FUZZ_SECONDS from its
+# seed corpus (fuzz/run.sh; FUZZ_TARGETS="sse cli_output" picks some, FUZZ_KEEP_CORPUS=1 keeps
+# what they discover in fuzz/corpus/).
+FUZZ_BUILD_DIR ?= build-fuzz
+FUZZ_SECONDS ?= 30
+FUZZ_TARGETS ?=
+FUZZ_CC ?= clang-16
+FUZZ_CXX ?= clang++-16
+
+.PHONY: all deps configure build test demo bench fuzz clean
 
 all: build
 
@@ -43,5 +53,14 @@ bench: build
 	  echo "make bench: bench/run.sh is not there yet" >&2; exit 1; \
 	fi
 
+fuzz:
+	@scripts/install-deps --fuzz
+	@mkdir -p $(FUZZ_BUILD_DIR)
+	@CC=$(FUZZ_CC) CXX=$(FUZZ_CXX) cmake -S . -B $(FUZZ_BUILD_DIR) -G Ninja -DFACTORY_FUZZ=ON \
+	  -DFACTORY_BUILD_TESTS=OFF -DFACTORY_BUILD_BENCH=OFF >$(FUZZ_BUILD_DIR)/configure.log 2>&1 \
+	  || { cat $(FUZZ_BUILD_DIR)/configure.log >&2; exit 1; }
+	cmake --build $(FUZZ_BUILD_DIR) -j$(JOBS) --target fuzz_targets
+	FUZZ_SECONDS=$(FUZZ_SECONDS) fuzz/run.sh $(FUZZ_BUILD_DIR) $(FUZZ_TARGETS)
+
 clean:
-	rm -rf $(BUILD_DIR) build-asan
+	rm -rf $(BUILD_DIR) build-asan $(FUZZ_BUILD_DIR)

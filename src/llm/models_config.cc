@@ -61,6 +61,18 @@ class Reader {
     return value;
   }
 
+  // A duration in seconds as milliseconds. Bounded so the conversion stays defined for any
+  // number the file holds (1e300, .inf); no timeout or cooldown is meant to last 30 years.
+  Result<int64_t> Milliseconds(const YAML::Node& raw, const std::string& field) const {
+    constexpr double kMaxSeconds = 1e9;
+    FACTORY_ASSIGN_OR_RETURN(double seconds, NonNegativeNumber(raw, field));
+    if (seconds > kMaxSeconds) {
+      return Fail(
+          raw, field + ": must be at most 1000000000 seconds (got " + Expanded(raw).Scalar() + ")");
+    }
+    return static_cast<int64_t>(seconds * 1000);
+  }
+
   Result<int64_t> NonNegativeInt(const YAML::Node& raw, const std::string& field) const {
     const YAML::Node node = Expanded(raw);
     int64_t value = 0;
@@ -177,18 +189,18 @@ Result<ProviderConfig> ParseProvider(const Reader& reader, const std::string& na
     FACTORY_ASSIGN_OR_RETURN(config.tpm, reader.NonNegativeInt(node["tpm"], what + ".tpm"));
   }
   if (node["timeout_s"]) {
-    FACTORY_ASSIGN_OR_RETURN(double seconds,
-                             reader.NonNegativeNumber(node["timeout_s"], what + ".timeout_s"));
-    if (seconds == 0) return reader.Fail(node["timeout_s"], what + ".timeout_s: must be > 0");
-    config.timeout_ms = static_cast<int64_t>(seconds * 1000);
+    FACTORY_ASSIGN_OR_RETURN(int64_t ms,
+                             reader.Milliseconds(node["timeout_s"], what + ".timeout_s"));
+    if (ms == 0) return reader.Fail(node["timeout_s"], what + ".timeout_s: must be > 0");
+    config.timeout_ms = ms;
   }
   if (node["connect_timeout_s"]) {
-    FACTORY_ASSIGN_OR_RETURN(double seconds, reader.NonNegativeNumber(node["connect_timeout_s"],
-                                                                      what + ".connect_timeout_s"));
-    if (seconds == 0) {
+    FACTORY_ASSIGN_OR_RETURN(
+        int64_t ms, reader.Milliseconds(node["connect_timeout_s"], what + ".connect_timeout_s"));
+    if (ms == 0) {
       return reader.Fail(node["connect_timeout_s"], what + ".connect_timeout_s: must be > 0");
     }
-    config.connect_timeout_ms = static_cast<int64_t>(seconds * 1000);
+    config.connect_timeout_ms = ms;
   }
   // Availability: a missing key or an empty URL disables the provider without failing the load,
   // so one default file serves every combination of keys.
@@ -388,9 +400,8 @@ Status ParseDocument(const Reader& reader, const YAML::Node& root, ModelsConfig&
       config.breaker.failure_threshold = static_cast<int>(threshold);
     }
     if (breaker["cooldown_s"]) {
-      FACTORY_ASSIGN_OR_RETURN(
-          double seconds, reader.NonNegativeNumber(breaker["cooldown_s"], "breaker.cooldown_s"));
-      config.breaker.cooldown_ms = static_cast<int64_t>(seconds * 1000);
+      FACTORY_ASSIGN_OR_RETURN(config.breaker.cooldown_ms,
+                               reader.Milliseconds(breaker["cooldown_s"], "breaker.cooldown_s"));
     }
   }
 

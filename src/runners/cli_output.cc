@@ -1,5 +1,6 @@
 // Command templates and output parsers of the cli runner (runners/cli_runner.h).
 
+#include <algorithm>
 #include <cstdio>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -26,12 +27,26 @@ std::string Str(const json& object, const char* key) {
   return it->get<std::string>();
 }
 
-int64_t Int(const json& object, const char* key) {
+// A token count: a number clamped to [0, kMaxCliTokens] (1e300 or -5 must neither overflow nor
+// make a cost negative); 0 when missing or not a number.
+int64_t Tokens(const json& object, const char* key) {
   if (!object.is_object()) return 0;
   auto it = object.find(key);
   if (it == object.end() || !it->is_number()) return 0;
-  return it->is_number_float() ? static_cast<int64_t>(it->get<double>()) : it->get<int64_t>();
+  if (it->is_number_float()) {
+    const double value = it->get<double>();
+    if (!(value > 0)) return 0;  // NaN included
+    return value >= static_cast<double>(kMaxCliTokens) ? kMaxCliTokens
+                                                       : static_cast<int64_t>(value);
+  }
+  if (it->is_number_unsigned()) {
+    return static_cast<int64_t>(std::min<uint64_t>(it->get<uint64_t>(), kMaxCliTokens));
+  }
+  return std::clamp<int64_t>(it->get<int64_t>(), 0, kMaxCliTokens);
 }
+
+// total + more, saturating at kMaxCliTokens. REQUIRES: both in [0, kMaxCliTokens].
+int64_t AddTokens(int64_t total, int64_t more) { return std::min(total + more, kMaxCliTokens); }
 
 std::optional<double> Double(const json& object, const char* key) {
   if (!object.is_object()) return std::nullopt;
@@ -160,11 +175,12 @@ void ParseClaudeEvent(const json& event, OutputBuilder& builder, std::string& la
     if (!cost) cost = Double(event, "cost_usd");
     if (cost) out.usage.cost_usd = cost;
     const json& usage = Field(event, "usage");
-    const int64_t cache_read = Int(usage, "cache_read_input_tokens");
-    out.usage.input_tokens =
-        Int(usage, "input_tokens") + Int(usage, "cache_creation_input_tokens") + cache_read;
+    const int64_t cache_read = Tokens(usage, "cache_read_input_tokens");
+    out.usage.input_tokens = AddTokens(
+        AddTokens(Tokens(usage, "input_tokens"), Tokens(usage, "cache_creation_input_tokens")),
+        cache_read);
     out.usage.cached_tokens = cache_read;
-    out.usage.output_tokens = Int(usage, "output_tokens");
+    out.usage.output_tokens = Tokens(usage, "output_tokens");
     std::string step = ok ? "success" : out.reported_error;
     if (cost) {
       char buffer[32];
@@ -213,9 +229,10 @@ void ParseCodexEvent(const json& event, OutputBuilder& builder) {
     }
   } else if (type == "turn.completed") {
     const json& usage = Field(event, "usage");
-    out.usage.input_tokens += Int(usage, "input_tokens");
-    out.usage.cached_tokens += Int(usage, "cached_input_tokens");
-    out.usage.output_tokens += Int(usage, "output_tokens");
+    out.usage.input_tokens = AddTokens(out.usage.input_tokens, Tokens(usage, "input_tokens"));
+    out.usage.cached_tokens =
+        AddTokens(out.usage.cached_tokens, Tokens(usage, "cached_input_tokens"));
+    out.usage.output_tokens = AddTokens(out.usage.output_tokens, Tokens(usage, "output_tokens"));
     out.reported_ok = true;
     out.reported_error.clear();
     builder.Step("result", "turn completed");

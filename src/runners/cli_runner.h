@@ -129,6 +129,9 @@ struct CliOutput {
 };
 
 inline constexpr size_t kMaxCliSteps = 1000;
+// Token counts read from an agent's output are clamped to [0, kMaxCliTokens] (sums saturate
+// there): the output is untrusted, and no count may overflow or make a cost negative.
+inline constexpr int64_t kMaxCliTokens = int64_t{1} << 48;
 
 // Parses an agent's stdout. Never fails: a line that is not JSON is kept in other_lines (its
 // last `tail_bytes`), a JSON event of a type the parser does not know is skipped, a known event

@@ -1,6 +1,7 @@
 #include "toolloop/tools.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <exception>
 #include <nlohmann/json.hpp>
@@ -16,6 +17,9 @@ using nlohmann::json;
 constexpr size_t kMaxGrepLineBytes = 300;    // a matching line is shown up to this length
 constexpr size_t kMaxRegexLineBytes = 4096;  // longer lines are not regex-matched (std::regex
                                              // recursion can exhaust the stack)
+// std::regex compiles a pattern by recursive descent: tens of thousands of nested groups from a
+// model exhaust the stack and kill the factory. Real patterns are far shorter.
+constexpr size_t kMaxRegexPatternBytes = 1024;
 
 struct ToolDef {
   const char* name;
@@ -75,8 +79,12 @@ class Args {
     auto it = object_.find(name);
     if (it == object_.end() || it->is_null()) return std::nullopt;
     if (it->is_number_integer() || it->is_number_unsigned()) return it->get<int64_t>();
-    if (it->is_number_float() && it->get<double>() == static_cast<int64_t>(it->get<double>())) {
-      return static_cast<int64_t>(it->get<double>());
+    if (it->is_number_float()) {
+      // Checked before the conversion, which is undefined outside int64_t's range (1e300).
+      const double value = it->get<double>();
+      if (value >= -9.2e18 && value <= 9.2e18 && value == std::trunc(value)) {
+        return static_cast<int64_t>(value);
+      }
     }
     error = std::string("argument '") + name + "' must be an integer";
     return std::nullopt;
@@ -250,6 +258,10 @@ ToolResult GrepTool(const ToolEnv& env, const Args& args) {
   if (pattern->empty()) return Fail("'pattern' must not be empty");
   std::optional<std::regex> regex;
   if (use_regex.value_or(false)) {
+    if (pattern->size() > kMaxRegexPatternBytes) {
+      return Fail("the regular expression is longer than " + std::to_string(kMaxRegexPatternBytes) +
+                  " bytes; use a shorter one");
+    }
     try {
       regex.emplace(*pattern, std::regex::ECMAScript);
     } catch (const std::regex_error& e) {
