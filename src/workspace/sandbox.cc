@@ -16,6 +16,8 @@
 #include <sstream>
 #include <thread>
 
+#include "core/redact.h"
+
 namespace factory {
 namespace {
 
@@ -239,6 +241,8 @@ class SandboxBase : public Sandbox {
     options.tail_bytes = command.tail_bytes;
     options.cancel = command.cancel;
     options.limits = command.limits;
+    // Whatever an agent or a gate prints may hold a secret it found; its logs never do.
+    options.redactor = &ProcessRedactor();
 
     std::unique_ptr<PidsCgroup> cgroup;
     if (cgroup_root_) {
