@@ -18,6 +18,10 @@ echo
 echo "== gateway overhead (issue 4): bench/gateway_bench.sh $build"
 bash "$here/gateway_bench.sh" "$build"
 
+echo
+echo "== redaction throughput (issue 15): $build/bench/redact_bench --mib 8"
+"$build/bench/redact_bench" --mib 8
+
 for extra in "$here"/run-*.sh; do
   [[ -e "$extra" ]] || continue
   echo
