@@ -4,6 +4,8 @@
 // leave it in none of the database (main file and WAL), the artifacts and gate logs, `task
 // show`, `run show`, the console or the next attempt's prompt.md; the event chain still verifies.
 
+#include "core/redact.h"
+
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -14,6 +16,8 @@
 
 #include "cli/cli.h"
 #include "cli/cli_test_util.h"
+#include "events/audit.h"
+#include "queue/queue.h"
 
 namespace factory {
 namespace {
@@ -201,6 +205,57 @@ TEST_F(RedactTest, WorkerCommandOutputNeverStoredOrPrinted) {
   EXPECT_FALSE(Contains(shown.out, key_)) << shown.out;
   EXPECT_TRUE(Contains(shown.out, kMarker)) << shown.out;
   ExpectAuditOk();
+}
+
+// The queue's own path, in process: a secret in a failure's error and details, in a result, in
+// metadata and in a recorded event (raw and JSON-escaped) is redacted before anything is hashed
+// or written, so the database file never holds it and the chain still verifies.
+TEST(QueueRedactionTest, EventsAttemptsResultsAndMetadataAreStoredRedacted) {
+  testing::TempDir dir;
+  const std::string secret = "queue-secret-" + RandomKey();
+  const std::string quoted = "quote\"d-" + RandomKey();  // JSON-escaped when dumped
+  ProcessRedactor().Add("QUEUE_TEST_TOKEN", secret);
+  ProcessRedactor().Add("QUOTED_TEST_TOKEN", quoted);
+  const std::string db_path = (dir.path() / "factory.db").string();
+  auto store = OpenSqliteStore(SqliteOptions{.path = db_path});
+  ASSERT_TRUE(store) << store.error().message;
+  Queue queue(**store);
+  auto first = queue.Enqueue(EnqueueRequest{.title = "fails", .max_attempts = 1});
+  auto second = queue.Enqueue(EnqueueRequest{.title = "succeeds"});
+  ASSERT_TRUE(first && second);
+  auto claimed = queue.ClaimAndStart("w", 60'000, 2);
+  ASSERT_TRUE(claimed) << claimed.error().message;
+  ASSERT_EQ(claimed->size(), 2u);
+  for (const ClaimedTask& task : *claimed) {
+    if (task.task.id == first->task.id) {
+      const nlohmann::json details{{"stdout_tail", "printed " + secret},
+                                   {"feedback", "and " + quoted}};
+      ASSERT_TRUE(queue.Fail(task.lease, "exit 1: " + secret, details.dump(), false));
+    } else {
+      ASSERT_TRUE(queue.Complete(task.lease, nlohmann::json{{"out", secret}}.dump()));
+    }
+  }
+  ASSERT_TRUE(queue.RecordEvent("default", first->task.id, "agent.step", "test",
+                                nlohmann::json{{"summary", secret + " " + quoted}}.dump()));
+  ASSERT_TRUE(queue.UpdateMetadata(second->task.id, nlohmann::json{{"note", secret}}.dump()));
+
+  auto attempts = queue.ListAttempts(first->task.id);
+  ASSERT_TRUE(attempts);
+  ASSERT_EQ(attempts->size(), 1u);
+  EXPECT_EQ((*attempts)[0].error, "exit 1: [REDACTED:QUEUE_TEST_TOKEN]");
+  EXPECT_TRUE(Contains((*attempts)[0].details_json, "[REDACTED:QUOTED_TEST_TOKEN]"));
+  auto audit = VerifyChain(**store);
+  ASSERT_TRUE(audit);
+  EXPECT_TRUE(audit->ok) << audit->problem;
+  store->reset();  // closes the database, so its pages are all in the main file or the WAL
+
+  const std::string escaped = nlohmann::json(quoted).dump();
+  for (const auto& file : {db_path, db_path + "-wal"}) {
+    const std::string bytes = testing::ReadFile(file);
+    EXPECT_FALSE(Contains(bytes, secret)) << file;
+    EXPECT_FALSE(Contains(bytes, quoted)) << file;
+    EXPECT_FALSE(Contains(bytes, escaped.substr(1, escaped.size() - 2))) << file;
+  }
 }
 
 }  // namespace
