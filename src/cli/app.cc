@@ -165,10 +165,12 @@ int ParseAndRun(int argc, char** argv) {
     return kExitUsage;
   }
 
-  FeedProcessRedactor(ctx);
   if (auto logging = InitLogging(ctx.global.log_level); !logging) {
     return ReportError(logging.error().message, kExitUsage);
   }
+  // Before the command runs, with the logger in place: nothing it logs, stores or writes may
+  // hold a known secret.
+  FeedProcessRedactor(ctx);
   if (!ctx.action) return ReportError("no command given", kExitUsage);
   return ctx.action();
 }
