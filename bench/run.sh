@@ -21,6 +21,8 @@ bash "$here/gateway_bench.sh" "$build"
 echo
 echo "== sandbox start: $build/bench/sandbox_bench --runs 300 --dir $out/sandbox"
 "$build/bench/sandbox_bench" --runs "${BENCH_SANDBOX_RUNS:-300}" --dir "$out/sandbox"
+echo "== redaction throughput (issue 15): $build/bench/redact_bench --mib 8"
+"$build/bench/redact_bench" --mib 8
 
 for extra in "$here"/run-*.sh; do
   [[ -e "$extra" ]] || continue

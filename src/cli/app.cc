@@ -2,12 +2,17 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <exception>
 #include <iostream>
 #include <system_error>
 
 #include "cli/cli.h"
 #include "core/log.h"
+#include "core/redact.h"
+#include "llm/models_config.h"
+
+extern char** environ;
 
 #ifndef FACTORY_VERSION
 #define FACTORY_VERSION "0.0.0"
@@ -81,13 +86,34 @@ int ExitCodeFor(ErrorCode code) {
 
 int ReportError(std::string_view message, int exit_code) {
   std::fflush(stdout);
-  std::cerr << "factory: error: " << message << std::endl;
+  std::cerr << "factory: error: " << ProcessRedactor().Redact(message) << std::endl;
   return exit_code;
 }
 
 int ReportError(const Error& error) { return ReportError(error.message, ExitCodeFor(error.code)); }
 
+void RedactModelKeys(const llm::ModelsConfig& models) {
+  for (const auto& provider : models.providers) {
+    if (provider.api_key_env.empty()) continue;
+    if (const char* value = std::getenv(provider.api_key_env.c_str())) {
+      ProcessRedactor().Add(provider.api_key_env, value);
+    }
+  }
+}
+
 namespace {
+
+// The secrets no command may store or print: secret-looking variables of our environment and
+// the key variables of the project's models.yaml (core/redact.h says which and why). A
+// models.yaml that does not load leaves the environment's rule alone to cover its keys; the
+// command that needs the file reports the problem.
+void FeedProcessRedactor(const CliContext& ctx) {
+  ProcessRedactor().AddSecretEnvironment(environ);
+  std::error_code ec;
+  const auto models_path = ctx.FactoryDir() / "models.yaml";
+  if (!std::filesystem::is_regular_file(models_path, ec)) return;
+  if (auto models = llm::LoadModelsConfig(models_path)) RedactModelKeys(*models);
+}
 
 int ParseAndRun(int argc, char** argv) {
   CliContext ctx;
@@ -142,6 +168,9 @@ int ParseAndRun(int argc, char** argv) {
   if (auto logging = InitLogging(ctx.global.log_level); !logging) {
     return ReportError(logging.error().message, kExitUsage);
   }
+  // Before the command runs, with the logger in place: nothing it logs, stores or writes may
+  // hold a known secret.
+  FeedProcessRedactor(ctx);
   if (!ctx.action) return ReportError("no command given", kExitUsage);
   return ctx.action();
 }

@@ -13,6 +13,10 @@
 #include "core/result.h"
 #include "store/store.h"
 
+namespace factory::llm {
+struct ModelsConfig;
+}
+
 namespace factory::cli {
 
 // Process exit codes (documented in README.md).
@@ -53,6 +57,11 @@ int ExitCodeFor(ErrorCode code);
 int ReportError(const Error& error);
 // Prints "factory: error: <message>" on stderr and returns exit_code.
 int ReportError(std::string_view message, int exit_code);
+
+// Adds to ProcessRedactor() (core/redact.h) the values of the key variables `models` names
+// (each provider's api_key_env), whatever their names. Start-up does it for
+// <factory dir>/models.yaml; a command reading another models file does it for that one.
+void RedactModelKeys(const llm::ModelsConfig& models);
 
 // Registration of each command group (one file each).
 void AddInitCommand(CLI::App& app, CliContext& ctx);

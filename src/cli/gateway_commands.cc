@@ -72,6 +72,7 @@ int RunGateway(const CliContext& ctx, const GatewayFlags& flags) {
       flags.models.empty() ? ctx.FactoryDir() / "models.yaml" : std::filesystem::path(flags.models);
   auto models = llm::LoadModelsConfig(models_path);
   if (!models) return ReportError(models.error());
+  RedactModelKeys(*models);
   auto envelope = LoadEnvelope(ctx);
   if (!envelope) return ReportError(envelope.error());
   auto store = ctx.OpenStore(/*create_if_missing=*/false);

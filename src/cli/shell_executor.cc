@@ -9,6 +9,7 @@
 #include <utility>
 
 #include "cli/json_format.h"
+#include "core/redact.h"
 #include "core/simple_command.h"
 #include "core/subprocess.h"
 #include "workspace/sandbox.h"
@@ -169,6 +170,7 @@ std::unique_ptr<StartedTask> ShellExecutor::Start(const ClaimedTask& claimed,
   options.timeout_ms = options_.timeout_ms;
   options.kill_grace_ms = options_.kill_grace_ms;
   options.cancel = &cancel;
+  options.redactor = &ProcessRedactor();  // the logs and the tails never hold a known secret
 
   Result<Subprocess> process = Subprocess::Start(options);
   if (direct && !process &&

@@ -12,7 +12,8 @@ namespace factory {
 // The level used when neither a flag nor FACTORY_LOG says otherwise.
 inline constexpr char kDefaultLogLevel[] = "warn";
 
-// Configures the default logger: stderr, "[time] [level] message", the given level. An empty
+// Configures the default logger: stderr, "[time] [level] message", the given level, every
+// message redacted by ProcessRedactor() (core/redact.h). An empty
 // level means the env var FACTORY_LOG, or kDefaultLogLevel when that is unset or empty.
 // Accepted names: trace, debug, info, warn, error, critical, off.
 // InvalidArgument naming the level (and where it came from) when it is unknown; the logger is

@@ -16,9 +16,12 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <optional>
 #include <stdexcept>
 #include <string_view>
 #include <utility>
+
+#include "core/redact.h"
 
 extern char** environ;
 
@@ -147,7 +150,6 @@ class Tail {
  public:
   explicit Tail(size_t cap) : cap_(cap) {}
   void Append(const char* data, size_t size) {
-    total_ += static_cast<int64_t>(size);
     if (cap_ == 0) return;
     if (size >= cap_) {
       buffer_.assign(data + size - cap_, cap_);
@@ -161,12 +163,10 @@ class Tail {
     if (buffer_.size() > cap_) buffer_.erase(0, buffer_.size() - cap_);
     return std::move(buffer_);
   }
-  int64_t total() const { return total_; }
 
  private:
   size_t cap_;
   std::string buffer_;
-  int64_t total_ = 0;
 };
 
 void WriteAll(int fd, const char* data, size_t size) {
@@ -342,6 +342,7 @@ struct Subprocess::Running {
   size_t tail_bytes = 0;
   const std::atomic<bool>* cancel = nullptr;
   int64_t kill_grace_ms = 0;
+  const Redactor* redactor = nullptr;
 };
 
 Subprocess::Subprocess(std::unique_ptr<Running> running) : running_(std::move(running)) {}
@@ -483,6 +484,7 @@ Result<Subprocess> Subprocess::Start(const SubprocessOptions& options) {
   running->tail_bytes = options.tail_bytes;
   running->cancel = options.cancel;
   running->kill_grace_ms = options.kill_grace_ms;
+  running->redactor = options.redactor;
   return Subprocess(std::move(running));
 }
 
@@ -517,12 +519,32 @@ SubprocessResult Subprocess::Wait() {
     if (!opened && result.output_error.empty()) result.output_error = opened.error().message;
     path.clear();
   };
-  auto drain = [&](Fd& fd, Fd& file, std::string& path, Tail& tail) {
+  // Redacted streams: what a read returns is held back in part until the next read or the end.
+  std::optional<StreamRedactor> stdout_redactor;
+  std::optional<StreamRedactor> stderr_redactor;
+  if (run.redactor != nullptr) {
+    stdout_redactor.emplace(*run.redactor);
+    stderr_redactor.emplace(*run.redactor);
+  }
+  int64_t stdout_total = 0;
+  int64_t stderr_total = 0;
+  auto emit = [](Fd& file, Tail& tail, std::string_view text) {
+    if (text.empty()) return;
+    if (file.valid()) WriteAll(file.get(), text.data(), text.size());
+    tail.Append(text.data(), text.size());
+  };
+  auto drain = [&](Fd& fd, Fd& file, std::string& path, Tail& tail,
+                   std::optional<StreamRedactor>& redactor, int64_t& total) {
     ssize_t n = ::read(fd.get(), buffer.data(), buffer.size());
     if (n > 0) {
       create_file(path, file);
-      if (file.valid()) WriteAll(file.get(), buffer.data(), static_cast<size_t>(n));
-      tail.Append(buffer.data(), static_cast<size_t>(n));
+      total += n;
+      const std::string_view piece(buffer.data(), static_cast<size_t>(n));
+      if (redactor) {
+        emit(file, tail, redactor->Feed(piece));
+      } else {
+        emit(file, tail, piece);
+      }
     } else if (n == 0 || (errno != EINTR && errno != EAGAIN)) {
       fd.Reset();
     }
@@ -602,10 +624,12 @@ SubprocessResult Subprocess::Wait() {
       break;
     }
     if (out_idx >= 0 && fds[out_idx].revents != 0) {
-      drain(run.stdout_fd, run.stdout_file, run.stdout_path, stdout_tail);
+      drain(run.stdout_fd, run.stdout_file, run.stdout_path, stdout_tail, stdout_redactor,
+            stdout_total);
     }
     if (err_idx >= 0 && fds[err_idx].revents != 0) {
-      drain(run.stderr_fd, run.stderr_file, run.stderr_path, stderr_tail);
+      drain(run.stderr_fd, run.stderr_file, run.stderr_path, stderr_tail, stderr_redactor,
+            stderr_total);
     }
     if (in_idx >= 0 && fds[in_idx].revents != 0) {
       if (fds[in_idx].revents & (POLLERR | POLLHUP)) {
@@ -614,14 +638,16 @@ SubprocessResult Subprocess::Wait() {
         ssize_t n = ::write(run.stdin_fd.get(), run.stdin_data.data() + stdin_offset,
                             run.stdin_data.size() - stdin_offset);
         if (n > 0) stdin_offset += static_cast<size_t>(n);
-        if ((n < 0 && errno != EAGAIN && errno != EINTR) ||
-            stdin_offset == run.stdin_data.size()) {
+        if ((n < 0 && errno != EAGAIN && errno != EINTR) || stdin_offset == run.stdin_data.size()) {
           run.stdin_fd.Reset();
         }
       }
     }
   }
 
+  // What the redactors still hold back is the end of each stream.
+  if (stdout_redactor) emit(run.stdout_file, stdout_tail, stdout_redactor->Finish());
+  if (stderr_redactor) emit(run.stderr_file, stderr_tail, stderr_redactor->Finish());
   // A stream that stayed silent still gets its (empty) file.
   create_file(run.stdout_path, run.stdout_file);
   create_file(run.stderr_path, run.stderr_file);
@@ -660,8 +686,8 @@ SubprocessResult Subprocess::Wait() {
     result.exit_code = 128 + *result.signal;
   }
   result.duration_ms = MillisSince(start);
-  result.stdout_bytes = stdout_tail.total();
-  result.stderr_bytes = stderr_tail.total();
+  result.stdout_bytes = stdout_total;
+  result.stderr_bytes = stderr_total;
   result.stdout_tail = stdout_tail.Take();
   result.stderr_tail = stderr_tail.Take();
   return result;

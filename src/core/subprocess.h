@@ -15,6 +15,8 @@
 
 namespace factory {
 
+class Redactor;
+
 struct ResourceLimits {
   int64_t cpu_seconds = 0;      // RLIMIT_CPU; 0 = unlimited
   int64_t memory_bytes = 0;     // RLIMIT_AS; 0 = unlimited
@@ -37,8 +39,8 @@ struct SubprocessOptions {
   // cannot be created is reported in SubprocessResult::output_error, after the process ran,
   // instead of as a start error.
   bool create_output_files_on_wait = false;
-  int64_t timeout_ms = 0;                      // wall clock; 0 = none. Kills the whole group.
-  size_t tail_bytes = 4096;                    // how much of each stream's end to keep
+  int64_t timeout_ms = 0;    // wall clock; 0 = none. Kills the whole group.
+  size_t tail_bytes = 4096;  // how much of each stream's end to keep
   ResourceLimits limits;
   // Polled; when set to true the group is killed (SIGTERM, then SIGKILL after a grace period).
   const std::atomic<bool>* cancel = nullptr;
@@ -47,6 +49,10 @@ struct SubprocessOptions {
   // exec, so a pids or memory limit the caller configured there covers the whole process tree.
   // RLIMIT_NPROC does not bind root; a pids cgroup does. Failure to join is a start error.
   std::string cgroup_dir;
+  // When set, both streams go through it (core/redact.h StreamRedactor) before they reach the
+  // output files and the tails: a secret split across two reads is still caught. Null keeps
+  // the output as the child wrote it (host-side git, whose output is data). Must outlive Wait.
+  const Redactor* redactor = nullptr;
 };
 
 struct SubprocessResult {
@@ -58,9 +64,9 @@ struct SubprocessResult {
   // set by RunSubprocess itself.
   bool quota_exceeded = false;
   int64_t duration_ms = 0;
-  std::string stdout_tail;  // last tail_bytes of stdout
+  std::string stdout_tail;  // last tail_bytes of stdout (redacted with options.redactor)
   std::string stderr_tail;
-  int64_t stdout_bytes = 0;  // total bytes written
+  int64_t stdout_bytes = 0;  // total bytes the child wrote (before redaction)
   int64_t stderr_bytes = 0;
   // An output file that could not be created or written (create_output_files_on_wait); the
   // tails above still hold the end of the output.

@@ -8,7 +8,8 @@
 
 namespace factory {
 
-// Writes `content` to `path`, truncating it. Internal error naming the path on failure.
+// Writes `content`, redacted by ProcessRedactor() (core/redact.h), to `path`, truncating it:
+// these files reach agents and their providers. Internal error naming the path on failure.
 Status WriteTextFile(const std::string& path, std::string_view content);
 
 }  // namespace factory

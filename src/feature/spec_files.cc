@@ -7,6 +7,7 @@
 #include <system_error>
 
 #include "core/clock.h"
+#include "core/redact.h"
 
 namespace factory::feature::internal {
 
@@ -47,7 +48,7 @@ Status WriteAtomically(const fs::path& path, std::string_view content) {
   {
     std::ofstream out(temporary, std::ios::binary | std::ios::trunc);
     if (!out) return Internal("cannot write " + temporary.string());
-    out << content;
+    out << ProcessRedactor().Redact(content);  // specs and their metadata quote gate output
     out.flush();
     if (!out) return Internal("cannot write " + temporary.string());
   }

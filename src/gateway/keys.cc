@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 
+#include "core/redact.h"
 #include "core/sha256.h"
 #include "core/ulid.h"
 
@@ -74,6 +75,9 @@ Result<IssuedKey> IssueKey(Store& store, std::string_view agent, const KeyScope&
                              .created_ms = time.NowMillis()};
   FACTORY_RETURN_IF_ERROR(
       store.Write([&](StoreTxn& txn) { return txn.InsertVirtualKey(issued.record); }));
+  // Whoever holds the key may print it (a cli agent given it in its environment): this process
+  // never stores or logs it. Another process sees only its hash and prefix.
+  ProcessRedactor().Add("VIRTUAL_KEY", issued.key);
   return issued;
 }
 

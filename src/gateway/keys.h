@@ -37,7 +37,8 @@ struct IssuedKey {
 std::string HashKey(std::string_view key);
 
 // Creates a key for `agent` (non-empty; letters, digits, '.', '_', '-' only: InvalidArgument
-// otherwise). clock null = SystemClock().
+// otherwise). clock null = SystemClock(). The key is added to ProcessRedactor() (core/redact.h)
+// under the name VIRTUAL_KEY.
 Result<IssuedKey> IssueKey(Store& store, std::string_view agent, const KeyScope& scope = {},
                            const Clock* clock = nullptr);
 // Every key, revoked ones included, oldest first.

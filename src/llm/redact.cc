@@ -1,26 +1,18 @@
 #include "llm/redact.h"
 
-#include <algorithm>
+#include "core/redact.h"
 
 namespace factory::llm {
 
 std::string Redact(std::string_view text, const std::vector<std::string>& secrets) {
+  constexpr size_t kMinLength = 4;
   std::string out(text);
-  // Longest first, so a secret that contains another is replaced whole.
-  std::vector<const std::string*> ordered;
-  for (const auto& secret : secrets) {
-    if (secret.size() >= 4) ordered.push_back(&secret);
+  if (!secrets.empty()) {
+    Redactor local(kMinLength);
+    for (const auto& secret : secrets) local.Add("", secret);
+    out = local.Redact(out);
   }
-  std::sort(ordered.begin(), ordered.end(),
-            [](const std::string* a, const std::string* b) { return a->size() > b->size(); });
-  for (const std::string* secret : ordered) {
-    size_t pos = 0;
-    while ((pos = out.find(*secret, pos)) != std::string::npos) {
-      out.replace(pos, secret->size(), kRedacted);
-      pos += kRedacted.size();
-    }
-  }
-  return out;
+  return ProcessRedactor().Redact(out);
 }
 
 }  // namespace factory::llm

@@ -15,6 +15,7 @@
 
 #include "agents/agent.h"
 #include "core/clock.h"
+#include "core/redact.h"
 #include "core/text_file.h"
 #include "orchestrator/rebase.h"
 #include "orchestrator/review.h"
@@ -549,7 +550,9 @@ std::optional<ExecResult> PipelineExecutor::AttemptRun::RunRunner() {
   input.max_attempts = task_.max_attempts;
   input.queue_task_id = task_.id;
   input.attempt_id = lease_.attempt_id;
-  input.feedback = feedback_;
+  // The feedback quotes earlier attempts' output: what the agent (and its provider) reads of it
+  // never holds a known secret, whatever missed redaction on the way in.
+  input.feedback = ProcessRedactor().Redact(feedback_);
   details_["had_feedback"] = !input.feedback.empty();
 
   // The implementation prompt: the only text the agent gets about its task.
@@ -573,7 +576,7 @@ std::optional<ExecResult> PipelineExecutor::AttemptRun::RunRunner() {
     const std::string error = "cannot render the implementation prompt: " + prompt.error().message;
     return Fail(kPhaseRunner, error, error, /*retryable=*/false);
   }
-  input.prompt = std::move(*prompt);
+  input.prompt = ProcessRedactor().Redact(*prompt);
   const int64_t prompt_bytes = static_cast<int64_t>(input.prompt.size());
   const std::string prompt_file = attempt_dir_ + "/prompt.md";
   if (Status written = WriteTextFile(prompt_file, input.prompt); !written) {

@@ -9,6 +9,8 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "core/redact.h"
+
 namespace factory {
 namespace {
 
@@ -138,7 +140,7 @@ void RunView::RedrawLocked() {
   for (const auto& [task_id, attempt] : active_) {
     std::string line = "  ";
     line += Pad(attempt.task_key, 18) + " ";
-    line += Pad(attempt.title, 32) + " ";
+    line += Pad(ProcessRedactor().Redact(attempt.title), 32) + " ";
     line += Pad(attempt.agent.empty() ? "-" : attempt.agent, 12) + " ";
     line += "#" + Pad(AttemptLabel(attempt), 5) + " ";
     line += Pad(attempt.phase.empty() ? "starting" : attempt.phase, 9) + " ";
@@ -157,8 +159,9 @@ void RunView::RedrawLocked() {
   std::fflush(out_);
 }
 
-void RunView::PrintLocked(const std::string& line) {
+void RunView::PrintLocked(const std::string& raw_line) {
   if (out_ == nullptr) return;
+  const std::string line = ProcessRedactor().Redact(raw_line);
   if (live_) {
     ClearBlockLocked();
     std::fprintf(out_, "%s\n", line.c_str());
@@ -245,7 +248,8 @@ void RunView::OnAttemptFinished(const AttemptProgress& attempt, const AttemptEnd
   line += " in " + FormatDuration(end.duration_ms);
   if (end.cost_usd > 0) line += ", " + FormatCost(end.cost_usd);
   if (end.kind != AttemptEndKind::kSucceeded && !end.message.empty()) {
-    line += ": " + Clip(end.message, 160);
+    // Redacted before clipping: a clip could cut a secret and leave a part of it unmatched.
+    line += ": " + Clip(ProcessRedactor().Redact(end.message), 160);
   }
   if (live_ && options_.color) {
     PrintLocked(std::string(color) + label + kReset + " " + line);

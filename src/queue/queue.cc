@@ -7,6 +7,7 @@
 #include <set>
 #include <type_traits>
 
+#include "core/redact.h"
 #include "queue/state_machine.h"
 
 namespace factory {
@@ -56,6 +57,17 @@ std::string Quote(std::string_view text) {
   return json(text).dump(-1, ' ', false, kReplaceInvalid);
 }
 
+// Everything the queue stores passes the process redactor first: an event's payload before the
+// chain hashes it (a hashed secret could never be scrubbed), an attempt's error and details, a
+// task's result and metadata. The texts are JSON; the redactor's markers are JSON-safe and it
+// also matches a secret's JSON-escaped form.
+std::string Redacted(std::string_view text) { return ProcessRedactor().Redact(text); }
+
+Status AppendRedacted(StoreTxn& txn, Event& event) {
+  ProcessRedactor().RedactInPlace(event.payload_json);
+  return txn.AppendEvent(event);
+}
+
 bool IsFinalFailure(TaskState state) {
   return state == TaskState::kFailed || state == TaskState::kCancelled ||
          state == TaskState::kBlocked;
@@ -85,7 +97,7 @@ Result<Run> Queue::EnsureRun(const std::string& run_id, const std::string& title
     FACTORY_RETURN_IF_ERROR(txn.InsertRun(result));
     Event event{.id = ids_.Next(), .ts_ms = now, .run_id = run_id, .kind = "run.created",
                 .actor = actor_, .payload_json = json{{"title", title}}.dump(-1, ' ', false, kReplaceInvalid)};
-    return txn.AppendEvent(event);
+    return AppendRedacted(txn, event);
   }));
   return result;
 }
@@ -116,7 +128,7 @@ Result<EnqueueResult> Queue::EnqueueInTxn(StoreTxn& txn, const EnqueueRequest& r
       FACTORY_RETURN_IF_ERROR(txn.InsertRun(*run));
       Event event{.id = ids_.Next(), .ts_ms = now, .run_id = request.run_id,
                   .kind = "run.created", .actor = actor_, .payload_json = "{}"};
-      FACTORY_RETURN_IF_ERROR(txn.AppendEvent(event));
+      FACTORY_RETURN_IF_ERROR(AppendRedacted(txn, event));
     }
     known_runs.emplace(request.run_id, *run);
   }
@@ -281,7 +293,7 @@ Status Queue::AppendEvent(StoreTxn& txn, const Task& task, const std::string& ki
   Event event{.id = ids_.Next(), .ts_ms = clock_.NowMillis(), .run_id = task.run_id,
               .task_id = task.id, .kind = kind, .actor = actor.empty() ? actor_ : actor,
               .payload_json = payload_json};
-  return txn.AppendEvent(event);
+  return AppendRedacted(txn, event);
 }
 
 Status Queue::Transition(StoreTxn& txn, Task& task, TaskState to, const std::string& kind,
@@ -305,7 +317,7 @@ Status Queue::FinishAttempt(StoreTxn& txn, const Task& task, AttemptStatus statu
   Attempt attempt{.id = task.attempt_id, .task_id = task.id, .epoch = task.lease_epoch,
                   .number = task.attempts, .owner = task.lease_owner, .status = status,
                   .started_ms = task.attempt_started_ms, .finished_ms = clock_.NowMillis(),
-                  .error = error};
+                  .error = Redacted(error)};
   if (details_json.empty() || details_json == "{}") {
     attempt.details_json = "{}";
   } else {
@@ -313,7 +325,7 @@ Status Queue::FinishAttempt(StoreTxn& txn, const Task& task, AttemptStatus statu
     if (auto it = details.find("exit_code"); it != details.end() && it->is_number_integer()) {
       attempt.exit_code = it->get<int>();
     }
-    attempt.details_json = details.dump(-1, ' ', false, kReplaceInvalid);
+    attempt.details_json = Redacted(details.dump(-1, ' ', false, kReplaceInvalid));
   }
   return txn.InsertAttempt(attempt);
 }
@@ -362,7 +374,7 @@ Status Queue::CompleteInTxn(StoreTxn& txn, const Lease& lease, const std::string
   FACTORY_ASSIGN_OR_RETURN(Task task, LoadLeased(txn, lease));
   FACTORY_RETURN_IF_ERROR(
       FinishAttempt(txn, task, AttemptStatus::kSucceeded, "", details_json));
-  task.result_json = result_json;
+  task.result_json = Redacted(result_json);
   FACTORY_RETURN_IF_ERROR(Transition(txn, task, TaskState::kDone, "task.completed",
                                      json{{"attempt", lease.attempt_number}},
                                      "worker:" + lease.owner));
@@ -401,7 +413,7 @@ Status Queue::PromoteDependents(StoreTxn& txn, const std::string& task_id) {
     Event event{.id = ids_.Next(), .ts_ms = now_ms, .run_id = dependent.run_id,
                 .task_id = dependent.id, .kind = "task.ready", .actor = actor_,
                 .payload_json = payload};
-    FACTORY_RETURN_IF_ERROR(txn.AppendEvent(event));
+    FACTORY_RETURN_IF_ERROR(AppendRedacted(txn, event));
   }
   return Ok();
 }
@@ -582,7 +594,7 @@ Status Queue::RecordEvent(const std::string& run_id, const std::string& task_id,
     Event event{.id = ids_.Next(), .ts_ms = clock_.NowMillis(), .run_id = run_id,
                 .task_id = task_id, .kind = kind, .actor = actor.empty() ? actor_ : actor,
                 .payload_json = payload.dump(-1, ' ', false, kReplaceInvalid)};
-    return txn.AppendEvent(event);
+    return AppendRedacted(txn, event);
   });
 }
 
@@ -596,7 +608,7 @@ Status Queue::UpdateMetadata(const std::string& task_id, const std::string& patc
     if (!task) return NotFound("task " + task_id + " does not exist");
     json metadata = ParseObject(task->metadata_json);
     metadata.merge_patch(patch);
-    task->metadata_json = metadata.dump(-1, ' ', false, kReplaceInvalid);
+    task->metadata_json = Redacted(metadata.dump(-1, ' ', false, kReplaceInvalid));
     task->updated_ms = clock_.NowMillis();
     return txn.UpdateTask(*task);
   });

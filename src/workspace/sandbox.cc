@@ -23,6 +23,7 @@
 #include <thread>
 
 extern char** environ;
+#include "core/redact.h"
 
 namespace factory {
 namespace {
@@ -506,6 +507,8 @@ class SandboxBase : public Sandbox {
     options.timeout_ms = command.timeout_ms;
     options.tail_bytes = command.tail_bytes;
     options.limits = command.limits;
+    // Whatever an agent or a gate prints may hold a secret it found; its logs never do.
+    options.redactor = &ProcessRedactor();
 
     std::unique_ptr<PidsCgroup> cgroup;
     if (cgroup_root_) {
