@@ -55,6 +55,9 @@ struct RunSummary {
   double first_attempt_success_rate = 0;
   int64_t wall_ms = 0;  // ExecuteRun: this execution; ShowRun: first attempt start to last end
   double cost_usd = 0;  // the agents' spending plus the reviewers' and the rebase agent's calls
+  // Gates config.yaml configures; 0: nothing checked the tasks' work before it merged, which
+  // the summary says.
+  int64_t gates = 0;
   bool all_done() const { return total > 0 && done == total; }
 };
 

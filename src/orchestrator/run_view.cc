@@ -288,6 +288,8 @@ json SummaryToJson(const RunSummary& summary) {
               {"first_attempt_success_rate", summary.first_attempt_success_rate},
               {"wall_ms", summary.wall_ms},
               {"cost_usd", summary.cost_usd},
+              {"gates", summary.gates},
+              {"no_gates", summary.gates == 0},
               {"all_done", summary.all_done()}};
 }
 
@@ -304,6 +306,11 @@ std::string FormatSummary(const RunSummary& summary, bool as_json) {
           Percent(summary.first_attempt_success_rate) + ")\n";
   text += "  wall time: " + FormatDuration(summary.wall_ms) +
           "   cost: " + FormatCost(summary.cost_usd) + "\n";
+  if (summary.gates == 0) {
+    text +=
+        "  gates: none configured (.factory/config.yaml): no task was checked before it "
+        "merged\n";
+  }
   text += "  integration branch: " + summary.integration_branch;
   if (!summary.base_branch.empty()) text += " (from " + summary.base_branch + ")";
   text += "\n";
