@@ -10,6 +10,7 @@
 #include "agents/registry.h"
 #include "cli/cli.h"
 #include "cli/signals.h"
+#include "cli/validate.h"
 #include "gateway/gateway.h"
 #include "gateway/keys.h"
 #include "llm/models_config.h"
@@ -159,13 +160,13 @@ void AddGatewayCommands(CLI::App& app, CliContext& ctx) {
       ->capture_default_str();
   gateway->add_option("--models", flags.models, "models.yaml (default: <factory dir>/models.yaml)");
   gateway->add_option("--threads", flags.threads, "Connections served at once")
-      ->check(CLI::Range(1, 4096))
+      ->check(NumberIn(1, 4096))
       ->capture_default_str();
   gateway
       ->add_option("--cache-ms", flags.cache_ttl_ms,
                    "How long key lookups and agent pauses are cached (a revocation or pause "
                    "takes effect within this time)")
-      ->check(CLI::Range(int64_t{0}, int64_t{60'000}))
+      ->check(NumberIn(int64_t{0}, int64_t{60'000}))
       ->capture_default_str();
   gateway->callback([&ctx] { ctx.action = [&ctx] { return RunGateway(ctx, flags); }; });
 

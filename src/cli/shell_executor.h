@@ -20,12 +20,21 @@ struct ShellExecutorOptions {
   // Exec commands made only of plain words directly instead of through `shell -c` (see
   // core/simple_command.h); the details record which way a command ran ("exec").
   bool exec_simple_commands = true;
+  // Runs each command as the first process of a pid namespace of its own, with the host's
+  // file system as it is (`bwrap --unshare-pid --die-with-parent --dev-bind / /`): when the
+  // worker dies, however it dies, the kernel kills every process of the task, also those that
+  // left its process group. When bwrap cannot do that here (missing, no namespaces), the
+  // command runs as before and only its first process dies with the worker (a warning says
+  // so). A command killed by a signal then reports exit code 128 + signal.
+  bool contain = true;
+  std::string bwrap = "bwrap";
 };
 
 // Thread-safe (no mutable state).
 class ShellExecutor final : public Executor {
  public:
-  explicit ShellExecutor(ShellExecutorOptions options) : options_(std::move(options)) {}
+  // Probes bwrap once when options.contain is set (see contained()).
+  explicit ShellExecutor(ShellExecutorOptions options);
 
   // Environment of the command: FACTORY_TASK_ID, FACTORY_ATTEMPT, FACTORY_RUN_ID,
   // FACTORY_ARTIFACTS_DIR (the attempt's directory). Success = exit code 0. A failure's error
@@ -38,8 +47,12 @@ class ShellExecutor final : public Executor {
   // The directory of one attempt's artifacts.
   std::filesystem::path AttemptDir(const std::string& task_id, int attempt_number) const;
 
+  // True when commands run in a pid namespace of their own (options.contain and bwrap works).
+  bool contained() const { return contained_; }
+
  private:
   ShellExecutorOptions options_;
+  bool contained_ = false;
 };
 
 }  // namespace factory::cli

@@ -47,6 +47,12 @@ struct SubprocessOptions {
   // exec, so a pids or memory limit the caller configured there covers the whole process tree.
   // RLIMIT_NPROC does not bind root; a pids cgroup does. Failure to join is a start error.
   std::string cgroup_dir;
+  // The child is killed (SIGKILL) when the thread that started it ends, the process included
+  // (PR_SET_PDEATHSIG): a crashed parent leaves no running child behind. Only the child itself:
+  // processes it starts need a pid namespace (the sandbox's, or bwrap --unshare-pid) to die too.
+  // REQUIRES: the starting thread outlives the child (RunSubprocess waits on it; a
+  // Subprocess::Start caller starts from a thread that lives until Wait returned).
+  bool die_with_parent = true;
 };
 
 struct SubprocessResult {
