@@ -53,6 +53,12 @@ git add -A
 git -c user.name="Demo User" -c user.email=demo@example.com -c commit.gpgsign=false commit -q \
   -m "textkit: package skeleton, test suite, factory config, agents and backlog"
 git --no-pager log --oneline
+# Only `factory init` creates the database. The example brings its own config and agents, so
+# the database is made in a scratch directory (init's example files stay there) and moved in.
+scratch=$(mktemp -d)
+factory --db "$scratch/factory.db" init >/dev/null
+mv "$scratch/factory.db" .factory/factory.db
+rm -rf "$scratch"
 echo "agents:"
 factory agents
 echo "gates and protected paths (.factory/config.yaml):"

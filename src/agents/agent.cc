@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "agents/yaml_fields.h"
+#include "core/text_file.h"
 
 namespace factory {
 namespace {
@@ -323,12 +324,12 @@ Result<Loaded<AgentSpec>> ParseAgentFile(std::string_view text, const std::strin
 }
 
 Result<Loaded<AgentSpec>> LoadAgentFile(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return NotFound("cannot read agent file " + path.string());
-  std::ostringstream text;
-  text << in.rdbuf();
-  if (in.bad()) return Internal("error reading agent file " + path.string());
-  return ParseAgentFile(text.str(), path.string());
+  auto text = ReadTextFile(path);
+  if (!text && text.error().code == ErrorCode::kNotFound) {
+    return NotFound("cannot read agent file " + path.string());
+  }
+  if (!text) return std::unexpected(text.error());
+  return ParseAgentFile(*text, path.string());
 }
 
 }  // namespace factory

@@ -1,6 +1,8 @@
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cctype>
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
@@ -29,18 +31,36 @@ std::filesystem::path CliContext::FactoryDir() const {
   return absolute.parent_path();
 }
 
+Status CheckDbLocation(const std::string& db) {
+  if (db.empty()) return InvalidArgument("--db must not be empty");
+  // "scheme://...": a database server's URL, which this build does not serve. Taken as a file
+  // name it would become a directory "postgresql:" beside the project.
+  const size_t colon = db.find("://");
+  if (colon != std::string::npos && colon > 0 && std::isalpha(static_cast<unsigned char>(db[0])) &&
+      std::all_of(db.begin(), db.begin() + static_cast<std::ptrdiff_t>(colon), [](char c) {
+        return std::isalnum(static_cast<unsigned char>(c)) || c == '+' || c == '.' || c == '-';
+      })) {
+    return InvalidArgument("--db: " + db.substr(0, colon) +
+                           ":// databases are not supported by this build (only SQLite files: "
+                           "pass a file path)");
+  }
+  return Ok();
+}
+
 Result<std::unique_ptr<Store>> CliContext::OpenStore(bool create_if_missing) const {
+  FACTORY_RETURN_IF_ERROR(CheckDbLocation(global.db_path));
   const auto path = DbPath();
-  if (global.db_path.empty()) return InvalidArgument("--db must not be empty");
   std::error_code ec;
   const bool exists = std::filesystem::exists(path, ec);
-  if (!exists) {
+  const bool empty = exists && std::filesystem::is_regular_file(path, ec) &&
+                     std::filesystem::file_size(path, ec) == 0 && !ec;
+  if (!exists || (empty && !create_if_missing)) {
     const auto dir = FactoryDir();
     if (!create_if_missing) {
-      return NotFound("no factory database at " + path.string() +
-                      (global.db_path == kDefaultDbPath
-                           ? " (run `factory init` first, or pass --db PATH)"
-                           : " (run `factory --db " + path.string() + " init` first)"));
+      return NotFound(
+          "no factory database at " + path.string() + (empty ? " (the file is empty)" : "") +
+          (global.db_path == kDefaultDbPath ? ": run `factory init` (or pass --db PATH)"
+                                            : ": run `factory --db " + path.string() + " init`"));
     }
     if (!std::filesystem::is_directory(dir, ec)) {
       return FailedPrecondition("directory " + dir.string() +

@@ -13,6 +13,18 @@ namespace {
 int RunVerify(const CliContext& ctx, bool json_output) {
   auto store = ctx.OpenStore(/*create_if_missing=*/false);
   if (!store) return ReportError(store.error());
+  // A chain whose hashes still match can sit in a file with damaged pages (an index, a freed
+  // page): the file is checked first, and its damage is a failed verification (exit 1).
+  if (Status intact = (*store)->CheckIntegrity(); !intact) {
+    if (json_output) {
+      Json json;
+      json["ok"] = false;
+      json["problem"] = intact.error().message;
+      std::cout << DumpJson(json) << "\n";
+    }
+    return ReportError("audit: the database file is damaged: " + intact.error().message,
+                       kExitFailed);
+  }
   auto report = VerifyChain(**store);
   if (!report) return ReportError(report.error());
   if (json_output) {
@@ -49,7 +61,9 @@ void AddAuditCommands(CLI::App& app, CliContext& ctx) {
   audit->require_subcommand(1);
   auto json = std::make_shared<bool>(false);
   auto* cmd = audit->add_subcommand(
-      "verify", "Recompute the hash chain; exit 1 naming the first broken event");
+      "verify",
+      "Check the database file (SQLite integrity check) and recompute the hash chain; exit 1 "
+      "naming the damage or the first broken event");
   cmd->add_flag("--json", *json, "Print the report as JSON");
   cmd->callback([&ctx, json] { ctx.action = [&ctx, json] { return RunVerify(ctx, *json); }; });
 }

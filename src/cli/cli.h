@@ -45,11 +45,15 @@ class CliContext {
   // The directory holding the database (".factory" by default): artifacts live under it.
   std::filesystem::path FactoryDir() const;
 
-  // Opens the store. With create_if_missing the database file is created when its directory
-  // exists (FailedPrecondition "run `factory init`" when the directory is missing); without it
-  // a missing file is NotFound. Errors name the path.
+  // Opens the store. Only `factory init` creates a database: every command passes
+  // create_if_missing = false, and a missing or empty (0-byte) file is NotFound "no factory
+  // database at PATH: run `factory init`". Errors name the path.
   Result<std::unique_ptr<Store>> OpenStore(bool create_if_missing) const;
 };
+
+// InvalidArgument when --db is not something this build can open (empty, or a server URL
+// such as postgresql://...).
+Status CheckDbLocation(const std::string& db);
 
 // The exit code for an error from a store/queue operation.
 int ExitCodeFor(ErrorCode code);

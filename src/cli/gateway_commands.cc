@@ -10,6 +10,7 @@
 #include "agents/registry.h"
 #include "cli/cli.h"
 #include "cli/signals.h"
+#include "cli/validate.h"
 #include "gateway/gateway.h"
 #include "gateway/keys.h"
 #include "llm/models_config.h"
@@ -162,19 +163,19 @@ void AddGatewayCommands(CLI::App& app, CliContext& ctx) {
       ->capture_default_str();
   gateway->add_option("--models", flags.models, "models.yaml (default: <factory dir>/models.yaml)");
   gateway->add_option("--threads", flags.threads, "Requests served at once")
-      ->check(CLI::Range(1, 4096))
+      ->check(NumberIn(1, 4096))
       ->capture_default_str();
   gateway
       ->add_option("--header-timeout-ms", flags.header_timeout_ms,
                    "A connection that has not sent its whole request head this long after "
                    "connecting (or after the first byte of its next request) is closed")
-      ->check(CLI::Range(1, 3'600'000))
+      ->check(NumberIn(1, 3'600'000))
       ->capture_default_str();
   gateway
       ->add_option("--cache-ms", flags.cache_ttl_ms,
                    "How long key lookups and agent pauses are cached (a revocation or pause "
                    "takes effect within this time)")
-      ->check(CLI::Range(int64_t{0}, int64_t{60'000}))
+      ->check(NumberIn(int64_t{0}, int64_t{60'000}))
       ->capture_default_str();
   gateway->callback([&ctx] { ctx.action = [&ctx] { return RunGateway(ctx, flags); }; });
 

@@ -78,6 +78,9 @@ void AddInitCommand(CLI::App& app, CliContext& ctx) {
       "config.yaml, models.yaml and example agents in agents/ (existing files are kept)");
   cmd->callback([&ctx] {
     ctx.action = [&ctx]() -> int {
+      if (Status location = CheckDbLocation(ctx.global.db_path); !location) {
+        return ReportError(location.error());
+      }
       InitOptions options;
       options.db_path = ctx.DbPath();
       options.factory_dir = ctx.FactoryDir();

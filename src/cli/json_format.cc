@@ -34,6 +34,8 @@ Json TaskToJson(const Task& task) {
   json["depends_on"] = task.depends_on;
   json["attempts"] = task.attempts;
   json["max_attempts"] = task.max_attempts;
+  json["crashes"] = task.crashes;
+  json["max_crashes"] = task.max_crashes;
   json["idempotency_key"] =
       task.idempotency_key.has_value() ? Json(*task.idempotency_key) : Json(nullptr);
   json["command"] = task.command;

@@ -14,6 +14,7 @@
 
 #include "cli/cli.h"
 #include "cli/signals.h"
+#include "cli/validate.h"
 #include "feature/feature_run.h"
 #include "feature/final_gates.h"
 #include "feature/regenerate.h"
@@ -46,9 +47,10 @@ struct Opened {
   std::unique_ptr<RunEnvironment> env;
 };
 
-Result<Opened> OpenEverything(const CliContext& ctx, const RunArgs& args, bool create_db) {
+// The database must exist: only `factory init` creates one.
+Result<Opened> OpenEverything(const CliContext& ctx, const RunArgs& args) {
   Opened opened;
-  FACTORY_ASSIGN_OR_RETURN(opened.store, ctx.OpenStore(create_db));
+  FACTORY_ASSIGN_OR_RETURN(opened.store, ctx.OpenStore(/*create_if_missing=*/false));
   RunEnvironmentOptions options;
   options.repo_path = args.repo;
   options.base_branch = args.base_branch;
@@ -154,7 +156,7 @@ int RunBacklog(const CliContext& ctx, const RunArgs& args) {
         "BACKLOG.yaml (or a subcommand)",
         kExitUsage);
   }
-  auto opened = OpenEverything(ctx, args, /*create_db=*/true);
+  auto opened = OpenEverything(ctx, args);
   if (!opened) return ReportError(opened.error());
   RunEnvironment& env = *opened->env;
   auto backlog = env.LoadBacklog(args.backlog);
@@ -184,7 +186,7 @@ int RunFeature(const CliContext& ctx, const RunArgs& args) {
   }
   auto request = feature::LoadFeatureRequest(args.feature);
   if (!request) return ReportError(request.error());
-  auto opened = OpenEverything(ctx, args, /*create_db=*/true);
+  auto opened = OpenEverything(ctx, args);
   if (!opened) return ReportError(opened.error());
   RunEnvironment& env = *opened->env;
   const std::filesystem::path repo_root = env.workspace().repo_root();
@@ -291,7 +293,7 @@ int RegenerateCommand(const CliContext& ctx, const RunArgs& args) {
       return ReportError(valid.error().message, kExitUsage);
     }
   }
-  auto opened = OpenEverything(ctx, args, /*create_db=*/true);
+  auto opened = OpenEverything(ctx, args);
   if (!opened) return ReportError(opened.error());
   RunEnvironment& env = *opened->env;
   const std::filesystem::path repo_root = env.workspace().repo_root();
@@ -392,7 +394,7 @@ std::optional<std::filesystem::path> SpecDirOfRun(const std::filesystem::path& r
 }
 
 int ResumeRunCommand(const CliContext& ctx, const RunArgs& args) {
-  auto opened = OpenEverything(ctx, args, /*create_db=*/false);
+  auto opened = OpenEverything(ctx, args);
   if (!opened) return ReportError(opened.error());
   RunEnvironment& env = *opened->env;
   auto summary = ExecuteWithLiveView(env, args, [&](const ExecuteOptions& options) {
@@ -419,7 +421,7 @@ int ResumeRunCommand(const CliContext& ctx, const RunArgs& args) {
 }
 
 int ShowRunCommand(const CliContext& ctx, const RunArgs& args) {
-  auto opened = OpenEverything(ctx, args, /*create_db=*/false);
+  auto opened = OpenEverything(ctx, args);
   if (!opened) return ReportError(opened.error());
   auto details = opened->env->runs().ShowRun(args.target_run);
   if (!details) return ReportError(details.error());
@@ -444,7 +446,7 @@ int MergeRunCommand(const CliContext& ctx, const RunArgs& args) {
     return ReportError("--force needs --reason WHY: a forced merge is recorded in the audit log",
                        kExitUsage);
   }
-  auto opened = OpenEverything(ctx, args, /*create_db=*/false);
+  auto opened = OpenEverything(ctx, args);
   if (!opened) return ReportError(opened.error());
   RunMergeOptions options;
   options.force = args.force;
@@ -464,7 +466,7 @@ int MergeRunCommand(const CliContext& ctx, const RunArgs& args) {
 }
 
 int ListRunsCommand(const CliContext& ctx, const RunArgs& args) {
-  auto opened = OpenEverything(ctx, args, /*create_db=*/false);
+  auto opened = OpenEverything(ctx, args);
   if (!opened) return ReportError(opened.error());
   auto runs = opened->env->runs().ListRuns();
   if (!runs) return ReportError(runs.error());
@@ -491,12 +493,12 @@ void AddRunCommands(CLI::App& app, CliContext& ctx) {
   run->add_option("--backlog", args.backlog, "Backlog file (YAML, or JSON by extension)");
   run->add_option("--max-repairs", args.max_repairs,
                   "Feature runs: times an invalid backlog goes back to the backlog agent")
-      ->check(CLI::Range(0, 10));
+      ->check(NumberIn(0, 10));
   run->add_option("--run-id", args.run_id,
                   "Run id; running again with the same id resumes and never duplicates");
   run->add_option("--base-branch", args.base_branch, "Base branch (default: config, then HEAD)");
   run->add_option("--concurrency", args.concurrency, "Parallel tasks (default: config)")
-      ->check(CLI::Range(1, 256));
+      ->check(NumberIn(1, 256));
   run->add_flag("--keep-worktrees", args.keep_worktrees, "Keep worktrees after merge/failure");
   run->add_flag("--plain", args.plain, "Plain progress lines even on a terminal");
   run->add_flag("--no-sandbox", args.no_sandbox, "Do not use bubblewrap (rlimits only)");
@@ -505,7 +507,7 @@ void AddRunCommands(CLI::App& app, CliContext& ctx) {
   auto* resume = run->add_subcommand("resume", "Continue a run after a crash or Ctrl-C");
   resume->add_option("RUN", args.target_run, "Run id")->required();
   resume->add_option("--concurrency", args.concurrency, "Parallel tasks (default: config)")
-      ->check(CLI::Range(1, 256));
+      ->check(NumberIn(1, 256));
   resume->add_flag("--plain", args.plain, "Plain progress lines even on a terminal");
   AddCommonRunOptions(resume, args);
   resume->callback([&ctx] { ctx.action = [&ctx] { return ResumeRunCommand(ctx, args); }; });
@@ -554,7 +556,7 @@ void AddRunCommands(CLI::App& app, CliContext& ctx) {
                          "Base branch (default: config, then HEAD)");
   regenerate
       ->add_option("--concurrency", regenerate_args.concurrency, "Parallel tasks (default: config)")
-      ->check(CLI::Range(1, 256));
+      ->check(NumberIn(1, 256));
   regenerate->add_flag("--keep-worktrees", regenerate_args.keep_worktrees,
                        "Keep worktrees after merge/failure");
   regenerate->add_flag("--plain", regenerate_args.plain, "Plain progress lines even on a terminal");

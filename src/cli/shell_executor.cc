@@ -1,12 +1,17 @@
 #include "cli/shell_executor.h"
 
+#include <spdlog/spdlog.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cstdlib>
+#include <iterator>
 #include <optional>
+#include <string_view>
 #include <system_error>
 #include <utility>
+#include <vector>
 
 #include "cli/json_format.h"
 #include "core/redact.h"
@@ -110,7 +115,51 @@ class StartedCommand final : public StartedTask {
   int64_t timeout_ms_ = 0;
 };
 
+// True when `program` (as a direct command names it) is an executable file, looked up in PATH
+// when it has no slash: inside bwrap a missing program is bwrap's own error, so the fallback
+// to the shell must be decided before.
+bool IsExecutable(const std::string& program) {
+  if (program.find('/') != std::string::npos) return ::access(program.c_str(), X_OK) == 0;
+  const char* path = std::getenv("PATH");
+  std::string_view dirs = path != nullptr ? path : "/usr/local/bin:/usr/bin:/bin";
+  while (true) {
+    const size_t colon = dirs.find(':');
+    const std::string dir(dirs.substr(0, colon));
+    const std::string candidate = (dir.empty() ? "." : dir) + "/" + program;
+    struct stat info {};
+    if (::stat(candidate.c_str(), &info) == 0 && S_ISREG(info.st_mode) &&
+        ::access(candidate.c_str(), X_OK) == 0) {
+      return true;
+    }
+    if (colon == std::string_view::npos) return false;
+    dirs.remove_prefix(colon + 1);
+  }
+}
+
+std::vector<std::string> ContainArgv(const std::string& bwrap) {
+  return {bwrap, "--die-with-parent", "--unshare-pid", "--dev-bind", "/", "/", "--"};
+}
+
+// Whether bwrap can make a pid namespace here (a container may forbid it).
+bool ProbeContainment(const std::string& bwrap) {
+  SubprocessOptions probe;
+  probe.argv = ContainArgv(bwrap);
+  probe.argv.push_back("/bin/true");
+  probe.timeout_ms = 10'000;
+  auto ran = RunSubprocess(probe);
+  if (ran && ran->exit_code == 0) return true;
+  spdlog::warn(
+      "worker: cannot run tasks in a pid namespace of their own ({}): processes a task starts "
+      "may outlive a worker that is killed",
+      ran ? "bwrap: " + Trimmed(ran->stderr_tail) : ran.error().message);
+  return false;
+}
+
 }  // namespace
+
+ShellExecutor::ShellExecutor(ShellExecutorOptions options) : options_(std::move(options)) {
+  contained_ = options_.contain && ProbeContainment(options_.bwrap);
+}
 
 std::filesystem::path ShellExecutor::AttemptDir(const std::string& task_id,
                                                 int attempt_number) const {
@@ -149,10 +198,18 @@ std::unique_ptr<StartedTask> ShellExecutor::Start(const ClaimedTask& claimed,
   // which reports it its own way (exit 127, "not found" on stderr).
   std::optional<std::vector<std::string>> direct;
   if (options_.exec_simple_commands) direct = SimpleCommandArgv(task.command);
-  auto through_shell = [&] {
-    return std::vector<std::string>{options_.shell, "-c", task.command};
+  if (direct && contained_ && !IsExecutable(direct->front())) direct.reset();
+  auto contain = [&](std::vector<std::string> argv) {
+    if (!contained_) return argv;
+    std::vector<std::string> wrapped = ContainArgv(options_.bwrap);
+    wrapped.insert(wrapped.end(), std::make_move_iterator(argv.begin()),
+                   std::make_move_iterator(argv.end()));
+    return wrapped;
   };
-  options.argv = direct ? *direct : through_shell();
+  auto through_shell = [&] {
+    return contain(std::vector<std::string>{options_.shell, "-c", task.command});
+  };
+  options.argv = direct ? contain(*direct) : through_shell();
   // Queued commands run on the host, not in the sandbox, but get the same clean environment
   // (with the host's HOME): the worker's own variables hold provider keys.
   options.clear_env = true;

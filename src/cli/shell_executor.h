@@ -24,12 +24,21 @@ struct ShellExecutorOptions {
   // Variables of the worker's environment a command gets besides PATH, HOME, locale, TERM and
   // TZ (config.yaml `sandbox.env`); nothing else of it passes, provider keys included.
   std::vector<std::string> pass_env;
+  // Runs each command as the first process of a pid namespace of its own, with the host's
+  // file system as it is (`bwrap --unshare-pid --die-with-parent --dev-bind / /`): when the
+  // worker dies, however it dies, the kernel kills every process of the task, also those that
+  // left its process group. When bwrap cannot do that here (missing, no namespaces), the
+  // command runs as before and only its first process dies with the worker (a warning says
+  // so). A command killed by a signal then reports exit code 128 + signal.
+  bool contain = true;
+  std::string bwrap = "bwrap";
 };
 
 // Thread-safe (no mutable state).
 class ShellExecutor final : public Executor {
  public:
-  explicit ShellExecutor(ShellExecutorOptions options) : options_(std::move(options)) {}
+  // Probes bwrap once when options.contain is set (see contained()).
+  explicit ShellExecutor(ShellExecutorOptions options);
 
   // Environment of the command: a clean one (workspace/sandbox.h CleanEnvironment with
   // options.pass_env, and HOME), plus FACTORY_TASK_ID, FACTORY_ATTEMPT, FACTORY_RUN_ID,
@@ -43,8 +52,12 @@ class ShellExecutor final : public Executor {
   // The directory of one attempt's artifacts.
   std::filesystem::path AttemptDir(const std::string& task_id, int attempt_number) const;
 
+  // True when commands run in a pid namespace of their own (options.contain and bwrap works).
+  bool contained() const { return contained_; }
+
  private:
   ShellExecutorOptions options_;
+  bool contained_ = false;
 };
 
 }  // namespace factory::cli

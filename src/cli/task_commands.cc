@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <iostream>
+#include <limits>
 #include <memory>
 #include <optional>
 #include <string>
@@ -51,6 +52,7 @@ struct AddArgs {
   std::vector<std::string> depends_on;
   std::string idempotency_key;
   int max_attempts = 3;
+  int max_crashes = 5;
   std::string command;
   std::string run = kDefaultRunId;
   bool json = false;
@@ -88,6 +90,7 @@ int RunAdd(const CliContext& ctx, AddArgs& args, const CLI::App& cmd) {
   request.run_id = args.run;
   request.priority = args.priority;
   request.max_attempts = args.max_attempts;
+  request.max_crashes = args.max_crashes;
   for (const auto& dep : args.depends_on) {
     if (!IsUlid(dep)) {
       return ReportError("--depends-on '" + dep + "' is not a task id (a 26-character ULID)",
@@ -96,7 +99,7 @@ int RunAdd(const CliContext& ctx, AddArgs& args, const CLI::App& cmd) {
     request.depends_on.push_back(dep);
   }
 
-  auto store = ctx.OpenStore(/*create_if_missing=*/true);
+  auto store = ctx.OpenStore(/*create_if_missing=*/false);
   if (!store) return ReportError(store.error());
   Queue queue(**store, CliQueueOptions());
   for (const auto& dep : request.depends_on) {
@@ -204,6 +207,8 @@ int RunShow(const CliContext& ctx, const std::string& id, bool json_output) {
   std::cout << fmt::format("run:             {}\n", task->run_id);
   std::cout << fmt::format("priority:        {}\n", task->priority);
   std::cout << fmt::format("attempts:        {}/{}\n", task->attempts, task->max_attempts);
+  std::cout << fmt::format("crashes:         {}/{} (attempts ended by their worker's death)\n",
+                           task->crashes, task->max_crashes);
   std::cout << fmt::format("idempotency key: {}\n", task->idempotency_key.value_or("-"));
   std::cout << fmt::format(
       "depends on:      {}\n",
@@ -292,6 +297,7 @@ void AddTaskCommands(CLI::App& app, CliContext& ctx) {
         cmd->add_option("--spec-file", args->spec_file, "Read the spec from this file");
     spec->excludes(spec_file);
     cmd->add_option("--priority", args->priority, "Higher runs first; may be negative")
+        ->check(NumberIn(-1'000'000, 1'000'000))
         ->capture_default_str();
     cmd->add_option("--depends-on", args->depends_on,
                     "Id of a task that must be done first (repeatable, or comma-separated)")
@@ -299,7 +305,12 @@ void AddTaskCommands(CLI::App& app, CliContext& ctx) {
     cmd->add_option("--idempotency-key", args->idempotency_key,
                     "Adding again with the same key (in the same run) returns the existing task");
     cmd->add_option("--max-attempts", args->max_attempts, "Attempts before failing finally")
-        ->check(CLI::Range(1, 1000))
+        ->check(NumberIn(1, 1000))
+        ->capture_default_str();
+    cmd->add_option("--max-crashes", args->max_crashes,
+                    "Attempts ended by the death of their worker (not counted as attempts) "
+                    "before failing finally")
+        ->check(NumberIn(1, 1000))
         ->capture_default_str();
     cmd->add_option("--command", args->command, "Shell command run by `factory worker`");
     cmd->add_option("--run", args->run, "Run the task belongs to")->capture_default_str();
@@ -313,7 +324,7 @@ void AddTaskCommands(CLI::App& app, CliContext& ctx) {
     cmd->add_option("--state", args->state, "Only tasks in this state");
     cmd->add_option("--run", args->run, "Only tasks of this run");
     cmd->add_option("--limit", args->limit, "At most this many (0: all)")
-        ->check(CLI::NonNegativeNumber);
+        ->check(NumberIn(0, std::numeric_limits<int>::max()));
     cmd->add_flag("--json", args->json, "Print a JSON array");
     cmd->callback([&ctx, args] { ctx.action = [&ctx, args] { return RunList(ctx, *args); }; });
   }

@@ -8,6 +8,8 @@
 #include <sstream>
 #include <system_error>
 
+#include "core/text_file.h"
+
 namespace factory::cli {
 
 bool IsValidUtf8(std::string_view text) {
@@ -95,18 +97,9 @@ Result<std::string> ReadSpecFile(const std::string& path) {
     return InvalidArgument("--spec-file " + path + ": too large (" + std::to_string(size) +
                            " bytes, at most " + std::to_string(kMaxSpecBytes) + ")");
   }
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    return InvalidArgument("--spec-file " + path + ": cannot read: " + std::strerror(errno));
-  }
-  std::ostringstream contents;
-  contents << in.rdbuf();
-  if (in.bad()) return InvalidArgument("--spec-file " + path + ": read error");
-  std::string text = contents.str();
-  if (!IsValidUtf8(text)) return InvalidArgument("--spec-file " + path + ": not valid UTF-8");
-  if (text.find('\0') != std::string::npos) {
-    return InvalidArgument("--spec-file " + path + ": contains NUL bytes (binary file?)");
-  }
+  auto text = ReadTextFile(path, ReadTextOptions{.max_bytes = kMaxSpecBytes});
+  // Every failure is the flag's (exit 2): "--spec-file PATH:LINE: invalid UTF-8".
+  if (!text) return InvalidArgument("--spec-file " + text.error().message);
   return text;
 }
 

@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -224,9 +225,9 @@ bool GroupHasLiveMembers(pid_t pgid) {
 }
 
 // Runs in the child between fork and exec: only async-signal-safe calls.
-[[noreturn]] void ChildMain(const SubprocessOptions& options, int stdin_fd, int stdout_fd,
-                            int stderr_fd, int error_fd, const char* program, char* const* argv,
-                            char* const* envp) {
+[[noreturn]] void ChildMain(const SubprocessOptions& options, pid_t parent, int stdin_fd,
+                            int stdout_fd, int stderr_fd, int error_fd, const char* program,
+                            char* const* argv, char* const* envp) {
   auto fail = [error_fd](ChildStage stage) {
     ChildFailure failure{static_cast<int>(stage), errno};
     ssize_t ignored = ::write(error_fd, &failure, sizeof(failure));
@@ -235,6 +236,12 @@ bool GroupHasLiveMembers(pid_t pgid) {
   };
 
   ::setpgid(0, 0);
+
+  if (options.die_with_parent) {
+    // Checked after the prctl: a parent that died before it would never send the signal.
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (::getppid() != parent) ::_exit(127);
+  }
 
   // Inherited state from the parent: ignored dispositions and blocked signals would survive
   // exec and change how the command behaves (e.g. SIGPIPE ignored). Every signal is blocked on
@@ -411,9 +418,10 @@ Result<Subprocess> Subprocess::Start(const SubprocessOptions& options) {
   sigset_t previous_mask;
   sigfillset(&all_signals);
   ::pthread_sigmask(SIG_SETMASK, &all_signals, &previous_mask);
+  const pid_t parent = ::getpid();
   const pid_t pid = ::vfork();
   if (pid == 0) {
-    ChildMain(options, in_pipe.read.get(), out_pipe.write.get(), err_pipe.write.get(),
+    ChildMain(options, parent, in_pipe.read.get(), out_pipe.write.get(), err_pipe.write.get(),
               exec_pipe.write.get(), program.c_str(), argv_ptrs.data(), env_ptrs.data());
   }
   const int vfork_errno = errno;

@@ -53,6 +53,12 @@ struct SubprocessOptions {
   // output files and the tails: a secret split across two reads is still caught. Null keeps
   // the output as the child wrote it (host-side git, whose output is data). Must outlive Wait.
   const Redactor* redactor = nullptr;
+  // The child is killed (SIGKILL) when the thread that started it ends, the process included
+  // (PR_SET_PDEATHSIG): a crashed parent leaves no running child behind. Only the child itself:
+  // processes it starts need a pid namespace (the sandbox's, or bwrap --unshare-pid) to die too.
+  // REQUIRES: the starting thread outlives the child (RunSubprocess waits on it; a
+  // Subprocess::Start caller starts from a thread that lives until Wait returned).
+  bool die_with_parent = true;
 };
 
 struct SubprocessResult {

@@ -8,8 +8,9 @@
 #include <thread>
 
 #include "agents/registry.h"
-#include "core/sha256.h"
 #include "core/clock.h"
+#include "core/sha256.h"
+#include "core/text_file.h"
 #include "feature/internal/spec_files.h"
 #include "feature/planned_backlog.h"
 #include "feature/repo_map.h"
@@ -335,7 +336,9 @@ Result<FeatureRequest> LoadFeatureRequest(const fs::path& path) {
                            std::to_string(kMaxRequestBytes / 1024) + " KiB");
   }
   FeatureRequest request;
-  request.text = ReadText(path);
+  // Invalid UTF-8 and NUL bytes are refused here, naming the line ("PATH:LINE: NUL byte").
+  FACTORY_ASSIGN_OR_RETURN(request.text,
+                           ReadTextFile(path, ReadTextOptions{.max_bytes = kMaxRequestBytes}));
   request.source = path.string();
   request.id = FeatureIdFor(path);
   if (request.text.find_first_not_of(" \t\r\n") == std::string::npos) {

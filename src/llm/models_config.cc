@@ -8,6 +8,8 @@
 #include <sstream>
 #include <system_error>
 
+#include "core/text_file.h"
+
 namespace factory::llm {
 namespace {
 
@@ -524,15 +526,8 @@ Result<ModelsConfig> ParseModelsConfig(std::string_view yaml_text, std::string_v
 }
 
 Result<ModelsConfig> LoadModelsConfig(const std::filesystem::path& path, const EnvLookup& env) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    std::error_code ec;
-    if (!std::filesystem::exists(path, ec)) return NotFound(path.string() + ": no such file");
-    return Unavailable(path.string() + ": cannot be read");
-  }
-  std::stringstream buffer;
-  buffer << in.rdbuf();
-  return ParseModelsConfig(buffer.str(), path.string(), env);
+  FACTORY_ASSIGN_OR_RETURN(std::string text, ReadTextFile(path));
+  return ParseModelsConfig(text, path.string(), env);
 }
 
 Status WriteDefaultModelsConfig(const std::filesystem::path& path) {

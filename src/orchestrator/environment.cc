@@ -260,13 +260,28 @@ Result<std::unique_ptr<RunEnvironment>> RunEnvironment::Open(Store& store,
   const fs::path config_path =
       explicit_config ? options.config_path : root / ".factory" / "config.yaml";
   auto config = LoadProjectConfig(config_path);
+  bool config_missing = false;
   if (config) {
     env->config_ = std::move(config->value);
     for (auto& warning : config->warnings) env->warnings_.push_back(std::move(warning));
   } else if (config.error().code == ErrorCode::kNotFound && !explicit_config) {
     env->config_ = ProjectConfig{};
+    config_missing = true;
   } else {
     return std::unexpected(config.error());
+  }
+  // A missing or empty config is legal, but it means that nothing checks an agent's work and
+  // nothing is protected from it: said on the console rather than assumed.
+  if (env->config_.gates.empty()) {
+    Diagnostic warning;
+    warning.severity = Severity::kWarning;
+    warning.file = config_path.string();
+    warning.message = std::string("no gates: ") +
+                      (config_missing ? "the file is missing, so" : "it configures none, so") +
+                      " tasks merge without any check" +
+                      (env->config_.protected_paths.empty() ? " and no path is protected" : "") +
+                      " (`factory init` writes a commented example)";
+    env->warnings_.push_back(std::move(warning));
   }
 
   // Agents: likewise.

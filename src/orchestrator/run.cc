@@ -476,6 +476,7 @@ Result<RunSummary> RunManager::SummarizeTasks(const Run& run, const std::vector<
                                               std::vector<RunTaskView>* views) {
   RunSummary summary;
   summary.run_id = run.id;
+  summary.gates = deps_.config != nullptr ? static_cast<int64_t>(deps_.config->gates.size()) : 0;
   summary.integration_branch = WorkspaceManager::IntegrationBranch(run.id);
   summary.base_branch = StringField(ParseObject(run.metadata_json), "base_branch");
   std::map<std::string, std::string> keys;  // task id -> key

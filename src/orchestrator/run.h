@@ -70,6 +70,9 @@ struct RunSummary {
   std::string final_gates;
   std::string final_gates_detail;
 
+  // Gates config.yaml configures; 0: nothing checked the tasks' work before it merged, which
+  // the summary says.
+  int64_t gates = 0;
   bool all_done() const { return total > 0 && done == total; }
   // Every task done and, for a feature, its final gates passed on the current tip.
   bool mergeable() const { return all_done() && (feature.empty() || final_gates == "passed"); }

@@ -293,6 +293,8 @@ json SummaryToJson(const RunSummary& summary) {
       {"first_attempt_success_rate", summary.first_attempt_success_rate},
       {"wall_ms", summary.wall_ms},
       {"cost_usd", summary.cost_usd},
+      {"gates", summary.gates},
+      {"no_gates", summary.gates == 0},
       {"all_done", summary.all_done()},
       {"feature_id", summary.feature.empty() ? json(nullptr) : json(summary.feature)},
       {"final_gates", summary.final_gates.empty() ? json(nullptr) : json(summary.final_gates)},
@@ -314,6 +316,11 @@ std::string FormatSummary(const RunSummary& summary, bool as_json) {
           Percent(summary.first_attempt_success_rate) + ")\n";
   text += "  wall time: " + FormatDuration(summary.wall_ms) +
           "   cost: " + FormatCost(summary.cost_usd) + "\n";
+  if (summary.gates == 0) {
+    text +=
+        "  gates: none configured (.factory/config.yaml): no task was checked before it "
+        "merged\n";
+  }
   text += "  integration branch: " + summary.integration_branch;
   if (!summary.base_branch.empty()) text += " (from " + summary.base_branch + ")";
   text += "\n";

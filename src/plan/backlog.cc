@@ -9,6 +9,7 @@
 #include "agents/agent.h"
 #include "agents/registry.h"
 #include "agents/yaml_fields.h"
+#include "core/text_file.h"
 #include "plan/glob.h"
 #include "plan/scope.h"
 #include "queue/dag.h"
@@ -386,13 +387,13 @@ Result<Loaded<Backlog>> ParseBacklogJson(std::string_view text, const std::strin
 
 Result<Loaded<Backlog>> LoadBacklog(const std::filesystem::path& path,
                                     const BacklogOptions& options) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return NotFound("cannot read backlog " + path.string());
-  std::ostringstream text;
-  text << in.rdbuf();
-  if (in.bad()) return Internal("error reading backlog " + path.string());
-  if (path.extension() == ".json") return ParseBacklogJson(text.str(), path.string(), options);
-  return ParseBacklogYaml(text.str(), path.string(), options);
+  auto text = ReadTextFile(path);
+  if (!text && text.error().code == ErrorCode::kNotFound) {
+    return NotFound("cannot read backlog " + path.string());
+  }
+  if (!text) return std::unexpected(text.error());
+  if (path.extension() == ".json") return ParseBacklogJson(*text, path.string(), options);
+  return ParseBacklogYaml(*text, path.string(), options);
 }
 
 }  // namespace factory

@@ -7,6 +7,7 @@
 
 #include "agents/registry.h"
 #include "agents/yaml_fields.h"
+#include "core/text_file.h"
 #include "plan/glob.h"
 
 namespace factory {
@@ -530,12 +531,12 @@ Result<Loaded<ProjectConfig>> ParseProjectConfig(std::string_view text, const st
 }
 
 Result<Loaded<ProjectConfig>> LoadProjectConfig(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return NotFound("cannot read config " + path.string());
-  std::ostringstream text;
-  text << in.rdbuf();
-  if (in.bad()) return Internal("error reading config " + path.string());
-  return ParseProjectConfig(text.str(), path.string());
+  auto text = ReadTextFile(path);
+  if (!text && text.error().code == ErrorCode::kNotFound) {
+    return NotFound("cannot read config " + path.string());
+  }
+  if (!text) return std::unexpected(text.error());
+  return ParseProjectConfig(*text, path.string());
 }
 
 Status ValidateDefaultAgents(const ProjectConfig& config, const AgentRegistry& agents) {

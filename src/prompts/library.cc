@@ -6,6 +6,7 @@
 #include <system_error>
 #include <utility>
 
+#include "core/text_file.h"
 #include "prompts/internal/embedded.h"
 
 namespace factory::prompts {
@@ -59,11 +60,11 @@ Result<std::string> ReadTemplateFile(const fs::path& path) {
                            ": a prompt template may be at most 256 KiB (this one is " +
                            std::to_string(size) + " bytes)");
   }
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return NotFound("cannot read " + path.string());
-  std::stringstream buffer;
-  buffer << in.rdbuf();
-  return buffer.str();
+  auto text = ReadTextFile(path, ReadTextOptions{.max_bytes = kMaxTemplateBytes});
+  if (!text && text.error().code == ErrorCode::kNotFound) {
+    return NotFound("cannot read " + path.string());
+  }
+  return text;
 }
 
 }  // namespace

@@ -1,9 +1,9 @@
 #include "queue/queue.h"
 
-#include <nlohmann/json.hpp>
-
 #include <algorithm>
 #include <deque>
+#include <limits>
+#include <nlohmann/json.hpp>
 #include <set>
 #include <type_traits>
 
@@ -110,6 +110,10 @@ Result<EnqueueResult> Queue::EnqueueInTxn(StoreTxn& txn, const EnqueueRequest& r
     return InvalidArgument("max_attempts must be at least 1 (got " +
                            std::to_string(request.max_attempts) + ")");
   }
+  if (request.max_crashes < 1) {
+    return InvalidArgument("max_crashes must be at least 1 (got " +
+                           std::to_string(request.max_crashes) + ")");
+  }
   if (request.idempotency_key) {
     if (request.idempotency_key->empty()) return InvalidArgument("idempotency key is empty");
     FACTORY_ASSIGN_OR_RETURN(auto existing_id,
@@ -163,6 +167,7 @@ Result<EnqueueResult> Queue::EnqueueInTxn(StoreTxn& txn, const EnqueueRequest& r
   task.state = any_failed ? TaskState::kBlocked : all_done ? TaskState::kReady : TaskState::kPending;
   task.idempotency_key = request.idempotency_key;
   task.max_attempts = request.max_attempts;
+  task.max_crashes = request.max_crashes;
   task.metadata_json = request.metadata_json.empty() ? "{}" : request.metadata_json;
   task.created_ms = now;
   task.updated_ms = now;
@@ -486,32 +491,90 @@ Status Queue::Release(const Lease& lease, const std::string& reason) {
   });
 }
 
-Result<int> Queue::ReapExpired(int limit) {
+Status Queue::ReapInTxn(StoreTxn& txn, Task& task, const std::string& reason,
+                        std::vector<std::string>* failed_finally) {
+  const std::string owner = task.lease_owner;
+  const int attempt = task.attempts;
+  FACTORY_RETURN_IF_ERROR(FinishAttempt(txn, task, AttemptStatus::kExpired, reason, "{}"));
+  // The worker died, not the task: the attempt is given back, the crash counted.
+  task.attempts = std::max(0, task.attempts - 1);
+  task.crashes += 1;
+  json payload{{"owner", owner},
+               {"attempt", attempt},
+               {"reason", reason},
+               {"crashes", task.crashes},
+               {"max_crashes", task.max_crashes},
+               {"lease_expires_ms", task.lease_expires_ms}};
+  if (task.crashes >= task.max_crashes) {
+    payload["error"] = "its worker died " + std::to_string(task.crashes) +
+                       " time(s) while running it (max_crashes " +
+                       std::to_string(task.max_crashes) + ")";
+    payload["final"] = true;
+    FACTORY_RETURN_IF_ERROR(
+        Transition(txn, task, TaskState::kFailed, "task.failed", payload, "reaper"));
+    FACTORY_RETURN_IF_ERROR(BlockDependents(txn, task.id, task.id));
+    if (failed_finally != nullptr) failed_finally->push_back(task.id);
+    return Ok();
+  }
+  return Transition(txn, task, TaskState::kReady, "task.lease_expired", payload, "reaper");
+}
+
+Result<int> Queue::ReapExpired(int limit, std::vector<std::string>* failed_finally) {
   int reaped = 0;
+  std::vector<std::string> failed;
   FACTORY_RETURN_IF_ERROR(store_.Write([&](StoreTxn& txn) -> Status {
     reaped = 0;
+    failed.clear();
     FACTORY_ASSIGN_OR_RETURN(auto expired, txn.ListExpiredLeases(clock_.NowMillis(), limit));
     for (auto& task : expired) {
       if (!IsLeasedState(task.state)) continue;
-      std::string owner = task.lease_owner;
-      FACTORY_RETURN_IF_ERROR(
-          FinishAttempt(txn, task, AttemptStatus::kExpired, "lease expired", "{}"));
-      json payload{{"owner", owner}, {"attempt", task.attempts},
-                   {"lease_expires_ms", task.lease_expires_ms}};
-      if (task.attempts >= task.max_attempts) {
-        payload["error"] = "lease expired on the last attempt";
-        payload["final"] = true;
-        FACTORY_RETURN_IF_ERROR(
-            Transition(txn, task, TaskState::kFailed, "task.failed", payload, "reaper"));
-        FACTORY_RETURN_IF_ERROR(BlockDependents(txn, task.id, task.id));
-      } else {
-        FACTORY_RETURN_IF_ERROR(
-            Transition(txn, task, TaskState::kReady, "task.lease_expired", payload, "reaper"));
-      }
+      FACTORY_RETURN_IF_ERROR(ReapInTxn(txn, task, "lease expired", &failed));
       ++reaped;
     }
     return Ok();
   }));
+  if (failed_finally != nullptr)
+    failed_finally->insert(failed_finally->end(), failed.begin(), failed.end());
+  return reaped;
+}
+
+Result<int> Queue::ReapDeadOwners(
+    const std::function<bool(const std::string& owner)>& owner_is_dead,
+    std::vector<std::string>* failed_finally) {
+  // Every leased task, expired or not (the lease index holds exactly those).
+  constexpr int64_t kEveryLease = std::numeric_limits<int64_t>::max();
+  constexpr int kMaxLeases = 100'000;
+  std::map<std::string, bool> dead;  // by owner: a /proc lookup per owner, not per task
+  auto is_dead = [&](const std::string& owner) {
+    auto it = dead.find(owner);
+    if (it == dead.end()) it = dead.emplace(owner, !owner.empty() && owner_is_dead(owner)).first;
+    return it->second;
+  };
+  // Looked for on a read snapshot first: the common case (nobody died) takes no write lock.
+  bool any_dead = false;
+  FACTORY_RETURN_IF_ERROR(store_.Read([&](StoreTxn& txn) -> Status {
+    FACTORY_ASSIGN_OR_RETURN(auto leased, txn.ListExpiredLeases(kEveryLease, kMaxLeases));
+    any_dead = std::any_of(leased.begin(), leased.end(),
+                           [&](const Task& task) { return is_dead(task.lease_owner); });
+    return Ok();
+  }));
+  if (!any_dead) return 0;
+  int reaped = 0;
+  std::vector<std::string> failed;
+  FACTORY_RETURN_IF_ERROR(store_.Write([&](StoreTxn& txn) -> Status {
+    reaped = 0;
+    failed.clear();
+    FACTORY_ASSIGN_OR_RETURN(auto leased, txn.ListExpiredLeases(kEveryLease, kMaxLeases));
+    for (auto& task : leased) {
+      if (!IsLeasedState(task.state) || !is_dead(task.lease_owner)) continue;
+      FACTORY_RETURN_IF_ERROR(
+          ReapInTxn(txn, task, "lease owner " + task.lease_owner + " is dead", &failed));
+      ++reaped;
+    }
+    return Ok();
+  }));
+  if (failed_finally != nullptr)
+    failed_finally->insert(failed_finally->end(), failed.begin(), failed.end());
   return reaped;
 }
 
@@ -553,6 +616,7 @@ Status Queue::Retry(const std::string& task_id) {
     }
     FACTORY_ASSIGN_OR_RETURN(int unfinished, txn.CountUnfinishedDependencies(task_id));
     task->attempts = 0;
+    task->crashes = 0;
     task->not_before_ms = 0;
     FACTORY_RETURN_IF_ERROR(Transition(txn, *task,
                                        unfinished == 0 ? TaskState::kReady : TaskState::kPending,

@@ -6,14 +6,14 @@
 // Thread-safe: a Queue may be shared by threads; several processes may use the same database.
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <mutex>
+#include <nlohmann/json_fwd.hpp>
 #include <optional>
 #include <random>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json_fwd.hpp>
 
 #include "core/clock.h"
 #include "core/result.h"
@@ -41,6 +41,9 @@ struct EnqueueRequest {
   std::vector<std::string> depends_on_keys;
   std::optional<std::string> idempotency_key;
   int max_attempts = 3;
+  // Attempts ended by the death of the worker running them before the task fails finally
+  // (Task::max_crashes).
+  int max_crashes = 5;
   std::string metadata_json = "{}";
 };
 
@@ -134,9 +137,16 @@ class Queue {
                               const std::string& details_json = "{}", bool retryable = true);
   // Gives the task back without using up the attempt (graceful shutdown). Aborted when stale.
   Status Release(const Lease& lease, const std::string& reason);
-  // Returns expired leases to ready (the attempt counts; failed finally when it was the last).
-  // Returns the number reaped.
-  Result<int> ReapExpired(int limit = 1000);
+  // Returns expired leases to ready. An expired lease means its worker died or stalled, not
+  // that the task failed: the attempt is given back (it does not count toward max_attempts)
+  // and counted as a crash instead; the task fails finally at max_crashes. Returns the number
+  // reaped; the ids of tasks that failed finally are appended to *failed_finally when given.
+  Result<int> ReapExpired(int limit = 1000, std::vector<std::string>* failed_finally = nullptr);
+  // Reaps (as ReapExpired does) every lease, expired or not, whose owner `owner_is_dead`
+  // says is provably dead: a worker starting after a crash need not wait for the dead owner's
+  // leases to expire. owner_is_dead must be side-effect free (it may run more than once).
+  Result<int> ReapDeadOwners(const std::function<bool(const std::string& owner)>& owner_is_dead,
+                             std::vector<std::string>* failed_finally = nullptr);
 
   // Cancels a task that is not done/cancelled; its dependents become blocked (transitively).
   // A worker holding its lease finds the lease stale at its next call.
@@ -187,6 +197,10 @@ class Queue {
   Status FinishAttempt(StoreTxn& txn, const Task& task, AttemptStatus status,
                        const std::string& error, const std::string& details_json);
   Status PromoteDependents(StoreTxn& txn, const std::string& task_id);
+  // Ends a leased task's attempt as a crash (see ReapExpired). Appends the task's id to
+  // *failed_finally (when given) when it failed finally.
+  Status ReapInTxn(StoreTxn& txn, Task& task, const std::string& reason,
+                   std::vector<std::string>* failed_finally);
   Result<std::vector<std::string>> BlockDependents(StoreTxn& txn, const std::string& task_id,
                                                    const std::string& cause);
   int64_t NextBackoff(int attempt);

@@ -7,6 +7,11 @@
 #include <chrono>
 #include <cstdio>
 #include <exception>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string_view>
+#include <system_error>
 #include <utility>
 
 #include "core/subprocess.h"
@@ -46,12 +51,81 @@ std::string_view WorkerEventKindName(WorkerEvent::Kind kind) {
   return "unknown";
 }
 
-std::string DefaultWorkerOwner() {
+namespace {
+
+std::string HostName() {
   char host[256] = {};
   if (gethostname(host, sizeof(host) - 1) != 0 || host[0] == '\0') {
     std::snprintf(host, sizeof(host), "localhost");
   }
-  return std::string(host) + ":" + std::to_string(getpid()) + ":" + NewUlid();
+  return host;
+}
+
+bool AllDigits(std::string_view text) {
+  return !text.empty() && text.size() <= 20 &&
+         std::all_of(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '9'; });
+}
+
+enum class ProcessStart { kGone, kUnknown, kKnown };
+
+// The start time of process `pid` (field 22 of /proc/<pid>/stat), or why there is none.
+ProcessStart ReadProcessStart(const std::string& pid, std::string* start) {
+  std::ifstream stat("/proc/" + pid + "/stat");
+  if (!stat) {
+    // No such entry: no such process (a zombie still has its entry). Anything else (no /proc)
+    // proves nothing.
+    std::error_code ec;
+    const bool proc_mounted = std::filesystem::exists("/proc/self/stat", ec);
+    return proc_mounted && !std::filesystem::exists("/proc/" + pid, ec) ? ProcessStart::kGone
+                                                                        : ProcessStart::kUnknown;
+  }
+  std::string line;
+  std::getline(stat, line);
+  // "pid (comm) state ppid ...": comm may hold spaces and parentheses; fields count from the
+  // last ')'. starttime is field 22, the 20th after it.
+  const size_t close = line.rfind(')');
+  if (close == std::string::npos) return ProcessStart::kUnknown;
+  std::istringstream fields(line.substr(close + 1));
+  std::string field;
+  for (int idx = 3; idx <= 22; ++idx) {
+    if (!(fields >> field)) return ProcessStart::kUnknown;
+  }
+  *start = field;
+  return ProcessStart::kKnown;
+}
+
+}  // namespace
+
+std::string DefaultWorkerOwner() {
+  const std::string pid = std::to_string(getpid());
+  std::string start;
+  if (ReadProcessStart(pid, &start) != ProcessStart::kKnown) start = "0";
+  return HostName() + ":" + pid + ":" + start + ":" + NewUlid();
+}
+
+bool OwnerIsProvablyDead(const std::string& owner) {
+  const size_t host_end = owner.find(':');
+  if (host_end == std::string::npos || owner.substr(0, host_end) != HostName()) return false;
+  const size_t pid_end = owner.find(':', host_end + 1);
+  if (pid_end == std::string::npos) return false;
+  const std::string pid = owner.substr(host_end + 1, pid_end - host_end - 1);
+  if (!AllDigits(pid) || pid.front() == '0') return false;
+  std::string start;
+  switch (ReadProcessStart(pid, &start)) {
+    case ProcessStart::kGone:
+      return true;
+    case ProcessStart::kUnknown:
+      return false;
+    case ProcessStart::kKnown:
+      break;
+  }
+  // An owner id that carries a start time ("host:pid:start:ulid") names one process; an older
+  // "host:pid:ulid" cannot tell a reused pid from its owner, so a live pid is taken as alive.
+  const size_t start_end = owner.find(':', pid_end + 1);
+  if (start_end == std::string::npos) return false;
+  const std::string owner_start = owner.substr(pid_end + 1, start_end - pid_end - 1);
+  if (!AllDigits(owner_start) || owner_start == "0") return false;
+  return owner_start != start;
 }
 
 Worker::Worker(Queue& queue, Executor& executor, WorkerOptions options)
@@ -141,6 +215,25 @@ Status Worker::Run() {
   }
   threads_.emplace_back([this] { HeartbeatThread(); });
 
+  // Leases of workers of this host that died (a crash, a SIGKILL) are reaped now rather than
+  // after their expiry: their tasks are ready for this worker's first claim.
+  {
+    std::vector<std::string> failed;
+    auto reaped = queue_.ReapDeadOwners(
+        [this](const std::string& owner) {
+          return owner != options_.owner && OwnerIsProvablyDead(owner);
+        },
+        &failed);
+    if (!reaped) {
+      spdlog::warn("worker: reaping leases of dead workers failed: {}", reaped.error().ToString());
+    } else if (*reaped > 0) {
+      spdlog::info("worker: returned {} lease(s) of dead worker(s) to ready", *reaped);
+      std::lock_guard lock(mu_);
+      stats_.reaped += *reaped;
+      stats_.failed_finally += static_cast<int64_t>(failed.size());
+    }
+  }
+
   Status result = Ok();
   int64_t last_reap_ms = 0;
   int consecutive_errors = 0;
@@ -154,13 +247,15 @@ Status Worker::Run() {
     const int64_t now_ms = queue_.clock().NowMillis();
     if (now_ms - last_reap_ms >= options_.reap_interval_ms) {
       last_reap_ms = now_ms;
-      auto reaped = queue_.ReapExpired();
+      std::vector<std::string> failed;
+      auto reaped = queue_.ReapExpired(/*limit=*/1000, &failed);
       if (!reaped) {
         spdlog::warn("worker: reaping expired leases failed: {}", reaped.error().ToString());
       } else if (*reaped > 0) {
         spdlog::info("worker: returned {} expired lease(s) to ready", *reaped);
         std::lock_guard lock(mu_);
         stats_.reaped += *reaped;
+        stats_.failed_finally += static_cast<int64_t>(failed.size());
       }
     }
 
@@ -479,6 +574,7 @@ void Worker::Finish(const std::shared_ptr<Job>& job, const ExecResult& result) {
   {
     std::lock_guard lock(mu_);
     ++stats_.failed;
+    if (!outcome->will_retry) ++stats_.failed_finally;
   }
   event.kind = WorkerEvent::Kind::kFailed;
   event.will_retry = outcome->will_retry;

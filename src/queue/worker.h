@@ -4,6 +4,9 @@
 // fails or releases by the outcome. Used by `factory worker` (shell commands) and, later, by the
 // run pipeline (agents).
 //
+// On start, a worker reaps the leases of owners of this host that are provably dead
+// (OwnerIsProvablyDead): their tasks are ready again at once instead of after the lease.
+//
 // Life of a claimed task:
 //   Claim -> Start -> Executor::Start on a start thread, then StartedTask::Finish (or, for an
 //   executor that does not split, Executor::Execute) on a pool thread; heartbeat every lease/3
@@ -122,12 +125,23 @@ struct WorkerStats {
   int64_t released = 0;
   int64_t lease_lost = 0;
   int64_t reaped = 0;
+  // Tasks this worker saw fail finally: its own attempts that failed with no retry left, and
+  // tasks its reaping failed (max_crashes).
+  int64_t failed_finally = 0;
   // Of `claimed`: taken in the transaction that completed another task (its freed slot).
   int64_t claimed_on_completion = 0;
 };
 
-// "<hostname>:<pid>:<ulid>"
+// "<hostname>:<pid>:<start>:<ulid>", where <start> is the process's start time (field 22 of
+// /proc/<pid>/stat, clock ticks since boot): with the pid it names this process and no later
+// one that reuses the pid.
 std::string DefaultWorkerOwner();
+
+// True when `owner` names a process of this host ("<hostname>:<pid>:...") that is provably
+// gone: no process has that pid, or the one that has it started at another time than the
+// owner's <start> (the pid was reused). Owners of other hosts, in another format, or of a live
+// process are never dead. Reads /proc.
+bool OwnerIsProvablyDead(const std::string& owner);
 
 class Worker {
  public:

@@ -53,6 +53,11 @@ struct Task {
   std::optional<std::string> idempotency_key;
   int attempts = 0;  // attempts started (claims), reset by `task retry`
   int max_attempts = 3;
+  // Attempts ended by the death of their worker (its lease expired or its owner was found
+  // dead): given back to `attempts` and counted here instead; failed finally at max_crashes.
+  // Reset by `task retry`.
+  int crashes = 0;
+  int max_crashes = 5;
   int64_t not_before_ms = 0;  // earliest claim time (retry backoff)
   std::string lease_owner;    // empty when not leased
   int64_t lease_expires_ms = 0;

@@ -183,6 +183,10 @@ class Store {
   virtual Status Read(const std::function<Status(StoreTxn&)>& fn) = 0;
 
   virtual StoreInfo Info() const = 0;
+
+  // Checks the storage itself (pages, indexes), not the records' meaning. DataLoss naming
+  // the first problems when it is damaged; other codes when the check could not run. Thread-safe.
+  virtual Status CheckIntegrity() { return Ok(); }
 };
 
 enum class SqliteSync { kNormal, kFull };
@@ -194,6 +198,8 @@ struct SqliteOptions {
   SqliteSync synchronous = SqliteSync::kNormal;
   int busy_timeout_ms = 10'000;
   int reader_connections = 4;
+  // false: a missing or empty (0-byte) file is NotFound "no factory database at PATH: run
+  // `factory init`" instead of a new database.
   bool create_if_missing = true;
 };
 

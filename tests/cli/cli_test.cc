@@ -64,10 +64,11 @@ TEST(CliBasicsTest, MissingDatabaseIsNotFoundWithHint) {
   EXPECT_THAT(list.err, StartsWith("factory: error: "));
   EXPECT_THAT(list.err, HasSubstr("factory init"));
   EXPECT_FALSE(std::filesystem::exists(sandbox.Path(".factory")));
-  // Adding without init: the directory is missing, a precondition.
+  // Adding without init: only init creates a database.
   auto add = sandbox.Run({"task", "add", "--title", "x"});
-  EXPECT_EQ(add.exit_code, 4);
+  EXPECT_EQ(add.exit_code, 3);
   EXPECT_THAT(add.err, HasSubstr("factory init"));
+  EXPECT_FALSE(std::filesystem::exists(sandbox.Path(".factory")));
 }
 
 TEST(CliBasicsTest, DbFlagAndEnvironment) {

@@ -385,9 +385,9 @@ TEST_F(WorkerLoopTest, StopReleasesAStartedTask) {
   ExpectStopReleasesABlockedTask(executor, [&] { return executor.blocking(); });
 }
 
-TEST(WorkerOwnerTest, DefaultOwnerIsHostPidUlid) {
+TEST(WorkerOwnerTest, DefaultOwnerIsHostPidStartUlid) {
   const std::string owner = DefaultWorkerOwner();
-  EXPECT_EQ(std::count(owner.begin(), owner.end(), ':'), 2) << owner;
+  EXPECT_EQ(std::count(owner.begin(), owner.end(), ':'), 3) << owner;
   EXPECT_NE(owner, DefaultWorkerOwner());
 }
 

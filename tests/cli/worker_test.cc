@@ -134,7 +134,8 @@ TEST_F(WorkerCliTest, AnAttemptWhoseLogCannotBeWrittenFailsWithThatReasonAndIsRe
 
 TEST_F(WorkerCliTest, PlainCommandsRunWithoutTheShellAndTheRestWithIt) {
   auto direct = sandbox_.AddTask({"--title", "plain", "--command", "printenv FACTORY_TASK_ID"});
-  auto shell = sandbox_.AddTask({"--title", "expands", "--command", "echo attempt $FACTORY_ATTEMPT"});
+  auto shell =
+      sandbox_.AddTask({"--title", "expands", "--command", "echo attempt $FACTORY_ATTEMPT"});
   auto missing = sandbox_.AddTask(
       {"--title", "missing", "--max-attempts", "1", "--command", "no-such-program-4711 arg"});
   auto worker = sandbox_.Run({"worker", "--until-idle", "--poll-ms", "50"});
@@ -157,9 +158,15 @@ TEST_F(WorkerCliTest, PlainCommandsRunWithoutTheShellAndTheRestWithIt) {
   EXPECT_THAT(ReadFile(artifacts / (missing + "-1") / "stderr.log"), HasSubstr("not found"));
 }
 
+// A task's shell writes its pid as the host sees it: tasks run in a pid namespace of their own,
+// where $$ and $! are that namespace's numbers (the host's /proc stays mounted).
+const std::string kRecordPid = "read -r pid rest < /proc/self/stat; echo $pid > task.pid";
+
 TEST_F(WorkerCliTest, TimeoutKillsTheWholeProcessGroup) {
-  auto id = sandbox_.AddTask({"--title", "slow", "--max-attempts", "1", "--command",
-                              "sleep 30 & echo $! > bg.pid; sleep 30"});
+  auto id = sandbox_.AddTask(
+      {"--title", "slow", "--max-attempts", "1", "--command",
+       "sh -c 'read -r pid rest < /proc/self/stat; echo $pid > bg.pid; exec sleep 30' & "
+       "sleep 30"});
   const auto started = std::chrono::steady_clock::now();
   auto worker = sandbox_.Run(
       {"worker", "--until-idle", "--timeout-seconds", "1", "--poll-ms", "50", "--quiet"});
@@ -176,7 +183,7 @@ TEST_F(WorkerCliTest, TimeoutKillsTheWholeProcessGroup) {
 }
 
 TEST_F(WorkerCliTest, SigtermReleasesRunningTask) {
-  auto id = sandbox_.AddTask({"--title", "long", "--command", "echo $$ > task.pid; sleep 30"});
+  auto id = sandbox_.AddTask({"--title", "long", "--command", kRecordPid + "; sleep 30"});
   SpawnOptions options;
   options.cwd = sandbox_.dir();
   options.stderr_path = sandbox_.Path("worker.err").string();
@@ -202,7 +209,7 @@ TEST_F(WorkerCliTest, SigtermReleasesRunningTask) {
 }
 
 TEST_F(WorkerCliTest, CancelStopsARunningTask) {
-  auto id = sandbox_.AddTask({"--title", "doomed", "--command", "echo $$ > task.pid; sleep 30"});
+  auto id = sandbox_.AddTask({"--title", "doomed", "--command", kRecordPid + "; sleep 30"});
   SpawnOptions options;
   options.cwd = sandbox_.dir();
   options.stderr_path = sandbox_.Path("worker.err").string();

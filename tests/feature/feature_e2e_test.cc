@@ -441,6 +441,11 @@ TEST(FeatureE2eTest, AFeatureIsPlannedRepairedRebasedReviewedMergedAndCounted) {
                      "and case folding, URL slugs, and splitting text into words.\n");
   fake.SetResponder([](const RecordedRequest& request) { return Respond(request); });
 
+  // Only `factory init` creates a database; made elsewhere, so that the example files init
+  // writes do not join the example's own.
+  testing::TempDir scratch;
+  sandbox.Ok({"--db", (scratch.path() / "factory.db").string(), "init"});
+  fs::copy_file(scratch.path() / "factory.db", dir / ".factory" / "factory.db");
   testing::SpawnOptions options;
   options.env[kKeyVariable] = "sk-feature-e2e-test";
   CliResult run =

@@ -122,6 +122,11 @@ TEST(FeaturePromptSizeTest, ImplementationPromptsOnTheExampleAreSmallAndFreeOfPl
         {.input_tokens = 1000, .output_tokens = 40});
   });
 
+  // Only `factory init` creates a database; made elsewhere, so that the example files init
+  // writes do not join the example's own.
+  testing::TempDir scratch;
+  sandbox.Ok({"--db", (scratch.path() / "factory.db").string(), "init"});
+  fs::copy_file(scratch.path() / "factory.db", dir / ".factory" / "factory.db");
   testing::SpawnOptions options;
   options.env[kKeyVariable] = "sk-prompt-size-test";
   CliResult run = sandbox.Run(

@@ -727,5 +727,16 @@ TEST(RunViewTest, MergingIsSuggestedOnlyForAMergeableRun) {
   EXPECT_EQ(text.find("not mergeable"), std::string::npos) << text;
 }
 
+TEST(RunViewTest, SummarySaysWhenNoGateCheckedTheRun) {
+  RunSummary summary{.run_id = "r1", .done = 1, .total = 1};
+  EXPECT_EQ(json::parse(FormatSummary(summary, true))["no_gates"], true);
+  EXPECT_NE(FormatSummary(summary, false).find("gates: none configured"), std::string::npos);
+  summary.gates = 2;
+  json out = json::parse(FormatSummary(summary, true));
+  EXPECT_EQ(out["no_gates"], false);
+  EXPECT_EQ(out["gates"], 2);
+  EXPECT_EQ(FormatSummary(summary, false).find("gates: none"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace factory::testing

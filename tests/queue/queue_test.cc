@@ -308,10 +308,11 @@ TEST_F(QueueTest, ExpiredLeaseIsReapedAndTheStaleHolderIsRefused) {
   clock_.Advance(2'000);
   EXPECT_EQ(*queue_->ReapExpired(), 1);
   EXPECT_EQ(StateOf(id), TaskState::kReady);
-  EXPECT_EQ(queue_->GetTask(id)->attempts, 1) << "the reaped attempt counts";
+  EXPECT_EQ(queue_->GetTask(id)->attempts, 0) << "a crash is not the task's attempt";
+  EXPECT_EQ(queue_->GetTask(id)->crashes, 1);
 
   auto second = ClaimOne("w2", 5'000);
-  EXPECT_EQ(second.lease.attempt_number, 2);
+  EXPECT_EQ(second.lease.attempt_number, 1);
   // The first holder wakes up: all its calls are refused and nothing changes.
   EXPECT_EQ(queue_->Complete(first.lease).error().code, ErrorCode::kAborted);
   EXPECT_EQ(queue_->Fail(first.lease, "late").error().code, ErrorCode::kAborted);
@@ -324,14 +325,63 @@ TEST_F(QueueTest, ExpiredLeaseIsReapedAndTheStaleHolderIsRefused) {
   EXPECT_EQ((*attempts)[1].status, AttemptStatus::kSucceeded);
 }
 
-TEST_F(QueueTest, ReapingTheLastAttemptFailsFinally) {
-  std::string a = Add("a", {}, 0, 1);
+TEST_F(QueueTest, ReapingDoesNotUseUpAttemptsButMaxCrashesFailsFinally) {
+  auto added = queue_->Enqueue(EnqueueRequest{.title = "a", .max_attempts = 1, .max_crashes = 3});
+  ASSERT_TRUE(added.has_value());
+  const std::string a = added->task.id;
   std::string b = Add("b", {a});
+  for (int crash = 1; crash <= 2; ++crash) {
+    auto claimed = ClaimOne("w1", 1'000);
+    EXPECT_EQ(claimed.lease.attempt_number, 1) << "crash " << crash;
+    clock_.Advance(1'001);
+    std::vector<std::string> failed;
+    EXPECT_EQ(*queue_->ReapExpired(1000, &failed), 1);
+    EXPECT_TRUE(failed.empty());
+    EXPECT_EQ(StateOf(a), TaskState::kReady) << "its only attempt was never its own failure";
+    EXPECT_EQ(queue_->GetTask(a)->crashes, crash);
+  }
   ClaimOne("w1", 1'000);
   clock_.Advance(1'001);
-  EXPECT_EQ(*queue_->ReapExpired(), 1);
+  std::vector<std::string> failed;
+  EXPECT_EQ(*queue_->ReapExpired(1000, &failed), 1);
+  EXPECT_EQ(failed, std::vector<std::string>{a});
   EXPECT_EQ(StateOf(a), TaskState::kFailed);
   EXPECT_EQ(StateOf(b), TaskState::kBlocked);
+  // `task retry` starts the count again.
+  ASSERT_TRUE(queue_->Retry(a).has_value());
+  EXPECT_EQ(queue_->GetTask(a)->crashes, 0);
+}
+
+TEST_F(QueueTest, LeasesOfDeadOwnersAreReapedBeforeTheyExpire) {
+  std::string dead_task = Add("dead");
+  std::string live_task = Add("live");
+  auto first = ClaimOne("dead-owner", 60'000);
+  auto second = ClaimOne("live-owner", 60'000);
+  ASSERT_EQ(first.task.id, dead_task);
+  ASSERT_EQ(second.task.id, live_task);
+  std::vector<std::string> asked;
+  auto reaped = queue_->ReapDeadOwners([&](const std::string& owner) {
+    asked.push_back(owner);
+    return owner == "dead-owner";
+  });
+  ASSERT_TRUE(reaped.has_value()) << reaped.error().message;
+  EXPECT_EQ(*reaped, 1);
+  EXPECT_EQ(StateOf(first.task.id), TaskState::kReady);
+  EXPECT_EQ(StateOf(second.task.id), TaskState::kClaimed);
+  EXPECT_EQ(queue_->GetTask(first.task.id)->crashes, 1);
+  EXPECT_EQ(queue_->GetTask(first.task.id)->attempts, 0);
+  EXPECT_EQ(queue_->Complete(first.lease).error().code, ErrorCode::kAborted);
+  EXPECT_TRUE(queue_->Complete(second.lease).has_value());
+  // Nobody dead: nothing written.
+  auto events_before = queue_->ListEvents(EventQuery{.limit = 0})->size();
+  EXPECT_EQ(*queue_->ReapDeadOwners([](const std::string&) { return false; }), 0);
+  EXPECT_EQ(queue_->ListEvents(EventQuery{.limit = 0})->size(), events_before);
+}
+
+TEST_F(QueueTest, MaxCrashesMustBePositive) {
+  auto added = queue_->Enqueue(EnqueueRequest{.title = "a", .max_crashes = 0});
+  ASSERT_FALSE(added.has_value());
+  EXPECT_EQ(added.error().code, ErrorCode::kInvalidArgument);
 }
 
 TEST_F(QueueTest, SameOwnerCannotUseALeaseFromAnEarlierClaim) {

@@ -198,6 +198,13 @@ UPDATE tasks SET attempt_id = attempts.id, attempt_started_ms = attempts.started
   FROM attempts WHERE attempts.task_id = tasks.id AND attempts.epoch = tasks.lease_epoch;
 DROP INDEX tasks_claim;
 )sql",
+    // 6: attempts ended by the death of their worker (an expired or dead owner's lease) are
+    // counted apart from max_attempts: a crash is not the task's failure, but a task that
+    // kills its worker every time still stops after max_crashes.
+    R"sql(
+ALTER TABLE tasks ADD COLUMN crashes INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE tasks ADD COLUMN max_crashes INTEGER NOT NULL DEFAULT 5 CHECK (max_crashes >= 1);
+)sql",
 };
 
 inline constexpr int kLatestVersion = static_cast<int>(std::size(kMigrations));

@@ -1,5 +1,7 @@
 #include "store/sqlite/sqlite_db.h"
 
+#include <spdlog/spdlog.h>
+
 #include <mutex>
 
 namespace factory::sqlite {
@@ -56,7 +58,9 @@ Result<bool> Statement::Step() {
   int rc = sqlite3_step(stmt_);
   if (rc == SQLITE_ROW) return true;
   if (rc == SQLITE_DONE) return false;
-  Error error = ErrorFromCode(sqlite3_extended_errcode(db_), db_, sqlite3_sql(stmt_));
+  // The statement's text is for whoever debugs the store, not for the user's error message.
+  spdlog::debug("sqlite: statement failed ({}): {}", sqlite3_errmsg(db_), sqlite3_sql(stmt_));
+  Error error = ErrorFromCode(sqlite3_extended_errcode(db_), db_, "database query failed");
   sqlite3_reset(stmt_);
   return std::unexpected(std::move(error));
 }
@@ -117,8 +121,9 @@ Status Connection::Exec(std::string_view sql) {
     std::string detail = message != nullptr ? message : sqlite3_errstr(rc);
     sqlite3_free(message);
     int code = sqlite3_extended_errcode(db_);
-    Error error = ErrorFromCode(code, nullptr, sql_text.substr(0, 60));
-    error.message = sql_text.substr(0, 60) + ": " + detail;
+    spdlog::debug("sqlite: statement failed ({}): {}", detail, sql_text);
+    Error error = ErrorFromCode(code, nullptr, "database command failed");
+    error.message = "database command failed: " + detail;
     if ((code & 0xff) == SQLITE_BUSY || (code & 0xff) == SQLITE_LOCKED) {
       error.message += " (database busy)";
     }
@@ -138,7 +143,8 @@ Result<Statement*> Connection::Prepare(const std::string& sql) {
   int rc = sqlite3_prepare_v3(db_, sql.c_str(), static_cast<int>(sql.size()),
                               SQLITE_PREPARE_PERSISTENT, &stmt, nullptr);
   if (rc != SQLITE_OK) {
-    return std::unexpected(ErrorFromCode(rc, db_, "prepare " + sql.substr(0, 60)));
+    spdlog::debug("sqlite: cannot prepare ({}): {}", sqlite3_errmsg(db_), sql);
+    return std::unexpected(ErrorFromCode(rc, db_, "cannot prepare a database query"));
   }
   auto [inserted, unused] = cache_.emplace(sql, std::make_unique<Statement>(db_, stmt));
   in_use_.push_back(inserted->second.get());

@@ -30,7 +30,9 @@ using sqlite::Statement;
 constexpr char kTaskColumns[] =
     "id, run_id, title, spec, acceptance, type, capabilities, agent, command, priority, state, "
     "idempotency_key, attempts, max_attempts, not_before_ms, lease_owner, lease_expires_ms, "
-    "lease_epoch, result, metadata, created_ms, updated_ms, attempt_id, attempt_started_ms";
+    "lease_epoch, result, metadata, created_ms, updated_ms, attempt_id, attempt_started_ms, "
+    "crashes, "
+    "max_crashes";
 
 Task ReadTask(const Statement& row) {
   Task task;
@@ -58,6 +60,8 @@ Task ReadTask(const Statement& row) {
   task.updated_ms = row.ColumnInt(21);
   task.attempt_id = row.ColumnText(22);
   task.attempt_started_ms = row.ColumnInt(23);
+  task.crashes = static_cast<int>(row.ColumnInt(24));
+  task.max_crashes = static_cast<int>(row.ColumnInt(25));
   return task;
 }
 
@@ -242,7 +246,8 @@ class SqliteTxn final : public StoreTxn {
         Statement * stmt,
         conn_.Prepare(std::string("INSERT INTO tasks (") + kTaskColumns +
                       ", events_after_seq) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, "
-                      "?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25)"));
+                      "?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, "
+                      "?27)"));
     stmt->Bind(1, task.id).Bind(2, task.run_id).Bind(3, task.title).Bind(4, task.spec);
     stmt->Bind(5, task.acceptance_json).Bind(6, task.type).Bind(7, task.capabilities_json);
     stmt->Bind(8, task.agent).Bind(9, task.command).Bind(10, task.priority);
@@ -251,9 +256,10 @@ class SqliteTxn final : public StoreTxn {
     stmt->Bind(16, task.lease_owner).Bind(17, task.lease_expires_ms).Bind(18, task.lease_epoch);
     stmt->Bind(19, task.result_json).Bind(20, task.metadata_json).Bind(21, task.created_ms);
     stmt->Bind(22, task.updated_ms).Bind(23, task.attempt_id).Bind(24, task.attempt_started_ms);
+    stmt->Bind(25, task.crashes).Bind(26, task.max_crashes);
     // Every event of the task comes after the current chain head (see ListEvents).
     FACTORY_RETURN_IF_ERROR(LoadChainHead());
-    stmt->Bind(25, head_seq_);
+    stmt->Bind(27, head_seq_);
     FACTORY_RETURN_IF_ERROR(stmt->Run());
     if (task.depends_on.empty()) return Ok();
     FACTORY_ASSIGN_OR_RETURN(
@@ -276,7 +282,7 @@ class SqliteTxn final : public StoreTxn {
                       "attempts = ?11, max_attempts = ?12, not_before_ms = ?13, "
                       "lease_owner = ?14, lease_expires_ms = ?15, lease_epoch = ?16, "
                       "result = ?17, metadata = ?18, updated_ms = ?19, attempt_id = ?20, "
-                      "attempt_started_ms = ?21 WHERE id = ?1"));
+                      "attempt_started_ms = ?21, crashes = ?22, max_crashes = ?23 WHERE id = ?1"));
     stmt->Bind(1, task.id).Bind(2, task.title).Bind(3, task.spec).Bind(4, task.acceptance_json);
     stmt->Bind(5, task.type).Bind(6, task.capabilities_json).Bind(7, task.agent);
     stmt->Bind(8, task.command).Bind(9, task.priority).Bind(10, TaskStateName(task.state));
@@ -284,6 +290,7 @@ class SqliteTxn final : public StoreTxn {
     stmt->Bind(14, task.lease_owner).Bind(15, task.lease_expires_ms).Bind(16, task.lease_epoch);
     stmt->Bind(17, task.result_json).Bind(18, task.metadata_json).Bind(19, task.updated_ms);
     stmt->Bind(20, task.attempt_id).Bind(21, task.attempt_started_ms);
+    stmt->Bind(22, task.crashes).Bind(23, task.max_crashes);
     FACTORY_RETURN_IF_ERROR(stmt->Run());
     if (sqlite3_changes(conn_.handle()) == 0) return NotFound("task " + task.id);
     return Ok();
@@ -933,8 +940,12 @@ class SqliteStore final : public Store {
     if (!LooksLikeSqliteFile(options.path, &reason)) return InvalidArgument(reason);
     std::error_code ec;
     bool exists = std::filesystem::exists(options.path, ec);
-    if (!exists && !options.create_if_missing) {
-      return NotFound("database " + options.path + " does not exist (run `factory init`)");
+    // A 0-byte file is what a crash between create and first write, or a truncation, leaves:
+    // only a caller allowed to create a database may make it one.
+    const bool empty = exists && std::filesystem::file_size(options.path, ec) == 0 && !ec;
+    if ((!exists || empty) && !options.create_if_missing) {
+      return NotFound("no factory database at " + options.path +
+                      (empty ? " (the file is empty)" : "") + ": run `factory init`");
     }
     auto parent = std::filesystem::path(options.path).parent_path();
     if (!exists && !parent.empty() && !std::filesystem::exists(parent, ec)) {
@@ -1004,6 +1015,38 @@ class SqliteStore final : public Store {
     return StoreInfo{"sqlite", options_.path, sqlite::kLatestVersion};
   }
 
+  Status CheckIntegrity() override {
+    std::unique_ptr<Connection> conn = AcquireReader();
+    if (!conn) {
+      auto opened = OpenConnection(/*writer=*/false);
+      if (!opened) return std::unexpected(opened.error());
+      conn = std::move(*opened);
+    }
+    std::vector<std::string> problems;
+    Status status = [&]() -> Status {
+      FACTORY_ASSIGN_OR_RETURN(Statement * stmt, conn->Prepare("PRAGMA integrity_check(20)"));
+      while (true) {
+        FACTORY_ASSIGN_OR_RETURN(bool has_row, stmt->Step());
+        if (!has_row) break;
+        std::string line = stmt->ColumnText(0);
+        if (line != "ok") problems.push_back(std::move(line));
+      }
+      return Ok();
+    }();
+    conn->ResetStatements();
+    ReleaseReader(std::move(conn));
+    if (!status) {
+      if (status.error().code == ErrorCode::kDataLoss) {
+        return DataLoss(options_.path + " is corrupt: " + status.error().message);
+      }
+      return status;
+    }
+    if (problems.empty()) return Ok();
+    std::string message = options_.path + " is corrupt (integrity check):";
+    for (const auto& problem : problems) message += "\n  " + problem;
+    return DataLoss(message);
+  }
+
  private:
   explicit SqliteStore(SqliteOptions options) : options_(std::move(options)) {}
 
@@ -1031,9 +1074,17 @@ class SqliteStore final : public Store {
     if (auto status = writer_->Exec("SELECT count(*) FROM sqlite_schema"); !status) {
       return std::unexpected(status.error().Wrap(options_.path));
     }
-    if (auto status = writer_->Exec("PRAGMA journal_mode = WAL"); !status) {
-      return std::unexpected(status.error().Wrap("enabling WAL on " + options_.path));
+    // Another process opening the same database at the same moment may hold the lock the WAL
+    // switch needs, and SQLite does not wait for it there: retried up to the busy timeout.
+    const auto deadline =
+        std::chrono::steady_clock::now() + std::chrono::milliseconds(options_.busy_timeout_ms);
+    Status wal = Ok();
+    for (int attempt = 1;; ++attempt) {
+      wal = EnableWal();
+      if (!IsBusy(wal) || std::chrono::steady_clock::now() >= deadline) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(std::min(attempt * 5, 100)));
     }
+    if (!wal) return std::unexpected(wal.error().Wrap("enabling WAL on " + options_.path));
     FACTORY_RETURN_IF_ERROR(Migrate());
     StartCheckpointer();
     return Ok();
@@ -1102,7 +1153,23 @@ class SqliteStore final : public Store {
     if (writer_ != nullptr) sqlite3_wal_hook(writer_->handle(), nullptr, nullptr);
   }
 
+  // Switches the file to WAL unless it is already (the mode is stored in the file).
+  Status EnableWal() {
+    FACTORY_ASSIGN_OR_RETURN(Statement * stmt, writer_->Prepare("PRAGMA journal_mode"));
+    auto has_row = stmt->Step();
+    const std::string mode = has_row && *has_row ? stmt->ColumnText(0) : "";
+    writer_->ResetStatements();
+    if (!has_row) return std::unexpected(has_row.error());
+    if (mode == "wal") return Ok();
+    return writer_->Exec("PRAGMA journal_mode = WAL");
+  }
+
   Status Migrate() {
+    // A current schema is read without a write transaction: an open (a read-only command's
+    // above all) must not wait behind another process's writer, nor take the write lock.
+    if (auto current = UserVersion(); current && *current == sqlite::kLatestVersion) {
+      return Ok();
+    }
     FACTORY_RETURN_IF_ERROR(BeginImmediate());
     auto version = UserVersion();
     if (!version) {
