@@ -140,9 +140,7 @@ std::vector<NamedSecret> SecretsFromEnvironment() {
     if (equals == std::string_view::npos) continue;
     const std::string_view name = text.substr(0, equals);
     const std::string_view value = text.substr(equals + 1);
-    const bool secret_name = name.ends_with("_KEY") || name.ends_with("_TOKEN") ||
-                             name.ends_with("_SECRET") || name.ends_with("_PASSWORD");
-    if (secret_name && value.size() >= kMinSecretLength) {
+    if (IsSecretVariableName(name) && value.size() >= kMinSecretLength) {
       secrets.push_back(NamedSecret{std::string(name), std::string(value)});
     }
   }

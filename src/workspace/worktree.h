@@ -39,6 +39,7 @@
 #include <string_view>
 #include <vector>
 
+#include "core/redact.h"  // kMinSecretLength
 #include "core/result.h"
 #include "workspace/git.h"
 
@@ -76,9 +77,6 @@ struct NamedSecret {
   std::string name;
   std::string value;
 };
-
-// Values shorter than this are not treated as secrets: they would match ordinary text.
-inline constexpr size_t kMinSecretLength = 8;
 
 // The build artefacts never committed unless the project's configuration says otherwise
 // (gitignore patterns).
