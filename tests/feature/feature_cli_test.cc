@@ -72,7 +72,7 @@ class FeatureCliTest : public ::testing::Test {
     testing::WriteFile(sandbox_.Path(".factory/config.yaml"),
                        "concurrency: 1\nmax_attempts: 2\n"
                        "gates:\n  - {name: check, command: sh check.sh, timeout: 60}\n"
-                       "protected: [check.sh, \".factory/**\"]\n");
+                       "protected: [check.sh, \".factory/**\"]\n" + ScriptsReadable());
     testing::WriteFile(sandbox_.Path(".factory/models.yaml"),
                        testing::ModelsYaml(fake_.openai_base_url(), kKeyVariable));
     testing::WriteFile(sandbox_.Path("greetings.md"),
@@ -80,6 +80,10 @@ class FeatureCliTest : public ::testing::Test {
   }
 
   const fs::path& dir() const { return sandbox_.dir(); }
+  // The builder's script lives outside the worktrees, which the sandbox hides unless named.
+  std::string ScriptsReadable() const {
+    return "sandbox: {read_paths: [\"" + sandbox_.Path(".factory/scripts").string() + "\"]}\n";
+  }
   fs::path spec_dir() const { return sandbox_.Path(".factory/specs/greetings"); }
 
   testing::SpawnOptions WithKey() const {
@@ -155,7 +159,7 @@ class FeatureCliTest : public ::testing::Test {
         std::string("concurrency: 1\nmax_attempts: 2\n"
                     "gates:\n  - {name: check, command: sh check.sh, timeout: 60}\n") +
             (with_whole_gate ? "  - {name: whole, command: sh whole.sh, timeout: 90}\n" : "") +
-            "protected: [check.sh, whole.sh, \".factory/**\"]\n");
+            "protected: [check.sh, whole.sh, \".factory/**\"]\n" + ScriptsReadable());
   }
 
   // The builder writes out/<task>.txt with `content` (deterministic: two builds of the same
@@ -319,7 +323,7 @@ TEST_F(FeatureCliTest, AFeatureKilledDuringItsFinalGatesRunsThemWhenResumed) {
 // would have at its end.
 TEST_F(FeatureCliTest, RunResumeOfAFeatureKilledDuringItsBuildRunsItsFinalGates) {
   Script({testing::ValidBacklogJson()});
-  const fs::path marker = sandbox_.Path("builder-sleeps");
+  const fs::path marker = sandbox_.Path(".factory/scripts/builder-sleeps");
   testing::WriteFile(marker, "");
   testing::WriteFile(
       sandbox_.Path(".factory/scripts/copy-task.sh"),
