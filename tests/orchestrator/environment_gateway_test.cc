@@ -104,16 +104,18 @@ TEST_F(EnvironmentGatewayTest, EachAttemptGetsAScopedKeyThatIsRevokedAndNeverRep
   EXPECT_THAT(ReadText(context.attempt_dir + "/prompt.md"), Not(HasSubstr(key)));
 }
 
-TEST_F(EnvironmentGatewayTest, WithoutAGatewayCliAgentsKeepTheirEnvironment) {
+TEST_F(EnvironmentGatewayTest, WithoutAGatewayCliAgentsGetTheProviderKeysTheyName) {
+  // The same CLI twice: as `ext` (which names no variable) and as `named`, whose file names the
+  // provider key in `env:`. Only the second one sees it.
+  WriteText(repo_ + "/.factory/agents/named.md",
+            "---\nname: named\nrole: an external CLI\nrunner: cli\npreset: opencode\n"
+            "command: sh " +
+                root_ + "/agents/ext.sh\ncapabilities: [code]\nenv: [GWENV_PROVIDER_KEY]\n---\n");
   auto store = OpenSqliteStore(SqliteOptions{.path = root_ + "/env.db"});
   ASSERT_TRUE(store.has_value()) << store.error().ToString();
   auto env = RunEnvironment::Open(**store,
                                   RunEnvironmentOptions{.repo_path = repo_, .use_sandbox = false});
   ASSERT_TRUE(env.has_value()) << env.error().ToString();
-  auto agent = (*env)->agents().Find("ext");
-  ASSERT_NE(agent, nullptr);
-  auto runner = (*env)->runner_factory()(*agent);
-  ASSERT_TRUE(runner.has_value()) << runner.error().ToString();
   RunnerContext context;
   context.input.run_id = "run1";
   context.input.task_id = "greet";
@@ -122,8 +124,16 @@ TEST_F(EnvironmentGatewayTest, WithoutAGatewayCliAgentsKeepTheirEnvironment) {
   std::filesystem::create_directories(context.attempt_dir);
   context.sandbox = &(*env)->sandbox();
   context.timeout_ms = 30'000;
-  ASSERT_TRUE((*runner)->Run(context).has_value());
-  EXPECT_EQ(ReadText(out_ + "/provider_key"), "sk-gwenv-real-provider-key");
+  for (const std::string name : {"ext", "named"}) {
+    auto agent = (*env)->agents().Find(name);
+    ASSERT_NE(agent, nullptr) << name;
+    auto runner = (*env)->runner_factory()(*agent);
+    ASSERT_TRUE(runner.has_value()) << runner.error().ToString();
+    ASSERT_TRUE((*runner)->Run(context).has_value());
+    EXPECT_EQ(ReadText(out_ + "/provider_key"),
+              name == "named" ? "sk-gwenv-real-provider-key" : "unset")
+        << name;
+  }
   auto keys = gateway::ListKeys(**store);
   ASSERT_TRUE(keys.has_value());
   EXPECT_TRUE(keys->empty());

@@ -137,7 +137,8 @@ class RunFixture : public ::testing::Test {
     ASSERT_TRUE(workspace.has_value()) << workspace.error().ToString();
     workspace_ = std::move(*workspace);
     merges_ = std::make_unique<MergeQueue>(*workspace_);
-    if (!sandbox_) sandbox_ = MakeSandbox();
+    // The agents' scripts live beside the repository, which the sandbox does not show.
+    if (!sandbox_) sandbox_ = MakeSandbox({.read_paths = {root_ + "/agents"}});
     agents_.SetDefaultAgents(config_.default_agents);
     runs_ =
         std::make_unique<RunManager>(RunDeps{store_.get(), queue_.get(), workspace_.get(),
