@@ -98,7 +98,8 @@ TEST_F(EnvironmentGatewayTest, EachAttemptGetsAScopedKeyThatIsRevokedAndNeverRep
   EXPECT_GT(record.revoked_ms, 0) << "the failed attempt's key is still active";
 
   // The agent printed its key; what the attempt reports (feedback, events) masks it.
-  EXPECT_THAT(outcome->error, HasSubstr("auth failed for fk-[gateway key]"));
+  // (the process redactor knows every virtual key it issued, so it masks it first).
+  EXPECT_THAT(outcome->error, HasSubstr("auth failed for [REDACTED:VIRTUAL_KEY]"));
   EXPECT_THAT(outcome->error + outcome->output_tail, Not(HasSubstr(key)));
   EXPECT_THAT(ReadText(context.attempt_dir + "/task.json"), Not(HasSubstr(key)));
   EXPECT_THAT(ReadText(context.attempt_dir + "/prompt.md"), Not(HasSubstr(key)));

@@ -348,7 +348,7 @@ TEST_F(LlmRunTest, ReachingTheTaskCapEndsTheTaskAsBudgetExceeded) {
   EXPECT_EQ(task["attempts"], 1) << show.dump();
   const std::string error = task["last_error"];
   EXPECT_THAT(error, ::testing::StartsWith("budget_exceeded: "));
-  EXPECT_THAT(error, HasSubstr("cap reached"));
+  EXPECT_THAT(error, HasSubstr(" cap: spent $"));
   EXPECT_THAT(Run({"run", "show", "r3"}).out, HasSubstr("budget_exceeded"));
 
   const auto rows = LedgerRows("r3");

@@ -115,7 +115,7 @@ TEST(PromptLibraryTest, TheBacklogPromptsExampleIsAValidBacklog) {
   auto library = PromptLibrary::Builtin();
   ASSERT_TRUE(library.has_value());
   const PromptEntry* backlog = *library->Find(kBacklogPrompt);
-  const nlohmann::json example = JsonExample(backlog->prompt.body(), "{\"tasks\"", "]}");
+  const nlohmann::json example = JsonExample(backlog->prompt.body(), "{\"tasks\"", "\n]}");
   ASSERT_TRUE(example.is_object());
   auto parsed = ParseBacklogJson(example.dump(), "backlog prompt example");
   ASSERT_TRUE(parsed.has_value()) << parsed.error().message;
@@ -123,7 +123,7 @@ TEST(PromptLibraryTest, TheBacklogPromptsExampleIsAValidBacklog) {
   // Every field of the schema is shown, and explained.
   const auto& task = example["tasks"][0];
   for (const char* field : {"id", "title", "description", "acceptance", "depends_on", "type",
-                            "capabilities", "agent", "priority"}) {
+                            "capabilities", "agent", "priority", "scope"}) {
     EXPECT_TRUE(task.contains(field)) << field;
     EXPECT_NE(backlog->prompt.body().find(std::string("- `") + field + "`"), std::string::npos)
         << field;

@@ -23,6 +23,11 @@
 namespace factory {
 namespace {
 
+// The agents' scripts live beside the repository, which the sandbox hides unless it is named.
+std::string ScriptsReadable(const std::filesystem::path& dir) {
+  return "sandbox: {read_paths: [\"" + dir.string() + "\"]}\n";
+}
+
 namespace fs = std::filesystem;
 using json = nlohmann::json;
 using llm::fake::FakeProviderServer;
@@ -77,7 +82,8 @@ class MergeSecurityTest : public ::testing::Test {
     testing::WriteFile(sandbox_.Path(".factory/config.yaml"),
                        "concurrency: 1\nmax_attempts: 1\n"
                        "gates:\n  - {name: check, command: 'true', timeout: 60}\n"
-                       "protected: [\".factory/**\"]\n");
+                       "protected: [\".factory/**\"]\n" +
+                           ScriptsReadable(sandbox_.Path(".factory/scripts")));
     AddAgent("good", "echo good > good.txt\n");
     AddAgent("bad", "echo broken > bad.txt\nexit 1\n");
   }
@@ -184,7 +190,8 @@ class FeatureMergeSecurityTest : public ::testing::Test {
     testing::WriteFile(sandbox_.Path(".factory/config.yaml"),
                        "concurrency: 1\nmax_attempts: 1\n"
                        "gates:\n  - {name: whole, command: sh whole.sh, timeout: 60}\n"
-                       "protected: [whole.sh, \".factory/**\"]\n");
+                       "protected: [whole.sh, \".factory/**\"]\n" +
+                           ScriptsReadable(sandbox_.Path(".factory/scripts")));
     testing::WriteFile(sandbox_.Path(".factory/models.yaml"),
                        testing::ModelsYaml(fake_.openai_base_url(), kKeyVariable));
     testing::WriteFile(sandbox_.Path("greetings.md"),

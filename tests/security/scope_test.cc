@@ -20,6 +20,11 @@
 namespace factory {
 namespace {
 
+// The agents' scripts live beside the repository, which the sandbox hides unless it is named.
+std::string ScriptsReadable(const std::filesystem::path& dir) {
+  return "sandbox: {read_paths: [\"" + dir.string() + "\"]}\n";
+}
+
 namespace fs = std::filesystem;
 using json = nlohmann::json;
 using testing::CliResult;
@@ -65,7 +70,8 @@ class ScopeSecurityTest : public ::testing::Test {
                        "gates:\n"
                        "  - {name: test, command: python3 -m unittest discover -s tests -t ., "
                        "timeout: 60}\n"
-                       "protected: [\"tests/**\", \".factory/**\"]\n");
+                       "protected: [\"tests/**\", \".factory/**\"]\n" +
+                           ScriptsReadable(sandbox_.Path(".factory/scripts")));
     AddAgent("gamer", kGamerScript);
     AddAgent("honest", kHonestScript);
   }
