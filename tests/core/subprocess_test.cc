@@ -462,6 +462,11 @@ TEST_F(SubprocessTest, AStartedChildNeverWaitedForIsKilledWithItsGroup) {
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   EXPECT_FALSE(IsAlive(grandchild));
+  // The shell's foreground sleep got the same SIGKILL; it may still be exiting (not yet a
+  // zombie) when the leader has been reaped.
+  for (int tries = 0; tries < 200 && !LiveGroupMembers(leader).empty(); ++tries) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
   EXPECT_TRUE(LiveGroupMembers(leader).empty());
 }
 
