@@ -22,6 +22,7 @@
 #include <system_error>
 
 #include "core/subprocess.h"
+#include "net/internal/request_parser.h"
 #include "net/internal/socket_io.h"
 
 namespace factory::net {
@@ -42,11 +43,6 @@ constexpr int kAcceptBatch = 64;
 // Descriptors the server asks room for (idle connections are cheap, but each is one).
 constexpr int kDescriptorsWanted = 16 * 1024;
 
-template <typename View>
-std::string ToString(const View& view) {
-  return std::string(view.data(), view.size());
-}
-
 std::string ErrnoText(int error) { return std::system_category().message(error); }
 
 std::string_view ReasonPhrase(int status) {
@@ -54,26 +50,6 @@ std::string_view ReasonPhrase(int status) {
   if (known == http::status::unknown) return "Unknown";
   const auto reason = http::obsolete_reason(known);
   return {reason.data(), reason.size()};
-}
-
-// What the parser has of a request so far (the error handler's view of a refused request: for
-// a body too large the head is complete, for malformed input it may be empty).
-Request ParsedHead(const http::request_parser<http::string_body>& parser) {
-  Request request;
-  const auto& message = parser.get();
-  request.method = ToString(message.method_string());
-  const std::string_view target(message.target().data(), message.target().size());
-  const size_t question = target.find('?');
-  request.path = std::string(target.substr(0, question));
-  if (question != std::string_view::npos) request.query = std::string(target.substr(question + 1));
-  request.version = static_cast<int>(message.version());
-  HeaderFields fields;
-  fields.reserve(16);
-  for (const auto& field : message) {
-    fields.emplace_back(ToString(field.name_string()), ToString(field.value()));
-  }
-  request.headers = Headers(std::move(fields));
-  return request;
 }
 
 void DefaultErrorAnswer(int status, std::string_view message, const Request&,
@@ -536,14 +512,9 @@ void HttpServer::Serve(Taken& taken) {
 
   bool open = true;
   while (open) {
-    http::request_parser<http::string_body> parser;
-    parser.header_limit(static_cast<std::uint32_t>(
-        std::min<size_t>(options_.header_limit, std::numeric_limits<std::uint32_t>::max())));
-    parser.body_limit(options_.body_limit);
-    parser.eager(true);
+    internal::RequestParser parser(options_.header_limit, options_.body_limit);
     bool sent_continue = false;
-    int refused_status = 0;
-    std::string refused_message;
+    internal::Refusal refusal;
 
     // Read until a whole request is parsed. The parser takes the head only once all of it is
     // here (it would consume the request line alone, and that state cannot be parked): until
@@ -559,42 +530,28 @@ void HttpServer::Serve(Taken& taken) {
                                             buffer.end - buffer.begin > options_.header_limit);
       if (feed) {
         parser_fed = true;
-        boost::beast::error_code ec;
-        const size_t used = parser.put(boost::asio::const_buffer(buffer.bytes.data() + buffer.begin,
-                                                                 buffer.end - buffer.begin),
-                                       ec);
-        buffer.begin += used;
-        if (ec && ec != http::error::need_more) {
-          refused_status = ec == http::error::body_limit     ? 413
-                           : ec == http::error::header_limit ? 431
-                                                             : 400;
-          refused_message = refused_status == 413   ? "request body too large"
-                            : refused_status == 431 ? "request header fields too large"
-                                                    : "malformed request: " + ec.message();
-          break;
-        }
-        if (parser.is_done()) break;
-        if (parser.is_header_done() && !sent_continue && parser.get().version() >= 11) {
-          const auto expect = parser.get()[http::field::expect];
-          if (boost::beast::iequals(expect, "100-continue")) {
-            static char kContinue[] = "HTTP/1.1 100 Continue\r\n\r\n";
-            iovec part{kContinue, sizeof(kContinue) - 1};
-            if (!internal::SendAll(fd, &part, 1)) {
-              open = false;
-              break;
-            }
-            sent_continue = true;
+        buffer.begin += parser.Put(
+            std::string_view(buffer.bytes.data() + buffer.begin, buffer.end - buffer.begin),
+            refusal);
+        if (refusal.status != 0) break;
+        if (parser.done()) break;
+        if (parser.header_done() && !sent_continue && parser.ExpectsContinue()) {
+          static char kContinue[] = "HTTP/1.1 100 Continue\r\n\r\n";
+          iovec part{kContinue, sizeof(kContinue) - 1};
+          if (!internal::SendAll(fd, &part, 1)) {
+            open = false;
+            break;
           }
+          sent_continue = true;
         }
       }
       if (buffer.end - buffer.begin > options_.header_limit + kReadSize) {
         // The parser consumes header and body as they come; only an endless line (a chunk
         // size line, say) leaves this much unparsed.
-        refused_status = 400;
-        refused_message = "malformed request: a line without end";
+        refusal = {400, "malformed request: a line without end"};
         break;
       }
-      const bool head_done = parser.is_header_done();
+      const bool head_done = parser.header_done();
       if (!head_done && taken.head_started &&
           std::chrono::steady_clock::now() >= taken.head_deadline) {
         open = false;  // too slow to send its head: the worker is not held any longer
@@ -623,17 +580,17 @@ void HttpServer::Serve(Taken& taken) {
     }
     if (!open) break;
 
-    if (refused_status != 0) {
-      const Request partial = ParsedHead(parser);
+    if (refusal.status != 0) {
+      const Request partial = parser.Head();
       Responder responder(fd, partial, /*keep_alive=*/false, stopping_);
-      RespondError(refused_status, refused_message, partial, responder);
+      RespondError(refusal.status, refusal.message, partial, responder);
       if (!responder.broken_) Linger(fd, buffer);
       break;
     }
 
-    Request request = ParsedHead(parser);
-    request.body = std::move(parser.get().body());
-    Responder responder(fd, request, parser.keep_alive(), stopping_);
+    const bool keep_alive = parser.keep_alive();
+    Request request = parser.Take();
+    Responder responder(fd, request, keep_alive, stopping_);
     Dispatch(request, responder);
     taken.kept_alive = true;
     taken.head_started = false;
