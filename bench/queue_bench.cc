@@ -57,8 +57,9 @@ class Bare {
     Exec(sync == SqliteSync::kFull ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = NORMAL");
     Exec("PRAGMA busy_timeout = 10000");
     Exec("DROP TABLE IF EXISTS bare_jobs");
-    Exec("CREATE TABLE bare_jobs (id INTEGER PRIMARY KEY, state TEXT NOT NULL, "
-         "priority INTEGER NOT NULL, owner TEXT NOT NULL DEFAULT '', payload TEXT NOT NULL)");
+    Exec(
+        "CREATE TABLE bare_jobs (id INTEGER PRIMARY KEY, state TEXT NOT NULL, "
+        "priority INTEGER NOT NULL, owner TEXT NOT NULL DEFAULT '', payload TEXT NOT NULL)");
     Exec("CREATE INDEX bare_jobs_claim ON bare_jobs(state, priority DESC, id)");
   }
   ~Bare() { sqlite3_close(db_); }
@@ -197,7 +198,8 @@ double ClaimComplete(Queue& queue, int tasks, const std::string& run, int thread
   for (int t = 0; t < threads; ++t) pool.emplace_back(work, t);
   for (auto& thread : pool) thread.join();
   double elapsed = Seconds(start);
-  if (completed != tasks) Die("completed " + std::to_string(completed) + " of " + std::to_string(tasks));
+  if (completed != tasks)
+    Die("completed " + std::to_string(completed) + " of " + std::to_string(tasks));
   return tasks / elapsed;
 }
 
@@ -233,8 +235,9 @@ int Main(int argc, char** argv) {
         Die("--only must be enqueue-batched or single-claim");
       }
     } else if (arg == "--help" || arg == "-h") {
-      std::printf("usage: queue_bench [--tasks N] [--dir DIR] [--sync normal|full] "
-                  "[--only enqueue-batched|single-claim]\n");
+      std::printf(
+          "usage: queue_bench [--tasks N] [--dir DIR] [--sync normal|full] "
+          "[--only enqueue-batched|single-claim]\n");
       return 0;
     } else {
       Die("unknown argument " + arg);
@@ -245,8 +248,8 @@ int Main(int argc, char** argv) {
   std::string path = options.dir + "/queue_bench.db";
   for (const char* suffix : {"", "-wal", "-shm"}) std::filesystem::remove(path + suffix);
 
-  auto store = Check(OpenSqliteStore(SqliteOptions{.path = path, .synchronous = options.sync}),
-                     "open");
+  auto store =
+      Check(OpenSqliteStore(SqliteOptions{.path = path, .synchronous = options.sync}), "open");
   Queue queue(*store, QueueOptions{.actor = "bench"});
   const int n = options.tasks;
   if (options.only == "enqueue-batched") {
@@ -295,8 +298,9 @@ int Main(int argc, char** argv) {
   EnqueueBatched(queue, n, "batched2", 1000);
   Row("claim+complete, 2 threads, batches of 100", ClaimComplete(queue, n, "batched2", 2, 100),
       "tasks/s", "bare claim + complete (2 txns)", bare_claim);
-  std::printf("\nEvery queue figure includes its hash-chained events (created, claimed, completed) "
-              "and attempt rows; the baselines write one bare row per operation.\n");
+  std::printf(
+      "\nEvery queue figure includes its hash-chained events (created, claimed, completed) "
+      "and attempt rows; the baselines write one bare row per operation.\n");
   return 0;
 }
 

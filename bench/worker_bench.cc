@@ -19,8 +19,8 @@
 // the worker execs the program directly): a small static program without a C library that
 // prints its own start time, sleeps 0.2 s and prints its end time (to the attempt's stdout.log);
 // `--stamped-sleep build/bench/stamped_sleep_libc` runs the same program on glibc, whose
-// start-up costs ~0.3 ms of CPU per process on a KVM guest (see stamped_sleep.cc). The baseline: the
-// same commands spawned the same way by a bare pool of threads (RunSubprocess, the spawn code
+// start-up costs ~0.3 ms of CPU per process on a KVM guest (see stamped_sleep.cc). The baseline:
+// the same commands spawned the same way by a bare pool of threads (RunSubprocess, the spawn code
 // the worker uses), with the same arithmetic.
 //
 // Orchestration overhead: wall time of `factory worker --until-idle --concurrency 2` over
@@ -38,13 +38,12 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
 #include <thread>
 #include <utility>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "core/simple_command.h"
 #include "core/subprocess.h"
@@ -246,20 +245,20 @@ LatencyFigures DispatchLatency(std::vector<TaskTimes> tasks, int concurrency) {
                          ""};
   if (tasks.front().claimed_ms > 0) {
     char text[400];
-    int length = std::snprintf(
-        text, sizeof(text),
-        "could start -> claimed p50 %.1f p99 %.1f; -> running p50 %.1f p99 %.1f; "
-        "-> exec'd p50 %.1f p99 %.1f; -> own stamp p50 %.1f p99 %.1f (ms)",
-        Percentile(to_claimed, 0.5), Percentile(to_claimed, 0.99), Percentile(to_running, 0.5),
-        Percentile(to_running, 0.99), figures.p50_ms, figures.p99_ms, figures.stamp_p50_ms,
-        figures.stamp_p99_ms);
+    int length =
+        std::snprintf(text, sizeof(text),
+                      "could start -> claimed p50 %.1f p99 %.1f; -> running p50 %.1f p99 %.1f; "
+                      "-> exec'd p50 %.1f p99 %.1f; -> own stamp p50 %.1f p99 %.1f (ms)",
+                      Percentile(to_claimed, 0.5), Percentile(to_claimed, 0.99),
+                      Percentile(to_running, 0.5), Percentile(to_running, 0.99), figures.p50_ms,
+                      figures.p99_ms, figures.stamp_p50_ms, figures.stamp_p99_ms);
     // The first burst (all ready at once, every slot free) apart from the later starts (each
     // into a slot an ended process freed): their delays have different causes.
     const auto burst = static_cast<std::ptrdiff_t>(std::min(tasks.size(), size_t(concurrency)));
     auto max_of = [](auto begin, auto end) { return *std::max_element(begin, end); };
     length += std::snprintf(text + length, sizeof(text) - static_cast<size_t>(length),
-                            "\n|       |     | first %td: claimed max %.1f, exec'd max %.1f",
-                            burst, max_of(to_claimed.begin(), to_claimed.begin() + burst),
+                            "\n|       |     | first %td: claimed max %.1f, exec'd max %.1f", burst,
+                            max_of(to_claimed.begin(), to_claimed.begin() + burst),
                             max_of(latencies.begin(), latencies.begin() + burst));
     if (tasks.size() > static_cast<size_t>(concurrency)) {
       const std::vector<double> later_claimed(to_claimed.begin() + burst, to_claimed.end());
@@ -375,8 +374,8 @@ LatencyFigures BareDispatch(const Options& options, int tasks) {
   for (int task_idx = 0; task_idx < tasks; ++task_idx) {
     const fs::path artifacts = dir / std::to_string(task_idx);
     const auto [started_ns, ended_ns] = ReadStamps(artifacts / "stdout.log");
-    times.push_back({ready_ms, exec_us[static_cast<size_t>(task_idx)] * 1'000, started_ns,
-                     ended_ns});
+    times.push_back(
+        {ready_ms, exec_us[static_cast<size_t>(task_idx)] * 1'000, started_ns, ended_ns});
   }
   return DispatchLatency(times, kDispatchConcurrency);
 }

@@ -79,8 +79,8 @@ void AddCostCommands(CLI::App& app, CliContext& ctx);
 // run, run resume/show/merge, runs, regenerate
 void AddRunCommands(CLI::App& app, CliContext& ctx);
 void AddGatewayCommands(CLI::App& app, CliContext& ctx);  // gateway, keys create/list/revoke
-void AddPromptCommands(CLI::App& app, CliContext& ctx);  // prompts, prompts show
-void AddStatsCommand(CLI::App& app, CliContext& ctx);    // stats
+void AddPromptCommands(CLI::App& app, CliContext& ctx);   // prompts, prompts show
+void AddStatsCommand(CLI::App& app, CliContext& ctx);     // stats
 
 // Parses argv, runs the selected command, returns the process exit code. Never throws.
 int RunCli(int argc, char** argv);

@@ -37,8 +37,8 @@ int ShowCosts(const CliContext& ctx, const CostsOptions& options) {
     std::cout << ledger::CostReportJson(*report, *group, since_ms) << "\n";
     return kExitOk;
   }
-  std::cout << fmt::format("{:<32} {:>7} {:>7} {:>12} {:>12} {:>12} {:>12}\n", options.by,
-                           "CALLS", "FAILED", "INPUT TOK", "OUTPUT TOK", "CACHED TOK", "COST USD");
+  std::cout << fmt::format("{:<32} {:>7} {:>7} {:>12} {:>12} {:>12} {:>12}\n", options.by, "CALLS",
+                           "FAILED", "INPUT TOK", "OUTPUT TOK", "CACHED TOK", "COST USD");
   auto print = [](const ledger::CostRow& row) {
     std::cout << fmt::format("{:<32} {:>7} {:>7} {:>12} {:>12} {:>12} {:>12.6f}\n",
                              row.key.empty() ? "(none)" : row.key, row.calls, row.failed_calls,
@@ -77,8 +77,9 @@ void AddCostCommands(CLI::App& app, CliContext& ctx) {
   // `factory agents resume NAME` hangs under the existing `agents` command.
   CLI::App* agents = app.get_subcommand_ptr("agents").get();
   static std::string resume_name;
-  auto* resume = agents->add_subcommand("resume", "Lift a budget or velocity pause on an agent "
-                                                  "('*' lifts the global pause)");
+  auto* resume = agents->add_subcommand("resume",
+                                        "Lift a budget or velocity pause on an agent "
+                                        "('*' lifts the global pause)");
   resume->add_option("NAME", resume_name, "Agent name")->required();
   resume->callback([&ctx] { ctx.action = [&ctx] { return ResumeAgent(ctx, resume_name); }; });
 }

@@ -91,8 +91,7 @@ int RunGateway(const CliContext& ctx, const GatewayFlags& flags) {
   {
     // The watcher holds a raw pointer to the gateway: it goes before the gateway does.
     gateway::Gateway* running = server->get();
-    SignalWatcher signals([running](int) { running->Stop(); },
-                          [running](int) { running->Stop(); });
+    SignalWatcher signals([running](int) { running->Stop(); }, [running](int) { running->Stop(); });
     // The address on stdout (the port may have been chosen by the system): scripts read it.
     std::cout << "factory gateway: listening on " << (*server)->base_url() << std::endl;
     (*server)->Wait();

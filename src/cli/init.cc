@@ -67,14 +67,16 @@ Result<InitReport> InitFactoryDir(const InitOptions& options) {
   // The builder script lives at a repository-relative path; .factory/ sits at the root.
   const auto script = options.factory_dir.parent_path() / kExampleBuilderScriptPath;
   auto wrote_script = WriteExampleBuilderScript(script);
-  if (!wrote_script) return std::unexpected(wrote_script.error().Wrap("writing " + script.string()));
+  if (!wrote_script)
+    return std::unexpected(wrote_script.error().Wrap("writing " + script.string()));
   if (*wrote_script) report.created.push_back(script.string());
   return report;
 }
 
 void AddInitCommand(CLI::App& app, CliContext& ctx) {
   auto* cmd = app.add_subcommand(
-      "init", "Create .factory/ (or the directory of --db): the database, artifacts/, a commented "
+      "init",
+      "Create .factory/ (or the directory of --db): the database, artifacts/, a commented "
       "config.yaml, models.yaml and example agents in agents/ (existing files are kept)");
   cmd->callback([&ctx] {
     ctx.action = [&ctx]() -> int {

@@ -113,11 +113,11 @@ int ListModels(const CliContext& ctx, const std::string& file_flag, bool as_json
   }
   std::cout << "providers (" << path.string() << "):\n";
   for (const auto& provider : report.providers) {
-    std::string state = provider.available ? "available" : "unavailable: " + provider.unavailable_reason;
+    std::string state =
+        provider.available ? "available" : "unavailable: " + provider.unavailable_reason;
     if (provider.checked) {
-      state += provider.reachable
-                   ? fmt::format(", reachable ({} ms)", provider.check_latency_ms)
-                   : ", unreachable: " + provider.check_error;
+      state += provider.reachable ? fmt::format(", reachable ({} ms)", provider.check_latency_ms)
+                                  : ", unreachable: " + provider.check_error;
     }
     std::cout << fmt::format("  {:<12} {:<9} {:<40} {}\n", provider.name, provider.kind,
                              provider.base_url, state);
@@ -152,7 +152,8 @@ void AddProjectCommands(CLI::App& app, CliContext& ctx) {
     ctx.action = [&ctx] { return ListAgents(ctx, agents_dir_value, agents_json); };
   });
 
-  auto* models = app.add_subcommand("models", "Show configured model providers, models and aliases");
+  auto* models =
+      app.add_subcommand("models", "Show configured model providers, models and aliases");
   static std::string models_file;
   static bool models_json = false;
   static bool models_check = false;

@@ -221,9 +221,9 @@ int RunShow(const CliContext& ctx, const std::string& id, bool json_output) {
     for (const auto& glob : metadata["scope"]) {
       if (glob.is_string()) globs.push_back(glob.get<std::string>());
     }
-    std::cout << fmt::format("scope:           {}\n",
-                             globs.empty() ? "(whole repository)"
-                                           : fmt::format("{}", fmt::join(globs, ", ")));
+    std::cout << fmt::format(
+        "scope:           {}\n",
+        globs.empty() ? "(whole repository)" : fmt::format("{}", fmt::join(globs, ", ")));
   }
   if (!task->lease_owner.empty()) {
     std::cout << fmt::format("lease:           {} until {}\n", task->lease_owner,

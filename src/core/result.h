@@ -83,11 +83,11 @@ inline std::unexpected<Error> Internal(std::string m) {
 inline Status Ok() { return {}; }
 
 // Propagates an error from an expression yielding Result/Status.
-#define FACTORY_RETURN_IF_ERROR(expr)                         \
-  do {                                                        \
-    if (auto factory_status_ = (expr); !factory_status_) {    \
+#define FACTORY_RETURN_IF_ERROR(expr)                             \
+  do {                                                            \
+    if (auto factory_status_ = (expr); !factory_status_) {        \
       return std::unexpected(std::move(factory_status_.error())); \
-    }                                                         \
+    }                                                             \
   } while (0)
 
 #define FACTORY_CONCAT_INNER_(a, b) a##b
@@ -95,8 +95,8 @@ inline Status Ok() { return {}; }
 // FACTORY_ASSIGN_OR_RETURN(auto x, Compute()); declares x from the value or returns the error.
 #define FACTORY_ASSIGN_OR_RETURN(lhs, expr) \
   FACTORY_ASSIGN_OR_RETURN_IMPL_(FACTORY_CONCAT_(factory_result_, __LINE__), lhs, expr)
-#define FACTORY_ASSIGN_OR_RETURN_IMPL_(tmp, lhs, expr) \
-  auto tmp = (expr);                                   \
+#define FACTORY_ASSIGN_OR_RETURN_IMPL_(tmp, lhs, expr)      \
+  auto tmp = (expr);                                        \
   if (!tmp) return std::unexpected(std::move(tmp.error())); \
   lhs = std::move(*tmp)
 

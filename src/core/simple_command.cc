@@ -29,13 +29,12 @@ bool IsPlainWordChar(char c) {
 
 // POSIX sh (dash) builtins and reserved words, except `true` and `false`.
 constexpr std::array<std::string_view, 50> kShellOnly = {
-    ".",       ":",      "[",     "alias",    "bg",     "break",  "cd",       "command",
-    "continue", "echo",  "eval",  "exec",     "exit",   "export", "fc",       "fg",
-    "getopts", "hash",   "jobs",  "kill",     "local",  "printf", "pwd",      "read",
-    "readonly", "return", "set",  "shift",    "test",   "times",  "trap",     "type",
-    "ulimit",  "umask",  "unalias", "unset",  "wait",   "if",     "then",     "else",
-    "elif",    "fi",     "case",  "esac",     "for",    "while",  "until",    "do",
-    "done",    "in"};
+    ".",     ":",     "[",     "alias",  "bg",     "break",  "cd",       "command", "continue",
+    "echo",  "eval",  "exec",  "exit",   "export", "fc",     "fg",       "getopts", "hash",
+    "jobs",  "kill",  "local", "printf", "pwd",    "read",   "readonly", "return",  "set",
+    "shift", "test",  "times", "trap",   "type",   "ulimit", "umask",    "unalias", "unset",
+    "wait",  "if",    "then",  "else",   "elif",   "fi",     "case",     "esac",    "for",
+    "while", "until", "do",    "done",   "in"};
 
 }  // namespace
 

@@ -23,10 +23,10 @@ class UlidGenerator {
  private:
   const Clock& clock_;
   std::mutex mu_;
-  std::mt19937_64 rng_;        // guarded by mu_
-  int64_t last_millis_ = -1;   // guarded by mu_
-  uint16_t rand_hi_ = 0;       // guarded by mu_; top 16 of the 80 random bits
-  uint64_t rand_lo_ = 0;       // guarded by mu_; low 64 random bits
+  std::mt19937_64 rng_;       // guarded by mu_
+  int64_t last_millis_ = -1;  // guarded by mu_
+  uint16_t rand_hi_ = 0;      // guarded by mu_; top 16 of the 80 random bits
+  uint64_t rand_lo_ = 0;      // guarded by mu_; low 64 random bits
 };
 
 // A ULID from the process-wide generator on the system clock.

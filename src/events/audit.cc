@@ -19,8 +19,8 @@ Result<AuditReport> VerifyChain(Store& store) {
     for (const Event& event : batch) {
       std::string problem;
       if (event.seq != expected_seq) {
-        problem = "missing event(s): expected seq " + std::to_string(expected_seq) +
-                  " but found " + std::to_string(event.seq);
+        problem = "missing event(s): expected seq " + std::to_string(expected_seq) + " but found " +
+                  std::to_string(event.seq);
       } else if (event.prev_hash != prev_hash) {
         problem = "broken link: prev_hash does not match the hash of the event before it";
       } else if (ComputeEventHash(event) != event.hash) {

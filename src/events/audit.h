@@ -16,7 +16,7 @@ struct AuditReport {
   // When not ok: the first event whose stored content, hash or link does not match.
   std::optional<int64_t> broken_seq;
   std::string broken_id;
-  std::string problem;  // e.g. "hash mismatch: content was changed after it was written"
+  std::string problem;    // e.g. "hash mismatch: content was changed after it was written"
   std::string head_hash;  // hash of the last event checked (when ok)
 };
 

@@ -6,8 +6,8 @@
 #include <nlohmann/json.hpp>
 #include <system_error>
 
-#include "feature/feature_run.h"
 #include "core/clock.h"
+#include "feature/feature_run.h"
 #include "feature/internal/spec_files.h"
 #include "workspace/worktree.h"
 

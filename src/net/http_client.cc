@@ -1,7 +1,5 @@
 #include "net/http_client.h"
 
-#include "net/internal/socket_io.h"
-
 #include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -23,6 +21,8 @@
 #include <cstring>
 #include <limits>
 #include <optional>
+
+#include "net/internal/socket_io.h"
 
 namespace factory::net {
 namespace {
@@ -74,7 +74,8 @@ Result<Url> ParseUrl(std::string_view url) {
   std::string_view port;
   if (authority.front() == '[') {
     const size_t close = authority.find(']');
-    if (close == std::string_view::npos) return InvalidArgument("bad host in URL: " + std::string(url));
+    if (close == std::string_view::npos)
+      return InvalidArgument("bad host in URL: " + std::string(url));
     parsed.host = std::string(authority.substr(1, close - 1));
     std::string_view after = authority.substr(close + 1);
     if (!after.empty()) {
@@ -186,8 +187,9 @@ struct PlainHttpClient::Connection {
   // than needed (an early wake-up costs a loop, not correctness), so a warm connection
   // usually needs no setsockopt at all.
   void EnsureReceiveTimeout(int64_t wait_ms) {
-    const bool too_long = receive_timeout_ms < 0 || (wait_ms > 0 && (receive_timeout_ms == 0 ||
-                                                                      receive_timeout_ms > wait_ms));
+    const bool too_long =
+        receive_timeout_ms < 0 ||
+        (wait_ms > 0 && (receive_timeout_ms == 0 || receive_timeout_ms > wait_ms));
     const bool too_short =
         receive_timeout_ms > 0 && (wait_ms == 0 || receive_timeout_ms < wait_ms * 9 / 10);
     if (!too_long && !too_short) return;
@@ -342,7 +344,7 @@ Result<ClientResponse> PlainHttpClient::Send(const ClientRequest& request,
       connection = std::make_unique<Connection>();
       connection->fd = fd;
       // Writes are bounded too: a server that stops reading cannot hold a thread forever.
-      const int64_t send_limit = request.total_timeout_ms > 0 ? request.total_timeout_ms
+      const int64_t send_limit = request.total_timeout_ms > 0  ? request.total_timeout_ms
                                  : request.idle_timeout_ms > 0 ? request.idle_timeout_ms
                                                                : 0;
       if (send_limit > 0) internal::SetSocketTimeout(fd, SO_SNDTIMEO, send_limit);
@@ -445,8 +447,9 @@ Result<ClientResponse> PlainHttpClient::Send(const ClientRequest& request,
           failure = Failure::kStale;
         } else {
           failure = Failure::kUnavailable;
-          failure_detail = got_bytes ? "the answer was cut short" : "the server closed the "
-                                                                    "connection without an answer";
+          failure_detail = got_bytes ? "the answer was cut short"
+                                     : "the server closed the "
+                                       "connection without an answer";
         }
         break;
       }

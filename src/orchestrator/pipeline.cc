@@ -269,7 +269,8 @@ class PipelineExecutor::AttemptRun {
 void PipelineExecutor::AttemptRun::RecordEvent(const std::string& kind, json payload) {
   payload["attempt"] = lease_.attempt_number;
   Status recorded =
-      deps_.queue->RecordEvent(task_.run_id, task_.id, kind, options_.actor, payload.dump(-1, ' ', false, json::error_handler_t::replace));
+      deps_.queue->RecordEvent(task_.run_id, task_.id, kind, options_.actor,
+                               payload.dump(-1, ' ', false, json::error_handler_t::replace));
   if (!recorded) {
     spdlog::warn("task {}: cannot record {} event: {}", key_, kind, recorded.error().ToString());
   }
@@ -773,8 +774,9 @@ std::optional<ExecResult> PipelineExecutor::AttemptRun::CheckProtected() {
 }
 
 std::optional<ExecResult> PipelineExecutor::AttemptRun::Gates() {
-  Status advanced =
-      deps_.queue->Advance(lease_, TaskState::kVerifying, json{{"commit", commit_}}.dump(-1, ' ', false, json::error_handler_t::replace));
+  Status advanced = deps_.queue->Advance(
+      lease_, TaskState::kVerifying,
+      json{{"commit", commit_}}.dump(-1, ' ', false, json::error_handler_t::replace));
   if (!advanced) {
     // Aborted: the lease is stale; the worker learns it when it records the outcome.
     return Fail(kPhaseGates, "cannot move the task to verifying: " + advanced.error().message, "");

@@ -22,9 +22,9 @@
 // The implementation prompt: the project's `implement` template rendered with the task's id,
 // title, current spec version, acceptance criteria, attempt number, the previous attempt's
 // feedback (none right after a rebase), the task's files (metadata "files", when given) and its
-// scope; nothing else. It is written to <attempt dir>/prompt.md (FACTORY_PROMPT_FILE in the runner's
-// environment) and given to the runner as AttemptInput::prompt; details.prompt_bytes is its
-// size. A template that cannot be rendered fails the attempt finally, naming the template file.
+// scope; nothing else. It is written to <attempt dir>/prompt.md (FACTORY_PROMPT_FILE in the
+// runner's environment) and given to the runner as AttemptInput::prompt; details.prompt_bytes is
+// its size. A template that cannot be rendered fails the attempt finally, naming the template file.
 //
 // A failed attempt stores its feedback in its details (`"feedback"`) and the phase it failed in
 // (`"failed_phase"`); the next attempt reads them back from the queue's attempt list. Failures are

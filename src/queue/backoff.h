@@ -6,8 +6,8 @@
 namespace factory {
 
 struct RetryPolicy {
-  int64_t base_delay_ms = 1'000;    // delay before the 2nd attempt, before jitter
-  int64_t max_delay_ms = 300'000;   // cap on the un-jittered delay
+  int64_t base_delay_ms = 1'000;   // delay before the 2nd attempt, before jitter
+  int64_t max_delay_ms = 300'000;  // cap on the un-jittered delay
 };
 
 // Exponential backoff with "equal jitter": the nominal delay is base * 2^(attempt-1), capped at

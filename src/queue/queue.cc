@@ -95,8 +95,12 @@ Result<Run> Queue::EnsureRun(const std::string& run_id, const std::string& title
     int64_t now = clock_.NowMillis();
     result = Run{run_id, title, "active", "{}", now, now};
     FACTORY_RETURN_IF_ERROR(txn.InsertRun(result));
-    Event event{.id = ids_.Next(), .ts_ms = now, .run_id = run_id, .kind = "run.created",
-                .actor = actor_, .payload_json = json{{"title", title}}.dump(-1, ' ', false, kReplaceInvalid)};
+    Event event{.id = ids_.Next(),
+                .ts_ms = now,
+                .run_id = run_id,
+                .kind = "run.created",
+                .actor = actor_,
+                .payload_json = json{{"title", title}}.dump(-1, ' ', false, kReplaceInvalid)};
     return AppendRedacted(txn, event);
   }));
   return result;
@@ -116,8 +120,8 @@ Result<EnqueueResult> Queue::EnqueueInTxn(StoreTxn& txn, const EnqueueRequest& r
   }
   if (request.idempotency_key) {
     if (request.idempotency_key->empty()) return InvalidArgument("idempotency key is empty");
-    FACTORY_ASSIGN_OR_RETURN(auto existing_id,
-                             txn.FindTaskByIdempotencyKey(request.run_id, *request.idempotency_key));
+    FACTORY_ASSIGN_OR_RETURN(
+        auto existing_id, txn.FindTaskByIdempotencyKey(request.run_id, *request.idempotency_key));
     if (existing_id) {
       FACTORY_ASSIGN_OR_RETURN(auto existing, txn.GetTask(*existing_id));
       if (!existing) return Internal("idempotency key points at missing task " + *existing_id);
@@ -130,8 +134,12 @@ Result<EnqueueResult> Queue::EnqueueInTxn(StoreTxn& txn, const EnqueueRequest& r
     if (!run) {
       run = Run{request.run_id, "", "active", "{}", now, now};
       FACTORY_RETURN_IF_ERROR(txn.InsertRun(*run));
-      Event event{.id = ids_.Next(), .ts_ms = now, .run_id = request.run_id,
-                  .kind = "run.created", .actor = actor_, .payload_json = "{}"};
+      Event event{.id = ids_.Next(),
+                  .ts_ms = now,
+                  .run_id = request.run_id,
+                  .kind = "run.created",
+                  .actor = actor_,
+                  .payload_json = "{}"};
       FACTORY_RETURN_IF_ERROR(AppendRedacted(txn, event));
     }
     known_runs.emplace(request.run_id, *run);
@@ -164,7 +172,9 @@ Result<EnqueueResult> Queue::EnqueueInTxn(StoreTxn& txn, const EnqueueRequest& r
   task.agent = request.agent;
   task.command = request.command;
   task.priority = request.priority;
-  task.state = any_failed ? TaskState::kBlocked : all_done ? TaskState::kReady : TaskState::kPending;
+  task.state = any_failed ? TaskState::kBlocked
+               : all_done ? TaskState::kReady
+                          : TaskState::kPending;
   task.idempotency_key = request.idempotency_key;
   task.max_attempts = request.max_attempts;
   task.max_crashes = request.max_crashes;
@@ -236,8 +246,7 @@ Result<std::vector<ClaimedTask>> Queue::ClaimImpl(const std::string& owner, int6
 }
 
 Status Queue::ClaimInTxn(StoreTxn& txn, const std::string& owner, int64_t lease_ms, int limit,
-                         const ClaimFilter& filter, bool start,
-                         std::vector<ClaimedTask>& claimed) {
+                         const ClaimFilter& filter, bool start, std::vector<ClaimedTask>& claimed) {
   int64_t now = clock_.NowMillis();
   int64_t expires = now + lease_ms;
   FACTORY_ASSIGN_OR_RETURN(auto tasks, txn.ClaimReady(filter, now, owner, expires, limit,
@@ -248,9 +257,9 @@ Status Queue::ClaimInTxn(StoreTxn& txn, const std::string& owner, int64_t lease_
     // row holds it.
     FACTORY_RETURN_IF_ERROR(AppendEvent(
         txn, task, "task.claimed",
-        "{\"attempt\":" + std::to_string(task.attempts) + ",\"attempt_id\":\"" +
-            task.attempt_id + "\",\"from\":\"ready\",\"lease_expires_ms\":" +
-            std::to_string(expires) + ",\"owner\":" + Quote(owner) + ",\"to\":\"claimed\"}",
+        "{\"attempt\":" + std::to_string(task.attempts) + ",\"attempt_id\":\"" + task.attempt_id +
+            "\",\"from\":\"ready\",\"lease_expires_ms\":" + std::to_string(expires) +
+            ",\"owner\":" + Quote(owner) + ",\"to\":\"claimed\"}",
         "worker:" + owner));
     Lease lease{task.id, owner, task.lease_epoch, task.attempt_id, task.attempts, expires};
     if (start) {
@@ -263,12 +272,9 @@ Status Queue::ClaimInTxn(StoreTxn& txn, const std::string& owner, int64_t lease_
   return Ok();
 }
 
-Result<std::vector<ClaimedTask>> Queue::CompleteAndClaim(const Lease& lease,
-                                                         const std::string& result_json,
-                                                         const std::string& details_json,
-                                                         const std::string& owner,
-                                                         int64_t lease_ms, int claim_limit,
-                                                         const ClaimFilter& filter) {
+Result<std::vector<ClaimedTask>> Queue::CompleteAndClaim(
+    const Lease& lease, const std::string& result_json, const std::string& details_json,
+    const std::string& owner, int64_t lease_ms, int claim_limit, const ClaimFilter& filter) {
   if (claim_limit > 0) FACTORY_RETURN_IF_ERROR(CheckClaimant(owner, lease_ms));
   std::vector<ClaimedTask> claimed;
   FACTORY_RETURN_IF_ERROR(store_.Write([&](StoreTxn& txn) -> Status {
@@ -295,8 +301,12 @@ Result<Task> Queue::LoadLeased(StoreTxn& txn, const Lease& lease) {
 
 Status Queue::AppendEvent(StoreTxn& txn, const Task& task, const std::string& kind,
                           const std::string& payload_json, const std::string& actor) {
-  Event event{.id = ids_.Next(), .ts_ms = clock_.NowMillis(), .run_id = task.run_id,
-              .task_id = task.id, .kind = kind, .actor = actor.empty() ? actor_ : actor,
+  Event event{.id = ids_.Next(),
+              .ts_ms = clock_.NowMillis(),
+              .run_id = task.run_id,
+              .task_id = task.id,
+              .kind = kind,
+              .actor = actor.empty() ? actor_ : actor,
               .payload_json = payload_json};
   return AppendRedacted(txn, event);
 }
@@ -319,9 +329,14 @@ Status Queue::Transition(StoreTxn& txn, Task& task, TaskState to, const std::str
 Status Queue::FinishAttempt(StoreTxn& txn, const Task& task, AttemptStatus status,
                             const std::string& error, const std::string& details_json) {
   // REQUIRES: task is leased (the attempt is the one its row holds).
-  Attempt attempt{.id = task.attempt_id, .task_id = task.id, .epoch = task.lease_epoch,
-                  .number = task.attempts, .owner = task.lease_owner, .status = status,
-                  .started_ms = task.attempt_started_ms, .finished_ms = clock_.NowMillis(),
+  Attempt attempt{.id = task.attempt_id,
+                  .task_id = task.id,
+                  .epoch = task.lease_epoch,
+                  .number = task.attempts,
+                  .owner = task.lease_owner,
+                  .status = status,
+                  .started_ms = task.attempt_started_ms,
+                  .finished_ms = clock_.NowMillis(),
                   .error = Redacted(error)};
   if (details_json.empty() || details_json == "{}") {
     attempt.details_json = "{}";
@@ -377,8 +392,7 @@ Status Queue::Advance(const Lease& lease, TaskState to, const std::string& paylo
 Status Queue::CompleteInTxn(StoreTxn& txn, const Lease& lease, const std::string& result_json,
                             const std::string& details_json) {
   FACTORY_ASSIGN_OR_RETURN(Task task, LoadLeased(txn, lease));
-  FACTORY_RETURN_IF_ERROR(
-      FinishAttempt(txn, task, AttemptStatus::kSucceeded, "", details_json));
+  FACTORY_RETURN_IF_ERROR(FinishAttempt(txn, task, AttemptStatus::kSucceeded, "", details_json));
   task.result_json = Redacted(result_json);
   FACTORY_RETURN_IF_ERROR(Transition(txn, task, TaskState::kDone, "task.completed",
                                      json{{"attempt", lease.attempt_number}},
@@ -409,14 +423,17 @@ Status Queue::PromoteDependents(StoreTxn& txn, const std::string& task_id) {
   FACTORY_ASSIGN_OR_RETURN(auto promoted, txn.MakePendingDependentsReady(task_id, now_ms));
   if (promoted.empty()) return Ok();
   // The same payload for every dependent: made once (what Transition would write).
-  const std::string payload =
-      json{{"cause", task_id},
-           {"from", StateName(TaskState::kPending)},
-           {"to", StateName(TaskState::kReady)}}
-          .dump(-1, ' ', false, kReplaceInvalid);
+  const std::string payload = json{{"cause", task_id},
+                                   {"from", StateName(TaskState::kPending)},
+                                   {"to", StateName(TaskState::kReady)}}
+                                  .dump(-1, ' ', false, kReplaceInvalid);
   for (const auto& dependent : promoted) {
-    Event event{.id = ids_.Next(), .ts_ms = now_ms, .run_id = dependent.run_id,
-                .task_id = dependent.id, .kind = "task.ready", .actor = actor_,
+    Event event{.id = ids_.Next(),
+                .ts_ms = now_ms,
+                .run_id = dependent.run_id,
+                .task_id = dependent.id,
+                .kind = "task.ready",
+                .actor = actor_,
                 .payload_json = payload};
     FACTORY_RETURN_IF_ERROR(AppendRedacted(txn, event));
   }
@@ -466,8 +483,10 @@ Result<FailureOutcome> Queue::Fail(const Lease& lease, const std::string& error,
       outcome.will_retry = true;
       outcome.not_before_ms = task.not_before_ms;
       return Transition(txn, task, TaskState::kReady, "task.retry_scheduled",
-                        json{{"error", error}, {"attempt", lease.attempt_number},
-                             {"delay_ms", delay}, {"not_before_ms", task.not_before_ms}},
+                        json{{"error", error},
+                             {"attempt", lease.attempt_number},
+                             {"delay_ms", delay},
+                             {"not_before_ms", task.not_before_ms}},
                         actor);
     }
     FACTORY_RETURN_IF_ERROR(Transition(
@@ -638,9 +657,9 @@ Status Queue::Retry(const std::string& task_id) {
         }
         if (still_blocked) continue;
         FACTORY_ASSIGN_OR_RETURN(int waiting, txn.CountUnfinishedDependencies(dependent_id));
-        FACTORY_RETURN_IF_ERROR(Transition(
-            txn, *dependent, waiting == 0 ? TaskState::kReady : TaskState::kPending,
-            "task.unblocked", json{{"cause", task_id}}, ""));
+        FACTORY_RETURN_IF_ERROR(Transition(txn, *dependent,
+                                           waiting == 0 ? TaskState::kReady : TaskState::kPending,
+                                           "task.unblocked", json{{"cause", task_id}}, ""));
         frontier.push_back(dependent_id);
       }
     }
@@ -655,8 +674,12 @@ Status Queue::RecordEvent(const std::string& run_id, const std::string& task_id,
   json payload = json::parse(payload_json.empty() ? "{}" : payload_json, nullptr, false);
   if (payload.is_discarded()) return InvalidArgument("event payload is not valid JSON");
   return store_.Write([&](StoreTxn& txn) -> Status {
-    Event event{.id = ids_.Next(), .ts_ms = clock_.NowMillis(), .run_id = run_id,
-                .task_id = task_id, .kind = kind, .actor = actor.empty() ? actor_ : actor,
+    Event event{.id = ids_.Next(),
+                .ts_ms = clock_.NowMillis(),
+                .run_id = run_id,
+                .task_id = task_id,
+                .kind = kind,
+                .actor = actor.empty() ? actor_ : actor,
                 .payload_json = payload.dump(-1, ' ', false, kReplaceInvalid)};
     return AppendRedacted(txn, event);
   });
@@ -679,8 +702,8 @@ Status Queue::UpdateMetadata(const std::string& task_id, const std::string& patc
 }
 
 Result<Task> Queue::GetTask(const std::string& task_id) {
-  FACTORY_ASSIGN_OR_RETURN(
-      auto task, ReadValue(store_, [&](StoreTxn& txn) { return txn.GetTask(task_id); }));
+  FACTORY_ASSIGN_OR_RETURN(auto task,
+                           ReadValue(store_, [&](StoreTxn& txn) { return txn.GetTask(task_id); }));
   if (!task) return NotFound("task " + task_id + " does not exist");
   return std::move(*task);
 }
@@ -699,8 +722,7 @@ Result<std::vector<Event>> Queue::ListEvents(const EventQuery& query) {
 
 Result<std::map<std::string, int64_t>> Queue::Stats(const std::string& run_id) {
   FACTORY_ASSIGN_OR_RETURN(
-      auto counts,
-      ReadValue(store_, [&](StoreTxn& txn) { return txn.CountTasksByState(run_id); }));
+      auto counts, ReadValue(store_, [&](StoreTxn& txn) { return txn.CountTasksByState(run_id); }));
   std::map<std::string, int64_t> stats;
   for (TaskState state : kAllTaskStates) {
     auto it = counts.find(state);

@@ -158,9 +158,8 @@ class Queue {
 
   // Appends an event that is not a state change (an agent step, a phase, a merge...) to the
   // chain. run_id and task_id may be empty.
-  Status RecordEvent(const std::string& run_id, const std::string& task_id,
-                     const std::string& kind, const std::string& actor,
-                     const std::string& payload_json);
+  Status RecordEvent(const std::string& run_id, const std::string& task_id, const std::string& kind,
+                     const std::string& actor, const std::string& payload_json);
   // Merges `patch` (a JSON object) into the task's metadata. NotFound / InvalidArgument.
   Status UpdateMetadata(const std::string& task_id, const std::string& patch_json);
 

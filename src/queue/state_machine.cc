@@ -35,8 +35,8 @@ bool IsLegalTransition(TaskState from, TaskState to) {
 
 Status CheckTransition(TaskState from, TaskState to) {
   if (IsLegalTransition(from, to)) return Ok();
-  return FailedPrecondition("illegal task transition " + std::string(TaskStateName(from)) +
-                            " -> " + std::string(TaskStateName(to)));
+  return FailedPrecondition("illegal task transition " + std::string(TaskStateName(from)) + " -> " +
+                            std::string(TaskStateName(to)));
 }
 
 bool IsTerminalState(TaskState state) {

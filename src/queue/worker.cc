@@ -359,8 +359,8 @@ Status Worker::ClaimAndDispatch(bool& claimed_any) {
 int Worker::ReserveSlotsLocked(int freeing) {
   // A stop that came after the caller's own check still claims nothing new.
   if (stop_) return 0;
-  const int slots = std::max(
-      0, std::min(options_.batch, options_.concurrency - in_flight_ + freeing));
+  const int slots =
+      std::max(0, std::min(options_.batch, options_.concurrency - in_flight_ + freeing));
   in_flight_ += slots;
   return slots;
 }
@@ -555,9 +555,9 @@ void Worker::Finish(const std::shared_ptr<Job>& job, const ExecResult& result) {
       std::lock_guard lock(mu_);
       reserved = ReserveSlotsLocked(/*freeing=*/1);
     }
-    auto claimed = queue_.CompleteAndClaim(lease, result.result_json, result.details_json,
-                                           options_.owner, options_.lease_ms, reserved,
-                                           options_.filter);
+    auto claimed =
+        queue_.CompleteAndClaim(lease, result.result_json, result.details_json, options_.owner,
+                                options_.lease_ms, reserved, options_.filter);
     SettleClaim(reserved, claimed ? &*claimed : nullptr);
     if (!claimed) return store_error("complete", claimed.error());
     {

@@ -19,8 +19,8 @@
 
 #include <atomic>
 #include <condition_variable>
-#include <deque>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
@@ -174,7 +174,7 @@ class Worker {
     bool shutting_down = false;     // guarded by mu_: cancel came from RequestStop/Cancel
     int64_t next_heartbeat_ms = 0;  // guarded by mu_
     int64_t started_ms = 0;
-      // Set by the start thread that took the job (Executor::Start), then owned by the pool
+    // Set by the start thread that took the job (Executor::Start), then owned by the pool
     // thread that takes it next.
     std::unique_ptr<StartedTask> started;
   };

@@ -29,7 +29,7 @@ struct AttemptInput {
   std::string spec;
   std::vector<std::string> acceptance;
   std::string type;
-  int attempt = 1;       // 1-based
+  int attempt = 1;  // 1-based
   int max_attempts = 3;
   std::string feedback;  // why the previous attempt failed (gate output tail, conflicts...); "" on
                          // the first attempt
@@ -60,12 +60,12 @@ std::string AgentPrompt(const AgentSpec& agent, const AttemptInput& input);
 
 struct RunnerContext {
   AttemptInput input;
-  std::string worktree;       // absolute path of the attempt's worktree
-  std::string attempt_dir;    // absolute path for the attempt's artifacts (task file, prompt,
-                              // stdout/stderr logs, transcript); created by the caller
+  std::string worktree;        // absolute path of the attempt's worktree
+  std::string attempt_dir;     // absolute path for the attempt's artifacts (task file, prompt,
+                               // stdout/stderr logs, transcript); created by the caller
   Sandbox* sandbox = nullptr;  // REQUIRES: non-null
   ResourceLimits limits;
-  int64_t timeout_ms = 0;      // wall clock for the whole runner; 0 = none
+  int64_t timeout_ms = 0;  // wall clock for the whole runner; 0 = none
   size_t output_tail_bytes = 4096;
   const std::atomic<bool>* cancel = nullptr;
   std::map<std::string, std::string> extra_env;  // e.g. gateway URL and key (issue 4)

@@ -6,16 +6,26 @@ namespace factory {
 
 std::string_view TaskStateName(TaskState state) {
   switch (state) {
-    case TaskState::kPending: return "pending";
-    case TaskState::kReady: return "ready";
-    case TaskState::kClaimed: return "claimed";
-    case TaskState::kRunning: return "running";
-    case TaskState::kVerifying: return "verifying";
-    case TaskState::kReview: return "review";
-    case TaskState::kDone: return "done";
-    case TaskState::kFailed: return "failed";
-    case TaskState::kBlocked: return "blocked";
-    case TaskState::kCancelled: return "cancelled";
+    case TaskState::kPending:
+      return "pending";
+    case TaskState::kReady:
+      return "ready";
+    case TaskState::kClaimed:
+      return "claimed";
+    case TaskState::kRunning:
+      return "running";
+    case TaskState::kVerifying:
+      return "verifying";
+    case TaskState::kReview:
+      return "review";
+    case TaskState::kDone:
+      return "done";
+    case TaskState::kFailed:
+      return "failed";
+    case TaskState::kBlocked:
+      return "blocked";
+    case TaskState::kCancelled:
+      return "cancelled";
   }
   return "unknown";
 }
@@ -34,20 +44,26 @@ bool IsLeasedState(TaskState state) {
 
 std::string_view AttemptStatusName(AttemptStatus status) {
   switch (status) {
-    case AttemptStatus::kRunning: return "running";
-    case AttemptStatus::kSucceeded: return "succeeded";
-    case AttemptStatus::kFailed: return "failed";
-    case AttemptStatus::kExpired: return "expired";
-    case AttemptStatus::kReleased: return "released";
-    case AttemptStatus::kCancelled: return "cancelled";
+    case AttemptStatus::kRunning:
+      return "running";
+    case AttemptStatus::kSucceeded:
+      return "succeeded";
+    case AttemptStatus::kFailed:
+      return "failed";
+    case AttemptStatus::kExpired:
+      return "expired";
+    case AttemptStatus::kReleased:
+      return "released";
+    case AttemptStatus::kCancelled:
+      return "cancelled";
   }
   return "unknown";
 }
 
 std::optional<AttemptStatus> ParseAttemptStatus(std::string_view name) {
-  for (auto status : {AttemptStatus::kRunning, AttemptStatus::kSucceeded, AttemptStatus::kFailed,
-                      AttemptStatus::kExpired, AttemptStatus::kReleased,
-                      AttemptStatus::kCancelled}) {
+  for (auto status :
+       {AttemptStatus::kRunning, AttemptStatus::kSucceeded, AttemptStatus::kFailed,
+        AttemptStatus::kExpired, AttemptStatus::kReleased, AttemptStatus::kCancelled}) {
     if (AttemptStatusName(status) == name) return status;
   }
   return std::nullopt;

@@ -22,9 +22,9 @@ enum class TaskState {
   kCancelled,  // cancelled by a user (terminal)
 };
 inline constexpr TaskState kAllTaskStates[] = {
-    TaskState::kPending, TaskState::kReady,  TaskState::kClaimed, TaskState::kRunning,
-    TaskState::kVerifying, TaskState::kReview, TaskState::kDone,  TaskState::kFailed,
-    TaskState::kBlocked, TaskState::kCancelled};
+    TaskState::kPending,   TaskState::kReady,    TaskState::kClaimed, TaskState::kRunning,
+    TaskState::kVerifying, TaskState::kReview,   TaskState::kDone,    TaskState::kFailed,
+    TaskState::kBlocked,   TaskState::kCancelled};
 
 std::string_view TaskStateName(TaskState state);
 std::optional<TaskState> ParseTaskState(std::string_view name);
@@ -62,7 +62,7 @@ struct Task {
   std::string lease_owner;    // empty when not leased
   int64_t lease_expires_ms = 0;
   int64_t lease_epoch = 0;  // fencing token: bumped by every claim, never reset
-  std::string result_json;       // free-form result of the last attempt
+  std::string result_json;  // free-form result of the last attempt
   std::string metadata_json = "{}";
   int64_t created_ms = 0;
   int64_t updated_ms = 0;
@@ -81,7 +81,7 @@ struct Attempt {
   std::string id;  // ULID
   std::string task_id;
   int64_t epoch = 0;  // the task's lease_epoch when this attempt was claimed
-  int number = 0;  // 1-based within the task (since its last reset)
+  int number = 0;     // 1-based within the task (since its last reset)
   std::string owner;  // lease owner (worker id)
   AttemptStatus status = AttemptStatus::kRunning;
   int64_t started_ms = 0;
@@ -102,8 +102,8 @@ struct Run {
 
 // One entry of the append-only, hash-chained event log.
 struct Event {
-  int64_t seq = 0;   // position in the chain, assigned by the store
-  std::string id;    // ULID
+  int64_t seq = 0;  // position in the chain, assigned by the store
+  std::string id;   // ULID
   int64_t ts_ms = 0;
   std::string run_id;   // may be empty
   std::string task_id;  // may be empty

@@ -23,9 +23,9 @@ struct ClaimFilter {
 };
 
 struct TaskQuery {
-  std::string run_id;                   // empty: any run
-  std::optional<TaskState> state;       // empty: any state
-  int limit = 0;                        // 0: no limit
+  std::string run_id;              // empty: any run
+  std::optional<TaskState> state;  // empty: any state
+  int limit = 0;                   // 0: no limit
 };
 
 struct EventQuery {
@@ -86,10 +86,9 @@ class StoreTxn {
   // incremented, attempt_id = new_attempt_id() (called once per claimed task, in the
   // transaction), attempt_started_ms = updated_ms = now. Returns them as updated, best first
   // (depends_on not filled).
-  virtual Result<std::vector<Task>> ClaimReady(const ClaimFilter& filter, int64_t now_ms,
-                                               std::string_view owner, int64_t lease_expires_ms,
-                                               int limit,
-                                               const std::function<std::string()>& new_attempt_id) = 0;
+  virtual Result<std::vector<Task>> ClaimReady(
+      const ClaimFilter& filter, int64_t now_ms, std::string_view owner, int64_t lease_expires_ms,
+      int limit, const std::function<std::string()>& new_attempt_id) = 0;
   // Leased tasks whose lease expired before now_ms.
   virtual Result<std::vector<Task>> ListExpiredLeases(int64_t now_ms, int limit) = 0;
   // Tasks in id order, each with depends_on filled in.
@@ -164,7 +163,7 @@ class StoreTxn {
 };
 
 struct StoreInfo {
-  std::string backend;  // "sqlite" or "postgres"
+  std::string backend;   // "sqlite" or "postgres"
   std::string location;  // file path or redacted URL
   int schema_version = 0;
 };

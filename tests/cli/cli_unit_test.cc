@@ -5,14 +5,14 @@
 
 #include <string>
 
-#include "cli/cli.h"
 #include "agents/registry.h"
+#include "cli/cli.h"
 #include "cli/init.h"
-#include "llm/models_config.h"
-#include "plan/config.h"
 #include "cli/json_format.h"
 #include "cli/validate.h"
 #include "common/test_util.h"
+#include "llm/models_config.h"
+#include "plan/config.h"
 
 namespace factory::cli {
 namespace {

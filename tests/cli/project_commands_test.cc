@@ -30,7 +30,8 @@ TEST(ProjectCommandsTest, InitWritesAgentsThatTheListingShows) {
   auto models = sandbox.Ok({"models", "--json"}).Json();
   EXPECT_TRUE(models.contains("providers"));
   // A broken agent file is reported with its file and line.
-  testing::WriteFile(sandbox.Path(".factory/agents/bad.md"), "---\nname: bad\nrole: x\n---\nbody\n");
+  testing::WriteFile(sandbox.Path(".factory/agents/bad.md"),
+                     "---\nname: bad\nrole: x\n---\nbody\n");
   auto bad = sandbox.Run({"agents"});
   EXPECT_EQ(bad.exit_code, kExitUsage);
   EXPECT_NE(bad.err.find("bad.md:"), std::string::npos) << bad.err;

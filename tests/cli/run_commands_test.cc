@@ -27,11 +27,12 @@ class RunCommandsTest : public ::testing::Test {
        "git init -q -b main && git config user.email t@example.com && git config user.name t && "
        "echo hello > README.md && git add README.md && git commit -qm init");
     sandbox_.Ok({"init"});
-    testing::WriteFile(sandbox_.Path(".factory/agents/writer.md"),
-                       "---\nname: writer\nrole: writes a note\nrunner: script\n"
-                       "capabilities: [code]\nconcurrency: 2\n"
-                       "command: sh -c 'echo \"$FACTORY_TASK_ID\" > \"note-$FACTORY_TASK_ID.txt\"'\n"
-                       "---\nWrites a note.\n");
+    testing::WriteFile(
+        sandbox_.Path(".factory/agents/writer.md"),
+        "---\nname: writer\nrole: writes a note\nrunner: script\n"
+        "capabilities: [code]\nconcurrency: 2\n"
+        "command: sh -c 'echo \"$FACTORY_TASK_ID\" > \"note-$FACTORY_TASK_ID.txt\"'\n"
+        "---\nWrites a note.\n");
     testing::WriteFile(sandbox_.Path("backlog.yaml"),
                        "tasks:\n"
                        "  - id: first\n    title: First\n    agent: writer\n"
@@ -42,8 +43,8 @@ class RunCommandsTest : public ::testing::Test {
 };
 
 TEST_F(RunCommandsTest, RunsABacklogMergesEachTaskOnceAndResumesIdempotently) {
-  auto first = sandbox_.Ok({"run", "--backlog", "backlog.yaml", "--run-id", "r1", "--json",
-                            "--no-sandbox"});
+  auto first =
+      sandbox_.Ok({"run", "--backlog", "backlog.yaml", "--run-id", "r1", "--json", "--no-sandbox"});
   auto summary = first.Json();
   EXPECT_EQ(summary["run_id"], "r1");
   EXPECT_EQ(summary["integration_branch"], "factory/r1");
@@ -54,7 +55,8 @@ TEST_F(RunCommandsTest, RunsABacklogMergesEachTaskOnceAndResumesIdempotently) {
   // The same run id again creates and merges nothing new.
   auto again = sandbox_.Ok({"run", "--backlog", "backlog.yaml", "--run-id", "r1", "--json"});
   EXPECT_EQ(again.Json()["done"], 2);
-  std::string merges = Sh(sandbox_.dir(), "git log --merges --format=%B factory/r1 | grep -c '^Factory-Task:'");
+  std::string merges =
+      Sh(sandbox_.dir(), "git log --merges --format=%B factory/r1 | grep -c '^Factory-Task:'");
   EXPECT_EQ(merges, "2\n");
   // The base branch is untouched.
   EXPECT_EQ(Sh(sandbox_.dir(), "git rev-list --count main"), "1\n");

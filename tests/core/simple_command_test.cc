@@ -22,13 +22,20 @@ TEST(SimpleCommandTest, PlainWordsAreExecedDirectly) {
 }
 
 TEST(SimpleCommandTest, AnythingTheShellWouldInterpretNeedsTheShell) {
-  for (const char* command :
-       {"", "   ", "exec", "echo hi", "cd src", "export A=1", "A=1 make", "if true", "test -f x",
-        "[ -f x ]", "ls *.cc", "ls ?", "ls [ab]", "cat ~/x", "echo $HOME", "echo `id`",
-        "echo 'a b'", "echo \"a\"", "a\\ b", "true; false", "true && false", "true || x",
-        "true | cat", "cat < in", "echo > out", "(true)", "{ true; }", "! true", "true # note",
-        "sleep 1 &", "a\nb", "exec echo hi", "kill 1", "wait", "printf x", "pwd", ". ./env",
-        ": nothing", "do", "while true"}) {
+  for (const char* command : {"",           "   ",          "exec",
+                              "echo hi",    "cd src",       "export A=1",
+                              "A=1 make",   "if true",      "test -f x",
+                              "[ -f x ]",   "ls *.cc",      "ls ?",
+                              "ls [ab]",    "cat ~/x",      "echo $HOME",
+                              "echo `id`",  "echo 'a b'",   "echo \"a\"",
+                              "a\\ b",      "true; false",  "true && false",
+                              "true || x",  "true | cat",   "cat < in",
+                              "echo > out", "(true)",       "{ true; }",
+                              "! true",     "true # note",  "sleep 1 &",
+                              "a\nb",       "exec echo hi", "kill 1",
+                              "wait",       "printf x",     "pwd",
+                              ". ./env",    ": nothing",    "do",
+                              "while true"}) {
     EXPECT_FALSE(SimpleCommandArgv(command).has_value()) << "command: " << command;
   }
 }

@@ -456,7 +456,7 @@ TEST_F(SubprocessTest, AStartedChildNeverWaitedForIsKilledWithItsGroup) {
     ASSERT_GT(grandchild, 0);
     EXPECT_TRUE(IsAlive(leader));
     EXPECT_TRUE(IsAlive(grandchild));
-  }  // destroyed without Wait
+  }                                    // destroyed without Wait
   EXPECT_EQ(ProcessState(leader), 0);  // killed and reaped
   for (int tries = 0; tries < 200 && IsAlive(grandchild); ++tries) {
     std::this_thread::sleep_for(std::chrono::milliseconds(10));

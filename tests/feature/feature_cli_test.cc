@@ -72,7 +72,8 @@ class FeatureCliTest : public ::testing::Test {
     testing::WriteFile(sandbox_.Path(".factory/config.yaml"),
                        "concurrency: 1\nmax_attempts: 2\n"
                        "gates:\n  - {name: check, command: sh check.sh, timeout: 60}\n"
-                       "protected: [check.sh, \".factory/**\"]\n" + ScriptsReadable());
+                       "protected: [check.sh, \".factory/**\"]\n" +
+                           ScriptsReadable());
     testing::WriteFile(sandbox_.Path(".factory/models.yaml"),
                        testing::ModelsYaml(fake_.openai_base_url(), kKeyVariable));
     testing::WriteFile(sandbox_.Path("greetings.md"),

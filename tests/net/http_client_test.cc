@@ -245,9 +245,8 @@ TEST(PlainHttpClientTest, ASinkThatSaysStopAbortsAndTheNextCallStillWorks) {
   });
   local.Start();
   PlainHttpClient client;
-  auto aborted = client.Send(Post(local.Url("/stream"), "{}"), [](std::string_view) {
-    return false;
-  });
+  auto aborted =
+      client.Send(Post(local.Url("/stream"), "{}"), [](std::string_view) { return false; });
   ASSERT_FALSE(aborted);
   EXPECT_EQ(aborted.error().code, ErrorCode::kAborted);
   auto next = client.Send(Post(local.Url("/plain"), "{}"));

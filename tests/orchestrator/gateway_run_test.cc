@@ -12,11 +12,11 @@
 #include <signal.h>
 
 #include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <filesystem>
-#include <optional>
 #include <nlohmann/json.hpp>
-#include <cctype>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -91,9 +91,9 @@ class GatewayRunTest : public ::testing::Test {
                        "preset: opencode\n"
                        "command: sh agent.sh\n"
                        "capabilities: [code]\n"
-                           "network: true\n"
-                           "---\n"
-                           "You are an external agent.\n");
+                       "network: true\n"
+                       "---\n"
+                       "You are an external agent.\n");
     testing::WriteFile(sandbox_.Path(".factory/models.yaml"),
                        "providers:\n"
                        "  fake: {kind: openai, base_url: \"" +
@@ -288,8 +288,8 @@ TEST_F(GatewayRunTest, CliAgentCallsAreMeteredPerAttemptWithKeysRevokedAndSecret
   // real provider key neither.
   for (const std::string& token : KeyLikeTokens()) {
     for (const VirtualKey& key : *keys) {
-      EXPECT_NE(Sha256Hex(token), key.key_hash) << "the key of attempt " << key.attempt_id
-                                                << " is in a file";
+      EXPECT_NE(Sha256Hex(token), key.key_hash)
+          << "the key of attempt " << key.attempt_id << " is in a file";
     }
   }
   std::string real_key_files;

@@ -6,10 +6,8 @@ namespace factory {
 namespace {
 
 TEST(DagTest, AcyclicGraphHasNoCycleAndOrdersDependenciesFirst) {
-  DependencyGraph graph{{"package", {"compile", "lint"}},
-                        {"compile", {"fetch"}},
-                        {"lint", {"fetch"}},
-                        {"fetch", {}}};
+  DependencyGraph graph{
+      {"package", {"compile", "lint"}}, {"compile", {"fetch"}}, {"lint", {"fetch"}}, {"fetch", {}}};
   EXPECT_FALSE(FindCycle(graph).has_value());
   auto order = TopologicalOrder(graph);
   ASSERT_TRUE(order.has_value()) << order.error().message;

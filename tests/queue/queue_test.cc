@@ -25,7 +25,8 @@ class QueueTest : public ::testing::Test {
 
   std::string Add(const std::string& title, std::vector<std::string> deps = {}, int priority = 0,
                   int max_attempts = 3) {
-    auto result = queue_->Enqueue(EnqueueRequest{.title = title, .priority = priority,
+    auto result = queue_->Enqueue(EnqueueRequest{.title = title,
+                                                 .priority = priority,
                                                  .depends_on = std::move(deps),
                                                  .max_attempts = max_attempts});
     EXPECT_TRUE(result.has_value()) << result.error().message;
@@ -91,7 +92,8 @@ TEST_F(QueueTest, ClaimsByPriorityThenAge) {
 }
 
 TEST_F(QueueTest, UnknownDependencyIsAnError) {
-  auto result = queue_->Enqueue(EnqueueRequest{.title = "x", .depends_on = {"01JUNKNOWN0000000000000000"}});
+  auto result =
+      queue_->Enqueue(EnqueueRequest{.title = "x", .depends_on = {"01JUNKNOWN0000000000000000"}});
   ASSERT_FALSE(result.has_value());
   EXPECT_EQ(result.error().code, ErrorCode::kNotFound);
   EXPECT_NE(result.error().message.find("01JUNKNOWN0000000000000000"), std::string::npos);
@@ -233,16 +235,16 @@ TEST_F(QueueTest, CompleteAndClaimTakesTheDependentsItMadeReadyInTheSameTransact
   EXPECT_EQ(CountEvents(child, "task.started"), 1);
 
   // Limit 0: only the completion.
-  auto none = queue_->CompleteAndClaim(claimed->front().lease, "{}", "{}", "w1", 10'000, 0,
-                                       ClaimFilter{});
+  auto none =
+      queue_->CompleteAndClaim(claimed->front().lease, "{}", "{}", "w1", 10'000, 0, ClaimFilter{});
   ASSERT_TRUE(none.has_value()) << none.error().message;
   EXPECT_TRUE(none->empty());
   EXPECT_EQ(StateOf(child), TaskState::kDone);
   EXPECT_EQ(StateOf(other), TaskState::kReady);
 
   // A stale lease: Aborted, and nothing is claimed.
-  auto stale = queue_->CompleteAndClaim(claimed->front().lease, "{}", "{}", "w1", 10'000, 5,
-                                        ClaimFilter{});
+  auto stale =
+      queue_->CompleteAndClaim(claimed->front().lease, "{}", "{}", "w1", 10'000, 5, ClaimFilter{});
   ASSERT_FALSE(stale.has_value());
   EXPECT_EQ(stale.error().code, ErrorCode::kAborted);
   EXPECT_EQ(StateOf(other), TaskState::kReady);
@@ -444,8 +446,7 @@ TEST_F(QueueTest, BatchedClaimAndCompleteMany) {
 
 TEST_F(QueueTest, EnqueueManyIsAllOrNothing) {
   std::string existing = Add("existing");
-  std::vector<EnqueueRequest> requests{EnqueueRequest{.title = "ok"},
-                                       EnqueueRequest{.title = ""}};
+  std::vector<EnqueueRequest> requests{EnqueueRequest{.title = "ok"}, EnqueueRequest{.title = ""}};
   auto result = queue_->EnqueueMany(requests);
   ASSERT_FALSE(result.has_value());
   EXPECT_NE(result.error().message.find("task #2"), std::string::npos);
@@ -469,8 +470,7 @@ TEST_F(QueueTest, EveryStateChangeIsAnEventAndTheChainVerifies) {
 }
 
 TEST_F(QueueTest, InvalidRequestsAreRejected) {
-  EXPECT_EQ(queue_->Enqueue(EnqueueRequest{.title = ""}).error().code,
-            ErrorCode::kInvalidArgument);
+  EXPECT_EQ(queue_->Enqueue(EnqueueRequest{.title = ""}).error().code, ErrorCode::kInvalidArgument);
   EXPECT_EQ(queue_->Enqueue(EnqueueRequest{.title = "x", .max_attempts = 0}).error().code,
             ErrorCode::kInvalidArgument);
   EXPECT_EQ(queue_->Enqueue(EnqueueRequest{.title = "x", .idempotency_key = ""}).error().code,
@@ -488,8 +488,8 @@ namespace {
 TEST_F(QueueTest, DependenciesByIdempotencyKeyResolveInsideOneBatch) {
   std::vector<EnqueueRequest> requests{
       EnqueueRequest{.run_id = "r1", .title = "a", .idempotency_key = "a"},
-      EnqueueRequest{.run_id = "r1", .title = "b", .depends_on_keys = {"a"},
-                     .idempotency_key = "b"}};
+      EnqueueRequest{
+          .run_id = "r1", .title = "b", .depends_on_keys = {"a"}, .idempotency_key = "b"}};
   auto results = queue_->EnqueueMany(requests);
   ASSERT_TRUE(results.has_value()) << results.error().message;
   EXPECT_EQ((*results)[1].task.depends_on, std::vector<std::string>{(*results)[0].task.id});
@@ -499,15 +499,16 @@ TEST_F(QueueTest, DependenciesByIdempotencyKeyResolveInsideOneBatch) {
   ASSERT_TRUE(again.has_value());
   EXPECT_FALSE((*again)[0].created);
   EXPECT_FALSE((*again)[1].created);
-  auto unknown = queue_->Enqueue(
-      EnqueueRequest{.run_id = "r1", .title = "c", .depends_on_keys = {"nope"}});
+  auto unknown =
+      queue_->Enqueue(EnqueueRequest{.run_id = "r1", .title = "c", .depends_on_keys = {"nope"}});
   ASSERT_FALSE(unknown.has_value());
   EXPECT_NE(unknown.error().message.find("'nope'"), std::string::npos);
 }
 
 TEST_F(QueueTest, RecordEventAndMetadataPatch) {
   std::string id = Add("t");
-  ASSERT_TRUE(queue_->RecordEvent("default", id, "agent.step", "agent:x", R"({"n":1})").has_value());
+  ASSERT_TRUE(
+      queue_->RecordEvent("default", id, "agent.step", "agent:x", R"({"n":1})").has_value());
   EXPECT_EQ(CountEvents(id, "agent.step"), 1);
   EXPECT_FALSE(queue_->RecordEvent("", id, "agent.step", "", "{oops").has_value());
   ASSERT_TRUE(queue_->UpdateMetadata(id, R"({"backlog_id":"a","n":2})").has_value());
@@ -552,7 +553,8 @@ namespace {
 TEST_F(QueueTest, CreatedAndClaimedPayloadsAreValidJsonWithTheirFields) {
   std::string dep = Add("dep");
   auto created = queue_->Enqueue(EnqueueRequest{.title = "quote \" backslash \\ newline \n é",
-                                                .priority = -3, .depends_on = {dep},
+                                                .priority = -3,
+                                                .depends_on = {dep},
                                                 .idempotency_key = "k\"1"});
   ASSERT_TRUE(created.has_value());
   auto claimed = ClaimOne();

@@ -14,16 +14,17 @@ namespace {
 using S = TaskState;
 
 const std::set<std::pair<S, S>> kLegal = {
-    {S::kPending, S::kReady},     {S::kPending, S::kBlocked},   {S::kPending, S::kCancelled},
-    {S::kReady, S::kClaimed},     {S::kReady, S::kBlocked},     {S::kReady, S::kCancelled},
-    {S::kClaimed, S::kRunning},   {S::kClaimed, S::kDone},      {S::kClaimed, S::kReady},     {S::kClaimed, S::kFailed},
-    {S::kClaimed, S::kCancelled}, {S::kRunning, S::kVerifying}, {S::kRunning, S::kReview},
-    {S::kRunning, S::kDone},      {S::kRunning, S::kReady},     {S::kRunning, S::kFailed},
-    {S::kRunning, S::kCancelled}, {S::kVerifying, S::kReview},  {S::kVerifying, S::kDone},
-    {S::kVerifying, S::kReady},   {S::kVerifying, S::kFailed},  {S::kVerifying, S::kCancelled},
-    {S::kReview, S::kDone},       {S::kReview, S::kReady},      {S::kReview, S::kFailed},
-    {S::kReview, S::kCancelled},  {S::kFailed, S::kReady},      {S::kFailed, S::kPending},
-    {S::kBlocked, S::kReady},     {S::kBlocked, S::kPending},   {S::kBlocked, S::kCancelled},
+    {S::kPending, S::kReady},       {S::kPending, S::kBlocked},   {S::kPending, S::kCancelled},
+    {S::kReady, S::kClaimed},       {S::kReady, S::kBlocked},     {S::kReady, S::kCancelled},
+    {S::kClaimed, S::kRunning},     {S::kClaimed, S::kDone},      {S::kClaimed, S::kReady},
+    {S::kClaimed, S::kFailed},      {S::kClaimed, S::kCancelled}, {S::kRunning, S::kVerifying},
+    {S::kRunning, S::kReview},      {S::kRunning, S::kDone},      {S::kRunning, S::kReady},
+    {S::kRunning, S::kFailed},      {S::kRunning, S::kCancelled}, {S::kVerifying, S::kReview},
+    {S::kVerifying, S::kDone},      {S::kVerifying, S::kReady},   {S::kVerifying, S::kFailed},
+    {S::kVerifying, S::kCancelled}, {S::kReview, S::kDone},       {S::kReview, S::kReady},
+    {S::kReview, S::kFailed},       {S::kReview, S::kCancelled},  {S::kFailed, S::kReady},
+    {S::kFailed, S::kPending},      {S::kBlocked, S::kReady},     {S::kBlocked, S::kPending},
+    {S::kBlocked, S::kCancelled},
 };
 
 TEST(StateMachineTest, EveryPairMatchesTheTable) {

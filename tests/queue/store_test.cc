@@ -1,16 +1,15 @@
 // The SQLite store and the queue under concurrency, bad files and tampering.
 
+#include <gtest/gtest.h>
 #include <sqlite3.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <gtest/gtest.h>
-#include <nlohmann/json.hpp>
-
 #include <atomic>
 #include <chrono>
 #include <filesystem>
+#include <nlohmann/json.hpp>
 #include <set>
 #include <thread>
 
@@ -70,7 +69,8 @@ TEST_F(StoreTest, OpensInWalModeWithTheLatestSchema) {
   ASSERT_NE(store, nullptr);
   EXPECT_EQ(store->Info().schema_version, LatestSchemaVersion());
   EXPECT_EQ(QueryRaw(db_path(), "PRAGMA journal_mode"), "wal\n");
-  EXPECT_EQ(QueryRaw(db_path(), "PRAGMA user_version"), std::to_string(LatestSchemaVersion()) + "\n");
+  EXPECT_EQ(QueryRaw(db_path(), "PRAGMA user_version"),
+            std::to_string(LatestSchemaVersion()) + "\n");
   for (const char* table : {"runs", "tasks", "task_deps", "attempts", "events"}) {
     EXPECT_EQ(QueryRaw(db_path(), std::string("SELECT count(*) FROM sqlite_schema WHERE name='") +
                                       table + "'"),
@@ -91,21 +91,30 @@ TEST_F(StoreTest, OpensInWalModeWithTheLatestSchema) {
 TEST_F(StoreTest, MigratesAVersionThreeDatabaseKeepingEachTasksEvents) {
   std::string v3;
   for (int i = 0; i < 3; ++i) v3 += std::string(sqlite::kMigrations[i]);
-  v3 += "INSERT INTO runs (id, state, created_ms, updated_ms) VALUES ('r', 'open', 1, 1);"
-        "INSERT INTO tasks (id, run_id, title, state, created_ms, updated_ms) VALUES "
-        "('t1', 'r', 'one', 'ready', 1, 1), ('t2', 'r', 'two', 'ready', 1, 1);";
+  v3 +=
+      "INSERT INTO runs (id, state, created_ms, updated_ms) VALUES ('r', 'open', 1, 1);"
+      "INSERT INTO tasks (id, run_id, title, state, created_ms, updated_ms) VALUES "
+      "('t1', 'r', 'one', 'ready', 1, 1), ('t2', 'r', 'two', 'ready', 1, 1);";
   // A chain whose events interleave the two tasks, hashed as the store hashes them.
   std::string prev;
   int64_t seq = 0;
   for (const char* task : {"t1", "t2", "t1", "t2", "t1"}) {
-    Event event{.seq = ++seq, .id = "e" + std::to_string(seq), .ts_ms = seq, .run_id = "r",
-                .task_id = task, .kind = "task.note", .actor = "test", .payload_json = "{}",
+    Event event{.seq = ++seq,
+                .id = "e" + std::to_string(seq),
+                .ts_ms = seq,
+                .run_id = "r",
+                .task_id = task,
+                .kind = "task.note",
+                .actor = "test",
+                .payload_json = "{}",
                 .prev_hash = prev};
     event.hash = ComputeEventHash(event);
-    v3 += "INSERT INTO events (seq, id, ts_ms, run_id, task_id, kind, actor, payload, prev_hash, "
-          "hash) VALUES (" + std::to_string(event.seq) + ", '" + event.id + "', " +
-          std::to_string(event.ts_ms) + ", 'r', '" + task + "', 'task.note', 'test', '{}', '" +
-          event.prev_hash + "', '" + event.hash + "');";
+    v3 +=
+        "INSERT INTO events (seq, id, ts_ms, run_id, task_id, kind, actor, payload, prev_hash, "
+        "hash) VALUES (" +
+        std::to_string(event.seq) + ", '" + event.id + "', " + std::to_string(event.ts_ms) +
+        ", 'r', '" + task + "', 'task.note', 'test', '{}', '" + event.prev_hash + "', '" +
+        event.hash + "');";
     prev = event.hash;
   }
   v3 += "PRAGMA user_version = 3;";
@@ -144,13 +153,14 @@ TEST_F(StoreTest, MigratesAVersionThreeDatabaseKeepingEachTasksEvents) {
 TEST_F(StoreTest, MigratesAVersionFourDatabaseWithARunningAttempt) {
   std::string v4;
   for (int i = 0; i < 4; ++i) v4 += std::string(sqlite::kMigrations[i]);
-  v4 += "INSERT INTO runs (id, state, created_ms, updated_ms) VALUES ('r', 'open', 1, 1);"
-        "INSERT INTO tasks (id, run_id, title, state, attempts, lease_owner, lease_expires_ms, "
-        "lease_epoch, created_ms, updated_ms) VALUES ('t1', 'r', 'one', 'running', 1, 'w', "
-        "9000000000000, 1, 1, 5);"
-        "INSERT INTO attempts (id, task_id, epoch, number, owner, status, started_ms) VALUES "
-        "('a1', 't1', 1, 1, 'w', 'running', 5);"
-        "PRAGMA user_version = 4;";
+  v4 +=
+      "INSERT INTO runs (id, state, created_ms, updated_ms) VALUES ('r', 'open', 1, 1);"
+      "INSERT INTO tasks (id, run_id, title, state, attempts, lease_owner, lease_expires_ms, "
+      "lease_epoch, created_ms, updated_ms) VALUES ('t1', 'r', 'one', 'running', 1, 'w', "
+      "9000000000000, 1, 1, 5);"
+      "INSERT INTO attempts (id, task_id, epoch, number, owner, status, started_ms) VALUES "
+      "('a1', 't1', 1, 1, 'w', 'running', 5);"
+      "PRAGMA user_version = 4;";
   ExecRaw(db_path(), v4);
 
   auto store = OpenOrDie(db_path());
@@ -241,7 +251,8 @@ TEST_F(StoreTest, AClaimAcrossRunsTakesTheBestOfAllRuns) {
   auto store = OpenOrDie(db_path());
   Queue queue(*store);
   auto add = [&](const std::string& run, const std::string& title, int priority) {
-    auto created = queue.Enqueue(EnqueueRequest{.run_id = run, .title = title, .priority = priority});
+    auto created =
+        queue.Enqueue(EnqueueRequest{.run_id = run, .title = title, .priority = priority});
     EXPECT_TRUE(created) << created.error().ToString();
     return created ? created->task.id : std::string();
   };
@@ -303,8 +314,10 @@ TEST_F(StoreTest, MakesReadyTheDependentsACompletionFrees) {
   ASSERT_NE(store, nullptr);
   Queue queue(*store);
   auto add = [&](const std::string& key, std::vector<std::string> deps) {
-    auto created = queue.Enqueue(EnqueueRequest{.run_id = "run-" + key, .title = key,
-                                                .command = "true", .depends_on = std::move(deps),
+    auto created = queue.Enqueue(EnqueueRequest{.run_id = "run-" + key,
+                                                .title = key,
+                                                .command = "true",
+                                                .depends_on = std::move(deps),
                                                 .idempotency_key = key});
     EXPECT_TRUE(created) << created.error().ToString();
     return created ? created->task.id : std::string();
@@ -370,8 +383,12 @@ TEST_F(StoreTest, WritesQueuedTogetherKeepTheirOwnOutcomes) {
   std::atomic<int> entering{0};
   auto append = [&](StoreTxn& txn, const std::string& name) -> Status {
     FACTORY_RETURN_IF_ERROR(txn.InsertRun(factory::Run{.id = name, .title = name}));
-    Event event{.id = "event-" + name, .ts_ms = 1, .run_id = name, .kind = "test.write",
-                .actor = "test", .payload_json = "{}"};
+    Event event{.id = "event-" + name,
+                .ts_ms = 1,
+                .run_id = name,
+                .kind = "test.write",
+                .actor = "test",
+                .payload_json = "{}"};
     return txn.AppendEvent(event);
   };
   // The first write holds the transaction until every other writer is about to queue.
@@ -506,7 +523,8 @@ TEST_F(StoreTest, ReadOnlyDirectoryGivesAClearError) {
 
 TEST_F(StoreTest, ClaimUsesTheClaimIndexAndNeverScans) {
   auto store = OpenOrDie(db_path());
-  std::vector<std::string> statements = {"EXPLAIN QUERY PLAN " + std::string(sqlite::kRunWithReadySql)};
+  std::vector<std::string> statements = {"EXPLAIN QUERY PLAN " +
+                                         std::string(sqlite::kRunWithReadySql)};
   for (const ClaimFilter& filter : {ClaimFilter{}, ClaimFilter{.require_command = true}}) {
     statements.push_back("EXPLAIN QUERY PLAN " + sqlite::ClaimSelectSql(filter, "id"));
     statements.push_back("EXPLAIN QUERY PLAN " + sqlite::ClaimSelectSql(filter, "priority, id"));
@@ -572,8 +590,8 @@ TEST_P(ConcurrencyTest, IdempotentEnqueueFromManyThreadsCreatesOneTask) {
       auto own = OpenOrDie(db_path());
       Queue own_queue(*own);
       for (int round = 0; round < 20; ++round) {
-        auto result = own_queue.Enqueue(EnqueueRequest{
-            .title = "same", .idempotency_key = "key-" + std::to_string(round)});
+        auto result = own_queue.Enqueue(
+            EnqueueRequest{.title = "same", .idempotency_key = "key-" + std::to_string(round)});
         ASSERT_TRUE(result.has_value()) << result.error().message;
         created += result->created;
         if (round == 0) ids[static_cast<size_t>(t)] = result->task.id;

@@ -7,8 +7,8 @@
 namespace factory::sqlite {
 
 Error ErrorFromCode(int code, sqlite3* db, std::string_view what) {
-  std::string message = std::string(what) + ": " +
-                        (db != nullptr ? sqlite3_errmsg(db) : sqlite3_errstr(code));
+  std::string message =
+      std::string(what) + ": " + (db != nullptr ? sqlite3_errmsg(db) : sqlite3_errstr(code));
   switch (code & 0xff) {
     case SQLITE_BUSY:
     case SQLITE_LOCKED:

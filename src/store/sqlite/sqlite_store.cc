@@ -215,9 +215,8 @@ class SqliteTxn final : public StoreTxn {
 
   // --- tasks
   Result<std::optional<Task>> GetTask(std::string_view id, bool with_dependencies) override {
-    FACTORY_ASSIGN_OR_RETURN(
-        Statement * stmt,
-        conn_.Prepare(std::string("SELECT ") + kTaskColumns + " FROM tasks WHERE id = ?1"));
+    FACTORY_ASSIGN_OR_RETURN(Statement * stmt, conn_.Prepare(std::string("SELECT ") + kTaskColumns +
+                                                             " FROM tasks WHERE id = ?1"));
     stmt->Bind(1, id);
     FACTORY_ASSIGN_OR_RETURN(bool has_row, stmt->Step());
     if (!has_row) return std::optional<Task>();
@@ -296,15 +295,14 @@ class SqliteTxn final : public StoreTxn {
     return Ok();
   }
 
-  Result<std::vector<Task>> ClaimReady(const ClaimFilter& filter, int64_t now_ms,
-                                       std::string_view owner, int64_t lease_expires_ms,
-                                       int limit,
-                                       const std::function<std::string()>& new_attempt_id) override {
+  Result<std::vector<Task>> ClaimReady(
+      const ClaimFilter& filter, int64_t now_ms, std::string_view owner, int64_t lease_expires_ms,
+      int limit, const std::function<std::string()>& new_attempt_id) override {
     FACTORY_RETURN_IF_ERROR(CheckWritable());
     std::vector<Task> picked;
     if (!filter.run_id.empty()) {
-      FACTORY_ASSIGN_OR_RETURN(
-          Statement * select, conn_.Prepare(sqlite::ClaimSelectSql(filter, kTaskColumns)));
+      FACTORY_ASSIGN_OR_RETURN(Statement * select,
+                               conn_.Prepare(sqlite::ClaimSelectSql(filter, kTaskColumns)));
       select->Bind(1, filter.run_id).Bind(2, now_ms).Bind(3, limit);
       FACTORY_ASSIGN_OR_RETURN(picked, CollectTasks(*select));
     } else {
@@ -430,10 +428,9 @@ class SqliteTxn final : public StoreTxn {
       if (!has_row) break;
       promoted.push_back(TaskKey{select->ColumnText(0), select->ColumnText(1)});
     }
-    FACTORY_ASSIGN_OR_RETURN(
-        Statement * update,
-        conn_.Prepare("UPDATE tasks SET state = 'ready', updated_ms = ?2 "
-                      "WHERE id = ?1 AND state = 'pending'"));
+    FACTORY_ASSIGN_OR_RETURN(Statement * update,
+                             conn_.Prepare("UPDATE tasks SET state = 'ready', updated_ms = ?2 "
+                                           "WHERE id = ?1 AND state = 'pending'"));
     for (const auto& key : promoted) {
       update->Reset();
       update->Bind(1, key.id).Bind(2, now_ms);
@@ -494,7 +491,9 @@ class SqliteTxn final : public StoreTxn {
         Statement * stmt,
         conn_.Prepare("UPDATE attempts SET status = ?3, finished_ms = ?4, exit_code = ?5, "
                       "error = ?6, details = ?7 WHERE task_id = ?1 AND epoch = ?2"));
-    stmt->Bind(1, attempt.task_id).Bind(2, attempt.epoch).Bind(3, AttemptStatusName(attempt.status));
+    stmt->Bind(1, attempt.task_id)
+        .Bind(2, attempt.epoch)
+        .Bind(3, AttemptStatusName(attempt.status));
     stmt->Bind(4, attempt.finished_ms);
     if (attempt.exit_code) {
       stmt->Bind(5, *attempt.exit_code);
@@ -510,10 +509,9 @@ class SqliteTxn final : public StoreTxn {
   }
 
   Result<std::optional<Attempt>> GetAttempt(std::string_view task_id, int64_t epoch) override {
-    FACTORY_ASSIGN_OR_RETURN(
-        Statement * stmt,
-        conn_.Prepare(std::string("SELECT ") + kAttemptColumns +
-                      " FROM attempts WHERE task_id = ?1 AND epoch = ?2"));
+    FACTORY_ASSIGN_OR_RETURN(Statement * stmt,
+                             conn_.Prepare(std::string("SELECT ") + kAttemptColumns +
+                                           " FROM attempts WHERE task_id = ?1 AND epoch = ?2"));
     stmt->Bind(1, task_id).Bind(2, epoch);
     FACTORY_ASSIGN_OR_RETURN(bool has_row, stmt->Step());
     if (!has_row) {
@@ -527,10 +525,9 @@ class SqliteTxn final : public StoreTxn {
   }
 
   Result<std::vector<Attempt>> ListAttempts(std::string_view task_id) override {
-    FACTORY_ASSIGN_OR_RETURN(
-        Statement * stmt,
-        conn_.Prepare(std::string("SELECT ") + kAttemptColumns +
-                      " FROM attempts WHERE task_id = ?1 ORDER BY epoch"));
+    FACTORY_ASSIGN_OR_RETURN(Statement * stmt,
+                             conn_.Prepare(std::string("SELECT ") + kAttemptColumns +
+                                           " FROM attempts WHERE task_id = ?1 ORDER BY epoch"));
     stmt->Bind(1, task_id);
     std::vector<Attempt> attempts;
     while (true) {
@@ -550,10 +547,9 @@ class SqliteTxn final : public StoreTxn {
     event.seq = head_seq_ + 1;
     event.prev_hash = head_hash_;
     event.hash = ComputeEventHash(event);
-    FACTORY_ASSIGN_OR_RETURN(
-        Statement * stmt,
-        conn_.Prepare(std::string("INSERT INTO events (") + kEventColumns +
-                      ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"));
+    FACTORY_ASSIGN_OR_RETURN(Statement * stmt,
+                             conn_.Prepare(std::string("INSERT INTO events (") + kEventColumns +
+                                           ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"));
     stmt->Bind(1, event.seq).Bind(2, event.id).Bind(3, event.ts_ms).Bind(4, event.run_id);
     stmt->Bind(5, event.task_id).Bind(6, event.kind).Bind(7, event.actor);
     stmt->Bind(8, event.payload_json).Bind(9, event.prev_hash).Bind(10, event.hash);
@@ -571,8 +567,9 @@ class SqliteTxn final : public StoreTxn {
       // No per-task index (its upkeep cost a page write per event): a task's events are a
       // range scan of the chain from the task's creation on. One bound, so that the scan
       // starts at the larger of the two.
-      sql += "seq > max(?1, coalesce((SELECT events_after_seq FROM tasks WHERE id = ?3), 0)) "
-             "AND task_id = ?3";
+      sql +=
+          "seq > max(?1, coalesce((SELECT events_after_seq FROM tasks WHERE id = ?3), 0)) "
+          "AND task_id = ?3";
     }
     if (!query.run_id.empty()) sql += " AND run_id = ?2";
     sql += " ORDER BY seq LIMIT ?4";
@@ -923,7 +920,8 @@ bool LooksLikeSqliteFile(const std::string& path, std::string* reason) {
   std::ifstream in(path, std::ios::binary);
   char header[16] = {};
   in.read(header, sizeof(header));
-  if (in.gcount() < 16 || std::string_view(header, 16) != std::string_view("SQLite format 3\0", 16)) {
+  if (in.gcount() < 16 ||
+      std::string_view(header, 16) != std::string_view("SQLite format 3\0", 16)) {
     *reason = path + " is not an SQLite database (bad file header)";
     return false;
   }
@@ -1051,10 +1049,11 @@ class SqliteStore final : public Store {
   explicit SqliteStore(SqliteOptions options) : options_(std::move(options)) {}
 
   Result<std::unique_ptr<Connection>> OpenConnection(bool writer) {
-    int flags = SQLITE_OPEN_READWRITE | (writer && options_.create_if_missing ? SQLITE_OPEN_CREATE : 0);
+    int flags =
+        SQLITE_OPEN_READWRITE | (writer && options_.create_if_missing ? SQLITE_OPEN_CREATE : 0);
     FACTORY_ASSIGN_OR_RETURN(auto conn, Connection::Open(options_.path, flags));
-    FACTORY_RETURN_IF_ERROR(conn->Exec("PRAGMA busy_timeout = " +
-                                       std::to_string(options_.busy_timeout_ms)));
+    FACTORY_RETURN_IF_ERROR(
+        conn->Exec("PRAGMA busy_timeout = " + std::to_string(options_.busy_timeout_ms)));
     FACTORY_RETURN_IF_ERROR(conn->Exec("PRAGMA foreign_keys = ON"));
     // A 64 MiB page cache keeps large transactions (batched enqueues) from spilling pages to
     // the WAL before commit; temp B-trees stay in memory.
@@ -1178,19 +1177,18 @@ class SqliteStore final : public Store {
     }
     if (*version > sqlite::kLatestVersion) {
       (void)writer_->Exec("ROLLBACK");
-      return FailedPrecondition(
-          options_.path + " has schema version " + std::to_string(*version) +
-          ", newer than this build of factory supports (" +
-          std::to_string(sqlite::kLatestVersion) + "); upgrade factory to open it");
+      return FailedPrecondition(options_.path + " has schema version " + std::to_string(*version) +
+                                ", newer than this build of factory supports (" +
+                                std::to_string(sqlite::kLatestVersion) +
+                                "); upgrade factory to open it");
     }
     for (int next = *version; next < sqlite::kLatestVersion; ++next) {
       Status status = writer_->Exec(sqlite::kMigrations[next]);
       if (status) status = writer_->Exec("PRAGMA user_version = " + std::to_string(next + 1));
       if (!status) {
         (void)writer_->Exec("ROLLBACK");
-        return std::unexpected(
-            status.error().Wrap("migrating " + options_.path + " to version " +
-                                std::to_string(next + 1)));
+        return std::unexpected(status.error().Wrap("migrating " + options_.path + " to version " +
+                                                   std::to_string(next + 1)));
       }
     }
     Status commit = writer_->Exec("COMMIT");
@@ -1329,16 +1327,16 @@ class SqliteStore final : public Store {
   std::mutex batch_mu_;
   std::condition_variable batch_cv_;
   std::vector<QueuedWrite*> queued_writes_;  // guarded by batch_mu_; waiting for a transaction
-  bool batch_running_ = false;                // guarded by batch_mu_
+  bool batch_running_ = false;               // guarded by batch_mu_
   std::mutex writer_mu_;
   std::unique_ptr<Connection> writer_;  // guarded by writer_mu_ (after Init)
   std::mutex readers_mu_;
   std::vector<std::unique_ptr<Connection>> readers_;  // guarded by readers_mu_; idle readers
   std::mutex checkpoint_mu_;
   std::condition_variable checkpoint_cv_;
-  bool checkpoint_wanted_ = false;   // guarded by checkpoint_mu_
-  bool checkpointer_stop_ = false;   // guarded by checkpoint_mu_
-  std::thread checkpointer_;         // runs CheckpointLoop with a connection of its own
+  bool checkpoint_wanted_ = false;  // guarded by checkpoint_mu_
+  bool checkpointer_stop_ = false;  // guarded by checkpoint_mu_
+  std::thread checkpointer_;        // runs CheckpointLoop with a connection of its own
 };
 
 }  // namespace
