@@ -1,4 +1,4 @@
-// Gateway overhead (issue 4, section 9): latency p50/p99 and throughput of chat completions
+// Gateway overhead: latency p50/p99 and throughput of chat completions
 // straight to a local fake upstream, through `factory gateway` (the real binary: virtual key,
 // routing, budget admission, ledger) and through Portkey's open-source gateway, in front of the
 // same upstream, at concurrency 1 and 32, all in one run.

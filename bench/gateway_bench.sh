@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Gateway overhead (issue 4, section 9): installs Portkey's gateway once (`npm ci` from
+# Gateway overhead: installs Portkey's gateway once (`npm ci` from
 # bench/gateway_bench/package-lock.json into <build>/bench/gateway_peers; it runs offline after
 # that), then runs gateway_bench: direct vs `factory gateway` vs Portkey in front of the same
 # upstream, at concurrency 1 and 32. Usage: bench/gateway_bench.sh [build-dir]

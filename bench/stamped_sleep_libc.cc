@@ -2,7 +2,7 @@
 // glibc's start-up before main. On a KVM guest that start-up costs ~0.3 ms of CPU per process
 // (glibc's CPU-feature and cache probing executes cpuid, which traps to the hypervisor), 5x the
 // libc-free program; worker_bench --stamped-sleep build/bench/stamped_sleep_libc shows what a
-// burst of 50 such starts costs on 2 cores (bench/RESULTS.md). It is also the runner on
+// burst of 50 such starts costs on 2 cores (bench/HISTORY.md). It is also the runner on
 // machines other than x86-64, where the libc-free one is not built.
 //
 //   started <ns>

@@ -1,5 +1,5 @@
-// The task worker's dispatch latency and orchestration overhead (issue 3, section 11), measured
-// through the real `factory worker` binary, each beside a baseline measured in the same run.
+// The task worker's dispatch latency and orchestration overhead, measured through
+// the real `factory worker` binary, each beside a baseline measured in the same run.
 //
 //   worker_bench [--factory PATH] [--stamped-sleep PATH] [--dir DIR] [--only dispatch|overhead]
 //                [--repeat N] [--overhead-tasks N] [--breakdown] [--keep]

@@ -2,7 +2,7 @@
 // The fast path make uses for recipe lines: a command that is only plain words (no quotes,
 // expansions, globs, redirections, operators, assignments or shell builtins) means the same
 // when its words are exec'd directly as when /bin/sh -c runs it, and skips starting a shell
-// (about 0.7 ms of CPU per process here; it dominates short tasks; bench/RESULTS.md).
+// (whose start-up dominates the cost of a short task).
 
 #include <optional>
 #include <string>

@@ -411,7 +411,7 @@ Result<Subprocess> Subprocess::Start(const SubprocessOptions& options) {
 
   // vfork, not fork: the child borrows the parent's memory until execve instead of copying its
   // page tables (a worker with dozens of threads and a large heap paid most of a short task's
-  // cost in fork: copy_page_range, dup_mmap, copy-on-write faults; bench/RESULTS.md). ChildMain
+  // cost in fork: copy_page_range, dup_mmap, copy-on-write faults; bench/HISTORY.md). ChildMain
   // only makes async-signal-safe calls on data prepared above and never returns. All signals
   // are blocked across the call so that no handler runs in the child.
   sigset_t all_signals;

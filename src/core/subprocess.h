@@ -113,7 +113,7 @@ inline constexpr int kDescriptorsPerChild = 6;
 // RLIMIT_NOFILE up to the hard limit when it is lower, and grows the kernel's descriptor table
 // now. The kernel grows the table on demand, each time the highest descriptor passes 64, 128,
 // 256, ...; in a multithreaded process every growth waits for an RCU grace period
-// (synchronize_rcu in expand_fdtable, 10-30 ms on our machines), and it happens in the middle
+// (synchronize_rcu in expand_fdtable, milliseconds each), and it happens in the middle
 // of the burst that crosses the line, stalling the spawn that opened the descriptor. Returns the
 // count the limit allows (<= count).
 int ReserveDescriptors(int count);

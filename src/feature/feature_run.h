@@ -1,5 +1,5 @@
 #pragma once
-// The planning half of `factory run FEATURE.md` (issue 5 §1): a feature request becomes a
+// The planning half of `factory run FEATURE.md`: a feature request becomes a
 // validated task graph, planned by agents, recorded in the spec repository.
 //
 //   1. Intake: the repo map (feature/repo_map.h).

@@ -1,5 +1,5 @@
 #pragma once
-// The end of a feature's build (issue 5 §1 "final gates run on the integration branch"): once
+// The end of a feature's build: once
 // every task of the run is done, the project's command gates run once more, in order, on a clean
 // checkout of the integration branch's tip (the merged whole, which no task's gates have seen).
 // The feature is `done` only when they pass.

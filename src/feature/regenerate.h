@@ -1,5 +1,5 @@
 #pragma once
-// `factory regenerate FEATURE` (issue 5 §4): the feature built again from its stored spec, as a
+// `factory regenerate FEATURE`: the feature built again from its stored spec, as a
 // new version of the spec folder, compared with the previous version's result.
 //
 //   auto feature = ResolveFeature(repo_root, "add-count");          // or "add-count.md"

@@ -1,5 +1,5 @@
 #pragma once
-// The execution pipeline of one claimed task of a run (issue 3, sections 4, 5 and 7):
+// The execution pipeline of one claimed task of a run:
 //
 //   agent     resolve and acquire an agent slot (explicit agent, default agent for the type,
 //             cheapest capable agent), waiting with backoff while busy

@@ -1,5 +1,5 @@
 #pragma once
-// Rebase (issue 5 §2): a task that keeps failing its gates gets a better spec.
+// Rebase: a task that keeps failing its gates gets a better spec.
 //
 // A task's spec has versions: version 1 is its backlog description (Task::spec); each rebase
 // appends a `task.rebased` event (stats::kTaskRebasedEvent) to the queue's event log with the

@@ -1,5 +1,5 @@
 #pragma once
-// The review gate (issue 5 §5): a reviewer model judges an attempt's diff against the task's
+// The review gate: a reviewer model judges an attempt's diff against the task's
 // acceptance criteria and answers {"verdict": "pass"|"fail", "reasons": ["..."]}.
 //
 // The pipeline runs each `kind: review` gate after every command gate has passed (the task

@@ -1,7 +1,6 @@
 #pragma once
-// Runs: a backlog executed as tasks of one run, on its own integration branch (issue 3,
-// sections 3, 4 and 8). The API `factory run`, `factory runs`, `factory run show|resume|merge`
-// are built on.
+// Runs: a backlog executed as tasks of one run, on its own integration branch. The API
+// `factory run`, `factory runs`, `factory run show|resume|merge` are built on.
 //
 //   RunManager runs(deps);
 //   auto created = runs.CreateRun(backlog, {.run_id = "demo"});   // idempotent per run id

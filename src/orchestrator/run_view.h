@@ -1,5 +1,5 @@
 #pragma once
-// The run's progress display (issue 3, section 8), as a RunObserver:
+// The run's progress display, as a RunObserver:
 //  - on a terminal: a live block redrawn in place (ANSI) with one line per active task (key,
 //    title, agent, attempt, phase, elapsed), then the counts per state and the total cost;
 //    finished attempts scroll above it as permanent lines;

@@ -107,8 +107,8 @@ struct WorkerOptions {
   // Threads that start claimed tasks (Executor::Start) while the pool waits for them; 0: four
   // per core, at most 8 (and no more than concurrency). A start spends much of its time
   // blocked in the kernel (vfork waits for the child's exec; making the attempt's folder waits
-  // on the file system), so a few per core keep the cores busy in a burst
-  // (bench/RESULTS.md: 50 starts on 2 cores, 2 threads 13-17 ms, 8 threads 9-14 ms).
+  // on the file system), so a few per core keep the cores busy in a burst (bench/HISTORY.md,
+  // dispatch latency, compares the counts).
   int start_threads = 0;
   ClaimFilter filter;
   int64_t reap_interval_ms = 1'000;

@@ -68,7 +68,7 @@ struct RunnerContext {
   int64_t timeout_ms = 0;  // wall clock for the whole runner; 0 = none
   size_t output_tail_bytes = 4096;
   const std::atomic<bool>* cancel = nullptr;
-  std::map<std::string, std::string> extra_env;  // e.g. gateway URL and key (issue 4)
+  std::map<std::string, std::string> extra_env;  // e.g. gateway URL and key
   // Absolute paths bound read-write in the sandbox besides the worktree, for agents that must
   // write somewhere else (a CLI agent's own state directory such as ~/.claude). Empty by
   // default: the worktree is the only writable place; attempt_dir stays read-only inside.

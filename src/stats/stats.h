@@ -38,7 +38,7 @@
 
 namespace factory::stats {
 
-// The event the rebase step (issue 5 §2) appends, with the task's run and id, when it replaces
+// The event the rebase step appends, with the task's run and id, when it replaces
 // a task's spec with an improved one. Payload: {"spec_version": N (the new version; 2 after the
 // first rebase), "previous_spec_version": N-1, "agent": the rebase agent, "reason": short text}.
 // Stats only count these events; the payload is for the audit trail.

@@ -100,7 +100,7 @@ class StoreTxn {
   // Moves task_id's dependents that are pending with every dependency done (the ones its
   // completion makes ready) to `ready`, updated_ms = now_ms, and returns them in id order: one
   // query, then a write of the state alone per dependent (a read and a full-row write each
-  // made a fan-out of 500 take 5 ms ahead of the first claim). The caller records the events.
+  // would hold up the first claim after a large fan-out). The caller records the events.
   virtual Result<std::vector<TaskKey>> MakePendingDependentsReady(std::string_view task_id,
                                                                   int64_t now_ms) = 0;
   // Count of tasks per state (states with no task are absent).

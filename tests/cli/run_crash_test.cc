@@ -1,6 +1,6 @@
 // `factory run --backlog` killed with SIGKILL while tasks are running (as if its host crashed),
 // then `factory run resume RUN`: the run completes, every task is merged into the integration
-// branch exactly once, and the event chain verifies (issue 3, section 10).
+// branch exactly once, and the event chain verifies.
 
 #include <dirent.h>
 #include <gtest/gtest.h>

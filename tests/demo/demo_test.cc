@@ -1,5 +1,5 @@
 // `make demo` end to end: examples/demo.sh against the built binary in a temp dir, then an
-// independent check of everything the demo promises (README, issue 3 section 9): the run is
+// independent check of everything the demo promises (examples/demo.sh): the run is
 // fully done, the `stats` task failed a gate and its retry passed using the feedback, the two
 // tasks that both edit textkit/__init__.py are each merged exactly once, the project's own tests
 // pass on the integration branch, the audit chain verifies and the base branch is untouched.

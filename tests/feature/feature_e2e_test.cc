@@ -1,4 +1,4 @@
-// Issue 5 §7: one whole feature run, end to end, through the real `factory` binary on the example
+// One whole feature run, end to end, through the real `factory` binary on the example
 // repository (examples/textkit copied into a temporary git repository). Only the model provider
 // is faked: the scripted fake (loopback HTTP, OpenAI wire format) answers the planners, the
 // backlog agent, the `llm` builders' tool calls, the reviewer and the rebase agent, choosing

@@ -2,7 +2,8 @@
 // real git repository, a real SQLite store (events, ledger) and the shipped prompt templates:
 // the three planners overlap in time, each in a fresh context; an invalid backlog is repaired;
 // one still invalid after two repairs fails with every error; a resumed run re-uses what was
-// already planned; the spec folder holds what §4 promises. Also the repo map.
+// already planned; the spec folder holds the plan, backlog, context and metadata. Also the
+// repo map.
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>

@@ -1,4 +1,4 @@
-// Issue 5 §1 "clean contexts": a feature run on the example repository (examples/textkit copied
+// Clean contexts: a feature run on the example repository (examples/textkit copied
 // into a temporary git repository), through the real binary. The planners and the backlog agent
 // are answered by the scripted fake provider (loopback HTTP; the backlog is the example's own
 // backlog.yaml), and the build is done by built-in `llm` agents whose tool calls the fake also

@@ -205,7 +205,7 @@ std::string Verdict(const std::string& verdict, const std::vector<std::string>& 
   return json{{"verdict", verdict}, {"reasons", reasons}}.dump();
 }
 
-// --- §1: the implementation prompt ---------------------------------------------------------
+// --- The implementation prompt -------------------------------------------------------------
 
 TEST_F(StepsTest, EachAttemptGetsTheRenderedImplementTemplateAndNothingElse) {
   WriteConfig(3);
@@ -306,7 +306,7 @@ TEST_F(StepsTest, AProjectOverrideOfImplementIsWhatTheAgentGets) {
   EXPECT_THAT(refused.error().message, HasSubstr("TASK_SPECC"));
 }
 
-// --- §2: rebase --------------------------------------------------------------------------
+// --- Rebase ------------------------------------------------------------------------------
 
 TEST_F(StepsTest, ATaskFailingItsGatesTwiceIsRebasedAndRestartsWithACleanContext) {
   WriteConfig(3);
@@ -458,7 +458,7 @@ TEST_F(StepsTest, AFailedRebaseIsRecordedAndTheAttemptKeepsTheOldSpecAndFeedback
   EXPECT_FALSE(std::filesystem::exists(AttemptDir("norebase", 3) + "/spec.v2.md"));
 }
 
-// --- §5: the review gate -----------------------------------------------------------------
+// --- The review gate ---------------------------------------------------------------------
 
 constexpr char kReviewGate[] =
     "  - {name: review, kind: review, model: cloud/frontier, timeout: 60}\n";

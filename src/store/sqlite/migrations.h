@@ -157,7 +157,7 @@ CREATE TABLE IF NOT EXISTS virtual_keys (
 )sql",
     // 4: indexes that a state change touches only when it changes their membership, and no
     // per-task event index. Pages written per commit are what a queue transaction costs
-    // (bench/RESULTS.md), so:
+    // (bench/HISTORY.md, queue throughput), so:
     //  - the claim indexes hold ready tasks only, and leased tasks have their own index (the
     //    reaper's): a claim leaves the first and enters the second, a completion leaves the
     //    second, and finished tasks are in no such index at all. (The old (state, ...) indexes
@@ -181,7 +181,7 @@ CREATE INDEX tasks_run_claim ON tasks(run_id, priority DESC, id) WHERE state = '
 CREATE INDEX tasks_lease ON tasks(lease_expires_ms) WHERE lease_expires_ms > 0;
 CREATE INDEX tasks_run ON tasks(run_id, id);
 )sql",
-    // 5: fewer pages written per claim (bench/RESULTS.md, "Schema v5"):
+    // 5: fewer pages written per claim (bench/HISTORY.md, "Schema v5"):
     //  - the running attempt lives on its task row (attempt_id, attempt_started_ms, set by the
     //    claim, which rewrites that row anyway); its `attempts` row is written once, when it
     //    ends. A claim no longer writes an attempts page, and ListAttempts shows the running

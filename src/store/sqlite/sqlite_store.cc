@@ -962,8 +962,8 @@ class SqliteStore final : public Store {
   // Group commit: a writer that finds no transaction in progress runs every write queued
   // meanwhile in one transaction, each in a savepoint of its own (a write that fails rolls back
   // its own changes only, and each caller gets its own status). Fifty workers' completions
-  // arriving together used to be fifty transactions handed the lock one by one, each writing
-  // its pages to the WAL; now they are a few.
+  // arriving together are then a few transactions instead of fifty handed the lock one by
+  // one, each writing its pages to the WAL.
   Status Write(const std::function<Status(StoreTxn&)>& fn) override {
     QueuedWrite write{.fn = &fn};
     std::unique_lock lock(batch_mu_);
@@ -1092,7 +1092,7 @@ class SqliteStore final : public Store {
   // Checkpoints run on a thread of their own instead of inside a commit. SQLite's automatic
   // checkpoint runs in the connection that committed past 1,000 WAL pages, fsyncs the database
   // there, and so holds the writer (and every writer waiting for it) for as long as the disk
-  // takes: 50-130 ms on our CI VM in the middle of a worker's run, which stalled its claims.
+  // takes, which on a slow disk stalls a worker's claims in the middle of its run.
   // A PASSIVE checkpoint from another connection never blocks the writer or readers. Our hook
   // replaces the automatic checkpoint (sqlite3_wal_hook); only when the WAL has grown far past
   // the threshold (the checkpointer cannot keep up) does a commit checkpoint inline again.
