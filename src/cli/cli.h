@@ -19,7 +19,7 @@ struct ModelsConfig;
 
 namespace factory::cli {
 
-// Process exit codes (documented in README.md).
+// Process exit codes (documented in docs/cli.md).
 inline constexpr int kExitOk = 0;
 inline constexpr int kExitFailed = 1;        // the operation ran and failed (audit broken...)
 inline constexpr int kExitUsage = 2;         // malformed arguments or invalid input values

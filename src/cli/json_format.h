@@ -1,5 +1,5 @@
 #pragma once
-// JSON shapes printed by `--json` (documented in README.md). Keys are stable: scripts rely on
+// JSON shapes printed by `--json` (documented in docs/cli.md). Keys are stable: scripts rely on
 // them. Timestamps appear twice: `*_ms` (Unix milliseconds) and `*_at` (RFC 3339 UTC).
 
 #include <nlohmann/json.hpp>
