@@ -147,9 +147,8 @@ std::pair<int64_t, int64_t> ReadStamps(const fs::path& stdout_log) {
 // `factory init` leaves it.
 // A directory no earlier measurement of this invocation used. Measurements never reuse (and so
 // never delete) an earlier one's files: on ext4, creating files right after thousands were
-// deleted is slow (the inode allocator skips recently deleted inodes one by one:
-// `recently_deleted` was 20% of the worker's CPU when each round removed the previous round's
-// 6,000 artifact files first, and every round was slower than the one before).
+// deleted is slow (the inode allocator skips recently deleted inodes one by one), which would
+// make every round slower than the one before (bench/HISTORY.md).
 fs::path NewMeasurementDir(const Options& options, const std::string& name) {
   static int sequence = 0;
   return fs::path(options.dir) / (name + "-" + std::to_string(++sequence));
@@ -165,9 +164,9 @@ std::unique_ptr<Store> FreshDatabase(const fs::path& dir) {
 
 // Writes back what the setup left dirty and commits the file system's journal before a
 // measurement starts. Without it the setup's writes (the enqueued database, its WAL deleted on
-// close) were flushed during the measurement: an ext4 journal commit (with this VM's online
-// discard of the freed blocks) holds up every file and directory creation for 15-100 ms, and a
-// burst of starts, which creates two folders and two files per task, stalled with it.
+// close) are flushed during the measurement: an ext4 journal commit (with online discard of the
+// freed blocks) holds up every file and directory creation, and a burst of starts, which
+// creates files and folders per task, stalls with it.
 void SettleFileSystem() { ::sync(); }
 
 // Runs `factory ARGS` in dir (its default database); returns the wall time in seconds.
