@@ -293,6 +293,7 @@ json SummaryToJson(const RunSummary& summary) {
       {"first_attempt_success_rate", summary.first_attempt_success_rate},
       {"wall_ms", summary.wall_ms},
       {"cost_usd", summary.cost_usd},
+      {"planning_cost_usd", summary.planning_cost_usd},
       {"gates", summary.gates},
       {"no_gates", summary.gates == 0},
       {"all_done", summary.all_done()},
@@ -315,7 +316,9 @@ std::string FormatSummary(const RunSummary& summary, bool as_json) {
   text += "  attempts: " + std::to_string(summary.attempts) + " (first-attempt success rate " +
           Percent(summary.first_attempt_success_rate) + ")\n";
   text += "  wall time: " + FormatDuration(summary.wall_ms) +
-          "   cost: " + FormatCost(summary.cost_usd) + "\n";
+          "   cost: " + FormatCost(summary.cost_usd);
+  if (!summary.feature.empty()) text += " (planning " + FormatCost(summary.planning_cost_usd) + ")";
+  text += "\n";
   if (summary.gates == 0) {
     text +=
         "  gates: none configured (.factory/config.yaml): no task was checked before it "
