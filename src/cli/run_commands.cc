@@ -474,6 +474,7 @@ int PlanAndBuildFeature(RunEnvironment& env, const RunArgs& args,
     // still waiting are marked, and the process ends without waiting for their answers.
     auto on_signal = [&](int) {
       const std::vector<std::string> marked = interrupt.Interrupt();
+      (void)env.runs().SetRunState(run_id, "interrupted");
       std::string names;
       for (const auto& name : marked) names += (names.empty() ? "" : ", ") + name;
       std::cout.flush();
@@ -487,7 +488,11 @@ int PlanAndBuildFeature(RunEnvironment& env, const RunArgs& args,
     SignalWatcher signals(on_signal, on_signal);
     return feature::PlanFeature(request, deps, planning);
   }();
-  if (!plan) return ReportError(plan.error());
+  if (!plan) {
+    (void)env.runs().SetRunState(run_id, "planning_failed");
+    return ReportError(plan.error());
+  }
+  (void)env.runs().SetRunState(run_id, "planned");
   int reused = 0;
   for (const auto& planner : plan->planners) reused += planner.reused ? 1 : 0;
   std::cerr << "factory: planned " << plan->backlog.value.tasks.size() << " tasks (version "

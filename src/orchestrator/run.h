@@ -206,6 +206,10 @@ class RunManager {
   // CreateRun adds the tasks later. Idempotent per run id. Errors as CreateRun's (minus the
   // backlog's).
   Result<CreatedRun> OpenRun(const CreateRunOptions& options);
+  // Sets the run's state (shown by `factory runs`): ExecuteRun keeps running/done/stopped/failed
+  // up to date; a feature's planning sets planned, interrupted or planning_failed before that.
+  // NotFound for an unknown run.
+  Status SetRunState(const std::string& run_id, const std::string& state);
 
   // Executes the run's tasks until none is ready, in flight or backing off (or until
   // RequestStop/RequestCancel). NotFound for an unknown run.
@@ -249,7 +253,6 @@ class RunManager {
   // integration branch's tip.
   Status ReadFinalGates(RunSummary& summary);
   Result<RunCounts> Counts(const std::string& run_id, double cost_usd);
-  Status SetRunState(const std::string& run_id, const std::string& state);
   // The run's row (no branch, no tasks); `source` is the backlog's.
   Result<CreatedRun> InsertRun(const std::string& source, const CreateRunOptions& options,
                                const std::string& state);

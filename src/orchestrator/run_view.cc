@@ -409,11 +409,11 @@ std::string FormatRunList(const std::vector<RunListEntry>& runs, bool as_json) {
     return out.dump() + "\n";
   }
   if (runs.empty()) return "no runs\n";
-  std::string text = Pad("RUN", 16) + " " + Pad("STATE", 8) + " " + Pad("DONE", 9) + " " +
+  std::string text = Pad("RUN", 16) + " " + Pad("STATE", 15) + " " + Pad("DONE", 9) + " " +
                      Pad("FAILED", 6) + " " + Pad("BLOCKED", 7) + " " + Pad("CREATED", 24) +
                      " TITLE\n";
   for (const auto& entry : runs) {
-    text += Pad(entry.run.id, 16) + " " + Pad(entry.run.state, 8) + " " +
+    text += Pad(entry.run.id, 16) + " " + Pad(entry.run.state, 15) + " " +
             Pad(std::to_string(entry.summary.done) + "/" + std::to_string(entry.summary.total), 9) +
             " " + Pad(std::to_string(entry.summary.failed), 6) + " " +
             Pad(std::to_string(entry.summary.blocked), 7) + " " +

@@ -175,6 +175,7 @@ TEST_F(PlanReviewTest, PlanOnlyPrintsTheBacklogAndSpecBuildsTheEditedPlan) {
   ASSERT_EQ(runs.size(), 1u) << runs.dump();
   EXPECT_EQ(runs[0]["run_id"], "rev1");
   EXPECT_EQ(runs[0]["total"], 0);
+  EXPECT_EQ(runs[0]["state"], "planned");
   EXPECT_EQ(runs[0]["feature_id"], "greetings");
 
   // The JSON form of the same plan (the stored one, checked again: no call).
@@ -305,6 +306,7 @@ TEST_F(PlanReviewTest, CtrlCDuringPlanningMarksThePlannersInterruptedAndSaysHowT
   EXPECT_EQ(metadata["status"], "interrupted");
   EXPECT_EQ(metadata["planners"]["qa"]["status"], "interrupted");
   EXPECT_EQ(metadata["planners"]["spec"]["status"], "done");
+  EXPECT_EQ(sandbox_.Ok({"runs", "--json"}).Json()[0]["state"], "interrupted");
 
   const size_t before = fake_.request_count();
   Script({testing::ValidBacklogJson()});
