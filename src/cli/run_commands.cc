@@ -207,9 +207,9 @@ Result<llm::Router*> PlanningRouter(RunEnvironment& env, std::unique_ptr<llm::Ro
   return own.get();
 }
 
-// Before the first paid call: the models the planners, the review gates and the rebase agent
-// will call must each resolve to a deployment whose provider is usable (key variable set).
-// Unknown names were refused when the environment opened; this finds the unusable ones.
+// Before the first paid call: the models the planners and the review gates will call must each
+// resolve to a deployment whose provider is usable (key variable set). Unknown names were
+// refused when the environment opened; this finds the unusable ones.
 Status CheckModelsBeforePaying(RunEnvironment& env, const llm::Router& router) {
   std::string problems;
   auto chain = router.config().ChainFor("plan", "");
@@ -226,9 +226,14 @@ Status CheckModelsBeforePaying(RunEnvironment& env, const llm::Router& router) {
                   "): " + resolved.error().message + "\n";
     }
   }
+  // Rebasing without a usable model is off, not an error (as when models.yaml has none for it):
+  // said now rather than when a task first needs it.
   if (!env.rebase_targets().empty() && env.router() != nullptr) {
-    if (auto resolved = env.router()->Resolve(env.rebase_targets()); !resolved) {
-      problems += "the rebase agent: " + resolved.error().message + "\n";
+    auto resolved = env.router()->Resolve(env.rebase_targets());
+    if (!resolved && problems.empty()) {
+      std::cerr << "factory: warning: the rebase agent cannot call a model ("
+                << resolved.error().message
+                << "); a task that keeps failing its gates keeps its spec\n";
     }
   }
   if (problems.empty()) return Ok();
