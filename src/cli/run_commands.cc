@@ -1,6 +1,7 @@
-// `factory run --backlog FILE`, `factory run FEATURE.md`, `factory run resume|show|merge RUN`,
-// `factory runs` and `factory regenerate FEATURE`: the planning and final gates (src/feature)
-// and execution pipeline (src/orchestrator) behind the CLI.
+// `factory run --backlog FILE`, `factory run FEATURE.md [--plan-only] [--new-version]`,
+// `factory run --spec FEATURE`, `factory run resume|show|merge RUN`, `factory runs` and
+// `factory regenerate FEATURE`: the planning and final gates (src/feature) and execution
+// pipeline (src/orchestrator) behind the CLI.
 
 #include <pwd.h>
 #include <unistd.h>
@@ -842,7 +843,7 @@ void AddRunCommands(CLI::App& app, CliContext& ctx) {
   run->add_flag("--plan-only", args.plan_only,
                 "Feature runs: plan, validate and store the spec folder, print the backlog "
                 "(tasks, dependencies, scopes, acceptance) and the command that builds it; no "
-                "build");
+                "build. With --spec: the stored plan, checked");
   run->add_option("--spec", args.spec,
                   "Build the stored plan of a feature (its id or request file): "
                   ".factory/specs/<feature>/BACKLOG.yaml, checked again (it may have been "
@@ -862,7 +863,10 @@ void AddRunCommands(CLI::App& app, CliContext& ctx) {
   run->add_flag("--no-sandbox", args.no_sandbox, "Do not use bubblewrap (rlimits only)");
   AddCommonRunOptions(run, args);
 
-  auto* resume = run->add_subcommand("resume", "Continue a run after a crash or Ctrl-C");
+  auto* resume = run->add_subcommand(
+      "resume",
+      "Continue a run after a crash or Ctrl-C; a feature's run continues from where it stopped: "
+      "planning (finished planners are re-used), building or its final gates");
   resume->add_option("RUN", args.target_run, "Run id")->required();
   resume->add_option("--concurrency", args.concurrency, "Parallel tasks (default: config)")
       ->check(NumberIn(1, 256));
