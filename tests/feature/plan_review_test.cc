@@ -213,6 +213,20 @@ TEST_F(PlanReviewTest, PlanOnlyPrintsTheBacklogAndSpecBuildsTheEditedPlan) {
   EXPECT_EQ(Metadata()["status"], "done");
 }
 
+// Without --run-id, the request of a planned (not yet built) version continues that version.
+TEST_F(PlanReviewTest, RunningTheRequestAgainBuildsItsPlannedVersion) {
+  Script({testing::ValidBacklogJson()});
+  ASSERT_EQ(Run({"run", "greetings.md", "--plan-only"}).exit_code, 0);
+  const std::string run_id = Metadata()["run_id"];
+  CliResult built = Run({"run", "greetings.md", "--plain", "--json"});
+  ASSERT_EQ(built.exit_code, 0) << built.err;
+  EXPECT_THAT(built.err, HasSubstr("continuing version 1 of feature greetings (run " + run_id));
+  EXPECT_EQ(built.Json()["run_id"], run_id);
+  EXPECT_EQ(built.Json()["done"], 2);
+  EXPECT_EQ(fake_.request_count(), 4u) << "planned once";
+  EXPECT_EQ(Metadata()["version"], 1);
+}
+
 TEST_F(PlanReviewTest, AnEditedBacklogWithErrorsIsRefusedNamingFileAndLine) {
   Script({testing::ValidBacklogJson()});
   ASSERT_EQ(Run({"run", "greetings.md", "--run-id", "rev2", "--plan-only"}).exit_code, 0);
