@@ -1,22 +1,29 @@
-// `factory run --backlog FILE`, `factory run FEATURE.md`, `factory run resume|show|merge RUN`,
-// `factory runs` and `factory regenerate FEATURE`: the planning and final gates (src/feature)
-// and execution pipeline (src/orchestrator) behind the CLI.
+// `factory run --backlog FILE`, `factory run FEATURE.md [--plan-only] [--new-version]`,
+// `factory run --spec FEATURE`, `factory run resume|show|merge RUN`, `factory runs` and
+// `factory regenerate FEATURE`: the planning and final gates (src/feature) and execution
+// pipeline (src/orchestrator) behind the CLI.
 
 #include <pwd.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <iostream>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
 
 #include "cli/cli.h"
 #include "cli/signals.h"
 #include "cli/validate.h"
+#include "core/redact.h"
+#include "core/sha256.h"
 #include "feature/feature_run.h"
 #include "feature/final_gates.h"
+#include "feature/planned_backlog.h"
 #include "feature/regenerate.h"
 #include "orchestrator/environment.h"
 #include "orchestrator/run_view.h"
@@ -39,7 +46,13 @@ struct RunArgs {
   std::string target_run;  // resume/show/merge
   bool force = false;      // merge: a run that is not mergeable
   std::string reason;      // merge --force: why (audit log)
+  bool plan_only = false;  // plan, store and print the backlog; no build
+  std::string spec;        // --spec FEATURE: build the stored plan
+  bool new_version = false;
 };
+
+// A command interrupted by Ctrl-C (128 + SIGINT), as shells report it.
+constexpr int kExitInterrupted = 130;
 
 // Opens the store, then the run environment (config, agents, repository).
 struct Opened {
@@ -176,100 +189,244 @@ int RunBacklog(const CliContext& ctx, const RunArgs& args) {
   });
 }
 
-// `factory run FEATURE.md`: plan (feature/feature_run.h), then build the planned backlog as
-// `--backlog` does. Re-running with the same --run-id resumes: saved planner outputs and a
-// saved backlog are used again, the run's tasks continue where they were.
-int RunFeature(const CliContext& ctx, const RunArgs& args) {
-  if (!args.backlog.empty()) {
-    return ReportError("give either a feature request (FEATURE.md) or --backlog, not both",
-                       kExitUsage);
+// The planners' router: the environment's when an llm agent or a review gate made it build one,
+// else one over the same models.yaml, ledger and budgets.
+Result<llm::Router*> PlanningRouter(RunEnvironment& env, std::unique_ptr<llm::Router>& own) {
+  if (env.router() != nullptr) return env.router();
+  const std::filesystem::path models_path =
+      std::filesystem::path(env.workspace().repo_root()) / ".factory" / "models.yaml";
+  auto models = llm::LoadModelsConfig(models_path);
+  if (!models) {
+    if (models.error().code != ErrorCode::kNotFound) return std::unexpected(models.error());
+    return FailedPrecondition("planning a feature needs models: " + models_path.string() +
+                              " does not exist (`factory init` writes the default)");
   }
-  auto request = feature::LoadFeatureRequest(args.feature);
-  if (!request) return ReportError(request.error());
-  auto opened = OpenEverything(ctx, args);
-  if (!opened) return ReportError(opened.error());
-  RunEnvironment& env = *opened->env;
-  const std::filesystem::path repo_root = env.workspace().repo_root();
+  llm::RouterOptions router_options;
+  router_options.observer = &env.ledger();
+  router_options.admission = &env.budget();
+  FACTORY_ASSIGN_OR_RETURN(own, llm::Router::Create(std::move(*models), router_options));
+  return own.get();
+}
 
-  // The planners' router: the environment's when an llm agent made it build one, else one over
-  // the same models.yaml, ledger and budgets.
-  std::unique_ptr<llm::Router> own_router;
-  llm::Router* router = env.router();
-  if (router == nullptr) {
-    const std::filesystem::path models_path = repo_root / ".factory" / "models.yaml";
-    auto models = llm::LoadModelsConfig(models_path);
-    if (!models) {
-      if (models.error().code != ErrorCode::kNotFound) return ReportError(models.error());
-      return ReportError("planning a feature needs models: " + models_path.string() +
-                             " does not exist (`factory init` writes the default)",
-                         kExitPrecondition);
+// Before the first paid call: the models the planners and the review gates will call must each
+// resolve to a deployment whose provider is usable (key variable set). Unknown names were
+// refused when the environment opened; this finds the unusable ones.
+Status CheckModelsBeforePaying(RunEnvironment& env, const llm::Router& router) {
+  std::string problems;
+  auto chain = router.config().ChainFor("plan", "");
+  if (!chain) {
+    problems += "planning: no model for task type 'plan': " + chain.error().message +
+                " (add a routing rule for task_type 'plan' to models.yaml)\n";
+  } else if (auto resolved = router.Resolve(*chain); !resolved) {
+    problems += "planning: " + resolved.error().message + "\n";
+  }
+  for (const GateConfig& gate : env.config().GatesOfKind(GateKind::kReview)) {
+    const llm::Router* reviewer = env.router() != nullptr ? env.router() : &router;
+    if (auto resolved = reviewer->Resolve({gate.model}); !resolved) {
+      problems += "review gate '" + gate.name + "' (model " + gate.model +
+                  "): " + resolved.error().message + "\n";
     }
-    llm::RouterOptions router_options;
-    router_options.observer = &env.ledger();
-    router_options.admission = &env.budget();
-    auto created = llm::Router::Create(std::move(*models), router_options);
-    if (!created) return ReportError(created.error());
-    own_router = std::move(*created);
-    router = own_router.get();
   }
-  const std::string run_id = args.run_id.empty() ? NewRunId() : args.run_id;
-  if (auto valid = WorkspaceManager::ValidateId("run id", run_id); !valid) {
-    return ReportError(valid.error());
+  // Rebasing without a usable model is off, not an error (as when models.yaml has none for it):
+  // said now rather than when a task first needs it.
+  if (!env.rebase_targets().empty() && env.router() != nullptr) {
+    auto resolved = env.router()->Resolve(env.rebase_targets());
+    if (!resolved && problems.empty()) {
+      std::cerr << "factory: warning: the rebase agent cannot call a model ("
+                << resolved.error().message
+                << "); a task that keeps failing its gates keeps its spec\n";
+    }
   }
-  feature::PlanningDeps deps;
-  deps.router = router;
-  deps.prompts = &env.prompts();  // the project's templates, loaded (and checked) with the run
-  deps.agents = &env.agents();
-  deps.config = &env.config();
-  deps.queue = &env.queue();
-  feature::PlanningOptions planning;
-  planning.run_id = run_id;
-  planning.repo_root = repo_root;
-  planning.spec_dir = repo_root / ".factory" / "specs" / request->id;
-  planning.max_repairs = args.max_repairs;
-  std::cerr << "factory: feature " << request->id << ", run " << run_id << ": planning (spec in "
-            << planning.spec_dir.string() << ")\n";
-  auto plan = feature::PlanFeature(*request, deps, planning);
-  if (!plan) return ReportError(plan.error());
-  int reused = 0;
-  for (const auto& planner : plan->planners) reused += planner.reused ? 1 : 0;
-  std::cerr << "factory: planned " << plan->backlog.value.tasks.size() << " tasks (version "
-            << plan->version << "; " << reused << " planner output(s) reused"
-            << (plan->reused_backlog ? ", backlog reused" : "") << "; backlog answers "
-            << plan->backlog_attempts << ")\n";
+  if (problems.empty()) return Ok();
+  problems.pop_back();
+  return FailedPrecondition("the models cannot be used (nothing was called):\n" + problems);
+}
 
-  // Build: the same path as --backlog, from the spec folder's BACKLOG.yaml.
-  auto backlog = env.LoadBacklog(plan->backlog_path);
+std::string FormatMs(int64_t ms) {
+  char text[32];
+  std::snprintf(text, sizeof(text), "%.1fs", static_cast<double>(std::max<int64_t>(ms, 0)) / 1000);
+  return text;
+}
+
+std::string FormatUsd(double usd) {
+  char text[32];
+  std::snprintf(text, sizeof(text), "$%.4f", usd);
+  return text;
+}
+
+// The planning part of the progress display: one line per planner state change, on the stream
+// the run's live view uses.
+class PlanningLines final : public feature::PlanningObserver {
+ public:
+  explicit PlanningLines(FILE* out) : out_(out) {}
+  void OnPlanner(const feature::PlannerProgress& progress) override {
+    std::string line = "plan   " + progress.name;
+    if (progress.name == "backlog" && progress.attempt > 1) {
+      line += " (repair " + std::to_string(progress.attempt - 1) + ")";
+    }
+    line += " " + progress.state;
+    if (progress.state == "done" || progress.state == "failed" || progress.state == "invalid") {
+      line += " in " + FormatMs(progress.elapsed_ms);
+    }
+    if (progress.state == "done" || progress.state == "invalid" || progress.state == "reused") {
+      line += ", " + FormatUsd(progress.cost_usd);
+      if (!progress.model.empty()) line += " (" + progress.model + ")";
+    }
+    if (progress.state == "reused") line += " saved before; not called again";
+    std::lock_guard lock(mu_);
+    std::fprintf(out_, "%s\n", line.c_str());
+    std::fflush(out_);
+  }
+
+ private:
+  FILE* out_;
+  std::mutex mu_;
+};
+
+// Where the run's progress goes: stderr when --json keeps stdout for the result.
+FILE* ViewStream(const RunArgs& args) { return args.json ? stderr : stdout; }
+
+// One line per final gate that ran, on the view's stream.
+void PrintFinalGates(const RunArgs& args, const feature::FeatureBuildOutcome& outcome) {
+  if (!outcome.final_gates) return;
+  FILE* out = ViewStream(args);
+  for (const GateResult& gate : outcome.final_gates->results) {
+    std::string line = "final  " + gate.name + (gate.passed ? " passed" : " FAILED");
+    if (!gate.passed) {
+      line += gate.timed_out ? " (timed out)" : " (exit " + std::to_string(gate.exit_code) + ")";
+    }
+    line += " in " + FormatMs(gate.duration_ms) + " on " + outcome.final_gates->branch;
+    std::fprintf(out, "%s\n", line.c_str());
+  }
+  std::fflush(out);
+}
+
+// `factory run FEATURE --spec` and --plan-only's build command.
+std::string BuildCommand(const std::string& feature_id) {
+  return "factory run --spec " + feature_id;
+}
+
+// --plan-only's output: the backlog for review, then how to build it.
+void PrintPlan(const RunArgs& args, const std::string& feature_id, int version,
+               const std::string& run_id, const std::filesystem::path& spec_dir,
+               const std::filesystem::path& backlog_path, const Backlog& backlog) {
+  if (args.json) {
+    nlohmann::json tasks = nlohmann::json::array();
+    for (const BacklogTask& task : backlog.tasks) {
+      tasks.push_back({{"id", task.id},
+                       {"title", task.title},
+                       {"description", task.description},
+                       {"type", task.type},
+                       {"agent", task.agent},
+                       {"capabilities", task.capabilities},
+                       {"priority", task.priority},
+                       {"depends_on", task.depends_on},
+                       {"scope", task.scope},
+                       {"acceptance", task.acceptance}});
+    }
+    nlohmann::json out{{"feature", feature_id},
+                       {"version", version},
+                       {"run_id", run_id},
+                       {"spec_dir", spec_dir.string()},
+                       {"backlog", backlog_path.string()},
+                       {"tasks", tasks},
+                       {"build_command", BuildCommand(feature_id)}};
+    std::cout << out.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
+    return;
+  }
+  std::string text = "Feature " + feature_id + ", version " + std::to_string(version) + ", run " +
+                     run_id + ": " + std::to_string(backlog.tasks.size()) + " task(s)\n";
+  for (const BacklogTask& task : backlog.tasks) {
+    text += "\n" + task.id + ": " + task.title + "\n";
+    if (!task.type.empty() || !task.agent.empty()) {
+      text += "  type: " + (task.type.empty() ? std::string("-") : task.type) +
+              "   agent: " + (task.agent.empty() ? std::string("(by capabilities)") : task.agent) +
+              "\n";
+    }
+    text += "  depends on: ";
+    if (task.depends_on.empty()) text += "-";
+    for (size_t index = 0; index < task.depends_on.size(); ++index) {
+      text += (index > 0 ? ", " : "") + task.depends_on[index];
+    }
+    text += "\n  scope: ";
+    for (size_t index = 0; index < task.scope.size(); ++index) {
+      text += (index > 0 ? ", " : "") + task.scope[index];
+    }
+    text += "\n  acceptance:\n";
+    for (const auto& criterion : task.acceptance) text += "    - " + criterion + "\n";
+  }
+  text += "\nReview or edit " + backlog_path.string() + ", then build it with:\n  " +
+          BuildCommand(feature_id) + "\n";
+  std::cout << ProcessRedactor().Redact(text);
+  std::cout.flush();
+}
+
+// The feature's current version is done: said instead of planning another one.
+int ReportAlreadyDone(const RunArgs& args, const std::string& feature_id,
+                      const nlohmann::json& metadata, const std::string& request_file) {
+  const std::string run_id = metadata.value("run_id", "");
+  const int version = metadata.value("version", 1);
+  if (args.json) {
+    nlohmann::json out{{"feature",
+                        {{"id", feature_id},
+                         {"version", version},
+                         {"status", "done"},
+                         {"run_id", run_id},
+                         {"already_done", true}}}};
+    std::cout << out.dump(2) << "\n";
+  } else {
+    std::cout << "factory: feature " << feature_id << " is already done (version " << version
+              << ", run " << run_id << "; `factory run merge " << run_id
+              << "` merges it); `factory run " << request_file
+              << " --new-version` plans a new version\n";
+  }
+  return kExitOk;
+}
+
+// The build half of a feature run, from the spec folder's BACKLOG.yaml: the run's tasks, their
+// execution (ResumeRun when the run was building, so a dead process's leases expire at once),
+// then the final gates. Exit 0 when the feature is done.
+int BuildFeature(RunEnvironment& env, const RunArgs& args, const std::string& feature_id,
+                 const std::filesystem::path& spec_dir, const std::string& run_id, int version) {
+  const std::filesystem::path backlog_path = spec_dir / "BACKLOG.yaml";
+  auto backlog = env.LoadBacklog(backlog_path);
   if (!backlog) return ReportError(backlog.error());
   for (const auto& warning : backlog->warnings) std::cerr << warning.ToString() << "\n";
-  const bool was_building =
-      nlohmann::json::parse(feature::ReadSpecMetadata(planning.spec_dir), nullptr, false)
-          .value("status", "") == "building";
+  const std::string status =
+      nlohmann::json::parse(feature::ReadSpecMetadata(spec_dir), nullptr, false)
+          .value("status", "");
+  const bool was_building = status == "building" || status == "verifying";
   CreateRunOptions create;
   create.run_id = run_id;
-  create.title = "feature " + request->id;
-  create.feature = request->id;
+  create.title = "feature " + feature_id;
+  create.feature = feature_id;
   auto created = env.runs().CreateRun(backlog->value, create);
   if (!created) return ReportError(created.error());
   std::cerr << "factory: run " << created->run_id << " on " << created->integration_branch << " ("
             << created->tasks_created << " new tasks, " << created->tasks_existing
             << " already there)\n";
-  (void)feature::SetSpecStatus(planning.spec_dir, "building");
+  (void)feature::SetSpecStatus(spec_dir, "building");
   auto summary = ExecuteWithLiveView(env, args, [&](const ExecuteOptions& options) {
-    // A run that was building when it stopped may hold leases of a dead process.
-    return was_building ? env.runs().ResumeRun(run_id, options)
-                        : env.runs().ExecuteRun(run_id, options);
+    if (!was_building) return env.runs().ExecuteRun(run_id, options);
+    ResumeReport report;
+    auto resumed = env.runs().ResumeRun(run_id, options, &report);
+    if (resumed && report.dead_leases_expired > 0) {
+      std::cerr << "factory: expired " << report.dead_leases_expired
+                << " lease(s) held by dead processes\n";
+    }
+    return resumed;
   });
   if (!summary) return ReportError(summary.error());
-  auto outcome = FinishFeature(env, planning.spec_dir, *summary);
+  auto outcome = FinishFeature(env, spec_dir, *summary);
   if (!outcome) return ReportError(outcome.error());
+  PrintFinalGates(args, *outcome);
   RefreshAfterFinalGates(env, *summary);
   if (args.json) {
     nlohmann::json out = SummaryToJson(*summary);
-    out["feature"] = {{"id", request->id},
-                      {"version", plan->version},
+    out["feature"] = {{"id", feature_id},
+                      {"version", version},
                       {"status", outcome->status},
-                      {"spec_dir", planning.spec_dir.string()},
+                      {"spec_dir", spec_dir.string()},
                       {"final_gates", FinalGatesStatus(*outcome)},
                       {"message", outcome->message}};
     std::cout << out.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
@@ -279,7 +436,189 @@ int RunFeature(const CliContext& ctx, const RunArgs& args) {
   }
   ReportFinalGates(*outcome, summary->integration_branch);
   if (outcome->status == "done") return kExitOk;
-  return ReportError("feature " + request->id + ": " + outcome->message, kExitFailed);
+  return ReportError("feature " + feature_id + ": " + outcome->message, kExitFailed);
+}
+
+// Plans the feature under `run_id` (re-using what an earlier execution of that run saved), then,
+// unless --plan-only, builds it. The run exists in the store before the first planning call.
+// Ctrl-C while planning marks the planners interrupted and ends the process (exit 130).
+int PlanAndBuildFeature(RunEnvironment& env, const RunArgs& args,
+                        const feature::FeatureRequest& request, const std::string& run_id) {
+  const std::filesystem::path repo_root = env.workspace().repo_root();
+  std::unique_ptr<llm::Router> own_router;
+  auto router = PlanningRouter(env, own_router);
+  if (!router) return ReportError(router.error());
+  if (auto checked = CheckModelsBeforePaying(env, **router); !checked) {
+    return ReportError(checked.error());
+  }
+  CreateRunOptions open;
+  open.run_id = run_id;
+  open.title = "feature " + request.id;
+  open.feature = request.id;
+  open.feature_request = std::filesystem::absolute(request.source).lexically_normal().string();
+  if (auto opened = env.runs().OpenRun(open); !opened) return ReportError(opened.error());
+
+  feature::PlanningDeps deps;
+  deps.router = *router;
+  deps.prompts = &env.prompts();  // the project's templates, loaded (and checked) with the run
+  deps.agents = &env.agents();
+  deps.config = &env.config();
+  deps.queue = &env.queue();
+  PlanningLines lines(ViewStream(args));
+  feature::PlanningInterrupt interrupt;
+  feature::PlanningOptions planning;
+  planning.run_id = run_id;
+  planning.repo_root = repo_root;
+  planning.spec_dir = repo_root / ".factory" / "specs" / request.id;
+  planning.max_repairs = args.max_repairs;
+  planning.observer = &lines;
+  planning.interrupt = &interrupt;
+  std::cerr << "factory: feature " << request.id << ", run " << run_id << ": planning (spec in "
+            << planning.spec_dir.string() << ")\n";
+  Result<feature::FeaturePlan> plan = [&] {
+    // The planners' calls cannot be taken back: on Ctrl-C what is saved stays, the planners
+    // still waiting are marked, and the process ends without waiting for their answers.
+    auto on_signal = [&](int) {
+      const std::vector<std::string> marked = interrupt.Interrupt();
+      (void)env.runs().SetRunState(run_id, "interrupted");
+      std::string names;
+      for (const auto& name : marked) names += (names.empty() ? "" : ", ") + name;
+      std::cout.flush();
+      std::cerr << "factory: planning of feature " << request.id << " interrupted"
+                << (names.empty() ? "" : " (" + names + " marked interrupted)")
+                << "; finished planners are kept. Resume with: factory run resume " << run_id
+                << "\n";
+      std::cerr.flush();
+      std::_Exit(kExitInterrupted);
+    };
+    SignalWatcher signals(on_signal, on_signal);
+    return feature::PlanFeature(request, deps, planning);
+  }();
+  if (!plan) {
+    (void)env.runs().SetRunState(run_id, "planning_failed");
+    return ReportError(plan.error());
+  }
+  (void)env.runs().SetRunState(run_id, "planned");
+  int reused = 0;
+  for (const auto& planner : plan->planners) reused += planner.reused ? 1 : 0;
+  std::cerr << "factory: planned " << plan->backlog.value.tasks.size() << " tasks (version "
+            << plan->version << "; " << reused << " planner output(s) reused"
+            << (plan->reused_backlog ? ", backlog reused" : "") << "; backlog answers "
+            << plan->backlog_attempts << ")\n";
+  if (args.plan_only) {
+    PrintPlan(args, request.id, plan->version, run_id, planning.spec_dir, plan->backlog_path,
+              plan->backlog.value);
+    return kExitOk;
+  }
+  return BuildFeature(env, args, request.id, planning.spec_dir, run_id, plan->version);
+}
+
+// `factory run FEATURE.md`: plan (feature/feature_run.h), then build the planned backlog as
+// `--backlog` does. Re-running with the same --run-id resumes: saved planner outputs and a
+// saved backlog are used again, the run's tasks continue where they were. Without --run-id, an
+// unfinished current version of the same request continues; a done one is reported, not planned
+// again (--new-version plans a new version).
+int RunFeature(const CliContext& ctx, const RunArgs& args) {
+  if (!args.backlog.empty()) {
+    return ReportError("give either a feature request (FEATURE.md) or --backlog, not both",
+                       kExitUsage);
+  }
+  auto request = feature::LoadFeatureRequest(args.feature);
+  if (!request) return ReportError(request.error());
+  if (!args.run_id.empty()) {
+    if (auto valid = WorkspaceManager::ValidateId("run id", args.run_id); !valid) {
+      return ReportError(valid.error().message, kExitUsage);
+    }
+  }
+  auto opened = OpenEverything(ctx, args);
+  if (!opened) return ReportError(opened.error());
+  RunEnvironment& env = *opened->env;
+  const std::filesystem::path spec_dir =
+      std::filesystem::path(env.workspace().repo_root()) / ".factory" / "specs" / request->id;
+
+  std::string run_id = args.run_id;
+  const nlohmann::json metadata =
+      nlohmann::json::parse(feature::ReadSpecMetadata(spec_dir), nullptr, false);
+  if (metadata.is_object() && !args.new_version) {
+    const std::string current_run = metadata.value("run_id", "");
+    const std::string status = metadata.value("status", "");
+    if (run_id.empty() || run_id != current_run) {
+      if (status == "done") return ReportAlreadyDone(args, request->id, metadata, args.feature);
+      // An unfinished version of this very request continues rather than paying again.
+      const bool unfinished = feature::NeedsPlanning(status) || status == "planned" ||
+                              status == "building" || status == "verifying";
+      if (run_id.empty() && unfinished && status != "backlog_invalid" &&
+          status != "planning_failed" && !current_run.empty() &&
+          metadata.value("request_sha256", "") == Sha256Hex(request->text)) {
+        run_id = current_run;
+        std::cerr << "factory: continuing version " << metadata.value("version", 1)
+                  << " of feature " << request->id << " (run " << run_id << ", " << status
+                  << "); --new-version plans a new one\n";
+      }
+    }
+  }
+  if (run_id.empty()) run_id = NewRunId();
+  return PlanAndBuildFeature(env, args, *request, run_id);
+}
+
+// `factory run --spec FEATURE`: builds the stored plan of the feature's current version (its
+// BACKLOG.yaml, perhaps edited since planning: checked again as a planned backlog), no planning.
+int RunSpec(const CliContext& ctx, const RunArgs& args) {
+  if (!args.backlog.empty() || !args.feature.empty()) {
+    return ReportError("--spec builds a stored plan: give no FEATURE.md and no --backlog with it",
+                       kExitUsage);
+  }
+  if (args.new_version) {
+    return ReportError(
+        "--new-version plans a new version: give the request (factory run FEATURE.md "
+        "--new-version); `factory regenerate FEATURE` builds the stored spec as a new version",
+        kExitUsage);
+  }
+  auto opened = OpenEverything(ctx, args);
+  if (!opened) return ReportError(opened.error());
+  RunEnvironment& env = *opened->env;
+  auto found = feature::ResolveFeature(env.workspace().repo_root(), args.spec);
+  if (!found) return ReportError(found.error());
+  const nlohmann::json metadata =
+      nlohmann::json::parse(feature::ReadSpecMetadata(found->spec_dir), nullptr, false);
+  if (!metadata.is_object()) {
+    return ReportError((found->spec_dir / "metadata.json").string() + " is damaged", kExitFailed);
+  }
+  const std::string run_id = metadata.value("run_id", "");
+  const std::string status = metadata.value("status", "");
+  const std::string request_file = metadata.value("request_file", found->id + ".md");
+  if (!args.run_id.empty() && args.run_id != run_id) {
+    return ReportError("--run-id " + args.run_id + " is not the run of feature " + found->id +
+                           "'s current version (" + run_id + ")",
+                       kExitUsage);
+  }
+  if (feature::NeedsPlanning(status)) {
+    return ReportError("feature " + found->id + " has no validated plan yet (status " + status +
+                           "): `factory run resume " + run_id + "` finishes its planning, " +
+                           "`factory run " + request_file + " --plan-only` plans it again",
+                       kExitPrecondition);
+  }
+  if (status == "done") return ReportAlreadyDone(args, found->id, metadata, request_file);
+  feature::PlannedBacklogOptions check_options;
+  check_options.agents = &env.agents();
+  const std::filesystem::path backlog_path = found->spec_dir / "BACKLOG.yaml";
+  feature::PlannedBacklogCheck check =
+      feature::CheckPlannedBacklogFile(backlog_path, check_options);
+  if (!check.ok()) {
+    std::string message = backlog_path.string() + " is not a valid plan (" +
+                          std::to_string(check.errors.size()) + " problem(s)):";
+    for (const auto& error : check.errors) message += "\n  " + error;
+    return ReportError(message, kExitUsage);
+  }
+  if (args.plan_only) {  // the stored plan, checked, for review
+    PrintPlan(args, found->id, metadata.value("version", 1), run_id, found->spec_dir, backlog_path,
+              check.backlog->value);
+    return kExitOk;
+  }
+  std::cerr << "factory: feature " << found->id << ": building the stored plan of version "
+            << metadata.value("version", 1) << " (run " << run_id << "; "
+            << check.backlog->value.tasks.size() << " tasks)\n";
+  return BuildFeature(env, args, found->id, found->spec_dir, run_id, metadata.value("version", 1));
 }
 
 // `factory regenerate FEATURE`: the stored spec built again as a new version on a fresh
@@ -379,25 +718,47 @@ int RegenerateCommand(const CliContext& ctx, const RunArgs& args) {
   return kExitOk;
 }
 
-// The spec folder (.factory/specs/<feature>/) whose current version was built by `run_id`, if
-// the run is a feature's.
-std::optional<std::filesystem::path> SpecDirOfRun(const std::filesystem::path& repo_root,
-                                                  const std::string& run_id) {
-  std::error_code error;
-  for (const auto& entry :
-       std::filesystem::directory_iterator(repo_root / ".factory" / "specs", error)) {
-    if (!entry.is_directory(error)) continue;
-    auto metadata = nlohmann::json::parse(feature::ReadSpecMetadata(entry.path()), nullptr, false);
-    if (metadata.is_object() && metadata.value("run_id", "") == run_id) return entry.path();
-  }
-  return std::nullopt;
-}
-
+// `factory run resume RUN`. A feature's run continues from the stage it stopped at: planning
+// (re-using the planners that finished), building, or its final gates.
 int ResumeRunCommand(const CliContext& ctx, const RunArgs& args) {
   auto opened = OpenEverything(ctx, args);
   if (!opened) return ReportError(opened.error());
   RunEnvironment& env = *opened->env;
-  auto summary = ExecuteWithLiveView(env, args, [&](const ExecuteOptions& options) {
+  auto shown = env.runs().ShowRun(args.target_run);
+  if (!shown) return ReportError(shown.error());
+  const nlohmann::json run_metadata =
+      nlohmann::json::parse(shown->run.metadata_json, nullptr, false);
+  const std::string feature_id =
+      run_metadata.is_object() ? run_metadata.value("feature", "") : std::string();
+  if (!feature_id.empty()) {
+    const std::filesystem::path spec_dir =
+        std::filesystem::path(env.workspace().repo_root()) / ".factory" / "specs" / feature_id;
+    const nlohmann::json metadata =
+        nlohmann::json::parse(feature::ReadSpecMetadata(spec_dir), nullptr, false);
+    const bool current = metadata.is_object() && metadata.value("run_id", "") == args.target_run;
+    const std::string status = current ? metadata.value("status", "") : "";
+    if ((current && feature::NeedsPlanning(status)) ||
+        (!metadata.is_object() && shown->tasks.empty())) {
+      // Killed while planning: the request again, from where it was read.
+      std::string request_path = current ? metadata.value("request_path", "") : std::string();
+      if (request_path.empty()) request_path = run_metadata.value("feature_request", "");
+      if (request_path.empty()) {
+        return ReportError("run " + args.target_run + " of feature " + feature_id +
+                               " does not say which request file it plans",
+                           kExitPrecondition);
+      }
+      auto request = feature::LoadFeatureRequest(request_path);
+      if (!request) return ReportError(request.error());
+      std::cerr << "factory: run " << args.target_run << ": continuing the planning of feature "
+                << feature_id << "\n";
+      return PlanAndBuildFeature(env, args, *request, args.target_run);
+    }
+    if (current) {
+      return BuildFeature(env, args, feature_id, spec_dir, args.target_run,
+                          metadata.value("version", 1));
+    }
+  }
+  return ExecuteWithView(env, args, [&](const ExecuteOptions& options) {
     ResumeReport report;
     auto resumed = env.runs().ResumeRun(args.target_run, options, &report);
     if (resumed && report.dead_leases_expired > 0) {
@@ -406,18 +767,6 @@ int ResumeRunCommand(const CliContext& ctx, const RunArgs& args) {
     }
     return resumed;
   });
-  auto spec_dir = SpecDirOfRun(env.workspace().repo_root(), args.target_run);
-  if (!summary || !spec_dir) return FinishWithSummary(summary, args.json);
-  // A feature's run: its build is recorded and its final gates run, as `factory run FEATURE.md`
-  // does at the end.
-  auto outcome = FinishFeature(env, *spec_dir, *summary);
-  if (outcome) RefreshAfterFinalGates(env, *summary);
-  const int code = FinishWithSummary(summary, args.json);
-  if (!outcome) return ReportError(outcome.error());
-  ReportFinalGates(*outcome, summary->integration_branch);
-  if (outcome->status == "done") return code;
-  return ReportError("feature " + spec_dir->filename().string() + ": " + outcome->message,
-                     kExitFailed);
 }
 
 int ShowRunCommand(const CliContext& ctx, const RunArgs& args) {
@@ -491,6 +840,16 @@ void AddRunCommands(CLI::App& app, CliContext& ctx) {
                   "Feature request (a .md file): planned by agents into .factory/specs/<feature>/ "
                   "(PLAN.md, BACKLOG.yaml, context.md, metadata.json), then built");
   run->add_option("--backlog", args.backlog, "Backlog file (YAML, or JSON by extension)");
+  run->add_flag("--plan-only", args.plan_only,
+                "Feature runs: plan, validate and store the spec folder, print the backlog "
+                "(tasks, dependencies, scopes, acceptance) and the command that builds it; no "
+                "build. With --spec: the stored plan, checked");
+  run->add_option("--spec", args.spec,
+                  "Build the stored plan of a feature (its id or request file): "
+                  ".factory/specs/<feature>/BACKLOG.yaml, checked again (it may have been "
+                  "edited); no planning");
+  run->add_flag("--new-version", args.new_version,
+                "Feature runs: plan a new version even when the current one is done");
   run->add_option("--max-repairs", args.max_repairs,
                   "Feature runs: times an invalid backlog goes back to the backlog agent")
       ->check(NumberIn(0, 10));
@@ -504,7 +863,10 @@ void AddRunCommands(CLI::App& app, CliContext& ctx) {
   run->add_flag("--no-sandbox", args.no_sandbox, "Do not use bubblewrap (rlimits only)");
   AddCommonRunOptions(run, args);
 
-  auto* resume = run->add_subcommand("resume", "Continue a run after a crash or Ctrl-C");
+  auto* resume = run->add_subcommand(
+      "resume",
+      "Continue a run after a crash or Ctrl-C; a feature's run continues from where it stopped: "
+      "planning (finished planners are re-used), building or its final gates");
   resume->add_option("RUN", args.target_run, "Run id")->required();
   resume->add_option("--concurrency", args.concurrency, "Parallel tasks (default: config)")
       ->check(NumberIn(1, 256));
@@ -533,6 +895,13 @@ void AddRunCommands(CLI::App& app, CliContext& ctx) {
   run->callback([&ctx, run] {
     if (!run->get_subcommands().empty()) return;  // a subcommand set its own action
     ctx.action = [&ctx] {
+      if (!args.spec.empty()) return RunSpec(ctx, args);
+      if (args.feature.empty() && (args.plan_only || args.new_version)) {
+        return ReportError(std::string(args.plan_only ? "--plan-only" : "--new-version") +
+                               " goes with a feature request: factory run FEATURE.md " +
+                               (args.plan_only ? "--plan-only" : "--new-version"),
+                           kExitUsage);
+      }
       return args.feature.empty() ? RunBacklog(ctx, args) : RunFeature(ctx, args);
     };
   });

@@ -95,10 +95,11 @@ class SpecFolder {
 
   const fs::path& dir() const { return dir_; }
 
-  // Applies `change` to the metadata and writes it. Thread-safe.
+  // Applies `change` to the metadata and writes it; nothing once interrupted. Thread-safe.
   template <typename Change>
   Status Update(Change&& change) {
     std::lock_guard lock(mu_);
+    if (frozen_) return Ok();
     change(metadata_);
     metadata_["last_generated"] = UtcTimestamp(SystemClock().NowMillis());
     return WriteAtomically(dir_ / kMetadataFile, metadata_.dump(2) + "\n");
@@ -107,11 +108,38 @@ class SpecFolder {
     std::lock_guard lock(mu_);
     return metadata_;
   }
+  bool frozen() const {
+    std::lock_guard lock(mu_);
+    return frozen_;
+  }
+
+  // Marks the running planners (and a running backlog agent) interrupted, writes that, and
+  // freezes the folder. Returns the planners marked. Thread-safe.
+  std::vector<std::string> Interrupt() {
+    std::lock_guard lock(mu_);
+    std::vector<std::string> marked;
+    if (frozen_) return marked;
+    frozen_ = true;
+    const std::string status = metadata_.value("status", "");
+    if (status != "planning" && status != "backlog") return marked;
+    for (auto& [name, planner] : metadata_["planners"].items()) {
+      if (planner.is_object() && planner.value("status", "") == "running") {
+        planner["status"] = "interrupted";
+        marked.push_back(name);
+      }
+    }
+    if (status == "backlog") marked.push_back("backlog");
+    metadata_["status"] = "interrupted";
+    metadata_["last_generated"] = UtcTimestamp(SystemClock().NowMillis());
+    (void)WriteAtomically(dir_ / kMetadataFile, metadata_.dump(2) + "\n");
+    return marked;
+  }
 
  private:
   const fs::path dir_;
   mutable std::mutex mu_;
-  json metadata_;  // guarded by mu_
+  json metadata_;        // guarded by mu_
+  bool frozen_ = false;  // guarded by mu_
 };
 
 class Planning {
@@ -119,6 +147,10 @@ class Planning {
   Planning(const FeatureRequest& request, const PlanningDeps& deps, const PlanningOptions& options,
            SpecFolder& folder)
       : request_(request), deps_(deps), options_(options), folder_(folder) {}
+
+  void Progress(PlannerProgress progress) {
+    if (options_.observer != nullptr) options_.observer->OnPlanner(progress);
+  }
 
   // The plan itself is saved in the spec folder; a lost event must not fail it.
   void Event(const std::string& kind, const std::string& actor, const json& payload) {
@@ -160,6 +192,7 @@ class Planning {
     (void)folder_.Update([&](json& metadata) {
       metadata["planners"][name] = {{"status", "running"}, {"started_ms", outcome.started_ms}};
     });
+    Progress({.name = name, .state = "running"});
     auto response = deps_.router->Chat(
         targets,
         Request(std::move(system_prompt),
@@ -167,7 +200,10 @@ class Planning {
                     " document for this feature now, following the sections above."),
         Context(agent, PromptFor(name)));
     outcome.ended_ms = SystemClock().NowMillis();
+    if (folder_.frozen()) return Aborted("planning was interrupted");
     if (!response) {
+      Progress(
+          {.name = name, .state = "failed", .elapsed_ms = outcome.ended_ms - outcome.started_ms});
       Event("feature.planner.failed", agent,
             {{"planner", name}, {"error", response.error().message}});
       (void)folder_.Update([&](json& metadata) {
@@ -184,6 +220,11 @@ class Planning {
         metadata["planners"][name]["status"] = "failed";
         metadata["planners"][name]["error"] = "empty answer";
       });
+      Progress({.name = name,
+                .state = "failed",
+                .elapsed_ms = outcome.ended_ms - outcome.started_ms,
+                .cost_usd = outcome.cost_usd,
+                .model = outcome.model});
       return Unavailable("the " + name + " planner answered with an empty document");
     }
     // The output first, then the metadata that says it is complete: a kill between the two
@@ -200,6 +241,11 @@ class Planning {
                                     {"cost_usd", outcome.cost_usd}};
       metadata["cost_usd"] = metadata.value("cost_usd", 0.0) + outcome.cost_usd;
     }));
+    Progress({.name = name,
+              .state = "done",
+              .elapsed_ms = outcome.ended_ms - outcome.started_ms,
+              .cost_usd = outcome.cost_usd,
+              .model = outcome.model});
     Event("feature.planner.finished", agent,
           {{"planner", name},
            {"started_ms", outcome.started_ms},
@@ -235,11 +281,18 @@ class Planning {
     std::vector<std::string> errors;
     for (int attempt = 1; attempt <= options_.max_repairs + 1; ++attempt) {
       const bool repair = attempt > 1;
+      if (folder_.frozen()) return Aborted("planning was interrupted");
+      Progress({.name = "backlog", .state = "running", .attempt = attempt});
+      const int64_t started_ms = SystemClock().NowMillis();
       auto response =
           deps_.router->Chat(targets, request,
                              Context("backlog-planner", repair ? prompts::kBacklogRepairPrompt
                                                                : prompts::kBacklogPrompt));
+      const int64_t elapsed_ms = SystemClock().NowMillis() - started_ms;
+      if (folder_.frozen()) return Aborted("planning was interrupted");
       if (!response) {
+        Progress(
+            {.name = "backlog", .state = "failed", .elapsed_ms = elapsed_ms, .attempt = attempt});
         return std::unexpected(response.error().ToError().Wrap("the backlog agent"));
       }
       ++attempts;
@@ -249,6 +302,12 @@ class Planning {
       FACTORY_RETURN_IF_ERROR(WriteAtomically(saved.string() + ".txt", answer));
       PlannedBacklogCheck check = CheckPlannedBacklog(answer, check_options);
       errors = check.errors;
+      Progress({.name = "backlog",
+                .state = check.ok() ? "done" : "invalid",
+                .elapsed_ms = elapsed_ms,
+                .cost_usd = response->cost_usd,
+                .model = response->model_name,
+                .attempt = attempt});
       FACTORY_RETURN_IF_ERROR(folder_.Update([&](json& metadata) {
         metadata["attempts"] = attempts;
         metadata["cost_usd"] = metadata.value("cost_usd", 0.0) + response->cost_usd;
@@ -350,6 +409,33 @@ Result<FeatureRequest> LoadFeatureRequest(const fs::path& path) {
   return request;
 }
 
+std::vector<std::string> PlanningInterrupt::Interrupt() {
+  std::lock_guard lock(mu_);
+  if (interrupted_) return {};
+  interrupted_ = true;
+  return interrupt_ ? interrupt_() : std::vector<std::string>{};
+}
+
+bool PlanningInterrupt::interrupted() const {
+  std::lock_guard lock(mu_);
+  return interrupted_;
+}
+
+void PlanningInterrupt::Attach(std::function<std::vector<std::string>()> interrupt) {
+  std::lock_guard lock(mu_);
+  interrupt_ = std::move(interrupt);
+}
+
+void PlanningInterrupt::Detach() {
+  std::lock_guard lock(mu_);
+  interrupt_ = nullptr;
+}
+
+bool NeedsPlanning(std::string_view status) {
+  return status == "planning" || status == "backlog" || status == "backlog_invalid" ||
+         status == "planning_failed" || status == "interrupted";
+}
+
 std::string ReadSpecMetadata(const fs::path& spec_dir) {
   return ReadText(spec_dir / kMetadataFile);
 }
@@ -408,6 +494,7 @@ Result<FeaturePlan> PlanFeature(const FeatureRequest& request, const PlanningDep
                     {"status", "planning"},
                     {"run_id", options.run_id},
                     {"request_file", request.source},
+                    {"request_path", fs::absolute(request.source).lexically_normal().string()},
                     {"request_sha256", request_hash},
                     {"attempts", 0},
                     {"cost_usd", 0.0},
@@ -416,6 +503,22 @@ Result<FeaturePlan> PlanFeature(const FeatureRequest& request, const PlanningDep
   SpecFolder folder(options.spec_dir, metadata);
   Planning planning(request, deps, options, folder);
   FACTORY_RETURN_IF_ERROR(folder.Update([](json&) {}));
+  // Detached on every return: the folder dies with this call.
+  struct Attachment {
+    PlanningInterrupt* interrupt;
+    ~Attachment() {
+      if (interrupt != nullptr) interrupt->Detach();
+    }
+  } attachment{options.interrupt};
+  if (options.interrupt != nullptr) {
+    options.interrupt->Attach([&folder, &planning] {
+      std::vector<std::string> marked = folder.Interrupt();
+      planning.Event("feature.planning.interrupted", "orchestrator", {{"planners", marked}});
+      for (const auto& name : marked) planning.Progress({.name = name, .state = "interrupted"});
+      return marked;
+    });
+    if (options.interrupt->interrupted()) return Aborted("planning was interrupted");
+  }
 
   FeaturePlan plan;
   plan.version = version;
@@ -424,9 +527,7 @@ Result<FeaturePlan> PlanFeature(const FeatureRequest& request, const PlanningDep
                  {{"feature", request.id}, {"version", version}, {"resumed", resuming}});
 
   // A saved backlog of this run: planning is over.
-  if (resuming && metadata.value("status", "") != "planning" &&
-      metadata.value("status", "") != "backlog" &&
-      metadata.value("status", "") != "backlog_invalid" && fs::exists(plan.backlog_path)) {
+  if (resuming && !NeedsPlanning(metadata.value("status", "")) && fs::exists(plan.backlog_path)) {
     BacklogOptions backlog_options;
     backlog_options.agents = deps.agents;
     FACTORY_ASSIGN_OR_RETURN(plan.backlog, LoadBacklog(plan.backlog_path, backlog_options));
@@ -474,6 +575,11 @@ Result<FeaturePlan> PlanFeature(const FeatureRequest& request, const PlanningDep
       outcome.model = saved[name].value("model", "");
       outcome.cost_usd = saved[name].value("cost_usd", 0.0);
       planning.Event("feature.planner.reused", name + "-planner", {{"planner", name}});
+      planning.Progress({.name = name,
+                         .state = "reused",
+                         .elapsed_ms = outcome.ended_ms - outcome.started_ms,
+                         .cost_usd = outcome.cost_usd,
+                         .model = outcome.model});
       results[index] = std::move(outcome);
       continue;
     }
@@ -481,6 +587,7 @@ Result<FeaturePlan> PlanFeature(const FeatureRequest& request, const PlanningDep
         [&, index, name] { results[index] = planning.RunPlanner(name, repo_map, targets); });
   }
   for (auto& thread : threads) thread.join();
+  if (folder.frozen()) return Aborted("planning was interrupted");
   for (auto& result : results) {
     if (!result->has_value()) {
       (void)folder.Update([](json& data) { data["status"] = "planning_failed"; });
@@ -497,6 +604,7 @@ Result<FeaturePlan> PlanFeature(const FeatureRequest& request, const PlanningDep
   auto backlog = planning.RunBacklog(plan.planners, targets, plan.backlog_attempts, backlog_cost);
   plan.cost_usd += backlog_cost;
   if (!backlog) return std::unexpected(backlog.error());
+  if (folder.frozen()) return Aborted("planning was interrupted");
   const std::string yaml = BacklogToYaml(
       *backlog, "The task graph of feature " + request.id + " (version " + std::to_string(version) +
                     ", run " + options.run_id + "), validated; generated by the backlog agent.");

@@ -31,7 +31,8 @@
 //   history/vN/    the files of earlier versions (a later run of the same feature, or
 //                  `factory regenerate`: feature/regenerate.h)
 // status: planning -> backlog -> planned -> building -> verifying (final gates) -> done |
-// failed, or backlog_invalid / planning_failed.
+// failed, or backlog_invalid / planning_failed / interrupted. metadata.json also keeps
+// request_path, the request file's absolute path (`factory run resume` reads it again).
 //
 // Resuming: each planner's output is saved (file first, then metadata) the moment it arrives.
 // Planning again with the same run id and the same request text re-uses every saved planner
@@ -39,12 +40,19 @@
 // already has. The same run id with a different request text is FailedPrecondition; a new run
 // id starts a new version (the previous one moves to history/).
 //
+// Interrupting (Ctrl-C): PlanningInterrupt::Interrupt marks the planners still waiting for their
+// answer `interrupted` (status `interrupted`) and writes nothing more; planning again with the
+// same run id re-uses what was saved before.
+//
 // Events (queue event log, with the run id): feature.planning.started, feature.planner.started,
 // feature.planner.finished (payload started_ms/ended_ms), feature.planner.reused,
-// feature.planner.failed, feature.backlog.invalid (payload errors), feature.backlog.accepted.
+// feature.planner.failed, feature.backlog.invalid (payload errors), feature.backlog.accepted,
+// feature.planning.interrupted (payload planners).
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -90,6 +98,45 @@ struct PlanningDeps {
   Queue* queue = nullptr;                 // events; null: none recorded
 };
 
+// One planner's state, for displays. `name` is spec, architecture, qa or backlog.
+struct PlannerProgress {
+  std::string name;
+  std::string state;       // running, done, reused, failed, invalid (a backlog answer), interrupted
+  int64_t elapsed_ms = 0;  // done, failed, invalid: the call's wall time
+  double cost_usd = 0;     // done, invalid, reused: what the call cost
+  std::string model;
+  int attempt = 0;  // backlog: the answer's number (1 + repairs)
+};
+
+// Planning progress for displays. Called from the planner threads, possibly concurrently:
+// implementations must be thread-safe and cheap.
+class PlanningObserver {
+ public:
+  virtual ~PlanningObserver() = default;
+  virtual void OnPlanner(const PlannerProgress& progress) = 0;
+};
+
+// Lets another thread (a signal watcher) interrupt a PlanFeature in progress. Thread-safe.
+class PlanningInterrupt {
+ public:
+  // Marks the planners still waiting for their answer `interrupted` in metadata.json (and its
+  // status `interrupted`), records feature.planning.interrupted, and stops the planning from
+  // writing anything more to the spec folder: the caller may end the process at once. Returns
+  // the planners interrupted (the backlog agent as "backlog"); empty when no planning was in
+  // progress. Later calls return empty.
+  std::vector<std::string> Interrupt();
+  bool interrupted() const;
+
+  // PlanFeature's: what Interrupt does while a planning is in progress.
+  void Attach(std::function<std::vector<std::string>()> interrupt);
+  void Detach();
+
+ private:
+  mutable std::mutex mu_;
+  std::function<std::vector<std::string>()> interrupt_;  // guarded by mu_
+  bool interrupted_ = false;                             // guarded by mu_
+};
+
 struct PlanningOptions {
   std::string run_id;                // required
   std::filesystem::path repo_root;   // required: the repository the map is made of
@@ -98,7 +145,9 @@ struct PlanningOptions {
   int max_repairs = 2;               // backlog repairs before giving up
   int max_tasks = 30;
   size_t repo_map_bytes = 16 * 1024;
-  std::optional<int> max_output_tokens;  // per planning call; unset: the model's maximum
+  std::optional<int> max_output_tokens;    // per planning call; unset: the model's maximum
+  PlanningObserver* observer = nullptr;    // not owned; may be null
+  PlanningInterrupt* interrupt = nullptr;  // not owned; may be null
 };
 
 struct PlannerOutcome {
@@ -125,7 +174,8 @@ struct FeaturePlan {
 // failing (the router's error: kUnavailable, kResourceExhausted for budgets...), kAborted when
 // the backlog is still invalid after max_repairs repairs (message: every error),
 // kFailedPrecondition when the run id was planned from another request text or no model is
-// configured for planning. Thread-safety: one call at a time per spec_dir.
+// configured for planning, kAborted "planning was interrupted" (options.interrupt). Thread-safety:
+// one call at a time per spec_dir.
 Result<FeaturePlan> PlanFeature(const FeatureRequest& request, const PlanningDeps& deps,
                                 const PlanningOptions& options);
 
@@ -136,5 +186,8 @@ Status SetSpecStatus(const std::filesystem::path& spec_dir, std::string_view sta
 
 // The spec folder's metadata.json as text ("" when absent).
 std::string ReadSpecMetadata(const std::filesystem::path& spec_dir);
+
+// Whether a spec folder in this status still needs planning (no validated backlog yet).
+bool NeedsPlanning(std::string_view status);
 
 }  // namespace factory::feature

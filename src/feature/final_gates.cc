@@ -181,11 +181,16 @@ Result<FeatureBuildOutcome> FinishFeatureBuild(const FinalGatesDeps& deps, const
                                                const RunSummary& summary) {
   FACTORY_ASSIGN_OR_RETURN(json metadata, internal::ReadMetadata(spec_dir));
   const json build = {
-      {"run_id", summary.run_id},    {"integration_branch", summary.integration_branch},
-      {"done", summary.done},        {"failed", summary.failed},
-      {"blocked", summary.blocked},  {"cancelled", summary.cancelled},
-      {"total", summary.total},      {"attempts", summary.attempts},
-      {"cost_usd", summary.cost_usd}};
+      {"run_id", summary.run_id},
+      {"integration_branch", summary.integration_branch},
+      {"done", summary.done},
+      {"failed", summary.failed},
+      {"blocked", summary.blocked},
+      {"cancelled", summary.cancelled},
+      {"total", summary.total},
+      {"attempts", summary.attempts},
+      // The build's own calls: the planning's are metadata.json's top-level cost_usd.
+      {"cost_usd", summary.cost_usd - summary.planning_cost_usd}};
   FeatureBuildOutcome outcome;
 
   if (!summary.all_done()) {

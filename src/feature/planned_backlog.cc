@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "agents/registry.h"
+#include "core/text_file.h"
 #include "plan/scope.h"
 
 namespace factory::feature {
@@ -83,7 +84,91 @@ void CheckPlannedRules(const json& root, const PlannedBacklogOptions& options,
   }
 }
 
+// CheckPlannedRules for a YAML file, with lines. Only what parses as the backlog's shape is
+// checked (the backlog validator reports the rest).
+void CheckPlannedRulesYaml(const YAML::Node& root, const PlannedBacklogOptions& options,
+                           const std::string& file, std::vector<std::string>& errors) {
+  if (!root.IsMap() || !root["tasks"] || !root["tasks"].IsSequence()) return;
+  const YAML::Node tasks = root["tasks"];
+  auto add = [&](const YAML::Node& at, const std::string& task, std::string field,
+                 std::string message) {
+    Diagnostic diagnostic;
+    diagnostic.file = file;
+    diagnostic.line = at.Mark().line >= 0 ? at.Mark().line + 1 : 0;
+    diagnostic.task = task;
+    diagnostic.field = std::move(field);
+    diagnostic.message = std::move(message);
+    errors.push_back(diagnostic.ToString());
+  };
+  if (static_cast<int>(tasks.size()) > options.max_tasks) {
+    add(tasks, "", "tasks",
+        "too many tasks: " + std::to_string(tasks.size()) + " (at most " +
+            std::to_string(options.max_tasks) + ")");
+  }
+  for (size_t index = 0; index < tasks.size(); ++index) {
+    const YAML::Node task = tasks[index];
+    if (!task.IsMap()) continue;
+    const std::string path = "tasks[" + std::to_string(index) + "]";
+    const std::string id =
+        task["id"] && task["id"].IsScalar() ? task["id"].as<std::string>() : std::string();
+    const YAML::Node acceptance = task["acceptance"];
+    if (!acceptance || acceptance.IsNull() || (acceptance.IsSequence() && acceptance.size() == 0)) {
+      add(acceptance && acceptance.IsDefined() ? acceptance : task, id, path + ".acceptance",
+          "a planned task needs at least one acceptance criterion");
+    }
+    const YAML::Node scope = task["scope"];
+    if (!scope) {
+      add(task, id, path + ".scope",
+          "a planned task needs a scope: the globs of the paths it may change, e.g. "
+          "[\"src/parser/**\", \"tests/parser/**\"]");
+    } else if (scope.IsSequence()) {
+      for (size_t glob_index = 0; glob_index < scope.size(); ++glob_index) {
+        const YAML::Node glob = scope[glob_index];
+        if (glob.IsScalar() && IsWholeRepositoryGlob(glob.as<std::string>())) {
+          add(glob, id, path + ".scope[" + std::to_string(glob_index) + "]",
+              "'" + glob.as<std::string>() +
+                  "' matches the whole repository; name the folders and files this task "
+                  "changes");
+        }
+      }
+    }
+    for (const char* key : {"allow_protected", "max_attempts"}) {
+      if (task[key]) {
+        add(task[key], id, path + "." + key,
+            "not allowed in a planned backlog (the project decides it)");
+      }
+    }
+  }
+}
+
 }  // namespace
+
+PlannedBacklogCheck CheckPlannedBacklogFile(const std::filesystem::path& path,
+                                            const PlannedBacklogOptions& options) {
+  PlannedBacklogCheck check;
+  const std::string file = path.string();
+  auto text = ReadTextFile(path, ReadTextOptions{});
+  if (!text) {
+    check.errors.push_back(text.error().message);
+    return check;
+  }
+  BacklogOptions backlog_options;
+  backlog_options.agents = options.agents;
+  auto parsed = ParseBacklogYaml(*text, file, backlog_options);
+  if (!parsed) {
+    std::istringstream lines(parsed.error().message);
+    for (std::string line; std::getline(lines, line);) {
+      if (!line.empty()) check.errors.push_back(line);
+    }
+  }
+  try {
+    CheckPlannedRulesYaml(YAML::Load(*text), options, file, check.errors);
+  } catch (const YAML::Exception&) {
+    // Not YAML: the backlog validator has said so, with the line.
+  }
+  if (check.errors.empty() && parsed) check.backlog = std::move(*parsed);
+  return check;
+}
 
 std::string ExtractJsonObject(std::string_view text) {
   const std::string trimmed = Trimmed(text);

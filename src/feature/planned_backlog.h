@@ -15,6 +15,7 @@
 // "LABEL: task 'x': field 'tasks[2].depends_on[0]': unknown dependency 'y'", so the list can
 // go back to the model for repair as it is.
 
+#include <filesystem>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -50,6 +51,12 @@ struct PlannedBacklogOptions {
 
 PlannedBacklogCheck CheckPlannedBacklog(std::string_view model_output,
                                         const PlannedBacklogOptions& options);
+
+// The same checks on a stored BACKLOG.yaml (one a person may have edited after planning): every
+// problem as "FILE:LINE: task 'x': field 'tasks[2].scope': message". A file that cannot be read
+// is one error.
+PlannedBacklogCheck CheckPlannedBacklogFile(const std::filesystem::path& path,
+                                            const PlannedBacklogOptions& options);
 
 // The backlog as YAML in the format of plan/backlog.h (tasks in the given order), parseable
 // by ParseBacklogYaml into the same tasks.

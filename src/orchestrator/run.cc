@@ -176,8 +176,22 @@ std::string NewRunId() {
 
 RunManager::RunManager(RunDeps deps) : deps_(deps) {}
 
-Result<CreatedRun> RunManager::CreateRun(const Backlog& backlog, const CreateRunOptions& options) {
-  if (backlog.tasks.empty()) return InvalidArgument("the backlog has no tasks");
+Result<CreatedRun> RunManager::OpenRun(const CreateRunOptions& options) {
+  FACTORY_ASSIGN_OR_RETURN(CreatedRun created, InsertRun("", options, "planning"));
+  if (created.created) {
+    FACTORY_RETURN_IF_ERROR(
+        deps_.queue->RecordEvent(created.run_id, "", "run.created", "orchestrator",
+                                 json{{"tasks_created", 0},
+                                      {"tasks_existing", 0},
+                                      {"integration_branch", created.integration_branch},
+                                      {"base_branch", deps_.workspace->base_branch()}}
+                                     .dump()));
+  }
+  return created;
+}
+
+Result<CreatedRun> RunManager::InsertRun(const std::string& source, const CreateRunOptions& options,
+                                         const std::string& state) {
   CreatedRun created;
   created.run_id = options.run_id.value_or(NewRunId());
   FACTORY_RETURN_IF_ERROR(WorkspaceManager::ValidateId("run id", created.run_id));
@@ -203,13 +217,14 @@ Result<CreatedRun> RunManager::CreateRun(const Backlog& backlog, const CreateRun
     }
     Run run;
     run.id = created.run_id;
-    run.title = options.title.empty() ? backlog.source : options.title;
-    run.state = "active";
+    run.title = options.title.empty() ? source : options.title;
+    run.state = state;
     json metadata{{"base_branch", base_branch},
                   {"integration_branch", created.integration_branch},
-                  {"backlog", backlog.source},
+                  {"backlog", source},
                   {"repo", deps_.workspace->repo_root()}};
     if (!options.feature.empty()) metadata["feature"] = options.feature;
+    if (!options.feature_request.empty()) metadata["feature_request"] = options.feature_request;
     run.metadata_json = metadata.dump();
     run.created_ms = now_ms;
     run.updated_ms = now_ms;
@@ -217,9 +232,15 @@ Result<CreatedRun> RunManager::CreateRun(const Backlog& backlog, const CreateRun
     created.created = true;
     return Ok();
   }));
+  return created;
+}
 
+Result<CreatedRun> RunManager::CreateRun(const Backlog& backlog, const CreateRunOptions& options) {
+  if (backlog.tasks.empty()) return InvalidArgument("the backlog has no tasks");
+  FACTORY_ASSIGN_OR_RETURN(CreatedRun created, InsertRun(backlog.source, options, "active"));
   FACTORY_ASSIGN_OR_RETURN(created.integration_tip,
                            deps_.workspace->EnsureIntegrationBranch(created.run_id));
+  const std::string base_branch = deps_.workspace->base_branch();
 
   std::vector<EnqueueRequest> requests;
   requests.reserve(backlog.tasks.size());
@@ -565,10 +586,28 @@ Result<RunSummary> RunManager::SummarizeTasks(const Run& run, const std::vector<
       attempted > 0 ? static_cast<double>(first_try) / static_cast<double>(attempted) : 0.0;
   if (first_start > 0 && last_end >= first_start) summary.wall_ms = last_end - first_start;
   summary.feature = FeatureOf(run);
+  if (!summary.feature.empty()) {
+    FACTORY_ASSIGN_OR_RETURN(summary.planning_cost_usd, PlanningCost(run.id));
+    summary.cost_usd += summary.planning_cost_usd;
+  }
   if (!summary.feature.empty() && summary.all_done()) {
     FACTORY_RETURN_IF_ERROR(ReadFinalGates(summary));
   }
   return summary;
+}
+
+Result<double> RunManager::PlanningCost(const std::string& run_id) {
+  double cost = 0;
+  FACTORY_RETURN_IF_ERROR(deps_.store->Read([&](StoreTxn& txn) -> Status {
+    cost = 0;
+    FACTORY_ASSIGN_OR_RETURN(std::vector<ModelCallRow> calls,
+                             txn.ListModelCalls(ModelCallQuery{.run_id = run_id}));
+    for (const auto& call : calls) {
+      if (call.task_id.empty()) cost += call.cost_usd;
+    }
+    return Ok();
+  }));
+  return cost;
 }
 
 Status RunManager::ReadFinalGates(RunSummary& summary) {

@@ -53,7 +53,11 @@ struct RunSummary {
   // Among the tasks that were attempted, the share done on their first attempt; 0 when none.
   double first_attempt_success_rate = 0;
   int64_t wall_ms = 0;  // ExecuteRun: this execution; ShowRun: first attempt start to last end
-  double cost_usd = 0;  // the agents' spending plus the reviewers' and the rebase agent's calls
+  // The agents' spending plus the reviewers' and the rebase agent's calls and, for a feature,
+  // its planning calls (planning_cost_usd).
+  double cost_usd = 0;
+  // A feature's planning calls: the ledger's calls of the run that belong to no task.
+  double planning_cost_usd = 0;
   // The tasks that are not done, in creation order (for what to do next and why not to merge).
   struct OpenTask {
     std::string task_id;  // queue id, for `factory task retry`
@@ -91,6 +95,9 @@ struct CreateRunOptions {
   // The feature this run builds (`factory run FEATURE.md`, `factory regenerate`); recorded in
   // the run's metadata so merging it requires its final gates.
   std::string feature;
+  // A feature's request file (absolute), so `factory run resume` can plan a run killed before
+  // its spec folder recorded it.
+  std::string feature_request;
 };
 
 struct CreatedRun {
@@ -193,6 +200,16 @@ class RunManager {
   // workspace's; FailedPrecondition when the run exists on another base branch.
   Result<CreatedRun> CreateRun(const Backlog& backlog, const CreateRunOptions& options = {});
 
+  // A feature's run before its backlog exists: the row (state "planning"), no tasks and no
+  // integration branch yet, so the run can be listed and resumed while it is being planned;
+  // CreateRun adds the tasks later. Idempotent per run id. Errors as CreateRun's (minus the
+  // backlog's).
+  Result<CreatedRun> OpenRun(const CreateRunOptions& options);
+  // Sets the run's state (shown by `factory runs`): ExecuteRun keeps running/done/stopped/failed
+  // up to date; a feature's planning sets planned, interrupted or planning_failed before that.
+  // NotFound for an unknown run.
+  Status SetRunState(const std::string& run_id, const std::string& state);
+
   // Executes the run's tasks until none is ready, in flight or backing off (or until
   // RequestStop/RequestCancel). NotFound for an unknown run.
   Result<RunSummary> ExecuteRun(const std::string& run_id, const ExecuteOptions& options = {});
@@ -235,7 +252,11 @@ class RunManager {
   // integration branch's tip.
   Status ReadFinalGates(RunSummary& summary);
   Result<RunCounts> Counts(const std::string& run_id, double cost_usd);
-  Status SetRunState(const std::string& run_id, const std::string& state);
+  // The run's row (no branch, no tasks); `source` is the backlog's.
+  Result<CreatedRun> InsertRun(const std::string& source, const CreateRunOptions& options,
+                               const std::string& state);
+  // The cost of a feature's planning: its run's ledger calls that belong to no task.
+  Result<double> PlanningCost(const std::string& run_id);
 
   RunDeps deps_;
   std::mutex mu_;

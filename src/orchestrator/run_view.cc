@@ -293,6 +293,7 @@ json SummaryToJson(const RunSummary& summary) {
       {"first_attempt_success_rate", summary.first_attempt_success_rate},
       {"wall_ms", summary.wall_ms},
       {"cost_usd", summary.cost_usd},
+      {"planning_cost_usd", summary.planning_cost_usd},
       {"gates", summary.gates},
       {"no_gates", summary.gates == 0},
       {"all_done", summary.all_done()},
@@ -315,7 +316,9 @@ std::string FormatSummary(const RunSummary& summary, bool as_json) {
   text += "  attempts: " + std::to_string(summary.attempts) + " (first-attempt success rate " +
           Percent(summary.first_attempt_success_rate) + ")\n";
   text += "  wall time: " + FormatDuration(summary.wall_ms) +
-          "   cost: " + FormatCost(summary.cost_usd) + "\n";
+          "   cost: " + FormatCost(summary.cost_usd);
+  if (!summary.feature.empty()) text += " (planning " + FormatCost(summary.planning_cost_usd) + ")";
+  text += "\n";
   if (summary.gates == 0) {
     text +=
         "  gates: none configured (.factory/config.yaml): no task was checked before it "
@@ -406,11 +409,11 @@ std::string FormatRunList(const std::vector<RunListEntry>& runs, bool as_json) {
     return out.dump() + "\n";
   }
   if (runs.empty()) return "no runs\n";
-  std::string text = Pad("RUN", 16) + " " + Pad("STATE", 8) + " " + Pad("DONE", 9) + " " +
+  std::string text = Pad("RUN", 16) + " " + Pad("STATE", 15) + " " + Pad("DONE", 9) + " " +
                      Pad("FAILED", 6) + " " + Pad("BLOCKED", 7) + " " + Pad("CREATED", 24) +
                      " TITLE\n";
   for (const auto& entry : runs) {
-    text += Pad(entry.run.id, 16) + " " + Pad(entry.run.state, 8) + " " +
+    text += Pad(entry.run.id, 16) + " " + Pad(entry.run.state, 15) + " " +
             Pad(std::to_string(entry.summary.done) + "/" + std::to_string(entry.summary.total), 9) +
             " " + Pad(std::to_string(entry.summary.failed), 6) + " " +
             Pad(std::to_string(entry.summary.blocked), 7) + " " +

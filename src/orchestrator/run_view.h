@@ -73,9 +73,9 @@ class RunView final : public RunObserver {
 // success rate, wall time, cost, the integration branch, how to inspect it, and either how to
 // merge it (only a mergeable run) or why it is not mergeable and what to do) or as one JSON
 // object (one line + newline) with run_id, integration_branch, base_branch, done, failed,
-// blocked, cancelled, unfinished, total, attempts, first_attempt_success_rate, wall_ms, cost_usd,
-// all_done, feature_id and final_gates (null for a backlog run), mergeable, merge_blockers
-// (strings) and next_step ("" when mergeable).
+// blocked, cancelled, unfinished, total, attempts, first_attempt_success_rate, wall_ms, cost_usd
+// (planning included), planning_cost_usd, all_done, feature_id and final_gates (null for a backlog
+// run), mergeable, merge_blockers (strings) and next_step ("" when mergeable).
 std::string FormatSummary(const RunSummary& summary, bool as_json);
 nlohmann::json SummaryToJson(const RunSummary& summary);
 

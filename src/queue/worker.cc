@@ -187,6 +187,14 @@ void Worker::Emit(WorkerEvent event) {
   }
 }
 
+void Worker::EndCompletion(uint64_t ticket) {
+  {
+    std::lock_guard lock(mu_);
+    completing_.erase(ticket);
+  }
+  start_cv_.notify_all();
+}
+
 Status Worker::Run() {
   if (options_.concurrency < 1) return InvalidArgument("worker concurrency must be >= 1");
   if (options_.batch < 1) return InvalidArgument("worker batch must be >= 1");
@@ -382,6 +390,7 @@ void Worker::QueueClaimedLocked(std::vector<ClaimedTask>& claimed) {
     auto job = std::make_shared<Job>();
     job->claimed = std::move(claimed_task);
     job->next_heartbeat_ms = now_ms + interval_ms;
+    job->after_completion = last_completion_;
     active_[job->claimed.task.id] = job;
     ++stats_.claimed;
     // A stop that arrived meanwhile: the job starts cancelled and is released.
@@ -402,6 +411,10 @@ void Worker::StartThread() {
       if (to_start_.empty()) return;  // pool_exit_
       job = std::move(to_start_.front());
       to_start_.pop_front();
+      // The completions that may have made it ready are reported first (see completing_).
+      start_cv_.wait(lock, [&] {
+        return pool_exit_ || completing_.empty() || *completing_.begin() > job->after_completion;
+      });
     }
     if (!job->cancel.load()) StartJob(*job);
     {
@@ -551,21 +564,28 @@ void Worker::Finish(const std::shared_ptr<Job>& job, const ExecResult& result) {
     // this completion makes ready start at once. The slots are reserved first so that the main
     // loop cannot claim them too.
     int reserved = 0;
+    uint64_t ticket = 0;
     {
       std::lock_guard lock(mu_);
       reserved = ReserveSlotsLocked(/*freeing=*/1);
+      ticket = ++last_completion_;
+      completing_.insert(ticket);
     }
     auto claimed =
         queue_.CompleteAndClaim(lease, result.result_json, result.details_json, options_.owner,
                                 options_.lease_ms, reserved, options_.filter);
     SettleClaim(reserved, claimed ? &*claimed : nullptr);
-    if (!claimed) return store_error("complete", claimed.error());
+    if (!claimed) {
+      EndCompletion(ticket);
+      return store_error("complete", claimed.error());
+    }
     {
       std::lock_guard lock(mu_);
       ++stats_.succeeded;
       stats_.claimed_on_completion += static_cast<int64_t>(claimed->size());
     }
     Emit(event);
+    EndCompletion(ticket);
     return;
   }
   std::string error = result.error.empty() ? "failed" : result.error;

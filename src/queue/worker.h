@@ -26,6 +26,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -173,6 +174,9 @@ class Worker {
     bool lease_lost = false;        // guarded by mu_
     bool shutting_down = false;     // guarded by mu_: cancel came from RequestStop/Cancel
     int64_t next_heartbeat_ms = 0;  // guarded by mu_
+    // The completions begun before this job was claimed (tickets up to this one): it starts
+    // only once they have all been reported. Guarded by mu_.
+    uint64_t after_completion = 0;
     int64_t started_ms = 0;
     // Set by the start thread that took the job (Executor::Start), then owned by the pool
     // thread that takes it next.
@@ -185,6 +189,8 @@ class Worker {
   void RunJob(const std::shared_ptr<Job>& job);
   void Finish(const std::shared_ptr<Job>& job, const ExecResult& result);
   void Emit(WorkerEvent event);
+  // A completion's event was emitted: the jobs waiting for it may start.
+  void EndCompletion(uint64_t ticket);
   // Cancels every running job as part of shutdown.
   void CancelAllLocked();
   Status ClaimAndDispatch(bool& claimed_any);
@@ -217,6 +223,12 @@ class Worker {
   bool cancel_now_ = false;                             // guarded by mu_
   bool pool_exit_ = false;                              // guarded by mu_
   WorkerStats stats_;                                   // guarded by mu_
+  // Successful completions between their commit and their kSucceeded event, by ticket. A task
+  // their commit made ready may be claimed (by this completion or another thread's) before the
+  // event is emitted; it starts only after, so a display never shows a task start before the
+  // end of a dependency.
+  uint64_t last_completion_ = 0;   // guarded by mu_
+  std::set<uint64_t> completing_;  // guarded by mu_
   std::vector<std::thread> threads_;
 };
 

@@ -5,8 +5,10 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <functional>
 #include <map>
 #include <memory>
@@ -204,6 +206,39 @@ TEST_F(WorkerLoopTest, ACompletionClaimsTheTaskItMadeReady) {
   EXPECT_EQ(worker.stats().claimed, 3);
   EXPECT_EQ(worker.stats().claimed_on_completion, 2);
   EXPECT_EQ(worker.stats().succeeded, 3);
+}
+
+// The completion of `first` claims `second` in its own transaction; another pool thread is free
+// to run it. Its start must still be reported after first's end: the end's callback here waits
+// (up to half a second) for second's start, which used to arrive during that wait.
+TEST_F(WorkerLoopTest, ATaskStartIsReportedAfterTheEndOfItsDependency) {
+  auto first = Add("first");
+  auto second = Add("second", {first});
+  FakeExecutor executor;
+  WorkerOptions options = Options(2);
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<std::string> reported;  // guarded by mu
+  options.on_event = [&](const WorkerEvent& event) {
+    std::unique_lock lock(mu);
+    if (event.kind == WorkerEvent::Kind::kStarted) {
+      reported.push_back("start " + event.task_id);
+      cv.notify_all();
+      return;
+    }
+    if (event.task_id == first) {
+      cv.wait_for(lock, std::chrono::milliseconds(500), [&] {
+        return std::find(reported.begin(), reported.end(), "start " + second) != reported.end();
+      });
+    }
+    reported.push_back("end " + event.task_id);
+  };
+  Worker worker(*queue_, executor, options);
+  ASSERT_TRUE(worker.Run().has_value());
+  EXPECT_EQ(worker.stats().claimed_on_completion, 1);
+  std::lock_guard lock(mu);
+  EXPECT_EQ(reported, (std::vector<std::string>{"start " + first, "end " + first, "start " + second,
+                                                "end " + second}));
 }
 
 TEST_F(WorkerLoopTest, FailedAttemptIsRetried) {

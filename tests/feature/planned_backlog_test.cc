@@ -216,6 +216,66 @@ TEST_F(PlannedBacklogTest, YamlRoundTripKeepsEveryField) {
   EXPECT_TRUE(parsed->warnings.empty());
 }
 
+// A stored BACKLOG.yaml a person edited: the same rules, each error with the file's line.
+TEST_F(PlannedBacklogTest, AStoredBacklogIsCheckedWithTheSameRulesAndLines) {
+  testing::TempDir dir;
+  const std::filesystem::path path = dir.path() / "BACKLOG.yaml";
+  PlannedBacklogOptions options;
+  options.agents = &agents_;
+  options.max_tasks = 2;
+
+  testing::WriteFile(path,
+                     "tasks:\n"
+                     "  - id: a\n"
+                     "    title: A\n"
+                     "    acceptance: [it works]\n"
+                     "    capabilities: [code]\n"
+                     "    scope: [\"src/a/**\"]\n");
+  PlannedBacklogCheck valid = CheckPlannedBacklogFile(path, options);
+  ASSERT_TRUE(valid.ok()) << valid.errors.front();
+  EXPECT_EQ(valid.backlog->value.tasks.size(), 1u);
+
+  testing::WriteFile(path,
+                     "tasks:\n"
+                     "  - id: a\n"                        // 2
+                     "    title: A\n"                     // 3
+                     "    acceptance: []\n"               // 4
+                     "    capabilities: [code]\n"         // 5
+                     "    scope: [\"src/**\", \"**\"]\n"  // 6
+                     "    max_attempts: 9\n"              // 7
+                     "  - id: b\n"                        // 8
+                     "    title: B\n"                     // 9
+                     "    acceptance: [x]\n"              // 10
+                     "    capabilities: [code]\n"         // 11
+                     "  - id: c\n"                        // 12
+                     "    title: C\n"                     // 13
+                     "    acceptance: [x]\n"              // 14
+                     "    depends_on: [a, ghost]\n"       // 15
+                     "    capabilities: [code]\n"         // 16
+                     "    scope: [c/**]\n");              // 17
+  PlannedBacklogCheck check = CheckPlannedBacklogFile(path, options);
+  EXPECT_FALSE(check.ok());
+  const std::string file = path.string();
+  auto has = [&](const std::string& fragment) {
+    for (const auto& error : check.errors) {
+      if (error.find(fragment) != std::string::npos) return true;
+    }
+    return false;
+  };
+  EXPECT_TRUE(has(file + ":4: task 'a': field 'tasks[0].acceptance'"));
+  EXPECT_TRUE(has(file + ":6: task 'a': field 'tasks[0].scope[1]': '**' matches the whole"));
+  EXPECT_TRUE(has(file + ":7: task 'a': field 'tasks[0].max_attempts': not allowed"));
+  EXPECT_TRUE(has(file + ":8: task 'b': field 'tasks[1].scope': a planned task needs a scope"));
+  EXPECT_TRUE(has("too many tasks: 3 (at most 2)"));
+  EXPECT_TRUE(has("unknown dependency 'ghost'"));
+  EXPECT_FALSE(has("src/**")) << "a glob that limits something is fine";
+
+  std::filesystem::remove(path);
+  PlannedBacklogCheck missing = CheckPlannedBacklogFile(path, options);
+  EXPECT_FALSE(missing.ok());
+  ASSERT_EQ(missing.errors.size(), 1u);
+}
+
 TEST(FeatureIdTest, DerivedFromTheFileName) {
   EXPECT_EQ(FeatureIdFor("docs/Add Count Flag.md"), "add-count-flag");
   EXPECT_EQ(FeatureIdFor("FEATURE.md"), "feature");
