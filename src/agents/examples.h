@@ -1,10 +1,12 @@
 #pragma once
-// The example agents `factory init` writes into `.factory/agents/`: a `script` builder (works
-// with no model or key), and commented `cli` (Claude Code) and `llm` (built-in tool loop on
-// `cloud/mid`) examples. Every example is a valid agent file (tested), so a fresh project loads.
+// The agent files `factory init` writes: the one agent it chose for this host (an `llm` agent on
+// a model alias, or a `cli` agent on a coding CLI's preset; setup/agent_choice.h decides) in
+// `.factory/agents/`, and examples of both kinds in `.factory/agents/examples/`, which the
+// registry does not load (it reads `*.md` of the agents directory only): a user enables one by
+// copying it up. Every file is a valid agent file (tested), so a fresh project loads.
 
 #include <filesystem>
-#include <span>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -13,25 +15,26 @@
 namespace factory {
 
 struct ExampleFile {
-  std::string_view name;     // file name inside the agents directory
-  std::string_view content;  // file text
+  std::string name;     // file name inside the directory
+  std::string content;  // file text
 };
 
-// The example agent files, in a fixed order.
-std::span<const ExampleFile> ExampleAgentFiles();
+// The built-in tool-loop agent `llm-coder` on `model` (an alias of models.yaml). `why` becomes
+// a comment line at the top of its front matter ("" = none).
+ExampleFile LlmAgentFile(std::string_view model, std::string_view why = "");
 
-// Path of the builder's script, relative to the repository root (the builder's `command`).
-inline constexpr std::string_view kExampleBuilderScriptPath = ".factory/scripts/builder.sh";
-// A placeholder builder script: shows the task it was given and fails with a message saying
-// how to make it do real work, so an unconfigured project fails loudly, never silently.
-extern const std::string_view kExampleBuilderScript;
+// A coding CLI through the `cli` runner: agent `<preset>-coder` on `preset` (one of
+// kCliPresets), with the network and the API key variables its CLI reads. `why` as above.
+// InvalidArgument for an unknown preset.
+Result<ExampleFile> CliAgentFile(std::string_view preset, std::string_view why = "");
 
-// Writes the example agents into `dir` (created when missing). Files that already exist are
-// left untouched, so re-running `factory init` never clobbers edits. Returns the paths written.
-Result<std::vector<std::filesystem::path>> WriteExampleAgents(const std::filesystem::path& dir);
+// The examples of `.factory/agents/examples/`, in a fixed order: an llm agent on cloud/mid and a
+// Claude Code agent.
+std::vector<ExampleFile> ExampleAgentFiles();
 
-// Writes kExampleBuilderScript to `path` (parents created, mode 0755) unless it exists.
-// Returns whether it was written.
-Result<bool> WriteExampleBuilderScript(const std::filesystem::path& path);
+// Writes each file into `dir` (created when missing). Files that already exist are left
+// untouched, so re-running `factory init` never clobbers edits. Returns the paths written.
+Result<std::vector<std::filesystem::path>> WriteAgentFiles(const std::filesystem::path& dir,
+                                                           const std::vector<ExampleFile>& files);
 
 }  // namespace factory

@@ -168,6 +168,7 @@ int ParseAndRun(int argc, char** argv) {
   AddGatewayCommands(app, ctx);
   AddPromptCommands(app, ctx);
   AddStatsCommand(app, ctx);
+  AddDoctorCommand(app, ctx);
 
   try {
     app.parse(argc, argv);

@@ -81,6 +81,7 @@ void AddRunCommands(CLI::App& app, CliContext& ctx);
 void AddGatewayCommands(CLI::App& app, CliContext& ctx);  // gateway, keys create/list/revoke
 void AddPromptCommands(CLI::App& app, CliContext& ctx);   // prompts, prompts show
 void AddStatsCommand(CLI::App& app, CliContext& ctx);     // stats
+void AddDoctorCommand(CLI::App& app, CliContext& ctx);    // doctor
 
 // Parses argv, runs the selected command, returns the process exit code. Never throws.
 int RunCli(int argc, char** argv);

@@ -27,6 +27,7 @@
 #include "feature/regenerate.h"
 #include "orchestrator/environment.h"
 #include "orchestrator/run_view.h"
+#include "setup/agent_choice.h"
 
 namespace factory::cli {
 namespace {
@@ -70,6 +71,11 @@ Result<Opened> OpenEverything(const CliContext& ctx, const RunArgs& args) {
   if (args.no_sandbox) options.use_sandbox = false;
   FACTORY_ASSIGN_OR_RETURN(opened.env, RunEnvironment::Open(*opened.store, options));
   for (const auto& warning : opened.env->warnings()) std::cerr << warning.ToString() << "\n";
+  // Building anything needs an agent: say how to get one before planning spends anything.
+  if ((!args.backlog.empty() || !args.feature.empty()) && opened.env->agents().size() == 0) {
+    return NotFound(setup::NoAgentMessage(
+        std::filesystem::path(opened.env->workspace().repo_root()) / ".factory" / "agents"));
+  }
   return opened;
 }
 

@@ -594,6 +594,13 @@ models:
     output_per_mtok: 0
     context_window: ${FACTORY_LLM_CONTEXT:-32768}
     max_output_tokens: 4096
+  local-review:                # a second model on the same server, for a review gate: a
+    provider: local            # reviewer must not be the builder's model
+    model: ${FACTORY_LLM_REVIEW_MODEL:-review}
+    input_per_mtok: 0
+    output_per_mtok: 0
+    context_window: ${FACTORY_LLM_CONTEXT:-32768}
+    max_output_tokens: 4096
   gpt-4.1-mini:
     provider: openai
     model: gpt-4.1-mini

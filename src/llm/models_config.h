@@ -135,8 +135,8 @@ Result<ModelsConfig> LoadModelsConfig(const std::filesystem::path& path,
                                       const EnvLookup& env = ProcessEnv());
 
 // The shipped default: a local OpenAI-compatible server at ${FACTORY_LLM_BASE_URL} (model
-// ${FACTORY_LLM_MODEL}, default "default"), OpenAI with OPENAI_API_KEY and Anthropic with
-// ANTHROPIC_API_KEY.
+// `local`: ${FACTORY_LLM_MODEL}, default "default"; model `local-review`, for a review gate:
+// ${FACTORY_LLM_REVIEW_MODEL}), OpenAI with OPENAI_API_KEY and Anthropic with ANTHROPIC_API_KEY.
 extern const std::string_view kDefaultModelsYaml;
 // Writes kDefaultModelsYaml to `path` (creating parent directories). kAlreadyExists when the
 // file is there (never overwrites a user's config).

@@ -551,7 +551,9 @@ Status ValidateDefaultAgents(const ProjectConfig& config, const AgentRegistry& a
   return Ok();
 }
 
-const std::string_view kDefaultConfigYaml =
+namespace {
+
+constexpr std::string_view kConfigHead =
     R"yaml(# Agent Factory project configuration (.factory/config.yaml).
 # Every key is optional. Unknown keys are reported as warnings.
 
@@ -567,39 +569,54 @@ concurrency: 4
 # the previous attempt's failure as feedback.
 max_attempts: 3
 
-# Checks run in order on a clean checkout of every attempt's commit; all must exit 0.
+)yaml";
+
+constexpr std::string_view kGatesIntro =
+    R"yaml(# Checks run in order on a clean checkout of every attempt's commit; all must exit 0.
 # timeout: seconds (90) or a duration (90s, 5m, 1h30m); default 10m.
-gates: []
-#  - name: build
+)yaml";
+
+constexpr std::string_view kGatesExample = R"yaml(#  - name: build
 #    command: make
 #    timeout: 10m
 #  - name: test
 #    command: make test
 #    timeout: 10m
-# A reviewer agent on a different model from the builders (kind: review) runs after every
+)yaml";
+
+constexpr std::string_view kReviewComment =
+    R"yaml(# A reviewer agent on a different model from the builders (kind: review) runs after every
 # command gate passed: it reads the diff against the acceptance criteria and answers pass or
 # fail with reasons (the next attempt's feedback). `model`: an alias or model of models.yaml
 # that no builder agent can use. timeout: the reviewer call's deadline.
-#  - name: review
+)yaml";
+
+constexpr std::string_view kReviewExample = R"yaml(#  - name: review
 #    kind: review
 #    model: cloud/frontier
 #    timeout: 5m
+)yaml";
 
-# Path globs an attempt may not change (agents must not edit the tests that judge them):
+constexpr std::string_view kProtectedIntro =
+    R"yaml(# Path globs an attempt may not change (agents must not edit the tests that judge them):
 # `*` within one path segment, `**` across segments, `?` one character; anchored at the
 # repository root. A backlog task may exempt paths with `allow_protected: [globs]`.
 protected:
   - ".factory/**"
-#  - "tests/**"
+)yaml";
 
-# Limits for runner and gate commands. With bubblewrap installed a command sees its worktree
+constexpr std::string_view kBeforeSandbox =
+    R"yaml(# Limits for runner and gate commands. With bubblewrap installed a command sees its worktree
 # read-write, the system directories (/usr, /etc without its secrets...) read-only, a private
 # /tmp and HOME, and nothing else of the host; without it only the clean environment, the
 # quotas, the limits and the timeouts apply.
-sandbox:
+)yaml";
+
+constexpr std::string_view kSandboxHead = R"yaml(sandbox:
   enabled: true
-  network: false        # for gates; agents follow `network:` in their own file
-  cpu_seconds: 600
+)yaml";
+
+constexpr std::string_view kAfterNetwork = R"yaml(  cpu_seconds: 600
   memory_mb: 4096
   file_size_mb: 1024
   max_processes: 512
@@ -652,11 +669,73 @@ commit:
 # Task type -> the agent that takes tasks of that type (when it has the task's capabilities).
 # Otherwise the cheapest agent (lowest cost_tier) with the capabilities is chosen.
 default_agents: {}
-#  code: builder
-#  docs: llm-coder
+#  code: llm-coder
+#  docs: claude-coder
 )yaml";
 
-Status WriteDefaultConfig(const std::filesystem::path& path) {
+// A YAML double-quoted scalar: commands hold `:`, `#`, quotes and other YAML syntax.
+std::string Quoted(std::string_view text) {
+  std::string out = "\"";
+  for (char c : text) {
+    if (c == '"' || c == '\\') out += '\\';
+    out += c;
+  }
+  return out + "\"";
+}
+
+}  // namespace
+
+std::string RenderDefaultConfig(const ConfigScaffold& scaffold) {
+  std::string text(kConfigHead);
+  text += kGatesIntro;
+  bool any_review = false;
+  if (scaffold.gates.empty()) {
+    text += "gates: []\n";
+    text += kGatesExample;
+  } else {
+    text += "gates:\n";
+    for (const ConfigScaffold::Gate& gate : scaffold.gates) {
+      if (!gate.model.empty()) {
+        any_review = true;
+        text += kReviewComment;
+      }
+      if (!gate.note.empty()) text += "  # " + gate.note + "\n";
+      text += "  - name: " + gate.name + "\n";
+      if (gate.model.empty()) {
+        text += "    command: " + Quoted(gate.command) + "\n    timeout: 10m\n";
+      } else {
+        text += "    kind: review\n    model: " + Quoted(gate.model) + "\n    timeout: 5m\n";
+      }
+    }
+  }
+  if (!any_review) {
+    text += kReviewComment;
+    text += kReviewExample;
+  }
+  text += "\n";
+  text += kProtectedIntro;
+  for (const std::string& glob : scaffold.protected_paths) text += "  - " + Quoted(glob) + "\n";
+  if (scaffold.protected_paths.empty()) text += "#  - \"tests/**\"\n";
+  text += "\n";
+  text += kBeforeSandbox;
+  text += kSandboxHead;
+  if (scaffold.gate_network) {
+    text += "  network: true         # for gates (" + scaffold.network_note +
+            "); agents follow `network:` in their own file\n";
+  } else {
+    text += "  network: false        # for gates; agents follow `network:` in their own file\n";
+  }
+  text += kAfterNetwork;
+  return text;
+}
+
+namespace {
+const std::string kDefaultConfigText = RenderDefaultConfig({});
+}  // namespace
+
+const std::string_view kDefaultConfigYaml = kDefaultConfigText;
+
+Status WriteDefaultConfig(const std::filesystem::path& path, const ConfigScaffold& scaffold) {
   std::error_code ec;
   if (std::filesystem::exists(path, ec)) {
     return AlreadyExists(path.string() + " already exists; not overwriting it");
@@ -666,9 +745,10 @@ Status WriteDefaultConfig(const std::filesystem::path& path) {
     if (ec)
       return Unavailable("cannot create " + path.parent_path().string() + ": " + ec.message());
   }
+  const std::string text = RenderDefaultConfig(scaffold);
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
   if (!out) return Unavailable("cannot write " + path.string());
-  out.write(kDefaultConfigYaml.data(), static_cast<std::streamsize>(kDefaultConfigYaml.size()));
+  out.write(text.data(), static_cast<std::streamsize>(text.size()));
   out.close();
   if (!out) return Unavailable("error writing " + path.string());
   return Ok();

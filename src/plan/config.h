@@ -181,12 +181,30 @@ Status ValidateDefaultAgents(const ProjectConfig& config, const AgentRegistry& a
 // Parses a gate timeout: "90", "90s", "5m", "1h30m". nullopt when malformed or not positive.
 std::optional<std::chrono::seconds> ParseDuration(std::string_view text);
 
-// The commented default config `factory init` writes: the defaults above plus `.factory/**`
-// protected; it parses with no error or warning (tested).
+// What `factory init` fills into its commented config: the gates it detected (and a review
+// gate when it found a model for one), the test folders it protects besides `.factory/**`, and
+// whether the gates need the network (a step that fetches dependencies).
+struct ConfigScaffold {
+  struct Gate {
+    std::string name;
+    std::string command;  // a command gate ...
+    std::string model;    // ... or a review gate on this model (alias or model of models.yaml)
+    std::string note;     // a comment line above it (where it was detected); "" = none
+  };
+  std::vector<Gate> gates;
+  std::vector<std::string> protected_paths;
+  bool gate_network = false;
+  std::string network_note;  // why, when gate_network
+};
+
+// The commented config text for `scaffold`; it parses with no error or warning (tested).
+std::string RenderDefaultConfig(const ConfigScaffold& scaffold);
+
+// RenderDefaultConfig of an empty scaffold: the defaults above plus `.factory/**` protected.
 extern const std::string_view kDefaultConfigYaml;
 
-// Writes kDefaultConfigYaml to `path` (parents created). AlreadyExists when the file is there:
-// a user's config is never overwritten.
-Status WriteDefaultConfig(const std::filesystem::path& path);
+// Writes RenderDefaultConfig(scaffold) to `path` (parents created). AlreadyExists when the file
+// is there: a user's config is never overwritten.
+Status WriteDefaultConfig(const std::filesystem::path& path, const ConfigScaffold& scaffold = {});
 
 }  // namespace factory

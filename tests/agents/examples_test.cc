@@ -2,7 +2,6 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
-#include <sys/stat.h>
 
 #include "agents/registry.h"
 #include "agents/temp_dir.h"
@@ -11,65 +10,49 @@ namespace factory {
 namespace {
 
 TEST(ExampleAgentsTest, EveryExampleIsAValidAgentFileWithoutWarnings) {
-  for (const ExampleFile& file : ExampleAgentFiles()) {
-    auto loaded = ParseAgentFile(file.content, std::string(file.name));
+  std::vector<ExampleFile> files = ExampleAgentFiles();
+  files.push_back(LlmAgentFile("local/fast", "Chosen because a test said so."));
+  for (std::string_view preset : kCliPresets) {
+    auto file = CliAgentFile(preset);
+    ASSERT_TRUE(file) << preset << ": " << file.error().message;
+    files.push_back(std::move(*file));
+  }
+  for (const ExampleFile& file : files) {
+    auto loaded = ParseAgentFile(file.content, file.name);
     ASSERT_TRUE(loaded) << file.name << ": " << loaded.error().message;
     EXPECT_TRUE(loaded->warnings.empty()) << FormatDiagnostics(loaded->warnings);
     EXPECT_EQ(loaded->value.name + ".md", file.name);
     EXPECT_FALSE(loaded->value.system_prompt.empty()) << file.name;
   }
+  EXPECT_FALSE(CliAgentFile("cursor"));
 }
 
-TEST(ExampleAgentsTest, WritesScriptCliAndLlmAgentsThatLoad) {
+TEST(ExampleAgentsTest, WritesAnLlmAndAClaudeExampleThatLoad) {
   testing::TempDir dir;
-  auto written = WriteExampleAgents(dir.path() / ".factory" / "agents");
+  auto written = WriteAgentFiles(dir.path() / "examples", ExampleAgentFiles());
   ASSERT_TRUE(written) << written.error().message;
-  EXPECT_EQ(written->size(), 3u);
-  auto loaded = AgentRegistry::LoadDirectory(dir.path() / ".factory" / "agents");
+  EXPECT_EQ(written->size(), 2u);
+  auto loaded = AgentRegistry::LoadDirectory(dir.path() / "examples");
   ASSERT_TRUE(loaded) << loaded.error().message;
   const AgentRegistry& registry = *loaded->value;
-
-  const AgentSpec* builder = registry.Find("builder");
-  ASSERT_NE(builder, nullptr);
-  EXPECT_EQ(builder->runner, RunnerKind::kScript);
-  EXPECT_THAT(builder->command, ::testing::HasSubstr(kExampleBuilderScriptPath));
   const AgentSpec* claude = registry.Find("claude-coder");
   ASSERT_NE(claude, nullptr);
   EXPECT_EQ(claude->runner, RunnerKind::kCli);
   EXPECT_EQ(claude->preset, "claude");
+  EXPECT_EQ(claude->env, std::vector<std::string>{"ANTHROPIC_API_KEY"});
   const AgentSpec* llm = registry.Find("llm-coder");
   ASSERT_NE(llm, nullptr);
   EXPECT_EQ(llm->runner, RunnerKind::kLlm);
   EXPECT_EQ(llm->model, "cloud/mid");
-
-  // With no LLM configured the demo must work: plain code tasks go to the script builder.
-  auto chosen = registry.Resolve({"", {"code"}, ""});
-  ASSERT_TRUE(chosen);
-  EXPECT_EQ((*chosen)->name, "builder");
 }
 
 TEST(ExampleAgentsTest, NeverOverwritesEditedFiles) {
   testing::TempDir dir;
-  auto edited = dir.Write("agents/builder.md", "my edits");
-  auto written = WriteExampleAgents(dir.path() / "agents");
+  auto edited = dir.Write("agents/llm-coder.md", "my edits");
+  auto written = WriteAgentFiles(dir.path() / "agents", ExampleAgentFiles());
   ASSERT_TRUE(written) << written.error().message;
-  EXPECT_EQ(written->size(), 2u);
+  EXPECT_EQ(written->size(), 1u);
   EXPECT_EQ(testing::ReadFile(edited), "my edits");
-}
-
-TEST(ExampleAgentsTest, BuilderScriptIsExecutableAndNotClobbered) {
-  testing::TempDir dir;
-  auto path = dir.path() / kExampleBuilderScriptPath;
-  auto first = WriteExampleBuilderScript(path);
-  ASSERT_TRUE(first) << first.error().message;
-  EXPECT_TRUE(*first);
-  struct stat info {};
-  ASSERT_EQ(stat(path.c_str(), &info), 0);
-  EXPECT_TRUE(info.st_mode & S_IXUSR);
-  EXPECT_EQ(testing::ReadFile(path), kExampleBuilderScript);
-  auto second = WriteExampleBuilderScript(path);
-  ASSERT_TRUE(second);
-  EXPECT_FALSE(*second);
 }
 
 }  // namespace

@@ -38,7 +38,8 @@ struct CliResult {
 
 struct SpawnOptions {
   std::filesystem::path cwd;
-  std::map<std::string, std::string> env;  // set in the child (FACTORY_* are unset otherwise)
+  std::map<std::string, std::string> env;  // set in the child (FACTORY_* and provider keys are
+                                           // unset otherwise)
   std::vector<std::string> prefix;         // e.g. {"setpriv", "--reuid=65534", ...}
   std::string stdout_path;                 // empty: /dev/null
   std::string stderr_path;
@@ -63,7 +64,13 @@ inline pid_t SpawnFactory(const std::vector<std::string>& args, const SpawnOptio
   dup2(in, 0);
   dup2(out, 1);
   dup2(err, 2);
-  for (const char* name : {"FACTORY_DB", "FACTORY_LOG", "FACTORY_SYNC"}) unsetenv(name);
+  // The factory's own settings, and the model providers `factory init` would choose an agent
+  // for: a test gets only those it sets.
+  for (const char* name :
+       {"FACTORY_DB", "FACTORY_LOG", "FACTORY_SYNC", "FACTORY_LLM_BASE_URL", "FACTORY_LLM_MODEL",
+        "FACTORY_LLM_REVIEW_MODEL", "OPENAI_API_KEY", "ANTHROPIC_API_KEY"}) {
+    unsetenv(name);
+  }
   for (const auto& [name, value] : options.env) setenv(name.c_str(), value.c_str(), 1);
   std::vector<char*> cargv;
   for (auto& arg : argv) cargv.push_back(arg.data());

@@ -3,8 +3,6 @@
 
 #include <gtest/gtest.h>
 
-#include <set>
-
 #include "cli/cli.h"
 #include "cli/cli_test_util.h"
 #include "ledger/budget.h"
@@ -15,18 +13,19 @@ namespace {
 
 using testing::CliSandbox;
 
+// With a model provider available, init writes the built-in llm agent, which the listing shows.
 TEST(ProjectCommandsTest, InitWritesAgentsThatTheListingShows) {
   CliSandbox sandbox;
-  sandbox.Ok({"init"});
+  testing::SpawnOptions with_key;
+  with_key.env["OPENAI_API_KEY"] = "sk-project-commands-test";
+  sandbox.Ok({"init"}, with_key);
   auto agents = sandbox.Ok({"agents", "--json"}).Json();
   ASSERT_TRUE(agents.is_array());
-  ASSERT_GE(agents.size(), 3u);
-  std::set<std::string> runners;
-  for (const auto& agent : agents) {
-    runners.insert(agent["runner"].get<std::string>());
-    EXPECT_EQ(agent["status"], "idle");
-  }
-  EXPECT_EQ(runners, (std::set<std::string>{"cli", "llm", "script"}));
+  ASSERT_EQ(agents.size(), 1u);
+  EXPECT_EQ(agents[0]["name"], "llm-coder");
+  EXPECT_EQ(agents[0]["runner"], "llm");
+  EXPECT_EQ(agents[0]["model"], "cloud/fast");
+  EXPECT_EQ(agents[0]["status"], "idle");
   auto models = sandbox.Ok({"models", "--json"}).Json();
   EXPECT_TRUE(models.contains("providers"));
   // A broken agent file is reported with its file and line.
@@ -49,7 +48,12 @@ TEST(ProjectCommandsTest, CostsAreEmptyOnAFreshDatabaseAndGroupingIsValidated) {
 
 TEST(ProjectCommandsTest, ResumeLiftsAPause) {
   CliSandbox sandbox;
-  sandbox.Ok({"init"});
+  testing::SpawnOptions with_key;
+  with_key.env["OPENAI_API_KEY"] = "sk-project-commands-test";
+  sandbox.Ok({"init"}, with_key);
+  testing::WriteFile(sandbox.Path(".factory/agents/builder.md"),
+                     "---\nname: builder\nrole: builds\nrunner: script\ncommand: \"true\"\n"
+                     "capabilities: [code]\n---\nBuilds.\n");
   {
     auto store = OpenSqliteStore(SqliteOptions{.path = sandbox.DbPath().string()});
     ASSERT_TRUE(store.has_value());
