@@ -5,7 +5,7 @@
 #include <sys/stat.h>
 
 #include "agents/registry.h"
-#include "agents/temp_dir.h"
+#include "common/test_util.h"
 
 namespace factory {
 namespace {
