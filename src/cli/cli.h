@@ -78,6 +78,8 @@ void AddProjectCommands(CLI::App& app, CliContext& ctx);  // agents, models
 void AddCostCommands(CLI::App& app, CliContext& ctx);
 // run, run resume/show/merge, runs, regenerate
 void AddRunCommands(CLI::App& app, CliContext& ctx);
+// run push, run pr (src/cli/pr_commands.cc); `run` is the `run` subcommand.
+void AddPushCommands(CLI::App& run, CliContext& ctx);
 void AddGatewayCommands(CLI::App& app, CliContext& ctx);  // gateway, keys create/list/revoke
 void AddPromptCommands(CLI::App& app, CliContext& ctx);   // prompts, prompts show
 void AddStatsCommand(CLI::App& app, CliContext& ctx);     // stats

@@ -897,6 +897,7 @@ void AddRunCommands(CLI::App& app, CliContext& ctx) {
   merge->add_option("--reason", args.reason, "Why the merge is forced (the audit log keeps it)");
   AddCommonRunOptions(merge, args);
   merge->callback([&ctx] { ctx.action = [&ctx] { return MergeRunCommand(ctx, args); }; });
+  AddPushCommands(*run, ctx);
 
   run->callback([&ctx, run] {
     if (!run->get_subcommands().empty()) return;  // a subcommand set its own action

@@ -141,7 +141,32 @@ Git Git::WithGitDir(std::string git_dir, std::string work_tree) const {
   return Git(std::move(work_tree), std::move(git_dir), identity_, timeout_ms_);
 }
 
-std::map<std::string, std::string> Git::BaseEnv() const {
+namespace {
+
+// What a push to the user's remote needs of the user's environment: where the configuration
+// is, and what carries credentials, certificates and proxies.
+constexpr const char* kUserTransportVariables[] = {
+    "HOME",         "XDG_CONFIG_HOME",  "GIT_CONFIG_GLOBAL", "GIT_CONFIG_SYSTEM",
+    "USER",         "LOGNAME",          "SSH_AUTH_SOCK",     "SSH_AGENT_PID",
+    "SSH_ASKPASS",  "GIT_SSH",          "GIT_SSH_COMMAND",   "GIT_SSH_VARIANT",
+    "GIT_ASKPASS",  "GIT_SSL_CAINFO",   "GIT_SSL_CAPATH",    "SSL_CERT_FILE",
+    "SSL_CERT_DIR", "http_proxy",       "https_proxy",       "all_proxy",
+    "no_proxy",     "HTTP_PROXY",       "HTTPS_PROXY",       "ALL_PROXY",
+    "NO_PROXY",     "GIT_PROXY_COMMAND"};
+
+// The keys a push leaves to the user's configuration: how to reach and authenticate to the
+// remote. `protocol.ext.allow` is not among them: `ext::` runs an arbitrary command.
+bool IsTransportKey(const std::string& key) {
+  static const std::set<std::string> keys = {
+      "core.sshCommand",     "core.gitProxy",       "core.askPass",       "credential.helper",
+      "protocol.allow",      "protocol.file.allow", "protocol.git.allow", "protocol.ssh.allow",
+      "protocol.http.allow", "protocol.https.allow"};
+  return keys.contains(key);
+}
+
+}  // namespace
+
+std::map<std::string, std::string> Git::BaseEnv(Access access) const {
   // A clean environment: an inherited GIT_DIR, GIT_WORK_TREE or GIT_INDEX_FILE (say, the factory
   // started from a git hook) would silently point our commands at the wrong repository or index,
   // and the user's global configuration may name programs (a pager, a credential helper) that
@@ -150,9 +175,16 @@ std::map<std::string, std::string> Git::BaseEnv() const {
   for (const char* name : {"TMPDIR", "GIT_EXEC_PATH"}) {
     if (const char* value = std::getenv(name)) env[name] = value;
   }
-  env["HOME"] = "/nonexistent";
-  env["GIT_CONFIG_NOSYSTEM"] = "1";
-  env["GIT_CONFIG_GLOBAL"] = "/dev/null";
+  if (access == Access::kUserTransport) {
+    for (const char* name : kUserTransportVariables) {
+      if (const char* value = std::getenv(name)) env[name] = value;
+    }
+    if (const char* value = std::getenv("GIT_CONFIG_NOSYSTEM")) env["GIT_CONFIG_NOSYSTEM"] = value;
+  } else {
+    env["HOME"] = "/nonexistent";
+    env["GIT_CONFIG_NOSYSTEM"] = "1";
+    env["GIT_CONFIG_GLOBAL"] = "/dev/null";
+  }
   env["GIT_ATTR_NOSYSTEM"] = "1";
   env["GIT_NO_REPLACE_OBJECTS"] = "1";
   env["LC_ALL"] = "C";  // stable, parseable messages
@@ -175,12 +207,12 @@ std::vector<std::string> Git::Prefix() const {
 
 Result<SubprocessResult> Git::Spawn(const std::vector<std::string>& args,
                                     const std::map<std::string, std::string>& env,
-                                    const std::string& stdin_data) const {
+                                    const std::string& stdin_data, Access access) const {
   SubprocessOptions options;
   options.argv = Prefix();
   options.argv.insert(options.argv.end(), args.begin(), args.end());
   options.clear_env = true;
-  options.env_set = BaseEnv();
+  options.env_set = BaseEnv(access);
   for (const auto& [key, value] : env) options.env_set[key] = value;
   options.stdin_data = stdin_data;
   options.timeout_ms = timeout_ms_;
@@ -232,18 +264,31 @@ Result<SubprocessResult> Git::RunRaw(const std::vector<std::string>& args,
   return RunHardened(args, env, "");
 }
 
+Result<SubprocessResult> Git::PushToUserRemote(const std::string& remote,
+                                               const std::vector<std::string>& refspecs) const {
+  std::vector<std::string> args = {"push", "--porcelain", "--no-verify", "--recurse-submodules=no",
+                                   "--",   remote};
+  args.insert(args.end(), refspecs.begin(), refspecs.end());
+  return RunHardened(args, {}, "", Access::kUserTransport);
+}
+
 Result<SubprocessResult> Git::RunHardened(const std::vector<std::string>& args,
                                           const std::map<std::string, std::string>& env,
-                                          const std::string& stdin_data) const {
+                                          const std::string& stdin_data, Access access) const {
   std::map<std::string, std::string> hardened = env;
-  std::vector<std::pair<std::string, std::string>> config = HardenedConfig();
+  std::vector<std::pair<std::string, std::string>> config;
+  for (const auto& entry : HardenedConfig()) {
+    if (access == Access::kUserTransport && IsTransportKey(entry.first)) continue;
+    config.push_back(entry);
+  }
+  if (access == Access::kUserTransport) config.emplace_back("push.gpgSign", "false");
   AddConfigEnv(config, hardened);
   // Every driver the configuration defines, whatever attribute could name it. Read right before
   // the command, so a driver added since the last command is covered too.
   FACTORY_ASSIGN_OR_RETURN(
       SubprocessResult drivers,
       Spawn({"config", "-z", "--name-only", "--get-regexp", "^(filter|diff|merge)\\..+\\.[^.]+$"},
-            hardened, ""));
+            hardened, "", access));
   if (drivers.exit_code != 0 && drivers.exit_code != 1) {  // 1: no such key
     return GitError({"config", "--get-regexp", "<drivers>"}, drivers);
   }
@@ -261,7 +306,7 @@ Result<SubprocessResult> Git::RunHardened(const std::vector<std::string>& args,
   if (!full.empty() && (full[0] == "diff" || full[0] == "log" || full[0] == "show")) {
     full.insert(full.begin() + 1, {"--no-ext-diff", "--no-textconv"});
   }
-  return Spawn(full, hardened, stdin_data);
+  return Spawn(full, hardened, stdin_data, access);
 }
 
 Result<std::string> Git::Run(const std::vector<std::string>& args,

@@ -99,6 +99,22 @@ class Git {
   Result<std::string> RunWithInput(const std::vector<std::string>& args, const std::string& input,
                                    const std::map<std::string, std::string>& env = {}) const;
 
+  // `git push --porcelain --no-verify --recurse-submodules=no -- <remote> <refspecs...>` to the
+  // user's own remote, with the user's credentials: the one command that talks to the network.
+  // It keeps the user's HOME, global and system configuration (credential helpers, url
+  // rewrites, ssh command) and the variables that carry credentials, certificates or proxies
+  // (SSH_AUTH_SOCK, GIT_SSH_COMMAND, GIT_ASKPASS, SSL_CERT_FILE, https_proxy...), and leaves the
+  // transport keys to them (core.sshCommand, core.gitProxy, core.askPass, credential.helper,
+  // protocol.*.allow; `ext`, which runs a command, stays refused). Every other override of
+  // HardenedConfig() still applies: what is pushed was written by agents, and a pre-push hook or
+  // an fsmonitor of the user's configuration would run the project's code outside the sandbox.
+  // (The receiving repository runs its own hooks, as a server does, even when the remote is a
+  // local path.) No terminal prompt (GIT_TERMINAL_PROMPT=0): credentials come from a helper or
+  // an ssh agent.
+  // The raw result, whatever the exit code (a rejected push is the caller's to explain).
+  Result<SubprocessResult> PushToUserRemote(const std::string& remote,
+                                            const std::vector<std::string>& refspecs) const;
+
   // True when dir() is inside a git work tree.
   Result<bool> IsRepo() const;
   // Absolute path of the top of the work tree containing dir().
@@ -152,15 +168,19 @@ class Git {
                                bool no_ff = true) const;
 
  private:
+  // kUserTransport: PushToUserRemote's relaxations (the user's configuration and credentials).
+  enum class Access { kHardened, kUserTransport };
+
   Git(std::string dir, std::string git_dir, GitIdentity identity, int64_t timeout_ms);
-  std::map<std::string, std::string> BaseEnv() const;
+  std::map<std::string, std::string> BaseEnv(Access access) const;
   std::vector<std::string> Prefix() const;
   Result<SubprocessResult> RunHardened(const std::vector<std::string>& args,
                                        const std::map<std::string, std::string>& env,
-                                       const std::string& stdin_data) const;
+                                       const std::string& stdin_data,
+                                       Access access = Access::kHardened) const;
   Result<SubprocessResult> Spawn(const std::vector<std::string>& args,
                                  const std::map<std::string, std::string>& env,
-                                 const std::string& stdin_data) const;
+                                 const std::string& stdin_data, Access access) const;
 
   std::string dir_;
   std::string git_dir_;  // empty: discovery from dir_

@@ -3,7 +3,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
-#include "agents/temp_dir.h"
+#include "common/test_util.h"
 
 namespace factory {
 namespace {

@@ -4,7 +4,7 @@
 #include <gtest/gtest.h>
 
 #include "agents/registry.h"
-#include "agents/temp_dir.h"
+#include "common/test_util.h"
 
 namespace factory {
 namespace {

@@ -7,7 +7,7 @@
 #include <thread>
 
 #include "agents/agent.h"
-#include "agents/temp_dir.h"
+#include "common/test_util.h"
 
 namespace factory {
 namespace {

@@ -326,7 +326,9 @@ TEST(CliBadInputTest, ReadOnlyDirectory) {
   CliSandbox sandbox;
   SpawnOptions as_user;
   if (geteuid() == 0) {
-    if (Shell("command -v setpriv >/dev/null") != 0) GTEST_SKIP() << "needs setpriv when root";
+    if (Shell("command -v setpriv >/dev/null") != 0)
+      GTEST_SKIP() << "running as root without setpriv (util-linux): root ignores "
+                      "permissions, so the read-only directory needs another user to run as";
     as_user.prefix = {"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"};
     if (sandbox.Run({"--version"}, as_user).exit_code != 0) {
       GTEST_SKIP() << "user nobody cannot run " << FACTORY_BINARY << " (a private directory?)";

@@ -7,16 +7,22 @@
 #include <sstream>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 
 namespace factory::testing {
 
-// A fresh directory under $TMPDIR, removed (recursively) when the object dies.
+// A fresh directory under $TMPDIR (/tmp when unset), removed (recursively) when the object
+// dies. The one temporary directory of the tests: every fixture that needs a scratch
+// directory or repository builds on it (common/test_repo.h), so TMPDIR moves them all. The path
+// is canonical (symbolic links resolved): git and the sandbox report canonical paths.
 class TempDir {
  public:
-  TempDir() {
-    std::string pattern = (std::filesystem::temp_directory_path() / "factory-test-XXXXXX").string();
-    if (mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
-    path_ = pattern;
+  explicit TempDir(const std::string& prefix = "factory-test") {
+    std::string pattern = (std::filesystem::temp_directory_path() / (prefix + "-XXXXXX")).string();
+    if (mkdtemp(pattern.data()) == nullptr) {
+      throw std::runtime_error("mkdtemp failed under " + pattern);
+    }
+    path_ = std::filesystem::canonical(pattern);
   }
   ~TempDir() {
     std::error_code ec;
@@ -27,6 +33,15 @@ class TempDir {
 
   const std::filesystem::path& path() const { return path_; }
   std::string operator/(const std::string& name) const { return (path_ / name).string(); }
+
+  // Writes `content` to `relative` (parents created) and returns the full path.
+  std::filesystem::path Write(const std::string& relative, std::string_view content) const {
+    const std::filesystem::path full = path_ / relative;
+    std::filesystem::create_directories(full.parent_path());
+    std::ofstream out(full, std::ios::binary);
+    out << content;
+    return full;
+  }
 
  private:
   std::filesystem::path path_;

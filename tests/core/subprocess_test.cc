@@ -21,6 +21,8 @@
 #include <thread>
 #include <vector>
 
+#include "common/test_util.h"
+
 namespace factory {
 namespace {
 
@@ -72,12 +74,7 @@ std::vector<int> LiveGroupMembers(int pgid) {
 
 class SubprocessTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    char tmpl[] = "/tmp/factory-subprocess-XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
-  }
-  void TearDown() override { fs::remove_all(dir_); }
+  void SetUp() override { dir_ = temp_.path().string(); }
 
   static SubprocessOptions Sh(const std::string& script) {
     SubprocessOptions options;
@@ -85,6 +82,7 @@ class SubprocessTest : public ::testing::Test {
     return options;
   }
 
+  testing::TempDir temp_{"factory-subprocess"};
   std::string dir_;
 };
 
@@ -484,7 +482,8 @@ TEST(ReserveDescriptorsTest, RaisesTheSoftLimitAndGrowsTheTableNow) {
   struct rlimit original {};
   ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &original), 0);
   if (original.rlim_max != RLIM_INFINITY && original.rlim_max < 3000) {
-    GTEST_SKIP() << "hard open-file limit " << original.rlim_max << " is below 3000";
+    GTEST_SKIP() << "hard open-file limit " << original.rlim_max
+                 << " is below the 3000 descriptors this test reserves";
   }
   struct rlimit lowered = original;
   lowered.rlim_cur = 256;
@@ -506,7 +505,8 @@ TEST(ReserveDescriptorsTest, StopsAtTheHardLimit) {
   struct rlimit original {};
   ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &original), 0);
   if (original.rlim_max == RLIM_INFINITY || original.rlim_max > 65536) {
-    GTEST_SKIP() << "no hard open-file limit small enough to fill";
+    GTEST_SKIP() << "hard open-file limit is unlimited or above 65536: too many descriptors "
+                    "to fill in a test";
   }
   const int hard = static_cast<int>(original.rlim_max);
   EXPECT_EQ(ReserveDescriptors(hard + 100), hard);

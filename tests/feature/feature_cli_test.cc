@@ -19,6 +19,8 @@
 #include <vector>
 
 #include "cli/cli_test_util.h"
+#include "common/script_project.h"
+#include "common/test_repo.h"
 #include "feature_test_util.h"
 #include "ledger/ledger.h"
 #include "llm/fake_provider.h"
@@ -51,29 +53,19 @@ class FeatureCliTest : public ::testing::Test {
   void SetUp() override {
     // The gate: no file of the project may carry planning text (clean contexts), and every
     // task's output must be there once its task is done.
-    Sh(dir(),
-       "git init -q -b main && git config user.email t@example.com && git config user.name t && "
-       "printf '# greeter\\n' > README.md && "
-       "printf '! grep -rq PLANNING-MARKER out 2>/dev/null\\n' > check.sh && "
-       "git add -A && git commit -qm init");
+    testing::InitGitRepo(dir(), {{"README.md", "# greeter\n"},
+                                 {"check.sh", "! grep -rq PLANNING-MARKER out 2>/dev/null\n"}});
     sandbox_.Ok({"init"});
-    for (const char* example : {"builder.md", "claude-coder.md", "llm-coder.md"}) {
-      fs::remove(sandbox_.Path(std::string(".factory/agents/") + example));
-    }
+    project_.RemoveExampleAgents();
     // The builder copies the task file it was given into the worktree: what the test then
     // finds on the integration branch is exactly what the attempt saw.
-    const fs::path script = sandbox_.Path(".factory/scripts/copy-task.sh");
-    testing::WriteFile(script,
-                       "mkdir -p out && cp \"$FACTORY_TASK_FILE\" \"out/$FACTORY_TASK_ID.json\"\n");
-    testing::WriteFile(sandbox_.Path(".factory/agents/builder.md"),
-                       "---\nname: builder\nrole: copies its task file\nrunner: script\n"
-                       "command: sh " +
-                           script.string() + "\ncapabilities: [code]\nconcurrency: 1\n---\n");
-    testing::WriteFile(sandbox_.Path(".factory/config.yaml"),
-                       "concurrency: 1\nmax_attempts: 2\n"
-                       "gates:\n  - {name: check, command: sh check.sh, timeout: 60}\n"
-                       "protected: [check.sh, \".factory/**\"]\n" +
-                           ScriptsReadable());
+    project_.AddScriptAgent(
+        "builder", "mkdir -p out && cp \"$FACTORY_TASK_FILE\" \"out/$FACTORY_TASK_ID.json\"\n",
+        "copies its task file", "concurrency: 1\n");
+    project_.WriteConfig(
+        "concurrency: 1\nmax_attempts: 2\n"
+        "gates:\n  - {name: check, command: sh check.sh, timeout: 60}\n"
+        "protected: [check.sh, \".factory/**\"]\n");
     testing::WriteFile(sandbox_.Path(".factory/models.yaml"),
                        testing::ModelsYaml(fake_.openai_base_url(), kKeyVariable));
     testing::WriteFile(sandbox_.Path("greetings.md"),
@@ -81,10 +73,7 @@ class FeatureCliTest : public ::testing::Test {
   }
 
   const fs::path& dir() const { return sandbox_.dir(); }
-  // The builder's script lives outside the worktrees, which the sandbox hides unless named.
-  std::string ScriptsReadable() const {
-    return "sandbox: {read_paths: [\"" + sandbox_.Path(".factory/scripts").string() + "\"]}\n";
-  }
+  std::string ScriptsReadable() const { return project_.ScriptsReadable(); }
   fs::path spec_dir() const { return sandbox_.Path(".factory/specs/greetings"); }
 
   testing::SpawnOptions WithKey() const {
@@ -166,7 +155,7 @@ class FeatureCliTest : public ::testing::Test {
   // The builder writes out/<task>.txt with `content` (deterministic: two builds of the same
   // backlog give identical trees).
   void WriteDeterministicBuilder(const std::string& content) {
-    testing::WriteFile(sandbox_.Path(".factory/scripts/copy-task.sh"),
+    testing::WriteFile(project_.ScriptsDir() / "builder.sh",
                        "mkdir -p out && echo '" + content +
                            "' \"$FACTORY_TASK_ID\" > \"out/$FACTORY_TASK_ID.txt\"\n");
   }
@@ -183,6 +172,7 @@ class FeatureCliTest : public ::testing::Test {
 
   FakeProviderServer fake_;
   CliSandbox sandbox_;
+  testing::ScriptProject project_{sandbox_.dir()};
 };
 
 TEST_F(FeatureCliTest, AFeatureIsPlannedThenBuiltOnTheIntegrationBranch) {
@@ -327,7 +317,7 @@ TEST_F(FeatureCliTest, RunResumeOfAFeatureKilledDuringItsBuildRunsItsFinalGates)
   const fs::path marker = sandbox_.Path(".factory/scripts/builder-sleeps");
   testing::WriteFile(marker, "");
   testing::WriteFile(
-      sandbox_.Path(".factory/scripts/copy-task.sh"),
+      project_.ScriptsDir() / "builder.sh",
       "if [ -f '" + marker.string() +
           "' ]; then touch builder-started; sleep 60; fi\n"
           "mkdir -p out && cp \"$FACTORY_TASK_FILE\" \"out/$FACTORY_TASK_ID.json\"\n");

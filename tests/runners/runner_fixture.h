@@ -11,9 +11,9 @@
 #include <memory>
 #include <string>
 
+#include "common/test_repo.h"
 #include "runners/runner.h"
 #include "workspace/sandbox.h"
-#include "workspace/test_repo.h"
 
 namespace factory::testing {
 

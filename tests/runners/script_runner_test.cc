@@ -105,7 +105,10 @@ TEST_F(ScriptRunnerTest, CancelStopsTheCommand) {
 }
 
 TEST_F(ScriptRunnerTest, CannotWriteOutsideTheWorktreeWhenSandboxed) {
-  if (sandbox_->name() != "bubblewrap") GTEST_SKIP() << "needs bubblewrap";
+  if (sandbox_->name() != "bubblewrap") {
+    GTEST_SKIP() << "bwrap is missing or cannot create its namespaces on this host: only "
+                    "bubblewrap keeps a script from writing outside its worktree";
+  }
   auto runner = MakeRunner(ScriptAgent("echo x > \"$FACTORY_TASK_FILE\""));
   ASSERT_TRUE(runner.has_value());
   RunnerContext context = Context();

@@ -16,17 +16,14 @@
 
 #include "cli/cli.h"
 #include "cli/cli_test_util.h"
+#include "common/script_project.h"
+#include "common/test_repo.h"
 #include "feature/feature_test_util.h"
 #include "llm/fake_provider.h"
 #include "store/store.h"
 
 namespace factory {
 namespace {
-
-// The agents' scripts live beside the repository, which the sandbox hides unless it is named.
-std::string ScriptsReadable(const std::filesystem::path& dir) {
-  return "sandbox: {read_paths: [\"" + dir.string() + "\"]}\n";
-}
 
 namespace fs = std::filesystem;
 using json = nlohmann::json;
@@ -72,18 +69,13 @@ std::vector<json> EventsOf(const CliSandbox& sandbox, const std::string& run_id,
 class MergeSecurityTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    Sh(dir(),
-       "git init -q -b main && git config user.email t@example.com && git config user.name t && "
-       "echo hello > README.md && git add README.md && git commit -qm init");
+    testing::InitGitRepo(dir(), {{"README.md", "hello\n"}});
     sandbox_.Ok({"init"});
-    for (const char* example : {"builder.md", "claude-coder.md", "llm-coder.md"}) {
-      fs::remove(sandbox_.Path(std::string(".factory/agents/") + example));
-    }
-    testing::WriteFile(sandbox_.Path(".factory/config.yaml"),
-                       "concurrency: 1\nmax_attempts: 1\n"
-                       "gates:\n  - {name: check, command: 'true', timeout: 60}\n"
-                       "protected: [\".factory/**\"]\n" +
-                           ScriptsReadable(sandbox_.Path(".factory/scripts")));
+    project_.RemoveExampleAgents();
+    project_.WriteConfig(
+        "concurrency: 1\nmax_attempts: 1\n"
+        "gates:\n  - {name: check, command: 'true', timeout: 60}\n"
+        "protected: [\".factory/**\"]\n");
     AddAgent("good", "echo good > good.txt\n");
     AddAgent("bad", "echo broken > bad.txt\nexit 1\n");
   }
@@ -91,15 +83,11 @@ class MergeSecurityTest : public ::testing::Test {
   const fs::path& dir() const { return sandbox_.dir(); }
 
   void AddAgent(const std::string& name, const std::string& script) {
-    const fs::path file = sandbox_.Path(".factory/scripts/" + name + ".sh");
-    testing::WriteFile(file, script);
-    testing::WriteFile(sandbox_.Path(".factory/agents/" + name + ".md"),
-                       "---\nname: " + name + "\nrole: " + name +
-                           "\nrunner: script\ncapabilities: [code]\ncommand: sh " + file.string() +
-                           "\n---\n");
+    project_.AddScriptAgent(name, script);
   }
 
   CliSandbox sandbox_;
+  testing::ScriptProject project_{sandbox_.dir()};
 };
 
 TEST_F(MergeSecurityTest, AFailedRunIsNotMergedNorSuggestedUnlessForcedWithAReason) {
@@ -170,28 +158,20 @@ class FeatureMergeSecurityTest : public ::testing::Test {
   void SetUp() override {
     // `whole` fails on a merge commit, i.e. only on the integration branch's tip (tasks are
     // merged with --no-ff), never on an attempt's own commit.
-    Sh(dir(),
-       "git init -q -b main && git config user.email t@example.com && git config user.name t && "
-       "printf '# greeter\\n' > README.md && "
-       "printf 'if [ \"$(git cat-file -p HEAD | grep -c \"^parent \")\" -ge 2 ]; then\\n"
-       "  echo integration check: the whole is broken; exit 3\\nfi\\n' > whole.sh && "
-       "git add -A && git commit -qm init");
+    testing::InitGitRepo(dir(),
+                         {{"README.md", "# greeter\n"},
+                          {"whole.sh",
+                           "if [ \"$(git cat-file -p HEAD | grep -c \"^parent \")\" -ge 2 ]; then\n"
+                           "  echo integration check: the whole is broken; exit 3\nfi\n"}});
     sandbox_.Ok({"init"});
-    for (const char* example : {"builder.md", "claude-coder.md", "llm-coder.md"}) {
-      fs::remove(sandbox_.Path(std::string(".factory/agents/") + example));
-    }
-    const fs::path script = sandbox_.Path(".factory/scripts/write.sh");
-    testing::WriteFile(script,
-                       "mkdir -p out && echo \"$FACTORY_TASK_ID\" > out/$FACTORY_TASK_ID\n");
-    testing::WriteFile(sandbox_.Path(".factory/agents/builder.md"),
-                       "---\nname: builder\nrole: writes its task id\nrunner: script\n"
-                       "command: sh " +
-                           script.string() + "\ncapabilities: [code]\nconcurrency: 1\n---\n");
-    testing::WriteFile(sandbox_.Path(".factory/config.yaml"),
-                       "concurrency: 1\nmax_attempts: 1\n"
-                       "gates:\n  - {name: whole, command: sh whole.sh, timeout: 60}\n"
-                       "protected: [whole.sh, \".factory/**\"]\n" +
-                           ScriptsReadable(sandbox_.Path(".factory/scripts")));
+    project_.RemoveExampleAgents();
+    project_.AddScriptAgent("builder",
+                            "mkdir -p out && echo \"$FACTORY_TASK_ID\" > out/$FACTORY_TASK_ID\n",
+                            "writes its task id", "concurrency: 1\n");
+    project_.WriteConfig(
+        "concurrency: 1\nmax_attempts: 1\n"
+        "gates:\n  - {name: whole, command: sh whole.sh, timeout: 60}\n"
+        "protected: [whole.sh, \".factory/**\"]\n");
     testing::WriteFile(sandbox_.Path(".factory/models.yaml"),
                        testing::ModelsYaml(fake_.openai_base_url(), kKeyVariable));
     testing::WriteFile(sandbox_.Path("greetings.md"),
@@ -219,6 +199,7 @@ class FeatureMergeSecurityTest : public ::testing::Test {
 
   FakeProviderServer fake_;
   CliSandbox sandbox_;
+  testing::ScriptProject project_{sandbox_.dir()};
 };
 
 TEST_F(FeatureMergeSecurityTest, AFeatureWhoseFinalGatesFailedIsNotMergedUnlessForced) {

@@ -16,14 +16,11 @@
 
 #include "cli/cli.h"
 #include "cli/cli_test_util.h"
+#include "common/script_project.h"
+#include "common/test_repo.h"
 
 namespace factory {
 namespace {
-
-// The agents' scripts live beside the repository, which the sandbox hides unless it is named.
-std::string ScriptsReadable(const std::filesystem::path& dir) {
-  return "sandbox: {read_paths: [\"" + dir.string() + "\"]}\n";
-}
 
 namespace fs = std::filesystem;
 using json = nlohmann::json;
@@ -52,26 +49,20 @@ constexpr char kHonestScript[] =
 class ScopeSecurityTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    Sh(dir(),
-       "git init -q -b main && git config user.email t@example.com && git config user.name t && "
-       "mkdir -p src/textkit tests && : > tests/__init__.py && "
-       "printf 'def add(a, b):\\n    return a + b\\n' > src/textkit/__init__.py && "
-       "printf 'import unittest\\nimport sys\\nsys.path.insert(0, \"src\")\\n"
-       "import textkit\\n\\n\\nclass AddTest(unittest.TestCase):\\n"
-       "    def test_add(self):\\n        self.assertEqual(textkit.add(2, 3), 5)\\n' "
-       "> tests/test_add.py && "
-       "git add -A && git commit -qm init");
+    testing::InitGitRepo(dir(), {{"tests/__init__.py", ""},
+                                 {"src/textkit/__init__.py", "def add(a, b):\n    return a + b\n"},
+                                 {"tests/test_add.py",
+                                  "import unittest\nimport sys\nsys.path.insert(0, \"src\")\n"
+                                  "import textkit\n\n\nclass AddTest(unittest.TestCase):\n"
+                                  "    def test_add(self):\n"
+                                  "        self.assertEqual(textkit.add(2, 3), 5)\n"}});
     sandbox_.Ok({"init"});
-    for (const char* example : {"builder.md", "claude-coder.md", "llm-coder.md"}) {
-      fs::remove(sandbox_.Path(std::string(".factory/agents/") + example));
-    }
-    testing::WriteFile(sandbox_.Path(".factory/config.yaml"),
-                       "concurrency: 1\nmax_attempts: 1\n"
-                       "gates:\n"
-                       "  - {name: test, command: python3 -m unittest discover -s tests -t ., "
-                       "timeout: 60}\n"
-                       "protected: [\"tests/**\", \".factory/**\"]\n" +
-                           ScriptsReadable(sandbox_.Path(".factory/scripts")));
+    project_.RemoveExampleAgents();
+    project_.WriteConfig(
+        "concurrency: 1\nmax_attempts: 1\n"
+        "gates:\n"
+        "  - {name: test, command: python3 -m unittest discover -s tests -t ., timeout: 60}\n"
+        "protected: [\"tests/**\", \".factory/**\"]\n");
     AddAgent("gamer", kGamerScript);
     AddAgent("honest", kHonestScript);
   }
@@ -79,12 +70,7 @@ class ScopeSecurityTest : public ::testing::Test {
   const fs::path& dir() const { return sandbox_.dir(); }
 
   void AddAgent(const std::string& name, const std::string& script) {
-    const fs::path file = sandbox_.Path(".factory/scripts/" + name + ".sh");
-    testing::WriteFile(file, script);
-    testing::WriteFile(sandbox_.Path(".factory/agents/" + name + ".md"),
-                       "---\nname: " + name + "\nrole: " + name +
-                           "\nrunner: script\ncapabilities: [code]\ncommand: sh " + file.string() +
-                           "\n---\n");
+    project_.AddScriptAgent(name, script);
   }
 
   // A one-task backlog for `agent`, with `scope` ("" for none).
@@ -104,6 +90,7 @@ class ScopeSecurityTest : public ::testing::Test {
   }
 
   CliSandbox sandbox_;
+  testing::ScriptProject project_{sandbox_.dir()};
 };
 
 TEST_F(ScopeSecurityTest, TheShadowingAttackFoolsTheBareGate) {

@@ -18,11 +18,11 @@
 #include <thread>
 #include <vector>
 
+#include "common/test_repo.h"
 #include "llm/fake_provider.h"
 #include "llm/http_client.h"
 #include "llm/router.h"
 #include "workspace/sandbox.h"
-#include "workspace/test_repo.h"
 
 namespace factory::toolloop {
 namespace {

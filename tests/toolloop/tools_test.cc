@@ -12,8 +12,8 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "common/test_repo.h"
 #include "toolloop/workspace_fs.h"
-#include "workspace/test_repo.h"
 
 namespace factory::toolloop {
 namespace {
@@ -28,9 +28,7 @@ constexpr char kSecret[] = "TOP-SECRET-OUTSIDE-CONTENT";
 class ToolsTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    char pattern[] = "/tmp/factory-toolloop-XXXXXX";
-    ASSERT_NE(::mkdtemp(pattern), nullptr);
-    base_ = std::filesystem::canonical(pattern).string();
+    base_ = temp_.path().string();
     outside_ = base_ + "/outside";
     work_ = base_ + "/work";
     WriteFileBytes(outside_ + "/secret.txt", std::string(kSecret) + "\n");
@@ -48,10 +46,6 @@ class ToolsTest : public ::testing::Test {
     fs_.emplace(std::move(*opened));
     env_.fs = &*fs_;
   }
-  void TearDown() override {
-    std::error_code ignored;
-    std::filesystem::remove_all(base_, ignored);
-  }
 
   ToolResult Call(const std::string& name, const nlohmann::json& arguments) {
     return ExecuteTool(env_, llm::ToolCall{"call-1", name, arguments.dump()});
@@ -67,6 +61,7 @@ class ToolsTest : public ::testing::Test {
     EXPECT_EQ(entries, 1u);
   }
 
+  testing::TempDir temp_{"factory-toolloop"};
   std::string base_, outside_, work_;
   std::optional<WorkspaceFs> fs_;
   ToolEnv env_;

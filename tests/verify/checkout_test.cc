@@ -5,8 +5,8 @@
 
 #include <filesystem>
 
+#include "common/test_repo.h"
 #include "verify/gates.h"
-#include "workspace/test_repo.h"
 
 namespace factory {
 namespace {

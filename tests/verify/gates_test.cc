@@ -7,7 +7,7 @@
 #include <chrono>
 #include <filesystem>
 
-#include "workspace/test_repo.h"
+#include "common/test_repo.h"
 
 namespace factory {
 namespace {

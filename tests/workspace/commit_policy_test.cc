@@ -8,8 +8,8 @@
 #include <filesystem>
 #include <string>
 
+#include "common/test_repo.h"
 #include "verify/checkout.h"
-#include "workspace/test_repo.h"
 #include "workspace/worktree.h"
 
 namespace factory {

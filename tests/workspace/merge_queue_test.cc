@@ -13,8 +13,8 @@
 #include <thread>
 #include <vector>
 
+#include "common/test_repo.h"
 #include "workspace/git.h"
-#include "workspace/test_repo.h"
 
 namespace factory {
 namespace {

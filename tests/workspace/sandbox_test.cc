@@ -1,7 +1,6 @@
 #include "workspace/sandbox.h"
 
 #include <arpa/inet.h>
-#include <dirent.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
@@ -17,7 +16,8 @@
 #include <thread>
 #include <vector>
 
-#include "workspace/test_repo.h"
+#include "common/processes.h"
+#include "common/test_repo.h"
 #include "workspace/worktree.h"
 
 namespace factory {
@@ -25,37 +25,11 @@ namespace {
 
 namespace fs = std::filesystem;
 using ::testing::HasSubstr;
+using testing::LiveProcessesWith;
 using testing::ReadFileBytes;
 using testing::TempRepo;
+using testing::UniqueMarker;
 using testing::WriteFileBytes;
-
-// Live (non-zombie) processes whose command line contains `marker`.
-std::vector<int> LiveProcessesWith(const std::string& marker) {
-  std::vector<int> pids;
-  DIR* proc = opendir("/proc");
-  if (proc == nullptr) return pids;
-  while (dirent* entry = readdir(proc)) {
-    if (entry->d_name[0] < '0' || entry->d_name[0] > '9') continue;
-    const std::string base = std::string("/proc/") + entry->d_name;
-    std::string cmdline = ReadFileBytes(base + "/cmdline");
-    for (char& c : cmdline) {
-      if (c == '\0') c = ' ';
-    }
-    if (cmdline.find(marker) == std::string::npos) continue;
-    std::string stat = ReadFileBytes(base + "/stat");
-    auto rparen = stat.rfind(')');
-    if (rparen == std::string::npos || rparen + 2 >= stat.size()) continue;
-    char state = stat[rparen + 2];
-    if (state != 'Z' && state != 'X') pids.push_back(std::atoi(entry->d_name));
-  }
-  closedir(proc);
-  return pids;
-}
-
-std::string UniqueMarker(const std::string& name) {
-  return "factory-" + name + "-" + std::to_string(getpid()) + "-" +
-         std::to_string(std::rand() % 1000000);
-}
 
 // A loopback TCP listener on an ephemeral port that counts accepted connections.
 class Listener {
@@ -124,9 +98,13 @@ class SandboxTest : public ::testing::Test {
   std::string worktree_;
 };
 
-#define REQUIRE_BWRAP(sandbox) \
-  auto sandbox = Bubblewrap(); \
-  if (sandbox == nullptr) GTEST_SKIP() << "bubblewrap is not usable here"
+// Only bubblewrap isolates the file system and the network: without it there is nothing to
+// check (the rlimit sandbox's own tests still run).
+#define REQUIRE_BWRAP(sandbox)                                                      \
+  auto sandbox = Bubblewrap();                                                      \
+  if (sandbox == nullptr)                                                           \
+  GTEST_SKIP() << "bwrap is missing or cannot create its namespaces on this host: " \
+                  "the isolation this test checks exists only under bubblewrap"
 
 TEST_F(SandboxTest, PicksBubblewrapWhenUsableAndRlimitWhenDisabled) {
   auto sandbox = MakeSandbox({});
@@ -172,16 +150,14 @@ TEST_F(SandboxTest, CannotWriteOutsideTheWorktree) {
 
 TEST_F(SandboxTest, ExtraWritablePathsAreWritable) {
   REQUIRE_BWRAP(sandbox);
-  char tmpl[] = "/tmp/factory-sandbox-extra-XXXXXX";
-  ASSERT_NE(mkdtemp(tmpl), nullptr);
-  const std::string extra = tmpl;
+  testing::TempDir extra_dir("factory-sandbox-extra");
+  const std::string extra = extra_dir.path().string();
   SandboxedCommand command = Shell("echo cache > '" + extra + "/cache.txt'");
   command.writable_paths = {extra};
   auto result = sandbox->Run(command);
   ASSERT_TRUE(result.has_value());
   EXPECT_EQ(result->exit_code, 0) << result->stderr_tail;
   EXPECT_EQ(ReadFileBytes(extra + "/cache.txt"), "cache\n");
-  fs::remove_all(extra);
 }
 
 TEST_F(SandboxTest, GitWorksReadOnlyInsideTheWorktree) {
@@ -245,42 +221,6 @@ TEST_F(SandboxTest, SleepIsKilledAtTheTimeoutRlimit) {
   config.use_bubblewrap = false;
   auto sandbox = MakeSandbox(config);
   ExpectSleepIsKilled(*sandbox, worktree_);
-}
-
-void ExpectForkBombContained(Sandbox& sandbox, const std::string& worktree) {
-  if (!sandbox.EnforcesProcessLimit()) {
-    GTEST_SKIP() << "no pids cgroup and running as root: a fork bomb would not be limited";
-  }
-  const std::string marker = UniqueMarker("bomb");
-  SandboxedCommand command;
-  // $0 carries the marker; every forked copy of the shell keeps that command line. The leader
-  // sleeps instead of `wait`ing: `wait` returned as soon as its direct children had forked and
-  // exited, sometimes before the bomb reached the limit (a flake: no fork error yet). A second
-  // gives the bomb time to hit the limit; then the group is killed (or the sleep's own fork
-  // fails and the leader is killed at the timeout).
-  command.argv = {"bash", "-c", ":(){ :|:& };:; sleep 1", marker};
-  command.worktree = worktree;
-  command.limits.max_processes = 64;
-  command.timeout_ms = 2000;
-  auto result = sandbox.Run(command);
-  ASSERT_TRUE(result.has_value()) << result.error().ToString();
-  // The shell either gives up once its forks keep failing or is killed at the timeout; both
-  // are fine. What matters: the limit bit: forks failed instead of filling the machine's process
-  // table.
-  EXPECT_THAT(result->stderr_tail, HasSubstr("fork"));
-  EXPECT_THAT(LiveProcessesWith(marker), ::testing::IsEmpty());
-}
-
-TEST_F(SandboxTest, ForkBombIsContainedAndKilledBubblewrap) {
-  REQUIRE_BWRAP(sandbox);
-  ExpectForkBombContained(*sandbox, worktree_);
-}
-
-TEST_F(SandboxTest, ForkBombIsContainedAndKilledRlimit) {
-  SandboxConfig config;
-  config.use_bubblewrap = false;
-  auto sandbox = MakeSandbox(config);
-  ExpectForkBombContained(*sandbox, worktree_);
 }
 
 TEST_F(SandboxTest, OutputBeyondTheCapKeepsTheTail) {

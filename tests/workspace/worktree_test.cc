@@ -6,8 +6,8 @@
 #include <filesystem>
 #include <string>
 
+#include "common/test_repo.h"
 #include "workspace/merge_queue.h"
-#include "workspace/test_repo.h"
 
 namespace factory {
 namespace {
@@ -50,11 +50,9 @@ TEST(WorkspaceManagerTest, OpensRepositoryAndDefaultsToCheckedOutBranch) {
   ASSERT_TRUE(from_subdir.has_value());
   EXPECT_EQ((*from_subdir)->repo_root(), repo.root());
 
-  char tmpl[] = "/tmp/factory-not-a-repo-XXXXXX";
-  ASSERT_NE(mkdtemp(tmpl), nullptr);
-  options.repo_path = tmpl;
+  testing::TempDir not_a_repo("factory-not-a-repo");
+  options.repo_path = not_a_repo.path().string();
   auto not_repo = WorkspaceManager::Open(options);
-  fs::remove_all(tmpl);
   ASSERT_FALSE(not_repo.has_value());
   EXPECT_EQ(not_repo.error().code, ErrorCode::kFailedPrecondition);
 

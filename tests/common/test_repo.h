@@ -1,16 +1,18 @@
 #pragma once
-// A throwaway git repository for workspace tests: mkdtemp, `git init -b main`, a local
-// user.name/email, one commit. Commands run through the real git binary.
+// Throwaway git repositories for tests, through the real git binary, in a TempDir (so under
+// $TMPDIR): InitGitRepo makes any directory a repository on branch `main` with a local
+// identity and one commit; TempRepo is a fresh one that removes itself.
 
 #include <gtest/gtest.h>
-#include <stdlib.h>
 
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <sstream>
 #include <string>
 #include <vector>
 
+#include "common/test_util.h"
 #include "core/subprocess.h"
 
 namespace factory::testing {
@@ -53,27 +55,34 @@ inline void WriteFileBytes(const std::string& path, const std::string& content) 
   out << content;
 }
 
+// `git <args>` in dir: its stdout; fails the test when git fails.
+inline std::string GitIn(const std::filesystem::path& dir, std::vector<std::string> args) {
+  args.insert(args.begin(), "git");
+  return MustRun(dir.string(), std::move(args));
+}
+
+// Makes `dir` (created when missing) a git repository on branch `main`, with a local identity,
+// no signing, and one commit "initial" holding `files` (path relative to dir -> content).
+inline void InitGitRepo(const std::filesystem::path& dir,
+                        const std::map<std::string, std::string>& files) {
+  std::filesystem::create_directories(dir);
+  GitIn(dir, {"init", "--quiet", "-b", "main"});
+  GitIn(dir, {"config", "user.name", "Test User"});
+  GitIn(dir, {"config", "user.email", "test@example.com"});
+  GitIn(dir, {"config", "commit.gpgsign", "false"});
+  for (const auto& [path, content] : files) WriteFileBytes((dir / path).string(), content);
+  GitIn(dir, {"add", "-A"});
+  GitIn(dir, {"commit", "--quiet", "--allow-empty", "-m", "initial"});
+}
+
+// A fresh repository (InitGitRepo with a README.md and src/main.txt) in its own TempDir.
 class TempRepo {
  public:
-  TempRepo() {
-    char tmpl[] = "/tmp/factory-ws-test-XXXXXX";
-    if (mkdtemp(tmpl) == nullptr) {
-      ADD_FAILURE() << "mkdtemp failed";
-      return;
-    }
-    root_ = std::filesystem::canonical(tmpl).string();
-    Git({"init", "--quiet", "-b", "main"});
-    Git({"config", "user.name", "Test User"});
-    Git({"config", "user.email", "test@example.com"});
-    Git({"config", "commit.gpgsign", "false"});
-    WriteFileBytes(root_ + "/README.md", "# project\nline two\nline three\n");
-    WriteFileBytes(root_ + "/src/main.txt", "main\n");
-    Git({"add", "-A"});
-    Git({"commit", "--quiet", "-m", "initial"});
-  }
-  ~TempRepo() {
-    std::error_code ignored;
-    std::filesystem::remove_all(root_, ignored);
+  explicit TempRepo(const std::map<std::string, std::string>& files =
+                        {{"README.md", "# project\nline two\nline three\n"},
+                         {"src/main.txt", "main\n"}})
+      : dir_("factory-repo"), root_(dir_.path().string()) {
+    InitGitRepo(dir_.path(), files);
   }
   TempRepo(const TempRepo&) = delete;
   TempRepo& operator=(const TempRepo&) = delete;
@@ -95,6 +104,7 @@ class TempRepo {
   }
 
  private:
+  TempDir dir_;
   std::string root_;
 };
 
