@@ -644,7 +644,7 @@ constexpr std::string_view kAfterNetwork = R"yaml(  cpu_seconds: 600
 # OPENAI_/ANTHROPIC_ base-URL and key variables point at the gateway instead of the providers.
 # The gateway listens on the host's loopback: such an agent needs `network: true`.
 # gateway:
-#   url: http://127.0.0.1:8787
+#   url: http://127.0.0.1:8788
 
 # A task whose attempts failed a gate (command or review) `after_failures` times gets its spec
 # rewritten by a rebase agent from the failure reports, then a fresh attempt with a clean

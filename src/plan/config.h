@@ -20,7 +20,7 @@
 //     usd_per_agent_per_day: 10  # UTC day; reaching it pauses the agent
 //     global_usd_per_day: 50     # every agent together; reaching it pauses all
 //     velocity: {enabled: true, factor: 3, window: 10m, baseline: 1h, min_baseline_usd: 0.10}
-//   gateway: {url: "http://127.0.0.1:8787"}  # a running `factory gateway`; cli agents are
+//   gateway: {url: "http://127.0.0.1:8788"}  # a running `factory gateway`; cli agents are
 //                                             # pointed at it with a per-attempt virtual key
 //   rebase: {after_failures: 2, max_per_task: 1, model: cloud/mid}  # RebaseConfig
 //   commit: {max_file_mb: 5, exclude: ["*.log"], default_exclude: true}  # CommitConfig
