@@ -43,14 +43,14 @@ bool HasFragileCharacter(std::string_view text, std::string_view except = {}) {
 }
 
 // Whether yaml-cpp's literal block style (`|`, written without indentation or chomping
-// indicators) reads back as exactly `text`: one line break or none at the end, no white space
-// starting the first line or ending the last, and no fragile character but tabs and line
-// feeds. (Trailing blank lines were dropped; an indented first line set the block's
-// indentation and the next line ended it, so BACKLOG.yaml did not parse.)
+// indicators, so a reader keeps exactly one final line break) reads back as exactly `text`:
+// one final line break, no white space starting the first line or ending the last, and no
+// fragile character but tabs and line feeds. (Without a final line break the reader added
+// one; trailing blank lines were dropped; an indented first line set the block's indentation
+// and the next line ended it, so BACKLOG.yaml did not parse.)
 bool LiteralReadsBackExactly(std::string_view text) {
-  if (text.find('\n') == std::string_view::npos) return false;
-  std::string_view body = text;
-  if (body.ends_with('\n')) body.remove_suffix(1);
+  if (!text.ends_with('\n')) return false;
+  const std::string_view body = text.substr(0, text.size() - 1);
   if (body.empty()) return false;
   for (const char edge : {body.front(), body.back()}) {
     if (edge == ' ' || edge == '\t' || edge == '\n') return false;

@@ -13,9 +13,10 @@
 namespace factory::feature {
 namespace {
 
-// A description with trailing blank lines, with white space starting its first line, or with a
-// carriage return was written in the literal block style, which reads back otherwise (the
-// blank lines and the carriage return dropped) or not at all (an indented first line sets the
+// A description with a line break but none at its end, with trailing blank lines, with white
+// space starting its first line, or with a carriage return was written in the literal block
+// style, which reads back otherwise (a final line break added, the blank lines and the
+// carriage return dropped) or not at all (an indented first line sets the
 // block's indentation, and the next line ends it: BACKLOG.yaml did not parse). A title or an
 // acceptance criterion ending with a carriage return was written plain and lost it.
 TEST(PlannedBacklogFuzzTest, EveryDescriptionReadsBackFromBacklogYaml) {
@@ -27,7 +28,7 @@ TEST(PlannedBacklogFuzzTest, EveryDescriptionReadsBackFromBacklogYaml) {
   builder.capabilities = {"code"};
   ASSERT_TRUE(agents.Add(builder).has_value());
   const auto inputs = testing::FuzzRegressions("planned_backlog");
-  ASSERT_GE(inputs.size(), 4u);
+  ASSERT_GE(inputs.size(), 5u);
   for (const auto& [name, text] : inputs) {
     const PlannedBacklogCheck check =
         CheckPlannedBacklog(text, PlannedBacklogOptions{.agents = &agents});
