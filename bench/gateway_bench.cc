@@ -4,17 +4,21 @@
 // same upstream, at concurrency 1 and 32, all in one run.
 //
 //   gateway_bench --factory build/factory --portkey-dir DIR [--dir OUT] [--seconds S]
+//                 [--idle N] [--idle-rounds R] [--idle-only]
 //
 // The upstream is a cpp-httplib server in this process answering a fixed OpenAI completion
 // (with usage); the load generator is this process too: one thread per connection, each with a
 // keep-alive connection, for `--seconds` after a warm-up. DIR holds Portkey installed by
 // `npm ci` (bench/gateway_bench/package.json) and the loopback preload bind-loopback.cjs.
 //
-// Then idle connections: `factory gateway` at concurrency 1 with no idle connection open, then
-// with `--idle N` (default 1000) open to it, half connected and silent, half idle keep-alive
-// after one request (the gateway runs with a header timeout longer than the run, so the silent
-// ones stay), then none again (drift over the run), each next to a fresh figure straight to
-// the upstream; printed as added p50/p99 and the ratio of the added p50 with and without them.
+// Then idle connections, in R rounds (default 3): `factory gateway` at concurrency 1 with no
+// idle connection open, then with N (default 1000) open to it, half connected and silent, half
+// idle keep-alive after one request (the gateway runs with a header timeout longer than the
+// run, so the silent ones stay); closed again before the next round. In each phase one thread
+// alternates a call straight to the upstream and one through the gateway, so the two figures
+// whose difference is the added latency see the same machine load. Printed per phase, then the
+// median over the rounds of the ratio of the added p50 with and without the idle connections.
+// --idle-only skips the matrix and Portkey.
 
 #include <arpa/inet.h>
 #include <httplib.h>
@@ -160,6 +164,81 @@ Figures Measure(const Target& target, int threads, double seconds, double warmup
   return figures;
 }
 
+// Percentile of sorted `values` (0 when empty).
+double SortedPercentile(const std::vector<double>& values, double fraction) {
+  if (values.empty()) return 0;
+  return values[std::min(values.size() - 1, static_cast<size_t>(fraction * values.size()))];
+}
+
+// Concurrency 1 straight to the upstream and through the gateway, interleaved: one thread
+// alternates blocks of kPairBlock calls to each (own keep-alive connection each), so both
+// figures see the same machine load. Blocks rather than single calls: the gateway's work after
+// its answer (the ledger's group commit) would otherwise land on every direct call.
+constexpr int kPairBlock = 50;
+
+struct PairedFigures {
+  Figures direct;
+  Figures gateway;
+};
+
+PairedFigures MeasurePaired(const Target& direct, const Target& gateway, double seconds,
+                            double warmup_s) {
+  auto body_for = [](const Target& target) {
+    return json{{"model", target.model},
+                {"max_tokens", 16},
+                {"messages", {{{"role", "user"}, {"content", "Say hello."}}}}}
+        .dump();
+  };
+  const Target* targets[2] = {&direct, &gateway};
+  const std::string bodies[2] = {body_for(direct), body_for(gateway)};
+  httplib::Client direct_client("127.0.0.1", direct.port);
+  httplib::Client gateway_client("127.0.0.1", gateway.port);
+  httplib::Client* clients[2] = {&direct_client, &gateway_client};
+  for (httplib::Client* client : clients) {
+    client->set_keep_alive(true);
+    client->set_tcp_nodelay(true);
+    client->set_read_timeout(30, 0);
+  }
+  std::vector<double> latencies[2];
+  int64_t errors[2] = {0, 0};
+  const auto began = Clock::now();
+  const auto measure_from = began + std::chrono::duration<double>(warmup_s);
+  const auto measure_until = measure_from + std::chrono::duration<double>(seconds);
+  for (;;) {
+    const auto now = Clock::now();
+    if (now >= measure_until) break;
+    const bool measuring = now >= measure_from;
+    for (int call = 0; call < 2 * kPairBlock; ++call) {
+      const int side = call / kPairBlock;
+      const auto start = Clock::now();
+      auto response = clients[side]->Post("/v1/chat/completions", targets[side]->headers,
+                                          bodies[side], "application/json");
+      const double ms = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
+      if (!measuring) continue;
+      if (!response || response->status != 200) {
+        if (++errors[side] == 1) {
+          std::fprintf(stderr, "%s: %s\n", targets[side]->name.c_str(),
+                       response ? ("HTTP " + std::to_string(response->status)).c_str()
+                                : httplib::to_string(response.error()).c_str());
+        }
+        continue;
+      }
+      latencies[side].push_back(ms);
+    }
+  }
+  PairedFigures figures;
+  Figures* sides[2] = {&figures.direct, &figures.gateway};
+  for (int side = 0; side < 2; ++side) {
+    std::sort(latencies[side].begin(), latencies[side].end());
+    sides[side]->requests = static_cast<int64_t>(latencies[side].size());
+    sides[side]->requests_per_s = static_cast<double>(latencies[side].size()) / seconds;
+    sides[side]->p50_ms = SortedPercentile(latencies[side], 0.50);
+    sides[side]->p99_ms = SortedPercentile(latencies[side], 0.99);
+    sides[side]->errors = errors[side];
+  }
+  return figures;
+}
+
 // Opens `count` connections to `port` that stay idle: half send nothing, half send one request
 // (read to its end) and then nothing. Returns their descriptors, or an empty vector on failure.
 std::vector<int> OpenIdle(int port, int count, const std::string& request) {
@@ -298,12 +377,16 @@ int main(int argc, char** argv) {
     return RunRelay(std::stoi(argv[2]), std::stoi(argv[3]));
   }
   const std::string factory_binary = Arg(argc, argv, "--factory", "build/factory");
-  const std::string portkey_dir = Arg(argc, argv, "--portkey-dir", "");
+  std::string portkey_dir = Arg(argc, argv, "--portkey-dir", "");
   const std::string node = Arg(argc, argv, "--node", "node");
   const std::string out_dir = Arg(argc, argv, "--dir", "bench/out/gateway");
   const double seconds = std::stod(Arg(argc, argv, "--seconds", "5"));
   const double warmup = std::stod(Arg(argc, argv, "--warmup", "1"));
   const int idle_count = std::stoi(Arg(argc, argv, "--idle", "1000"));
+  const int idle_round_count = std::max(1, std::stoi(Arg(argc, argv, "--idle-rounds", "3")));
+  // Only the idle-connection part (no matrix, no Portkey): for profiling that part alone.
+  const bool idle_only =
+      std::find(argv + 1, argv + argc, std::string("--idle-only")) != argv + argc;
   factory::ReserveDescriptors(4 * idle_count + 1024);
   std::filesystem::remove_all(out_dir);
   std::filesystem::create_directories(out_dir + "/.factory");
@@ -380,6 +463,7 @@ int main(int argc, char** argv) {
   // Portkey, bound to loopback by the preload.
   Child portkey;
   int portkey_port = 0;
+  if (idle_only) portkey_dir.clear();
   if (!portkey_dir.empty()) {
     portkey_port = FreePort();
     SubprocessOptions options;
@@ -435,37 +519,41 @@ int main(int argc, char** argv) {
 
   std::map<std::pair<std::string, int>, Figures> results;
   for (int concurrency : {1, 32}) {
+    if (idle_only) break;
     for (const Target& target : targets) {
       results[{target.name, concurrency}] = Measure(target, concurrency, seconds, warmup);
     }
   }
 
-  // Idle connections: none, then idle_count, each with a direct figure measured next to it.
+  // Idle connections: rounds of none, then idle_count open, each phase measured in pairs
+  // (direct and gateway alternately); a round's quiet phase follows the previous round's idle
+  // one, so drift over the run shows as a difference between rounds, not as an effect.
   const Target& direct_target = targets[0];
   const Target& gateway_target = targets[2];
-  const Figures direct_quiet = Measure(direct_target, 1, seconds, warmup);
-  const Figures gateway_quiet = Measure(gateway_target, 1, seconds, warmup);
   const std::string idle_request =
       "POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer " + key +
       "\r\nContent-Type: application/json\r\nContent-Length: " +
       std::to_string(
           std::string(R"({"model":"bench/fast","max_tokens":16,"messages":[]})").size()) +
       "\r\n\r\n" + R"({"model":"bench/fast","max_tokens":16,"messages":[]})";
-  std::vector<int> idle = OpenIdle(gateway_port, idle_count, idle_request);
-  if (idle.size() != static_cast<size_t>(idle_count)) return 1;
-  const Figures direct_idle = Measure(direct_target, 1, seconds, warmup);
-  const Figures gateway_idle = Measure(gateway_target, 1, seconds, warmup);
-  // Still open and not answered with anything: the silent ones were not closed by the gateway.
-  int still_open = 0;
-  for (int fd : idle) {
-    char byte;
-    if (recv(fd, &byte, 1, MSG_DONTWAIT) < 0 && errno == EAGAIN) ++still_open;
-    close(fd);
+  struct IdleRound {
+    PairedFigures quiet;
+    PairedFigures idle;
+    int still_open = 0;
+  };
+  std::vector<IdleRound> idle_rounds(static_cast<size_t>(idle_round_count));
+  for (IdleRound& round : idle_rounds) {
+    round.quiet = MeasurePaired(direct_target, gateway_target, seconds, warmup);
+    std::vector<int> idle = OpenIdle(gateway_port, idle_count, idle_request);
+    if (idle.size() != static_cast<size_t>(idle_count)) return 1;
+    round.idle = MeasurePaired(direct_target, gateway_target, seconds, warmup);
+    // Still open and not answered with anything: the silent ones were not closed by the gateway.
+    for (int fd : idle) {
+      char byte;
+      if (recv(fd, &byte, 1, MSG_DONTWAIT) < 0 && errno == EAGAIN) ++round.still_open;
+      close(fd);
+    }
   }
-  // None again, after them: tells the effect of the idle connections from drift over the run
-  // (a growing ledger, the machine's load).
-  const Figures direct_after = Measure(direct_target, 1, seconds, warmup);
-  const Figures gateway_after = Measure(gateway_target, 1, seconds, warmup);
   gateway.Stop();
   portkey.Stop();
   relay.Stop();
@@ -476,71 +564,88 @@ int main(int argc, char** argv) {
   const json costs = json::parse(run({factory_binary, "--db", db, "costs", "--json"}));
   const int64_t ledgered = costs["total"]["calls"];
 
-  std::printf(
-      "| target           | conc |      req/s |  p50 ms |  p99 ms | +p50 ms | +p99 ms | errors "
-      "|\n");
-  std::printf(
-      "|------------------|------|------------|---------|---------|---------|---------|--------|"
-      "\n");
-  for (int concurrency : {1, 32}) {
-    const Figures& direct = results[{"direct", concurrency}];
-    for (const Target& target : targets) {
-      const Figures& f = results[{target.name, concurrency}];
-      std::printf("| %-16s | %4d | %10.0f | %7.3f | %7.3f | %7.3f | %7.3f | %6lld |\n",
-                  target.name.c_str(), concurrency, f.requests_per_s, f.p50_ms, f.p99_ms,
-                  f.p50_ms - direct.p50_ms, f.p99_ms - direct.p99_ms,
-                  static_cast<long long>(f.errors));
+  if (!idle_only) {
+    std::printf(
+        "| target           | conc |      req/s |  p50 ms |  p99 ms | +p50 ms | +p99 ms | errors "
+        "|\n");
+    std::printf(
+        "|------------------|------|------------|---------|---------|---------|---------|--------|"
+        "\n");
+    for (int concurrency : {1, 32}) {
+      const Figures& direct = results[{"direct", concurrency}];
+      for (const Target& target : targets) {
+        const Figures& f = results[{target.name, concurrency}];
+        std::printf("| %-16s | %4d | %10.0f | %7.3f | %7.3f | %7.3f | %7.3f | %6lld |\n",
+                    target.name.c_str(), concurrency, f.requests_per_s, f.p50_ms, f.p99_ms,
+                    f.p50_ms - direct.p50_ms, f.p99_ms - direct.p99_ms,
+                    static_cast<long long>(f.errors));
+      }
     }
-  }
-  const Figures& ours32 = results[{"factory gateway", 32}];
-  const Figures& direct1 = results[{"direct", 1}];
-  const Figures& ours1 = results[{"factory gateway", 1}];
-  const Figures& relay1 = results[{"tcp relay", 1}];
-  std::printf(
-      "\nfactory gateway, concurrency 1: added p50 %.3f ms (target <= 0.1), added p99 %.3f ms "
-      "(target <= 0.5)\n",
-      ours1.p50_ms - direct1.p50_ms, ours1.p99_ms - direct1.p99_ms);
-  std::printf(
-      "tcp relay (floor of an extra hop), concurrency 1: added p50 %.3f ms, added p99 %.3f ms; "
-      "factory gateway's added p50 = %.2fx the relay's\n",
-      relay1.p50_ms - direct1.p50_ms, relay1.p99_ms - direct1.p99_ms,
-      (ours1.p50_ms - direct1.p50_ms) / (relay1.p50_ms - direct1.p50_ms));
-  std::printf("factory gateway, concurrency 32: %.0f req/s = %.2fx direct", ours32.requests_per_s,
-              ours32.requests_per_s / results[{"direct", 32}].requests_per_s);
-  if (portkey_port != 0) {
-    std::printf(", %.1fx portkey (target >= 10x)",
-                ours32.requests_per_s / results[{"portkey gateway", 32}].requests_per_s);
+    const Figures& ours32 = results[{"factory gateway", 32}];
+    const Figures& direct1 = results[{"direct", 1}];
+    const Figures& ours1 = results[{"factory gateway", 1}];
+    const Figures& relay1 = results[{"tcp relay", 1}];
+    std::printf(
+        "\nfactory gateway, concurrency 1: added p50 %.3f ms (target <= 0.1), added p99 %.3f ms "
+        "(target <= 0.5)\n",
+        ours1.p50_ms - direct1.p50_ms, ours1.p99_ms - direct1.p99_ms);
+    std::printf(
+        "tcp relay (floor of an extra hop), concurrency 1: added p50 %.3f ms, added p99 %.3f ms; "
+        "factory gateway's added p50 = %.2fx the relay's\n",
+        relay1.p50_ms - direct1.p50_ms, relay1.p99_ms - direct1.p99_ms,
+        (ours1.p50_ms - direct1.p50_ms) / (relay1.p50_ms - direct1.p50_ms));
+    std::printf("factory gateway, concurrency 32: %.0f req/s = %.2fx direct", ours32.requests_per_s,
+                ours32.requests_per_s / results[{"direct", 32}].requests_per_s);
+    if (portkey_port != 0) {
+      std::printf(", %.1fx portkey (target >= 10x)",
+                  ours32.requests_per_s / results[{"portkey gateway", 32}].requests_per_s);
+    }
   }
   int64_t sent = 0;
   for (int concurrency : {1, 32}) sent += results[{"factory gateway", concurrency}].requests;
-  const double added_quiet = gateway_quiet.p50_ms - direct_quiet.p50_ms;
-  const double added_idle = gateway_idle.p50_ms - direct_idle.p50_ms;
   std::printf(
-      "\n\n| idle connections | direct p50 | gateway p50 | gateway p99 | +p50 ms | +p99 ms "
+      "\n\n| round | idle connections | direct p50 | gateway p50 | gateway p99 | +p50 ms | +p99 ms "
       "| errors |\n");
   std::printf(
-      "|------------------|------------|-------------|-------------|---------|---------"
+      "|-------|------------------|------------|-------------|-------------|---------|---------"
       "|--------|\n");
-  std::printf("| %16d | %10.3f | %11.3f | %11.3f | %7.3f | %7.3f | %6lld |\n", 0,
-              direct_quiet.p50_ms, gateway_quiet.p50_ms, gateway_quiet.p99_ms, added_quiet,
-              gateway_quiet.p99_ms - direct_quiet.p99_ms,
-              static_cast<long long>(gateway_quiet.errors));
-  std::printf("| %16d | %10.3f | %11.3f | %11.3f | %7.3f | %7.3f | %6lld |\n", idle_count,
-              direct_idle.p50_ms, gateway_idle.p50_ms, gateway_idle.p99_ms, added_idle,
-              gateway_idle.p99_ms - direct_idle.p99_ms,
-              static_cast<long long>(gateway_idle.errors));
-  const double added_after = gateway_after.p50_ms - direct_after.p50_ms;
-  std::printf("| %16s | %10.3f | %11.3f | %11.3f | %7.3f | %7.3f | %6lld |\n", "0 (after)",
-              direct_after.p50_ms, gateway_after.p50_ms, gateway_after.p99_ms, added_after,
-              gateway_after.p99_ms - direct_after.p99_ms,
-              static_cast<long long>(gateway_after.errors));
+  auto print_phase = [](int round, int idle_open, const PairedFigures& phase) {
+    std::printf("| %5d | %16d | %10.3f | %11.3f | %11.3f | %7.3f | %7.3f | %6lld |\n", round,
+                idle_open, phase.direct.p50_ms, phase.gateway.p50_ms, phase.gateway.p99_ms,
+                phase.gateway.p50_ms - phase.direct.p50_ms,
+                phase.gateway.p99_ms - phase.direct.p99_ms,
+                static_cast<long long>(phase.gateway.errors + phase.direct.errors));
+  };
+  std::vector<double> ratios;
+  std::vector<double> added_quiet;
+  std::vector<double> added_idle;
+  int still_open = idle_count;
+  for (size_t index = 0; index < idle_rounds.size(); ++index) {
+    const IdleRound& round = idle_rounds[index];
+    print_phase(static_cast<int>(index + 1), 0, round.quiet);
+    print_phase(static_cast<int>(index + 1), idle_count, round.idle);
+    added_quiet.push_back(round.quiet.gateway.p50_ms - round.quiet.direct.p50_ms);
+    added_idle.push_back(round.idle.gateway.p50_ms - round.idle.direct.p50_ms);
+    ratios.push_back(added_idle.back() / added_quiet.back());
+    still_open = std::min(still_open, round.still_open);
+    sent += round.quiet.gateway.requests + round.idle.gateway.requests;
+  }
+  auto median = [](std::vector<double> values) {
+    std::sort(values.begin(), values.end());
+    return values.empty() ? 0.0 : values[values.size() / 2];
+  };
+  // The headline is the ratio of the medians: a round whose quiet figure is near zero (noise
+  // on a loaded machine) makes its own ratio meaningless, but not the medians.
   std::printf(
-      "idle connections: added p50 with %d idle / without = %.2fx before them, %.2fx against "
-      "the mean of before and after (target <= 2x); %d of %d idle connections still open at "
-      "the end\n",
-      idle_count, added_idle / added_quiet, 2 * added_idle / (added_quiet + added_after),
-      still_open, idle_count);
-  sent += gateway_quiet.requests + gateway_idle.requests + gateway_after.requests;
+      "idle connections: median added p50 %.3f ms without, %.3f ms with %d idle = %.2fx "
+      "(target <= 2x; per round: ",
+      median(added_quiet), median(added_idle), idle_count,
+      median(added_idle) / median(added_quiet));
+  for (size_t index = 0; index < ratios.size(); ++index) {
+    std::printf("%s%.2fx", index == 0 ? "" : ", ", ratios[index]);
+  }
+  std::printf("); at least %d of %d idle connections still open at the end of each round\n",
+              still_open, idle_count);
   std::printf("ledger: %lld calls recorded for %lld measured requests (plus warm-up ones)\n",
               static_cast<long long>(ledgered), static_cast<long long>(sent));
   return 0;

@@ -37,12 +37,15 @@ int ShowCosts(const CliContext& ctx, const CostsOptions& options) {
     std::cout << ledger::CostReportJson(*report, *group, since_ms) << "\n";
     return kExitOk;
   }
-  std::cout << fmt::format("{:<32} {:>7} {:>7} {:>12} {:>12} {:>12} {:>12}\n", options.by, "CALLS",
-                           "FAILED", "INPUT TOK", "OUTPUT TOK", "CACHED TOK", "COST USD");
+  std::cout << fmt::format("{:<32} {:>7} {:>7} {:>12} {:>12} {:>12} {:>12} {:>12}\n", options.by,
+                           "CALLS", "FAILED", "INPUT TOK", "OUTPUT TOK", "CACHED TOK", "COST USD",
+                           "OVERRUN USD");
+  // OVERRUN USD: what calls cost above their budget reservations, included in COST USD.
   auto print = [](const ledger::CostRow& row) {
-    std::cout << fmt::format("{:<32} {:>7} {:>7} {:>12} {:>12} {:>12} {:>12.6f}\n",
+    std::cout << fmt::format("{:<32} {:>7} {:>7} {:>12} {:>12} {:>12} {:>12.6f} {:>12.6f}\n",
                              row.key.empty() ? "(none)" : row.key, row.calls, row.failed_calls,
-                             row.input_tokens, row.output_tokens, row.cached_tokens, row.cost_usd);
+                             row.input_tokens, row.output_tokens, row.cached_tokens, row.cost_usd,
+                             row.overrun_usd);
   };
   for (const auto& row : report->rows) print(row);
   print(report->total);

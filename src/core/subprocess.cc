@@ -259,7 +259,12 @@ bool GroupHasLiveMembers(pid_t pgid) {
     // The path string was built by the parent; c_str() does not allocate.
     int fd = ::open(options.cgroup_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0) fail(ChildStage::kCgroup);
-    int procs = ::openat(fd, "cgroup.procs", O_WRONLY | O_CLOEXEC);
+    // `tasks` (cgroup v1) moves this one thread, which is the whole of a vfork child: no
+    // thread group to keep stable, so the kernel skips the global threadgroup lock that a
+    // write to cgroup.procs takes for writing, and its RCU grace period (milliseconds on a VM,
+    // on every start). cgroup v2 has no `tasks` file.
+    int procs = ::openat(fd, "tasks", O_WRONLY | O_CLOEXEC);
+    if (procs < 0) procs = ::openat(fd, "cgroup.procs", O_WRONLY | O_CLOEXEC);
     if (procs < 0) fail(ChildStage::kCgroup);
     if (::write(procs, "0", 1) != 1) fail(ChildStage::kCgroup);
     ::close(procs);

@@ -45,9 +45,10 @@ struct SubprocessOptions {
   // Polled; when set to true the group is killed (SIGTERM, then SIGKILL after a grace period).
   const std::atomic<bool>* cancel = nullptr;
   int64_t kill_grace_ms = 2000;
-  // When set, the child moves itself into this cgroup (writes "0" to <dir>/cgroup.procs) before
-  // exec, so a pids or memory limit the caller configured there covers the whole process tree.
-  // RLIMIT_NPROC does not bind root; a pids cgroup does. Failure to join is a start error.
+  // When set, the child moves itself into this cgroup (writes "0" to <dir>/tasks on cgroup v1,
+  // to <dir>/cgroup.procs where there is no `tasks` file) before exec, so a pids or memory limit
+  // the caller configured there covers the whole process tree. RLIMIT_NPROC does not bind root; a
+  // pids cgroup does. Failure to join is a start error.
   std::string cgroup_dir;
   // When set, both streams go through it (core/redact.h StreamRedactor) before they reach the
   // output files and the tails: a secret split across two reads is still caught. Null keeps

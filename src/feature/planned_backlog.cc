@@ -4,6 +4,7 @@
 
 #include <nlohmann/json.hpp>
 #include <sstream>
+#include <string_view>
 
 #include "agents/registry.h"
 #include "core/text_file.h"
@@ -23,6 +24,52 @@ std::string Trimmed(std::string_view text) {
   while (begin < end && std::isspace(static_cast<unsigned char>(text[begin]))) ++begin;
   while (end > begin && std::isspace(static_cast<unsigned char>(text[end - 1]))) --end;
   return std::string(text.substr(begin, end - begin));
+}
+
+// Whether `text` holds a character yaml-cpp's automatic style would write plain and a reader
+// then changes or drops (a trailing carriage return vanished): a control character or a
+// Unicode line break or byte order mark. `except` lists control characters to let pass.
+bool HasFragileCharacter(std::string_view text, std::string_view except = {}) {
+  for (size_t index = 0; index < text.size(); ++index) {
+    const auto c = static_cast<unsigned char>(text[index]);
+    if ((c < 0x20 || c == 0x7f) && except.find(text[index]) == std::string_view::npos) {
+      return true;
+    }
+    for (const std::string_view special :
+         {"\xC2\x85", "\xE2\x80\xA8", "\xE2\x80\xA9", "\xEF\xBB\xBF"}) {
+      if (text.substr(index, special.size()) == special) return true;
+    }
+  }
+  return false;
+}
+
+// Whether yaml-cpp's literal block style (`|`, written without indentation or chomping
+// indicators, so a reader keeps exactly one final line break) reads back as exactly `text`:
+// one final line break, no white space starting the first line or ending the last, and no
+// fragile character but tabs and line feeds. (Without a final line break the reader added
+// one; trailing blank lines were dropped; an indented first line set the block's indentation
+// and the next line ended it, so BACKLOG.yaml did not parse.)
+bool LiteralReadsBackExactly(std::string_view text) {
+  if (!text.ends_with('\n')) return false;
+  const std::string_view body = text.substr(0, text.size() - 1);
+  if (body.empty()) return false;
+  for (const char edge : {body.front(), body.back()}) {
+    if (edge == ' ' || edge == '\t' || edge == '\n') return false;
+  }
+  return !HasFragileCharacter(text, "\t\n");
+}
+
+// Writes `text` so that it reads back exactly: double-quoted, with escapes, when it holds a
+// fragile character; else in yaml-cpp's automatic style.
+void EmitText(YAML::Emitter& out, const std::string& text) {
+  if (HasFragileCharacter(text)) out << YAML::DoubleQuoted;
+  out << text;
+}
+
+void EmitFlowList(YAML::Emitter& out, const std::vector<std::string>& items) {
+  out << YAML::Flow << YAML::BeginSeq;
+  for (const auto& item : items) EmitText(out, item);
+  out << YAML::EndSeq;
 }
 
 std::string ErrorLine(const std::string& label, const std::string& task, std::string field,
@@ -223,35 +270,52 @@ std::string BacklogToYaml(const Backlog& backlog, std::string_view header_commen
   out << YAML::BeginMap << YAML::Key << "tasks" << YAML::Value << YAML::BeginSeq;
   for (const BacklogTask& task : backlog.tasks) {
     out << YAML::BeginMap;
-    out << YAML::Key << "id" << YAML::Value << task.id;
-    out << YAML::Key << "title" << YAML::Value << task.title;
+    out << YAML::Key << "id" << YAML::Value;
+    EmitText(out, task.id);
+    out << YAML::Key << "title" << YAML::Value;
+    EmitText(out, task.title);
     if (!task.description.empty()) {
       out << YAML::Key << "description" << YAML::Value;
-      if (task.description.find('\n') != std::string::npos) out << YAML::Literal;
-      out << task.description;
+      if (LiteralReadsBackExactly(task.description)) {
+        out << YAML::Literal << task.description;
+      } else if (task.description.find('\n') != std::string::npos) {
+        out << YAML::DoubleQuoted << task.description;
+      } else {
+        EmitText(out, task.description);
+      }
     }
     if (!task.acceptance.empty()) {
       out << YAML::Key << "acceptance" << YAML::Value << YAML::BeginSeq;
-      for (const auto& item : task.acceptance) out << item;
+      for (const auto& item : task.acceptance) EmitText(out, item);
       out << YAML::EndSeq;
     }
     if (!task.depends_on.empty()) {
-      out << YAML::Key << "depends_on" << YAML::Value << YAML::Flow << task.depends_on;
+      out << YAML::Key << "depends_on" << YAML::Value;
+      EmitFlowList(out, task.depends_on);
     }
-    if (!task.type.empty()) out << YAML::Key << "type" << YAML::Value << task.type;
+    if (!task.type.empty()) {
+      out << YAML::Key << "type" << YAML::Value;
+      EmitText(out, task.type);
+    }
     if (!task.capabilities.empty()) {
-      out << YAML::Key << "capabilities" << YAML::Value << YAML::Flow << task.capabilities;
+      out << YAML::Key << "capabilities" << YAML::Value;
+      EmitFlowList(out, task.capabilities);
     }
-    if (!task.agent.empty()) out << YAML::Key << "agent" << YAML::Value << task.agent;
+    if (!task.agent.empty()) {
+      out << YAML::Key << "agent" << YAML::Value;
+      EmitText(out, task.agent);
+    }
     if (task.priority != 0) out << YAML::Key << "priority" << YAML::Value << task.priority;
     if (task.max_attempts) {
       out << YAML::Key << "max_attempts" << YAML::Value << *task.max_attempts;
     }
     if (!task.allow_protected.empty()) {
-      out << YAML::Key << "allow_protected" << YAML::Value << YAML::Flow << task.allow_protected;
+      out << YAML::Key << "allow_protected" << YAML::Value;
+      EmitFlowList(out, task.allow_protected);
     }
     if (!task.scope.empty()) {
-      out << YAML::Key << "scope" << YAML::Value << YAML::Flow << task.scope;
+      out << YAML::Key << "scope" << YAML::Value;
+      EmitFlowList(out, task.scope);
     }
     out << YAML::EndMap;
   }

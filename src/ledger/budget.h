@@ -19,7 +19,8 @@
 // Settlement has no ceiling (the provider billed what it billed): an actual cost above the
 // reservation is an overrun, returned by SettleUsd and recorded as a `budget.overrun` event
 // (payload: agent, run_id, task_id, reserved_usd, actual_usd, overrun_usd); the router also
-// puts it on its CallRecord (overrun_usd). Spend above a cap keeps refusing that scope's calls
+// puts it on its CallRecord, which the ledger keeps as the call's overrun_usd column (summed
+// by `factory costs`). Spend above a cap keeps refusing that scope's calls
 // until its spend is back under the cap (a new day for the daily caps).
 // Velocity: when an agent's settled spend over the last `velocity_window_ms` exceeds
 // `velocity_factor` x its trailing rate (the settled spend of the `velocity_baseline_ms`

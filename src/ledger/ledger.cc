@@ -106,7 +106,8 @@ std::string CostReportJson(const CostReport& report, CostGroup group, int64_t si
                           {"input_tokens", row.input_tokens},
                           {"output_tokens", row.output_tokens},
                           {"cached_tokens", row.cached_tokens},
-                          {"cost_usd", row.cost_usd}};
+                          {"cost_usd", row.cost_usd},
+                          {"overrun_usd", row.overrun_usd}};
   };
   nlohmann::json rows = nlohmann::json::array();
   for (const auto& row : report.rows) rows.push_back(row_json(row));
@@ -138,6 +139,7 @@ ModelCallRow ToModelCallRow(const llm::CallRecord& record) {
   row.cache_hit = record.cache_hit;
   row.error = record.error;
   row.purpose = record.context.purpose;
+  row.overrun_usd = record.overrun_usd;
   return row;
 }
 
@@ -179,6 +181,7 @@ void Add(CostRow& row, const ModelCallRow& call) {
   row.output_tokens += call.output_tokens;
   row.cached_tokens += call.cached_tokens;
   row.cost_usd += call.cost_usd;
+  row.overrun_usd += call.overrun_usd;
 }
 
 std::string KeyOf(CostGroup group, const ModelCallRow& call) {

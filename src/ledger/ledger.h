@@ -28,6 +28,9 @@ struct CostRow {
   int64_t output_tokens = 0;
   int64_t cached_tokens = 0;
   double cost_usd = 0;
+  // What calls cost above their budget reservations (underestimated worst cases); part of
+  // cost_usd, not on top of it.
+  double overrun_usd = 0;
 };
 
 struct CostReport {
@@ -41,7 +44,7 @@ struct CostReport {
 Result<int64_t> ParseSince(std::string_view text, int64_t now_ms);
 
 // The report as JSON (for --json): {"by": ..., "since_ms": ..., "rows": [{"key", "calls",
-// "failed_calls", "input_tokens", "output_tokens", "cached_tokens", "cost_usd"}...],
+// "failed_calls", "input_tokens", "output_tokens", "cached_tokens", "cost_usd", "overrun_usd"}...],
 // "total": {...}}.
 std::string CostReportJson(const CostReport& report, CostGroup group, int64_t since_ms);
 

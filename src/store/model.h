@@ -142,6 +142,9 @@ struct ModelCallRow {
   bool cache_hit = false;
   std::string error;
   std::string purpose;
+  // What the call cost above its budget reservation (llm::CallRecord::overrun_usd); 0 when it
+  // settled within it or was not reserved.
+  double overrun_usd = 0;
 };
 
 // A budget reservation: a worst-case amount held before a model call, settled with the actual

@@ -365,93 +365,146 @@ int FirstChildOf(int pid) {
   return child;
 }
 
-// Measures, from its own thread, what a running command added to its worktree and its /tmp,
-// and stops it (through the flag RunSubprocess polls as its cancel flag, and the cgroup's
-// cgroup.kill when there is one) once that passes the quota. It also forwards the caller's
-// own cancel flag, which it replaces.
-class QuotaWatcher {
+// What one running command is watched for: its disk quota and its caller's cancel flag.
+// Stopping it goes through `stop` (RunSubprocess's cancel flag) and, past the quota, the
+// cgroup's cgroup.kill when there is one.
+struct QuotaWatch {
+  std::function<int64_t()> written;  // bytes the command added so far
+  int64_t quota_bytes = 0;           // 0: no quota, only the cancel flag is forwarded
+  const std::atomic<bool>* caller_cancel = nullptr;
+  std::string cgroup_dir;  // empty: no cgroup.kill to write
+  std::atomic<bool> stop{false};
+  std::atomic<bool> exceeded{false};
+};
+
+// One thread for the whole process watches every running command: it measures each one's
+// writes every kPeriod (less often when a measurement is slow, so it stays a small share of a
+// core) and forwards caller cancel flags every kCancelPeriod. A command's start and end only
+// add and remove an entry: a thread per command cost its creation, and at the end a wake-up
+// and a join, which on a loaded machine waited milliseconds for a core.
+// Thread-safety: every method may be called from any thread.
+class QuotaMonitor {
  public:
-  QuotaWatcher(std::function<int64_t()> written, int64_t quota_bytes,
-               const std::atomic<bool>* caller_cancel, std::string cgroup_dir)
-      : written_(std::move(written)),
-        quota_bytes_(quota_bytes),
-        caller_cancel_(caller_cancel),
-        cgroup_dir_(std::move(cgroup_dir)) {}
-  QuotaWatcher(const QuotaWatcher&) = delete;
-  QuotaWatcher& operator=(const QuotaWatcher&) = delete;
-  ~QuotaWatcher() { Stop(); }
-
-  const std::atomic<bool>* stop_flag() const { return &stop_; }
-
-  void Start() {
-    thread_ = std::thread([this] { Loop(); });
+  // The process's monitor; its thread starts on first use and lives as long as the process.
+  static QuotaMonitor& Get() {
+    static QuotaMonitor* const monitor = new QuotaMonitor();  // never destroyed: see Loop()
+    return *monitor;
   }
-  void Stop() {
+  QuotaMonitor(const QuotaMonitor&) = delete;
+  QuotaMonitor& operator=(const QuotaMonitor&) = delete;
+
+  // Watches `watch` until Remove(watch); its first measurement is kPeriod from now.
+  // REQUIRES: watch outlives the matching Remove().
+  void Add(QuotaWatch& watch) {
+    bool sooner = false;
     {
       std::lock_guard lock(mutex_);
-      done_ = true;
+      const Clock::time_point now = Clock::now();
+      entries_.push_back(Entry{&watch, now + kPeriod, false});
+      // Woken only when this entry is due before the thread would wake anyway: no wake-up
+      // (a core to find, on a loaded machine) on the start of every command.
+      const Clock::time_point first =
+          watch.caller_cancel != nullptr ? now + kCancelPeriod : now + kPeriod;
+      sooner = first < sleeping_until_;
     }
-    wake_.notify_all();
-    if (thread_.joinable()) thread_.join();
+    if (sooner) wake_.notify_one();
   }
-  bool exceeded() const { return exceeded_.load(); }
+  // Stops watching `watch`; returns once the monitor does not touch it any more (waits for a
+  // measurement of it that is under way).
+  void Remove(QuotaWatch& watch) {
+    std::unique_lock lock(mutex_);
+    auto find = [&] {
+      return std::find_if(entries_.begin(), entries_.end(),
+                          [&](const Entry& entry) { return entry.watch == &watch; });
+    };
+    measured_.wait(lock, [&] { return find() == entries_.end() || !find()->measuring; });
+    if (auto it = find(); it != entries_.end()) entries_.erase(it);
+  }
 
  private:
+  using Clock = std::chrono::steady_clock;
   static constexpr auto kPeriod = std::chrono::milliseconds(250);
   static constexpr auto kCancelPeriod = std::chrono::milliseconds(20);
 
+  struct Entry {
+    QuotaWatch* watch;
+    Clock::time_point next_measure;
+    bool measuring;  // the monitor is measuring it without mutex_ held
+  };
+
+  QuotaMonitor() {
+    // Detached: the monitor is never destroyed, and a thread blocked on its condition variable
+    // does not keep the process from exiting.
+    std::thread([this] { Loop(); }).detach();
+  }
+
   void Loop() {
-    using Clock = std::chrono::steady_clock;
-    Clock::time_point next_measure = Clock::now() + kPeriod;
     std::unique_lock lock(mutex_);
-    while (!done_) {
-      if (caller_cancel_ != nullptr && caller_cancel_->load()) stop_ = true;
-      if (quota_bytes_ > 0 && Clock::now() >= next_measure) {
-        lock.unlock();
-        const Clock::time_point began = Clock::now();
-        const int64_t written = written_();
-        const Clock::duration took = Clock::now() - began;
-        lock.lock();
-        if (written > quota_bytes_) {
-          exceeded_ = true;
-          stop_ = true;
-          // Stops the whole tree at once, wherever its processes moved; the flag alone would
-          // give it RunSubprocess's SIGTERM grace period to write more.
-          if (!cgroup_dir_.empty()) WriteFile(cgroup_dir_ + "/cgroup.kill", "1");
-          return;
+    for (;;) {
+      const Clock::time_point now = Clock::now();
+      Clock::time_point until = Clock::time_point::max();
+      Entry* due = nullptr;
+      for (Entry& entry : entries_) {
+        QuotaWatch& watch = *entry.watch;
+        if (watch.caller_cancel != nullptr) {
+          if (watch.caller_cancel->load()) watch.stop = true;
+          if (!watch.stop.load()) until = std::min(until, now + kCancelPeriod);
         }
-        // A slow measurement (a huge worktree) is made less often, so it stays a small share
-        // of one core.
-        next_measure = Clock::now() + std::max<Clock::duration>(kPeriod, took * 10);
+        if (watch.quota_bytes <= 0 || watch.exceeded.load()) continue;
+        if (entry.next_measure <= now && due == nullptr) {
+          due = &entry;
+        } else {
+          until = std::min(until, entry.next_measure);
+        }
       }
-      if (caller_cancel_ != nullptr) {
-        Clock::time_point until = Clock::now() + kCancelPeriod;
-        if (quota_bytes_ > 0) until = std::min(until, next_measure);
-        wake_.wait_until(lock, until);
-      } else if (quota_bytes_ > 0) {
-        wake_.wait_until(lock, next_measure);
-      } else {
-        wake_.wait(lock, [this] { return done_; });
+      if (due == nullptr) {
+        sleeping_until_ = until;
+        if (until == Clock::time_point::max()) {
+          wake_.wait(lock);
+        } else {
+          wake_.wait_until(lock, until);
+        }
+        sleeping_until_ = Clock::time_point::min();  // awake: Add() need not wake it
+        continue;
       }
+      // Measured without the mutex (slow on a large worktree); Remove() waits for the end of
+      // it. Add() may move the entry meanwhile, so it is looked up again afterwards.
+      QuotaWatch& watch = *due->watch;
+      due->measuring = true;
+      lock.unlock();
+      const Clock::time_point began = Clock::now();
+      const int64_t written = watch.written();
+      const Clock::duration took = Clock::now() - began;
+      if (written > watch.quota_bytes) {
+        watch.exceeded = true;
+        watch.stop = true;
+        // Stops the whole tree at once, wherever its processes moved; the flag alone would
+        // give it RunSubprocess's SIGTERM grace period to write more.
+        if (!watch.cgroup_dir.empty()) WriteFile(watch.cgroup_dir + "/cgroup.kill", "1");
+      }
+      lock.lock();
+      for (Entry& entry : entries_) {
+        if (entry.watch != &watch) continue;
+        entry.measuring = false;
+        entry.next_measure = Clock::now() + std::max<Clock::duration>(kPeriod, took * 10);
+      }
+      measured_.notify_all();
     }
   }
 
-  const std::function<int64_t()> written_;
-  const int64_t quota_bytes_;
-  const std::atomic<bool>* const caller_cancel_;
-  const std::string cgroup_dir_;
-  std::atomic<bool> stop_{false};
-  std::atomic<bool> exceeded_{false};
   std::mutex mutex_;
-  std::condition_variable wake_;
-  bool done_ = false;  // guarded by mutex_
-  std::thread thread_;
+  std::condition_variable wake_;      // Add(): a new deadline
+  std::condition_variable measured_;  // a measurement ended
+  std::vector<Entry> entries_;        // guarded by mutex_
+  // When the thread wakes by itself; min() while it is awake. Guarded by mutex_.
+  Clock::time_point sleeping_until_ = Clock::time_point::min();
 };
 
 class SandboxBase : public Sandbox {
  public:
   explicit SandboxBase(const SandboxConfig& config) : config_(config) {
     if (config_.use_pids_cgroup) cgroup_root_ = CgroupRoot(config_.cgroup_root);
+    if (config_.disk_mb > 0) QuotaMonitor::Get();  // its thread starts here, not in a Run()
   }
 
   bool EnforcesProcessLimit() const override {
@@ -532,20 +585,24 @@ class SandboxBase : public Sandbox {
       return std::max<int64_t>(0, DiskUsageBytes(worktree) - worktree_before) +
              TmpUsedBytes(setup, pid.load());
     };
-    QuotaWatcher watcher(written, quota_bytes, command.cancel,
-                         cgroup && fs::exists(cgroup->dir() + "/cgroup.kill", error)
-                             ? cgroup->dir()
-                             : std::string());
-    options.cancel = watcher.stop_flag();
+    QuotaWatch watch;
+    watch.written = written;
+    watch.quota_bytes = quota_bytes;
+    watch.caller_cancel = command.cancel;
+    if (cgroup && fs::exists(cgroup->dir() + "/cgroup.kill", error)) {
+      watch.cgroup_dir = cgroup->dir();
+    }
+    const bool watched = quota_bytes > 0 || command.cancel != nullptr;
+    if (watched) options.cancel = &watch.stop;
     auto process = Subprocess::Start(options);
     if (!process) return std::unexpected(process.error());
     pid = process->pid();
-    watcher.Start();
+    if (watched) QuotaMonitor::Get().Add(watch);
     SubprocessResult result = process->Wait();
     pid = 0;  // reaped: the number may already be another process's
-    watcher.Stop();
+    if (watched) QuotaMonitor::Get().Remove(watch);
     cgroup.reset();  // kills anything of the tree still alive, whatever group it moved to
-    if (watcher.exceeded()) {
+    if (watch.exceeded.load()) {
       result.quota_exceeded = true;
       result.cancelled = false;  // stopped through the cancel flag, but not by the caller
     } else if (quota_bytes > 0 && written() > quota_bytes) {

@@ -23,13 +23,13 @@
 // Both: a clean environment (CleanEnvironment: nothing of this process's environment but PATH,
 // locale, TERM, TZ and the variables named in SandboxConfig::env or SandboxedCommand::pass_env),
 // own process group, rlimits (CPU seconds, address space, file size), a wall timeout that kills
-// the whole group, output files plus an in-memory tail, and a disk quota: a watcher thread
-// measures what the command added to its worktree and its /tmp every 250 ms (less often when a
-// measurement is slow) and kills it past SandboxConfig::disk_mb (SubprocessResult::
-// quota_exceeded). A process limit is enforced with a pids cgroup when one can be created
-// (cgroup v1 `pids` hierarchy or cgroup v2 with the pids controller), because RLIMIT_NPROC
-// counts per user and does not bind root at all; everything left in that cgroup is killed
-// before Run() returns. Without a usable cgroup the limit falls back to RLIMIT_NPROC (see
+// the whole group, output files plus an in-memory tail, and a disk quota: one watcher thread
+// per process measures what each running command added to its worktree and its /tmp every
+// 250 ms (less often when a measurement is slow) and kills it past SandboxConfig::disk_mb
+// (SubprocessResult::quota_exceeded). A process limit is enforced with a pids cgroup when one can
+// be created (cgroup v1 `pids` hierarchy or cgroup v2 with the pids controller), because
+// RLIMIT_NPROC counts per user and does not bind root at all; everything left in that cgroup is
+// killed before Run() returns. Without a usable cgroup the limit falls back to RLIMIT_NPROC (see
 // EnforcesProcessLimit()).
 //
 // Thread-safety: Run() may be called concurrently from many threads.

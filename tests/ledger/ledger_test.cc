@@ -60,8 +60,10 @@ TEST_F(LedgerTest, StoresEveryFieldOfARecord) {
   auto record =
       Record(model, "primary", "coder", "run1", clock_.NowMillis(), llm::Usage{1'000, 200, 400, 0});
   record.retries = 2;
+  record.overrun_usd = 0.0001234;
   ASSERT_TRUE(ledger.Record(record));
   llm::CallRecord failed = record;
+  failed.overrun_usd = 0;
   failed.ok = false;
   failed.status = ErrorCode::kUnavailable;
   failed.usage = {};
@@ -93,6 +95,7 @@ TEST_F(LedgerTest, StoresEveryFieldOfARecord) {
   EXPECT_EQ(row.retries, 2);
   EXPECT_FALSE(row.cache_hit);
   EXPECT_EQ(row.purpose, "tool_loop");
+  EXPECT_DOUBLE_EQ(row.overrun_usd, 0.0001234);
   EXPECT_EQ((*calls)[1].status, "unavailable");
   EXPECT_EQ((*calls)[1].http_status, 503);
   EXPECT_EQ((*calls)[1].error, "primary: overloaded");
@@ -224,8 +227,10 @@ TEST_F(LedgerTest, MigratesAVersionOneDatabase) {
   llm::CallRecord record;
   record.ok = true;
   record.cost_usd = 0.25;
+  record.overrun_usd = 0.125;  // a column the migrations added
   ASSERT_TRUE(ledger.Record(record));
   EXPECT_EQ(ledger.Costs(CostGroup::kDay)->total.cost_usd, 0.25);
+  EXPECT_EQ(ledger.Costs(CostGroup::kDay)->total.overrun_usd, 0.125);
 }
 
 TEST(CostGroupTest, ParsesTheCliNames) {
@@ -267,6 +272,7 @@ TEST(CostReportJsonTest, RendersRowsAndTotal) {
   EXPECT_EQ(json["rows"][0]["key"], "coder");
   EXPECT_EQ(json["rows"][0]["calls"], 2);
   EXPECT_EQ(json["total"]["cost_usd"], 0.5);
+  EXPECT_EQ(json["total"]["overrun_usd"], 0.0);
 }
 
 TEST(UtcDayTest, FormatsTheCalendarDay) {

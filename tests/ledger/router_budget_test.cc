@@ -6,6 +6,7 @@
 
 #include <cstdlib>
 #include <map>
+#include <nlohmann/json.hpp>
 
 #include "ledger/budget.h"
 #include "ledger/ledger.h"
@@ -144,6 +145,53 @@ TEST_F(RouterBudgetTest, TaskCapRefusalEndsTheCallBeforeAnythingIsSent) {
   ASSERT_EQ(calls->size(), 1u);
   EXPECT_EQ((*calls)[0].status, "resource_exhausted");
   EXPECT_EQ((*calls)[0].cost_usd, 0);
+}
+
+TEST_F(RouterBudgetTest, AnUnderestimateIsAnOverrunOnItsLedgerRowAndInTheCosts) {
+  BudgetEnvelope envelope;
+  envelope.project.per_task_usd = 1.0;
+  ASSERT_NO_FATAL_FAILURE(Start(envelope));
+  // Within its reservation: no overrun.
+  fake_.Enqueue(FakeReply::Text("short", llm::Usage{20, 5, 0, 0}));
+  // 10 output tokens reserved, 100,000 billed: the worst case was an underestimate.
+  fake_.Enqueue(FakeReply::Text("long", llm::Usage{20, 100'000, 0, 0}));
+  const llm::CallContext context{.run_id = "run1", .task_id = "task1", .agent = "coder"};
+  llm::ChatRequest within = Ask("hi");
+  ASSERT_TRUE(router_->Chat({"cloud/fast"}, within, context));
+  llm::ChatRequest under = Ask("hi");
+  under.max_tokens = 10;
+  ASSERT_TRUE(router_->Chat({"cloud/fast"}, under, context));
+
+  auto calls = ledger_->Calls({});
+  ASSERT_TRUE(calls) << calls.error().ToString();
+  ASSERT_EQ(calls->size(), 2u);
+  EXPECT_EQ((*calls)[0].overrun_usd, 0);
+  const ModelCallRow& overrun = (*calls)[1];
+  EXPECT_NEAR(overrun.cost_usd, (20 * 0.4 + 100'000 * 1.6) / 1e6, 1e-12);
+  // The reservation held the prompt and 10 output tokens: almost all of the cost is overrun.
+  EXPECT_GT(overrun.overrun_usd, 0.9 * overrun.cost_usd);
+  EXPECT_LT(overrun.overrun_usd, overrun.cost_usd);
+  // The same figure as the budget.overrun event the guard recorded.
+  auto recorded = queue_->ListEvents(EventQuery{});
+  ASSERT_TRUE(recorded) << recorded.error().ToString();
+  int overrun_events = 0;
+  for (const Event& event : *recorded) {
+    if (event.kind != "budget.overrun") continue;
+    ++overrun_events;
+    const auto payload = nlohmann::json::parse(event.payload_json);
+    EXPECT_NEAR(payload["overrun_usd"].get<double>(), overrun.overrun_usd, 1e-12);
+  }
+  EXPECT_EQ(overrun_events, 1);
+
+  // `factory costs` sums it per group and in the total, in the table and in --json.
+  auto report = ledger_->Costs(CostGroup::kAgent);
+  ASSERT_TRUE(report) << report.error().ToString();
+  ASSERT_EQ(report->rows.size(), 1u);
+  EXPECT_NEAR(report->rows[0].overrun_usd, overrun.overrun_usd, 1e-12);
+  EXPECT_NEAR(report->total.overrun_usd, overrun.overrun_usd, 1e-12);
+  const auto json = nlohmann::json::parse(CostReportJson(*report, CostGroup::kAgent, 0));
+  EXPECT_NEAR(json["total"]["overrun_usd"].get<double>(), overrun.overrun_usd, 1e-12);
+  EXPECT_NEAR(json["rows"][0]["overrun_usd"].get<double>(), overrun.overrun_usd, 1e-12);
 }
 
 }  // namespace

@@ -12,8 +12,10 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 #include "common/processes.h"
@@ -222,6 +224,83 @@ TEST_F(SandboxTest, SleepIsKilledAtTheTimeoutRlimit) {
   auto sandbox = MakeSandbox(config);
   ExpectSleepIsKilled(*sandbox, worktree_);
 }
+
+// One watcher thread serves every running command: with several commands at once, the one
+// writing past the quota is stopped for that reason, one whose caller cancels is cancelled,
+// and the others end on their own, untouched.
+void ExpectConcurrentCommandsWatchedApart(Sandbox& sandbox, WorkspaceManager& manager, int count) {
+  std::vector<std::string> worktrees;
+  for (int index = 0; index < count + 2; ++index) {
+    auto attempt = manager.CreateAttempt("r1", "c" + std::to_string(index), 1);
+    ASSERT_TRUE(attempt.has_value()) << attempt.error().ToString();
+    worktrees.push_back(attempt->path);
+  }
+  std::atomic<bool> cancel{true};  // set from the start: forwarded at the watcher's first look
+  std::vector<std::optional<Result<SubprocessResult>>> results(worktrees.size());
+  std::vector<std::thread> threads;
+  for (size_t index = 0; index < worktrees.size(); ++index) {
+    threads.emplace_back([&, index] {
+      SandboxedCommand command;
+      command.worktree = worktrees[index];
+      command.timeout_ms = 60'000;
+      if (index == 0) {  // past the 8 MiB quota, slowly: only the watcher can stop it
+        command.shell =
+            "for i in $(seq 1 300); do dd if=/dev/zero of=blob$i bs=1M count=1 2>/dev/null; "
+            "sleep 0.1; done; echo finished";
+      } else if (index == 1) {  // cancelled by its caller
+        command.shell = "sleep 30; echo finished";
+        command.cancel = &cancel;
+      } else {  // well within the quota, long enough to overlap the others' measurements
+        command.shell = "dd if=/dev/zero of=small bs=1M count=1 2>/dev/null; sleep 1; echo ok";
+      }
+      results[index] = sandbox.Run(command);
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  for (size_t index = 0; index < results.size(); ++index) {
+    ASSERT_TRUE(results[index].has_value()) << index;
+    ASSERT_TRUE(results[index]->has_value()) << index << ": " << results[index]->error().ToString();
+    const SubprocessResult& result = **results[index];
+    EXPECT_FALSE(result.timed_out) << index;
+    EXPECT_THAT(result.stdout_tail, ::testing::Not(HasSubstr("finished"))) << index;
+    if (index == 0) {
+      EXPECT_TRUE(result.quota_exceeded);
+      EXPECT_FALSE(result.cancelled);
+      EXPECT_FALSE(fs::exists(worktrees[index] + "/blob300"));
+    } else if (index == 1) {
+      EXPECT_TRUE(result.cancelled);
+      EXPECT_FALSE(result.quota_exceeded);
+    } else {
+      EXPECT_EQ(result.exit_code, 0) << index << ": " << result.stderr_tail;
+      EXPECT_EQ(result.stdout_tail, "ok\n") << index;
+      EXPECT_FALSE(result.quota_exceeded) << index;
+      EXPECT_FALSE(result.cancelled) << index;
+    }
+  }
+}
+
+class SandboxConcurrencyTest : public SandboxTest,
+                               public ::testing::WithParamInterface<std::tuple<bool, int>> {};
+
+TEST_P(SandboxConcurrencyTest, EachCommandIsWatchedApart) {
+  const auto [bubblewrap, others] = GetParam();
+  SandboxConfig config;
+  config.use_bubblewrap = bubblewrap;
+  config.disk_mb = 8;
+  auto sandbox = MakeSandbox(config);
+  if (bubblewrap) {
+    ASSERT_EQ(sandbox->name(), "bubblewrap") << "bwrap is not usable here";
+  }
+  ExpectConcurrentCommandsWatchedApart(*sandbox, *manager_, others);
+}
+
+INSTANTIATE_TEST_SUITE_P(Commands, SandboxConcurrencyTest,
+                         ::testing::Combine(::testing::Values(true, false),
+                                            ::testing::Values(1, 2, 8)),
+                         [](const ::testing::TestParamInfo<std::tuple<bool, int>>& info) {
+                           return std::string(std::get<0>(info.param) ? "Bubblewrap" : "Rlimit") +
+                                  "With" + std::to_string(std::get<1>(info.param)) + "Others";
+                         });
 
 TEST_F(SandboxTest, OutputBeyondTheCapKeepsTheTail) {
   auto sandbox = MakeSandbox({});

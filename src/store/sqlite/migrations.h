@@ -205,6 +205,11 @@ DROP INDEX tasks_claim;
 ALTER TABLE tasks ADD COLUMN crashes INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE tasks ADD COLUMN max_crashes INTEGER NOT NULL DEFAULT 5 CHECK (max_crashes >= 1);
 )sql",
+    // 7: what a call cost above its budget reservation (an underestimated worst case), on the
+    // call's own ledger row, so `factory costs` can sum it by agent, model, day or run.
+    R"sql(
+ALTER TABLE model_calls ADD COLUMN overrun_usd REAL NOT NULL DEFAULT 0;
+)sql",
 };
 
 inline constexpr int kLatestVersion = static_cast<int>(std::size(kMigrations));

@@ -121,7 +121,7 @@ double ParseDouble(const std::string& text) {
 constexpr char kModelCallColumns[] =
     "id, ts_ms, run_id, task_id, attempt_id, agent, provider, model, alias, input_tokens, "
     "output_tokens, cached_tokens, printf('%!.17g', cost_usd), latency_ms, status, http_status, "
-    "retries, cache_hit, error, purpose";
+    "retries, cache_hit, error, purpose, printf('%!.17g', overrun_usd)";
 
 ModelCallRow ReadModelCall(const Statement& row) {
   ModelCallRow call;
@@ -145,6 +145,7 @@ ModelCallRow ReadModelCall(const Statement& row) {
   call.cache_hit = row.ColumnInt(17) != 0;
   call.error = row.ColumnText(18);
   call.purpose = row.ColumnText(19);
+  call.overrun_usd = ParseDouble(row.ColumnText(20));
   return call;
 }
 
@@ -595,15 +596,16 @@ class SqliteTxn final : public StoreTxn {
         conn_.Prepare("INSERT INTO model_calls (ts_ms, run_id, task_id, attempt_id, agent, "
                       "provider, model, alias, input_tokens, output_tokens, cached_tokens, "
                       "cost_usd, latency_ms, status, http_status, retries, cache_hit, error, "
-                      "purpose) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, "
-                      "?14, ?15, ?16, ?17, ?18, ?19)"));
+                      "purpose, overrun_usd) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, "
+                      "?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)"));
     const std::string cost = DoubleText(row.cost_usd);
+    const std::string overrun = DoubleText(row.overrun_usd);
     stmt->Bind(1, row.ts_ms).Bind(2, row.run_id).Bind(3, row.task_id).Bind(4, row.attempt_id);
     stmt->Bind(5, row.agent).Bind(6, row.provider).Bind(7, row.model).Bind(8, row.alias);
     stmt->Bind(9, row.input_tokens).Bind(10, row.output_tokens).Bind(11, row.cached_tokens);
     stmt->Bind(12, cost).Bind(13, row.latency_ms).Bind(14, row.status);
     stmt->Bind(15, row.http_status).Bind(16, row.retries).Bind(17, row.cache_hit ? 1 : 0);
-    stmt->Bind(18, row.error).Bind(19, row.purpose);
+    stmt->Bind(18, row.error).Bind(19, row.purpose).Bind(20, overrun);
     FACTORY_RETURN_IF_ERROR(stmt->Run());
     return static_cast<int64_t>(sqlite3_last_insert_rowid(conn_.handle()));
   }
