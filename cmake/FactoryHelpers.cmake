@@ -23,5 +23,12 @@ function(factory_test)
   if(NOT ARG_LABELS)
     set(ARG_LABELS unit)
   endif()
+  # gtest_discover_tests writes PROPERTIES unquoted into its script: a second label would become
+  # a property name. More labels go on the directory (set_property(DIRECTORY ... LABELS)).
+  list(LENGTH ARG_LABELS label_count)
+  if(label_count GREATER 1)
+    message(FATAL_ERROR "factory_test(${ARG_NAME}): one label only (got ${ARG_LABELS}); give the "
+                        "others with set_property(DIRECTORY APPEND PROPERTY LABELS ...)")
+  endif()
   gtest_discover_tests(${ARG_NAME} PROPERTIES LABELS "${ARG_LABELS}" DISCOVERY_TIMEOUT 60)
 endfunction()

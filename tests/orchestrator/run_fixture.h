@@ -83,8 +83,10 @@ exit $status
 class RunFixture : public ::testing::Test {
  protected:
   void SetUp() override {
-    char tmpl[] = "/tmp/factory-orch-test-XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    // Under $TMPDIR like every test's temporary folder (tests/common/test_util.h).
+    std::string tmpl =
+        (std::filesystem::temp_directory_path() / "factory-orch-test-XXXXXX").string();
+    ASSERT_NE(mkdtemp(tmpl.data()), nullptr);
     root_ = std::filesystem::canonical(tmpl).string();
     repo_ = root_ + "/repo";
     std::filesystem::create_directories(repo_);

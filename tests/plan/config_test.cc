@@ -386,7 +386,7 @@ TEST(ConfigTest, BadGatewayUrlsFailWithFileAndLine) {
 
 TEST(ConfigTest, DefaultConfigDocumentsTheGateway) {
   const std::string text(kDefaultConfigYaml);
-  EXPECT_THAT(text, HasSubstr("# gateway:\n#   url: http://127.0.0.1:8787"));
+  EXPECT_THAT(text, HasSubstr("# gateway:\n#   url: http://127.0.0.1:8788"));
   // Uncommented, the documented example parses.
   auto loaded = ParseProjectConfig("gateway:\n  url: http://127.0.0.1:8787\n", "config.yaml");
   ASSERT_TRUE(loaded) << loaded.error().message;

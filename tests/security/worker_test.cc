@@ -220,6 +220,10 @@ TEST(WorkerSecurityTest, FilesThatAreNotTextAreRefusedNamingFileAndLine) {
                   "--allow-empty -m init"),
             0);
   sandbox.Ok({"init"});
+  // An agent, so that the run gets as far as reading its input files.
+  WriteFile(sandbox.Path(".factory/agents/writer.md"),
+            "---\nname: writer\nrole: writes a note\nrunner: script\ncapabilities: [code]\n"
+            "command: sh -c 'echo note > note.txt'\n---\nWrites a note.\n");
   WriteFile(sandbox.Path("backlog.yaml"),
             "tasks:\n  - id: a\n    title: \"bad \xff title\"\n    spec: x\n");
   auto backlog = sandbox.Run({"run", "--backlog", "backlog.yaml"});
