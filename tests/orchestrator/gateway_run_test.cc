@@ -135,7 +135,6 @@ class GatewayRunTest : public ::testing::Test {
     options.stderr_path = (io_.path() / "gateway.err").string();
     gateway_pid_ = testing::SpawnFactory({"gateway", "--listen", "127.0.0.1:0"}, options);
     // "factory gateway: listening on http://127.0.0.1:PORT" once it accepts connections.
-    // (No std::regex here: GCC 12 warns falsely inside <regex> in the sanitizer build.)
     const std::string prefix = "listening on http://127.0.0.1:";
     ASSERT_TRUE(testing::WaitUntil(
         [&] {
