@@ -129,31 +129,6 @@ std::string LastLines(const std::string& text, size_t count) {
   return out;
 }
 
-// "" when `target` (an alias or a model of models.yaml) reaches a model whose provider is
-// available; else why not.
-std::string RouteProblem(const llm::ModelsConfig& models, const std::string& target) {
-  std::vector<std::string> names;
-  if (const llm::AliasConfig* alias = models.FindAlias(target)) {
-    names = alias->models;
-  } else if (models.FindModel(target) != nullptr) {
-    names = {target};
-  } else {
-    return "'" + target + "' is neither an alias nor a model of models.yaml";
-  }
-  std::string reasons;
-  for (const std::string& name : names) {
-    const llm::ModelSpec* model = models.FindModel(name);
-    if (model == nullptr) continue;
-    const llm::ProviderConfig* provider = models.FindProvider(model->provider);
-    if (provider != nullptr && provider->available) return "";
-    if (provider != nullptr) {
-      reasons += (reasons.empty() ? "" : "; ") + name + ": " + provider->unavailable_reason;
-    }
-  }
-  return "no model of '" + target + "' has an available provider" +
-         (reasons.empty() ? "" : " (" + reasons + ")");
-}
-
 // A private directory under $TMPDIR, removed on destruction.
 class ScratchDir {
  public:
@@ -406,7 +381,7 @@ void CheckModels(Report& report, const Project& project, const fs::path& factory
     }
   }
   for (const AgentSpec* agent : llm_agents) {
-    if (std::string problem = RouteProblem(*models, agent->model); !problem.empty()) {
+    if (std::string problem = models->RouteProblem(agent->model); !problem.empty()) {
       report.Add("models", CheckStatus::kFail, "agent " + agent->name + ": " + problem,
                  "give " + agent->source + " a `model` alias whose provider is available");
     } else {
@@ -415,7 +390,7 @@ void CheckModels(Report& report, const Project& project, const fs::path& factory
     }
   }
   for (const GateConfig& gate : reviews) {
-    if (std::string problem = RouteProblem(*models, gate.model); !problem.empty()) {
+    if (std::string problem = models->RouteProblem(gate.model); !problem.empty()) {
       report.Add("models", CheckStatus::kFail, "review gate '" + gate.name + "': " + problem,
                  "set its model in .factory/config.yaml to one that is available, or remove it");
     } else {

@@ -56,30 +56,6 @@ ConfigScaffold ScaffoldFor(const InitReport& report) {
   return scaffold;
 }
 
-// "" when `target` (an alias or a model) reaches a model whose provider is available.
-std::string RouteProblem(const llm::ModelsConfig& models, const std::string& target) {
-  std::vector<std::string> names;
-  if (const llm::AliasConfig* alias = models.FindAlias(target)) {
-    names = alias->models;
-  } else if (models.FindModel(target) != nullptr) {
-    names = {target};
-  } else {
-    return "'" + target + "' is neither an alias nor a model of it";
-  }
-  std::string reasons;
-  for (const std::string& name : names) {
-    const llm::ModelSpec* model = models.FindModel(name);
-    if (model == nullptr) continue;
-    const llm::ProviderConfig* provider = models.FindProvider(model->provider);
-    if (provider != nullptr && provider->available) return "";
-    if (provider != nullptr) {
-      reasons += (reasons.empty() ? "" : "; ") + name + ": " + provider->unavailable_reason;
-    }
-  }
-  return "no model of '" + target + "' has an available provider" +
-         (reasons.empty() ? "" : " (" + reasons + ")");
-}
-
 // The chosen agent and reviewer need models.yaml to route their models to the provider that
 // made them the choice; an existing models.yaml may not.
 void CheckRouting(const fs::path& models_path, const setup::HostProbe& probe, InitReport& report) {
@@ -92,7 +68,7 @@ void CheckRouting(const fs::path& models_path, const setup::HostProbe& probe, In
   }
   auto check = [&](const std::string& what, const std::string& target) {
     if (target.empty() || !report.agent_written) return;
-    if (std::string problem = RouteProblem(*models, target); !problem.empty()) {
+    if (std::string problem = models->RouteProblem(target); !problem.empty()) {
       report.warnings.push_back(models_path.string() + ": " + what + ": " + problem);
     }
   };

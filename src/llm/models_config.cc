@@ -454,6 +454,29 @@ const AliasConfig* ModelsConfig::FindAlias(std::string_view name) const {
   return nullptr;
 }
 
+std::string ModelsConfig::RouteProblem(std::string_view target) const {
+  std::vector<std::string> names;
+  if (const AliasConfig* alias = FindAlias(target)) {
+    names = alias->models;
+  } else if (FindModel(target) != nullptr) {
+    names = {std::string(target)};
+  } else {
+    return "'" + std::string(target) + "' is neither an alias nor a model of models.yaml";
+  }
+  std::string reasons;
+  for (const std::string& name : names) {
+    const ModelSpec* model = FindModel(name);
+    if (model == nullptr) continue;
+    const ProviderConfig* provider = FindProvider(model->provider);
+    if (provider != nullptr && provider->available) return "";
+    if (provider != nullptr) {
+      reasons += (reasons.empty() ? "" : "; ") + name + ": " + provider->unavailable_reason;
+    }
+  }
+  return "no model of '" + std::string(target) + "' has an available provider" +
+         (reasons.empty() ? "" : " (" + reasons + ")");
+}
+
 int ModelsConfig::AliasRank(std::string_view name) const {
   for (size_t i = 0; i < aliases.size(); ++i) {
     if (aliases[i].name == name) return static_cast<int>(i);

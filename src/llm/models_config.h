@@ -114,6 +114,9 @@ struct ModelsConfig {
   const AliasConfig* FindAlias(std::string_view name) const;
   // Tier of an alias (its index in `aliases`), or -1.
   int AliasRank(std::string_view name) const;
+  // Why `target` (an alias or a model) cannot be called here: not in this file, or no model of
+  // it has an available provider (with each provider's reason). Empty when it can be.
+  std::string RouteProblem(std::string_view target) const;
   // The chain of the first rule matching task_type and complexity, or an error naming both.
   Result<std::vector<std::string>> ChainFor(std::string_view task_type,
                                             std::string_view complexity) const;

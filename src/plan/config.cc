@@ -245,7 +245,7 @@ void ParseBudget(const YAML::Node& node, YamlFields& fields, BudgetConfig& budge
 // Why `url` is not "http://HOST:PORT" (a trailing '/' allowed); "" when it is.
 std::string GatewayUrlProblem(std::string_view url) {
   static constexpr std::string_view kScheme = "http://";
-  const std::string expected = "must be http://HOST:PORT (e.g. http://127.0.0.1:8787)";
+  const std::string expected = "must be http://HOST:PORT (e.g. http://127.0.0.1:8788)";
   if (!url.starts_with(kScheme)) {
     return expected + (url.starts_with("https://")
                            ? "; `factory gateway` serves plain HTTP on the host's loopback"
@@ -265,7 +265,7 @@ std::string GatewayUrlProblem(std::string_view url) {
     colon = authority.find(':');
     if (colon != std::string_view::npos &&
         authority.find(':', colon + 1) != std::string_view::npos) {
-      return expected + " (an IPv6 address goes in brackets: http://[::1]:8787)";
+      return expected + " (an IPv6 address goes in brackets: http://[::1]:8788)";
     }
   }
   if (colon == std::string_view::npos) return expected + ": the port is missing";
@@ -345,7 +345,7 @@ void ParseRebase(const YAML::Node& node, YamlFields& fields, RebaseConfig& rebas
 void ParseGateway(const YAML::Node& node, YamlFields& fields, GatewayConfig& gateway) {
   if (!node.IsMap()) {
     fields.AddError(node, "gateway",
-                    "must be a mapping with url (e.g. {url: \"http://127.0.0.1:8787\"})");
+                    "must be a mapping with url (e.g. {url: \"http://127.0.0.1:8788\"})");
     return;
   }
   fields.WarnUnknownKeys(node, "gateway", kGatewayKeys);

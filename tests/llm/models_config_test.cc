@@ -94,6 +94,21 @@ TEST(ModelsConfigTest, UnsetKeyMarksTheProviderUnavailableNotAnError) {
   EXPECT_THAT(cloud->unavailable_reason, HasSubstr("CLOUD_KEY"));
 }
 
+TEST(ModelsConfigTest, RouteProblemSaysWhyATargetCannotBeCalled) {
+  auto config = ParseModelsConfig(kValid, "models.yaml", FakeEnv({}));
+  ASSERT_TRUE(config) << config.error().ToString();
+  // `dear` falls back to `small`, whose provider needs no key.
+  EXPECT_EQ(config->RouteProblem("dear"), "");
+  EXPECT_EQ(config->RouteProblem("small"), "");
+  EXPECT_THAT(config->RouteProblem("big"), HasSubstr("big: "));
+  EXPECT_THAT(config->RouteProblem("big"), HasSubstr("CLOUD_KEY"));
+  EXPECT_THAT(config->RouteProblem("nope"), HasSubstr("neither an alias nor a model"));
+
+  auto keyed = ParseModelsConfig(kValid, "models.yaml", FakeEnv({{"CLOUD_KEY", "k"}}));
+  ASSERT_TRUE(keyed) << keyed.error().ToString();
+  EXPECT_EQ(keyed->RouteProblem("big"), "");
+}
+
 TEST(ModelsConfigTest, BaseUrlConventionsAndNumbersFromTheEnvironment) {
   constexpr std::string_view yaml = R"(providers:
   ollama: {kind: openai, base_url: "http://127.0.0.1:11434/"}
