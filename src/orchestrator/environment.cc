@@ -9,8 +9,8 @@
 #include <set>
 #include <utility>
 
-#include "gateway/keys.h"
-#include "runners/cli_runner.h"
+#include "orchestrator/gateway_key_runner.h"
+#include "orchestrator/pause_mirror.h"
 #include "runners/runner.h"
 #include "toolloop/llm_runner.h"
 #include "workspace/git.h"
@@ -48,85 +48,6 @@ bool HasAgentOf(const AgentRegistry& agents, RunnerKind kind) {
                      [kind](const AgentSpec* agent) { return agent->runner == kind; });
 }
 bool HasLlmAgent(const AgentRegistry& agents) { return HasAgentOf(agents, RunnerKind::kLlm); }
-
-void ReplaceAll(std::string& text, std::string_view needle, std::string_view replacement) {
-  if (needle.empty()) return;
-  for (size_t at = text.find(needle); at != std::string::npos;
-       at = text.find(needle, at + replacement.size())) {
-    text.replace(at, needle.size(), replacement);
-  }
-}
-
-// A cli agent's runner behind `factory gateway`: each attempt gets its own virtual key, scoped
-// to the agent, run, task and attempt, so the gateway ledgers and budgets the agent's calls
-// exactly like the built-in agent's; the key is revoked when the attempt ends, however it ends.
-// The key itself is never logged; should the agent print it, it is masked in what the attempt
-// reports (error, output tail, summary, steps), which the pipeline turns into events.
-class GatewayKeyRunner final : public Runner {
- public:
-  GatewayKeyRunner(std::unique_ptr<Runner> inner, Store& store, std::string agent,
-                   std::string gateway_url, std::vector<std::string> hidden_variables)
-      : inner_(std::move(inner)),
-        store_(store),
-        agent_(std::move(agent)),
-        gateway_url_(std::move(gateway_url)),
-        hidden_variables_(std::move(hidden_variables)) {}
-
-  Result<RunnerOutcome> Run(const RunnerContext& context) override {
-    const AttemptInput& input = context.input;
-    gateway::KeyScope scope;
-    scope.run_id = input.run_id;
-    // As the llm runner attributes its calls: the queue's ids when there is a queue.
-    scope.task_id = input.queue_task_id.empty() ? input.task_id : input.queue_task_id;
-    scope.attempt_id = input.attempt_id.empty()
-                           ? input.task_id + "-" + std::to_string(input.attempt)
-                           : input.attempt_id;
-    scope.label = "attempt " + std::to_string(input.attempt) + " of " + input.task_id;
-    auto issued = gateway::IssueKey(store_, agent_, scope);
-    if (!issued) {
-      // Unavailable: the pipeline retries the attempt (the store may be busy).
-      return Unavailable("agent '" + agent_ +
-                         "': cannot issue a gateway key: " + issued.error().message);
-    }
-    const std::string key_id = issued->record.id;
-    struct Revoke {
-      Store& store;
-      const std::string& id;
-      ~Revoke() {
-        if (Status revoked = gateway::RevokeKey(store, id); !revoked) {
-          spdlog::warn("cannot revoke gateway key {}: {}", id, revoked.error().ToString());
-        }
-      }
-    } revoke{store_, key_id};
-
-    RunnerContext with_key = context;
-    // The real provider keys the factory knows of are blanked; GatewayEnvironment then sets
-    // OPENAI_API_KEY and ANTHROPIC_API_KEY to the virtual key.
-    for (const std::string& name : hidden_variables_) with_key.extra_env[name] = "";
-    with_key.extra_env[kGatewayUrlVar] = gateway_url_;
-    with_key.extra_env[kGatewayKeyVar] = issued->key;
-    auto outcome = inner_->Run(with_key);
-    if (!outcome) {
-      Error error = outcome.error();
-      ReplaceAll(error.message, issued->key, kMasked);
-      return std::unexpected(std::move(error));
-    }
-    for (std::string* text : {&outcome->error, &outcome->output_tail, &outcome->summary}) {
-      ReplaceAll(*text, issued->key, kMasked);
-    }
-    for (AgentStep& step : outcome->steps) ReplaceAll(step.summary, issued->key, kMasked);
-    return outcome;
-  }
-
- private:
-  static constexpr std::string_view kMasked = "fk-[gateway key]";
-
-  const std::unique_ptr<Runner> inner_;
-  Store& store_;
-  const std::string agent_;
-  const std::string gateway_url_;
-  const std::vector<std::string> hidden_variables_;
-};
 
 // The variables models.yaml reads provider API keys from (none when it is missing or broken:
 // only the cli agents' environment depends on it, and GatewayEnvironment replaces the usual
@@ -348,19 +269,13 @@ Result<std::unique_ptr<RunEnvironment>> RunEnvironment::Open(Store& store,
   }
 
   env->pause_poll_ms_ = std::max<int64_t>(options.pause_poll_ms, 10);
-  FACTORY_RETURN_IF_ERROR(env->SyncPauses());
-  env->pause_mirror_ = std::thread([raw = env.get()] { raw->PauseMirrorLoop(); });
+  env->RegisterRunners();
+  FACTORY_ASSIGN_OR_RETURN(env->pause_mirror_,
+                           PauseMirror::Start(*env->budget_, *env->agents_, env->pause_poll_ms_));
   return env;
 }
 
-RunEnvironment::~RunEnvironment() {
-  {
-    std::lock_guard lock(pause_mu_);
-    stopping_ = true;
-  }
-  pause_cv_.notify_all();
-  if (pause_mirror_.joinable()) pause_mirror_.join();
-}
+RunEnvironment::~RunEnvironment() = default;
 
 Status RunEnvironment::OpenModelLayer(const fs::path& root, const RunEnvironmentOptions& options) {
   const bool llm_agents = HasLlmAgent(*agents_);
@@ -467,63 +382,46 @@ std::string RunEnvironment::LlmAgentProblem(const AgentSpec& agent,
          choice.Describe() + "): " + resolved.error().message;
 }
 
-RunnerFactory RunEnvironment::runner_factory() {
-  return [this](const AgentSpec& agent) -> Result<std::unique_ptr<Runner>> {
-    if (agent.runner == RunnerKind::kCli && !config_.gateway.url.empty()) {
-      FACTORY_ASSIGN_OR_RETURN(std::unique_ptr<Runner> cli, MakeRunner(agent));
-      return std::unique_ptr<Runner>(std::make_unique<GatewayKeyRunner>(
-          std::move(cli), store_, agent.name, config_.gateway.url, gateway_hidden_variables_));
-    }
-    if (agent.runner != RunnerKind::kLlm) return MakeRunner(agent);
-    if (router_ == nullptr) {
-      return FailedPrecondition("agent '" + agent.name + "' " + models_problem_);
-    }
-    toolloop::LlmRunnerOptions options;
-    options.agent_paused = [this](std::string_view name) { return budget_->IsPaused(name); };
-    options.pause_poll_ms = pause_poll_ms_;
-    return std::unique_ptr<Runner>(
-        std::make_unique<toolloop::LlmRunner>(*router_, agent, std::move(options)));
+void RunEnvironment::RegisterRunners() {
+  runners_ = RunnerRegistry::Builtin();
+  // llm: the tool loop over the router, checked against models.yaml for the task's type.
+  (void)runners_.Register(
+      {.name = std::string(RunnerKindName(RunnerKind::kLlm)),
+       .make = [this](const AgentSpec& agent) -> Result<std::unique_ptr<Runner>> {
+         if (router_ == nullptr) {
+           return FailedPrecondition("agent '" + agent.name + "' " + models_problem_);
+         }
+         toolloop::LlmRunnerOptions options;
+         options.agent_paused = [this](std::string_view name) { return budget_->IsPaused(name); };
+         options.pause_poll_ms = pause_poll_ms_;
+         return std::unique_ptr<Runner>(
+             std::make_unique<toolloop::LlmRunner>(*router_, agent, std::move(options)));
+       },
+       .check = [this](const AgentSpec& agent, const RunnerCheckContext& context) -> Status {
+         std::string problem = LlmAgentProblem(agent, context.task_type);
+         if (problem.empty()) return Ok();
+         return FailedPrecondition(std::move(problem));
+       }},
+      /*replace=*/true);
+  if (config_.gateway.url.empty()) return;
+  // cli behind the gateway: the preset's runner with a virtual key per attempt.
+  auto cli = runners_.Find(RunnerKindName(RunnerKind::kCli));
+  if (!cli) return;
+  RunnerKindEntry gated = **cli;
+  gated.make = [this,
+                make = gated.make](const AgentSpec& agent) -> Result<std::unique_ptr<Runner>> {
+    FACTORY_ASSIGN_OR_RETURN(std::unique_ptr<Runner> inner, make(agent));
+    return WithGatewayKey(std::move(inner), store_, agent.name, config_.gateway.url,
+                          gateway_hidden_variables_);
   };
+  (void)runners_.Register(std::move(gated), /*replace=*/true);
 }
 
-Result<std::vector<AgentPause>> RunEnvironment::SyncPauses() {
-  FACTORY_ASSIGN_OR_RETURN(std::vector<AgentPause> pauses, budget_->Pauses());
-  const AgentPause* all = nullptr;
-  std::map<std::string, const AgentPause*> by_agent;
-  for (const auto& pause : pauses) {
-    if (pause.agent == ledger::kAllAgents) all = &pause;
-    by_agent[pause.agent] = &pause;
-  }
-  std::lock_guard lock(pause_mu_);
-  for (const AgentSpec* agent : agents_->agents()) {
-    const AgentPause* pause = all;
-    if (auto it = by_agent.find(agent->name); it != by_agent.end()) pause = it->second;
-    if (pause != nullptr) {
-      if (paused_by_mirror_.insert(agent->name).second) {
-        (void)agents_->Pause(agent->name, pause->reason);
-        spdlog::info("agent {} paused: {}", agent->name, pause->reason);
-      }
-    } else if (paused_by_mirror_.erase(agent->name) > 0) {
-      (void)agents_->Resume(agent->name);
-      spdlog::info("agent {} resumed", agent->name);
-    }
-  }
-  return pauses;
+RunnerFactory RunEnvironment::runner_factory() {
+  return [this](const AgentSpec& agent) { return runners_.Make(agent); };
 }
 
-void RunEnvironment::PauseMirrorLoop() {
-  std::unique_lock lock(pause_mu_);
-  while (!stopping_) {
-    pause_cv_.wait_for(lock, std::chrono::milliseconds(pause_poll_ms_),
-                       [this] { return stopping_; });
-    if (stopping_) break;
-    lock.unlock();
-    if (auto synced = SyncPauses(); !synced) {
-      spdlog::warn("cannot read budget pauses: {}", synced.error().ToString());
-    }
-    lock.lock();
-  }
-}
+Result<std::vector<AgentPause>> RunEnvironment::SyncPauses() { return pause_mirror_->Sync(); }
 
 std::string RunEnvironment::ReviewerSharesModel(const BacklogTask& task, const AgentSpec& resolved,
                                                 const fs::path& backlog,
@@ -586,19 +484,10 @@ Result<Loaded<Backlog>> RunEnvironment::LoadBacklog(const fs::path& path) const 
         !shared.empty()) {
       problems += shared;
     }
-    if ((*agent)->runner == RunnerKind::kLlm) {
-      // The first attempt's models depend on the task type (the cost pyramid).
-      if (!checked.insert((*agent)->name + "\n" + task.type).second) continue;
-      if (std::string problem = LlmAgentProblem(**agent, task.type); !problem.empty()) {
-        problems += where + problem + "\n";
-      }
-      continue;
-    }
-    if (!checked.insert((*agent)->name).second) continue;
-    Status available = CheckRunnerAvailable(**agent);
-    if (!available) {
-      problems += where + "agent '" + (*agent)->name + "': " + available.error().message + "\n";
-    }
+    // An llm agent's first attempt's models depend on the task type (the cost pyramid).
+    if (!checked.insert((*agent)->name + "\n" + task.type).second) continue;
+    Status available = runners_.Check(**agent, {.task_type = task.type});
+    if (!available) problems += where + available.error().message + "\n";
   }
   if (!problems.empty()) {
     problems.pop_back();
