@@ -110,7 +110,8 @@ class RunEnvironment {
   RunEnvironment& operator=(const RunEnvironment&) = delete;
 
   // Reads and validates a backlog (YAML, or JSON by extension) against the agents, then checks
-  // that the agent each task would get can run here (a cli preset's binary on PATH; for an llm
+  // (orchestrator/run_checks.h CheckBacklogRunnable) that the agent each task would get can run
+  // here (a cli preset's binary on PATH; for an llm
   // agent a usable models.yaml and, for its first attempt's models, a provider whose API key
   // variable is set), and that no agent a task may get (its explicit or binding default agent,
   // else every agent with its capabilities) can use a review gate's model (llm agents: every
@@ -159,13 +160,6 @@ class RunEnvironment {
   void RegisterRunners();
   // The rebase agent's models, or why rebasing is off. REQUIRES: after OpenModelLayer.
   Status ChooseRebaseModels(const llm::ModelsConfig* models);
-  // Why a builder of `task` would share a model with a review gate ("" when none can).
-  std::string ReviewerSharesModel(const BacklogTask& task, const AgentSpec& resolved,
-                                  const std::filesystem::path& backlog,
-                                  std::set<std::string>& reported) const;
-  // Why `agent` (llm) cannot make its first attempt's calls for a task of `task_type`; "" when
-  // it can.
-  std::string LlmAgentProblem(const AgentSpec& agent, const std::string& task_type) const;
 
   Store& store_;
   int64_t pause_poll_ms_ = 1'000;
