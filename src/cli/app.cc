@@ -13,6 +13,7 @@
 #include "core/log.h"
 #include "core/redact.h"
 #include "llm/models_config.h"
+#include "store/open_store.h"
 
 extern char** environ;
 
@@ -22,7 +23,11 @@ extern char** environ;
 
 namespace factory::cli {
 
-std::filesystem::path CliContext::DbPath() const { return std::filesystem::path(global.db_path); }
+std::filesystem::path CliContext::DbPath() const {
+  auto location = ParseStoreUrl(global.db_path);
+  return std::filesystem::path(location && !location->path.empty() ? location->path
+                                                                   : global.db_path);
+}
 
 std::filesystem::path CliContext::FactoryDir() const {
   std::error_code ec;
@@ -33,16 +38,10 @@ std::filesystem::path CliContext::FactoryDir() const {
 
 Status CheckDbLocation(const std::string& db) {
   if (db.empty()) return InvalidArgument("--db must not be empty");
-  // "scheme://...": a database server's URL, which this build does not serve. Taken as a file
-  // name it would become a directory "postgresql:" beside the project.
-  const size_t colon = db.find("://");
-  if (colon != std::string::npos && colon > 0 && std::isalpha(static_cast<unsigned char>(db[0])) &&
-      std::all_of(db.begin(), db.begin() + static_cast<std::ptrdiff_t>(colon), [](char c) {
-        return std::isalnum(static_cast<unsigned char>(c)) || c == '+' || c == '.' || c == '-';
-      })) {
-    return InvalidArgument("--db: " + db.substr(0, colon) +
-                           ":// databases are not supported by this build (only SQLite files: "
-                           "pass a file path)");
+  // A server URL taken as a file name would become a directory "postgresql:" beside the project.
+  FACTORY_ASSIGN_OR_RETURN(StoreLocation location, ParseStoreUrl(db));
+  if (location.backend != StoreBackend::kSqlite) {
+    return FailedPrecondition("--db " + location.url + ": PostgreSQL support is not built yet");
   }
   return Ok();
 }
@@ -70,11 +69,10 @@ Result<std::unique_ptr<Store>> CliContext::OpenStore(bool create_if_missing) con
     return InvalidArgument("database path " + path.string() + " is a directory");
   }
 
-  SqliteOptions options;
-  options.path = path.string();
+  StoreOpenOptions options;
   options.synchronous = global.sync == "full" ? SqliteSync::kFull : SqliteSync::kNormal;
   options.create_if_missing = create_if_missing;
-  auto store = OpenSqliteStore(options);
+  auto store = factory::OpenStore(global.db_path, options);
   if (!store) {
     Error error = store.error().Wrap("cannot open database " + path.string());
     // "Not a database" is not a usage error: the arguments were fine, the file is not.

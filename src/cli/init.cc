@@ -10,6 +10,7 @@
 #include "cli/cli.h"
 #include "llm/models_config.h"
 #include "plan/config.h"
+#include "store/open_store.h"
 
 namespace factory::cli {
 namespace {
@@ -86,11 +87,8 @@ Result<InitReport> InitFactoryDir(const InitOptions& options) {
 
   std::error_code ec;
   const bool db_existed = fs::exists(options.db_path, ec);
-  SqliteOptions sqlite;
-  sqlite.path = options.db_path.string();
-  sqlite.synchronous = options.sync;
-  sqlite.create_if_missing = true;
-  auto store = OpenSqliteStore(sqlite);
+  auto store = factory::OpenStore(options.db_path.string(),
+                                  {.synchronous = options.sync, .create_if_missing = true});
   if (!store) {
     Error error = store.error().Wrap("cannot open database " + options.db_path.string());
     if (error.code == ErrorCode::kInvalidArgument) error.code = ErrorCode::kUnavailable;

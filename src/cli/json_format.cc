@@ -1,6 +1,7 @@
 #include "cli/json_format.h"
 
 #include "core/clock.h"
+#include "store/details.h"
 
 namespace factory::cli {
 namespace {
@@ -8,6 +9,14 @@ namespace {
 Json Timestamp(int64_t millis) {
   if (millis <= 0) return nullptr;
   return FormatTimestamp(millis);
+}
+
+// A typed column as stored, checked by its codec: a malformed value is shown as it is, with why
+// it cannot be read beside it ("details_error").
+template <typename T>
+void PutChecked(Json& json, const char* key, std::string_view stored, const Result<T>& parsed) {
+  json[key] = ParseStoredJson(stored);
+  if (!parsed) json[std::string(key) + "_error"] = parsed.error().message;
 }
 
 }  // namespace
@@ -45,7 +54,7 @@ Json TaskToJson(const Task& task) {
   json["lease_owner"] = task.lease_owner.empty() ? Json(nullptr) : Json(task.lease_owner);
   json["lease_expires_ms"] = task.lease_expires_ms;
   json["result"] = ParseStoredJson(task.result_json);
-  json["metadata"] = ParseStoredJson(task.metadata_json);
+  PutChecked(json, "metadata", task.metadata_json, ParseTaskMetadata(task.metadata_json));
   json["created_ms"] = task.created_ms;
   json["created_at"] = Timestamp(task.created_ms);
   json["updated_ms"] = task.updated_ms;
@@ -66,7 +75,7 @@ Json AttemptToJson(const Attempt& attempt) {
   json["finished_at"] = Timestamp(attempt.finished_ms);
   json["exit_code"] = attempt.exit_code.has_value() ? Json(*attempt.exit_code) : Json(nullptr);
   json["error"] = attempt.error;
-  json["details"] = ParseStoredJson(attempt.details_json);
+  PutChecked(json, "details", attempt.details_json, ParseAttemptDetails(attempt.details_json));
   return json;
 }
 

@@ -15,10 +15,11 @@ using Json = nlohmann::ordered_json;
 
 // {id, run, state, title, spec, priority, depends_on, attempts, max_attempts, idempotency_key,
 //  command, type, agent, not_before_ms, lease_owner, lease_expires_ms, result, metadata,
-//  created_ms, created_at, updated_ms, updated_at}
+//  created_ms, created_at, updated_ms, updated_at}; metadata_error when the stored metadata
+//  cannot be read (store/details.h), naming the field
 Json TaskToJson(const Task& task);
 // {id, number, epoch, owner, status, started_ms, started_at, finished_ms, finished_at,
-//  exit_code, error, details}
+//  exit_code, error, details}; details_error when the stored details cannot be read
 Json AttemptToJson(const Attempt& attempt);
 // {seq, id, ts_ms, ts, run, task, kind, actor, payload, hash}
 Json EventToJson(const Event& event);

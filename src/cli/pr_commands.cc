@@ -20,6 +20,7 @@
 #include "forge/push.h"
 #include "forge/remote.h"
 #include "orchestrator/environment.h"
+#include "store/details.h"
 
 namespace factory::cli {
 namespace {
@@ -222,15 +223,13 @@ std::vector<forge::GateOutcome> GatesOf(const std::vector<Attempt>& attempts) {
   }
   std::vector<forge::GateOutcome> gates;
   if (chosen == nullptr) return gates;
-  auto details = nlohmann::json::parse(chosen->details_json, nullptr, false);
-  if (!details.is_object()) return gates;
-  for (const auto& gate : details.value("gates", nlohmann::json::array())) {
-    if (!gate.is_object()) continue;
-    gates.push_back({gate.value("name", ""), gate.value("passed", false) ? "passed" : "failed"});
+  auto details = ParseAttemptDetails(chosen->details_json);
+  if (!details) return gates;
+  for (const GateDetails& gate : details->gates.value_or(std::vector<GateDetails>{})) {
+    gates.push_back({gate.name, gate.passed ? "passed" : "failed"});
   }
-  for (const auto& review : details.value("reviews", nlohmann::json::array())) {
-    if (!review.is_object()) continue;
-    gates.push_back({review.value("gate", ""), "review " + review.value("verdict", "error")});
+  for (const ReviewDetails& review : details->reviews.value_or(std::vector<ReviewDetails>{})) {
+    gates.push_back({review.gate, "review " + (review.verdict.empty() ? "error" : review.verdict)});
   }
   return gates;
 }

@@ -15,6 +15,7 @@
 #include "core/clock.h"
 #include "core/ulid.h"
 #include "queue/queue.h"
+#include "store/details.h"
 
 namespace factory::cli {
 namespace {
@@ -214,13 +215,10 @@ int RunShow(const CliContext& ctx, const std::string& id, bool json_output) {
       "depends on:      {}\n",
       task->depends_on.empty() ? "-" : fmt::format("{}", fmt::join(task->depends_on, ", ")));
   if (!task->command.empty()) std::cout << fmt::format("command:         {}\n", task->command);
-  if (const Json metadata = ParseStoredJson(task->metadata_json);
-      metadata.is_object() && metadata.contains("scope") && metadata["scope"].is_array()) {
+  if (auto metadata = ParseTaskMetadata(task->metadata_json);
+      metadata && (!metadata->backlog_id.empty() || !metadata->scope.empty())) {
     // A backlog task's paths; without any it may change the whole repository.
-    std::vector<std::string> globs;
-    for (const auto& glob : metadata["scope"]) {
-      if (glob.is_string()) globs.push_back(glob.get<std::string>());
-    }
+    const std::vector<std::string>& globs = metadata->scope;
     std::cout << fmt::format(
         "scope:           {}\n",
         globs.empty() ? "(whole repository)" : fmt::format("{}", fmt::join(globs, ", ")));

@@ -9,8 +9,9 @@
 #include <set>
 #include <utility>
 
-#include "gateway/keys.h"
-#include "runners/cli_runner.h"
+#include "orchestrator/gateway_key_runner.h"
+#include "orchestrator/pause_mirror.h"
+#include "orchestrator/run_checks.h"
 #include "runners/runner.h"
 #include "toolloop/llm_runner.h"
 #include "workspace/git.h"
@@ -21,112 +22,12 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// "agent 'coder' (.factory/agents/coder.md:5)": where to fix an agent's model settings.
-std::string AgentWhere(const AgentSpec& agent, const char* field) {
-  std::string where = "agent '" + agent.name + "'";
-  if (agent.source.empty()) return where;
-  where += " (" + agent.source;
-  if (auto it = agent.field_lines.find(field); it != agent.field_lines.end()) {
-    where += ":" + std::to_string(it->second);
-  }
-  return where + ")";
-}
-
-// A diagnostic on an agent file's field: "FILE:LINE: field 'model': message".
-std::string AgentFieldError(const AgentSpec& agent, const char* line_of, const std::string& field,
-                            const std::string& message) {
-  std::string where = agent.source.empty() ? "agent '" + agent.name + "'" : agent.source;
-  if (auto it = agent.field_lines.find(line_of); it != agent.field_lines.end()) {
-    where += ":" + std::to_string(it->second);
-  }
-  return where + ": field '" + field + "': " + message + "\n";
-}
-
 bool HasAgentOf(const AgentRegistry& agents, RunnerKind kind) {
   const auto all = agents.agents();
   return std::any_of(all.begin(), all.end(),
                      [kind](const AgentSpec* agent) { return agent->runner == kind; });
 }
 bool HasLlmAgent(const AgentRegistry& agents) { return HasAgentOf(agents, RunnerKind::kLlm); }
-
-void ReplaceAll(std::string& text, std::string_view needle, std::string_view replacement) {
-  if (needle.empty()) return;
-  for (size_t at = text.find(needle); at != std::string::npos;
-       at = text.find(needle, at + replacement.size())) {
-    text.replace(at, needle.size(), replacement);
-  }
-}
-
-// A cli agent's runner behind `factory gateway`: each attempt gets its own virtual key, scoped
-// to the agent, run, task and attempt, so the gateway ledgers and budgets the agent's calls
-// exactly like the built-in agent's; the key is revoked when the attempt ends, however it ends.
-// The key itself is never logged; should the agent print it, it is masked in what the attempt
-// reports (error, output tail, summary, steps), which the pipeline turns into events.
-class GatewayKeyRunner final : public Runner {
- public:
-  GatewayKeyRunner(std::unique_ptr<Runner> inner, Store& store, std::string agent,
-                   std::string gateway_url, std::vector<std::string> hidden_variables)
-      : inner_(std::move(inner)),
-        store_(store),
-        agent_(std::move(agent)),
-        gateway_url_(std::move(gateway_url)),
-        hidden_variables_(std::move(hidden_variables)) {}
-
-  Result<RunnerOutcome> Run(const RunnerContext& context) override {
-    const AttemptInput& input = context.input;
-    gateway::KeyScope scope;
-    scope.run_id = input.run_id;
-    // As the llm runner attributes its calls: the queue's ids when there is a queue.
-    scope.task_id = input.queue_task_id.empty() ? input.task_id : input.queue_task_id;
-    scope.attempt_id = input.attempt_id.empty()
-                           ? input.task_id + "-" + std::to_string(input.attempt)
-                           : input.attempt_id;
-    scope.label = "attempt " + std::to_string(input.attempt) + " of " + input.task_id;
-    auto issued = gateway::IssueKey(store_, agent_, scope);
-    if (!issued) {
-      // Unavailable: the pipeline retries the attempt (the store may be busy).
-      return Unavailable("agent '" + agent_ +
-                         "': cannot issue a gateway key: " + issued.error().message);
-    }
-    const std::string key_id = issued->record.id;
-    struct Revoke {
-      Store& store;
-      const std::string& id;
-      ~Revoke() {
-        if (Status revoked = gateway::RevokeKey(store, id); !revoked) {
-          spdlog::warn("cannot revoke gateway key {}: {}", id, revoked.error().ToString());
-        }
-      }
-    } revoke{store_, key_id};
-
-    RunnerContext with_key = context;
-    // The real provider keys the factory knows of are blanked; GatewayEnvironment then sets
-    // OPENAI_API_KEY and ANTHROPIC_API_KEY to the virtual key.
-    for (const std::string& name : hidden_variables_) with_key.extra_env[name] = "";
-    with_key.extra_env[kGatewayUrlVar] = gateway_url_;
-    with_key.extra_env[kGatewayKeyVar] = issued->key;
-    auto outcome = inner_->Run(with_key);
-    if (!outcome) {
-      Error error = outcome.error();
-      ReplaceAll(error.message, issued->key, kMasked);
-      return std::unexpected(std::move(error));
-    }
-    for (std::string* text : {&outcome->error, &outcome->output_tail, &outcome->summary}) {
-      ReplaceAll(*text, issued->key, kMasked);
-    }
-    for (AgentStep& step : outcome->steps) ReplaceAll(step.summary, issued->key, kMasked);
-    return outcome;
-  }
-
- private:
-  static constexpr std::string_view kMasked = "fk-[gateway key]";
-
-  const std::unique_ptr<Runner> inner_;
-  Store& store_;
-  const std::string agent_;
-  const std::string gateway_url_;
-  const std::vector<std::string> hidden_variables_;
-};
 
 // The variables models.yaml reads provider API keys from (none when it is missing or broken:
 // only the cli agents' environment depends on it, and GatewayEnvironment replaces the usual
@@ -141,75 +42,6 @@ std::vector<std::string> ProviderKeyVariables(const fs::path& models_path) {
     names.push_back(provider.api_key_env);
   }
   return names;
-}
-
-// "config.yaml:12: " (the file and line of a config field), or "config.yaml: " without a line.
-std::string ConfigWhere(const ProjectConfig& config, int line) {
-  std::string where = config.source.empty() ? ".factory/config.yaml" : config.source;
-  if (line > 0) where += ":" + std::to_string(line);
-  return where + ": ";
-}
-
-bool KnownModel(const llm::ModelsConfig& models, const std::string& name) {
-  return models.FindAlias(name) != nullptr || models.FindModel(name) != nullptr;
-}
-
-// The models a target (an alias or a model name) stands for: "provider/model_id" -> model name.
-void AddModelsOf(const llm::ModelsConfig& models, const std::string& target,
-                 std::map<std::string, std::string>& out) {
-  auto add = [&](const llm::ModelSpec* model) {
-    if (model != nullptr) out.emplace(model->provider + "/" + model->model_id, model->name);
-  };
-  if (const llm::AliasConfig* alias = models.FindAlias(target)) {
-    for (const auto& name : alias->models) add(models.FindModel(name));
-  } else {
-    add(models.FindModel(target));
-  }
-}
-
-// Every model an agent's attempts at a task of `task_type` can call, keyed as AddModelsOf; a cli
-// agent's `model:` that models.yaml does not know is kept as written (its CLI's own name).
-std::map<std::string, std::string> BuilderModels(const llm::ModelsConfig& models,
-                                                 const AgentSpec& agent,
-                                                 const std::string& task_type) {
-  std::map<std::string, std::string> found;
-  if (agent.model.empty()) return found;
-  if (agent.runner == RunnerKind::kCli) {
-    if (KnownModel(models, agent.model)) {
-      AddModelsOf(models, agent.model, found);
-    } else {
-      found.emplace(agent.model, agent.model);
-    }
-    return found;
-  }
-  if (agent.runner != RunnerKind::kLlm) return found;
-  AddModelsOf(models, agent.model, found);
-  for (const auto& fallback : agent.fallbacks) AddModelsOf(models, fallback, found);
-  // The cost pyramid: every rung of the task type's chain up to the agent's alias.
-  const int ceiling = models.AliasRank(agent.model);
-  if (ceiling >= 0) {
-    if (auto chain = models.ChainFor(task_type, ""); chain) {
-      for (const auto& alias : *chain) {
-        const int rank = models.AliasRank(alias);
-        if (rank >= 0 && rank <= ceiling) AddModelsOf(models, alias, found);
-      }
-    }
-  }
-  return found;
-}
-
-// The model of `builder` (a key of BuilderModels) that is also the reviewer's, or nullopt.
-std::optional<std::string> SharedModel(const std::map<std::string, std::string>& reviewer,
-                                       const std::map<std::string, std::string>& builder) {
-  for (const auto& [key, name] : builder) {
-    if (reviewer.contains(key)) return name;
-    // A cli agent's own model name: the reviewer's by model name or provider model id.
-    for (const auto& [reviewer_key, reviewer_name] : reviewer) {
-      const std::string model_id = reviewer_key.substr(reviewer_key.find('/') + 1);
-      if (key == reviewer_name || key == model_id) return reviewer_name;
-    }
-  }
-  return std::nullopt;
 }
 
 }  // namespace
@@ -348,19 +180,13 @@ Result<std::unique_ptr<RunEnvironment>> RunEnvironment::Open(Store& store,
   }
 
   env->pause_poll_ms_ = std::max<int64_t>(options.pause_poll_ms, 10);
-  FACTORY_RETURN_IF_ERROR(env->SyncPauses());
-  env->pause_mirror_ = std::thread([raw = env.get()] { raw->PauseMirrorLoop(); });
+  env->RegisterRunners();
+  FACTORY_ASSIGN_OR_RETURN(env->pause_mirror_,
+                           PauseMirror::Start(*env->budget_, *env->agents_, env->pause_poll_ms_));
   return env;
 }
 
-RunEnvironment::~RunEnvironment() {
-  {
-    std::lock_guard lock(pause_mu_);
-    stopping_ = true;
-  }
-  pause_cv_.notify_all();
-  if (pause_mirror_.joinable()) pause_mirror_.join();
-}
+RunEnvironment::~RunEnvironment() = default;
 
 Status RunEnvironment::OpenModelLayer(const fs::path& root, const RunEnvironmentOptions& options) {
   const bool llm_agents = HasLlmAgent(*agents_);
@@ -390,42 +216,7 @@ Status RunEnvironment::OpenModelLayer(const fs::path& root, const RunEnvironment
                 : "cannot load " + models_path_.string() + ": " + models.error().message;
     return Ok();
   }
-  // Every llm agent's model and fallbacks must be an alias or a model of models.yaml.
-  std::string unknown;
-  for (const AgentSpec* agent : agents_->agents()) {
-    if (agent->runner != RunnerKind::kLlm) continue;
-    auto known = [&](const std::string& name) { return KnownModel(*models, name); };
-    const std::string where = " (not in " + models_path_.string() + ")";
-    if (agent->model.empty()) {
-      unknown += AgentFieldError(*agent, "runner", "model",
-                                 "an llm agent needs a model alias (e.g. cloud/mid)");
-    } else if (!known(agent->model)) {
-      unknown += AgentFieldError(*agent, "model", "model",
-                                 "unknown model alias '" + agent->model + "'" + where);
-    }
-    for (size_t index = 0; index < agent->fallbacks.size(); ++index) {
-      if (known(agent->fallbacks[index])) continue;
-      unknown += AgentFieldError(*agent, "fallbacks", "fallbacks[" + std::to_string(index) + "]",
-                                 "unknown model alias '" + agent->fallbacks[index] + "'" + where);
-    }
-  }
-  // And every review gate's model, and the rebase agent's.
-  for (size_t index = 0; index < config_.gates.size(); ++index) {
-    const GateConfig& gate = config_.gates[index];
-    if (gate.kind != GateKind::kReview || KnownModel(*models, gate.model)) continue;
-    unknown += ConfigWhere(config_, gate.model_line) + "field 'gates[" + std::to_string(index) +
-               "].model': unknown model '" + gate.model + "' (not an alias or a model of " +
-               models_path_.string() + ")\n";
-  }
-  if (rebasing && !config_.rebase.model.empty() && !KnownModel(*models, config_.rebase.model)) {
-    unknown += ConfigWhere(config_, config_.rebase.model_line) +
-               "field 'rebase.model': unknown model '" + config_.rebase.model +
-               "' (not an alias or a model of " + models_path_.string() + ")\n";
-  }
-  if (!unknown.empty()) {
-    unknown.pop_back();
-    return InvalidArgument(unknown);
-  }
+  FACTORY_RETURN_IF_ERROR(CheckModelNames(config_, *agents_, *models, models_path_));
   FACTORY_RETURN_IF_ERROR(ChooseRebaseModels(&*models));
   llm::RouterOptions router_options;
   router_options.observer = ledger_.get();
@@ -454,156 +245,57 @@ Status RunEnvironment::ChooseRebaseModels(const llm::ModelsConfig* models) {
   return Ok();
 }
 
-std::string RunEnvironment::LlmAgentProblem(const AgentSpec& agent,
-                                            const std::string& task_type) const {
-  if (router_ == nullptr) return AgentWhere(agent, "runner") + " " + models_problem_;
-  const toolloop::ModelChoice choice =
-      toolloop::ChooseModels(*router_, agent, task_type, /*attempt_number=*/1);
-  auto resolved = router_->Resolve(choice.targets);
-  if (resolved) return "";
-  // FailedPrecondition lists each model with its provider's reason ("environment variable
-  // OPENAI_API_KEY is not set").
-  return AgentWhere(agent, "model") + ": no usable model for its first attempt (" +
-         choice.Describe() + "): " + resolved.error().message;
+void RunEnvironment::RegisterRunners() {
+  runners_ = RunnerRegistry::Builtin();
+  // llm: the tool loop over the router, checked against models.yaml for the task's type.
+  (void)runners_.Register(
+      {.name = std::string(RunnerKindName(RunnerKind::kLlm)),
+       .make = [this](const AgentSpec& agent) -> Result<std::unique_ptr<Runner>> {
+         if (router_ == nullptr) {
+           return FailedPrecondition("agent '" + agent.name + "' " + models_problem_);
+         }
+         toolloop::LlmRunnerOptions options;
+         options.agent_paused = [this](std::string_view name) { return budget_->IsPaused(name); };
+         options.pause_poll_ms = pause_poll_ms_;
+         return std::unique_ptr<Runner>(
+             std::make_unique<toolloop::LlmRunner>(*router_, agent, std::move(options)));
+       },
+       .check = [this](const AgentSpec& agent, const RunnerCheckContext& context) -> Status {
+         std::string problem =
+             LlmAgentProblem(router_.get(), models_problem_, agent, context.task_type);
+         if (problem.empty()) return Ok();
+         return FailedPrecondition(std::move(problem));
+       }},
+      /*replace=*/true);
+  if (config_.gateway.url.empty()) return;
+  // cli behind the gateway: the preset's runner with a virtual key per attempt.
+  auto cli = runners_.Find(RunnerKindName(RunnerKind::kCli));
+  if (!cli) return;
+  RunnerKindEntry gated = **cli;
+  gated.make = [this,
+                make = gated.make](const AgentSpec& agent) -> Result<std::unique_ptr<Runner>> {
+    FACTORY_ASSIGN_OR_RETURN(std::unique_ptr<Runner> inner, make(agent));
+    return WithGatewayKey(std::move(inner), store_, agent.name, config_.gateway.url,
+                          gateway_hidden_variables_);
+  };
+  (void)runners_.Register(std::move(gated), /*replace=*/true);
 }
 
 RunnerFactory RunEnvironment::runner_factory() {
-  return [this](const AgentSpec& agent) -> Result<std::unique_ptr<Runner>> {
-    if (agent.runner == RunnerKind::kCli && !config_.gateway.url.empty()) {
-      FACTORY_ASSIGN_OR_RETURN(std::unique_ptr<Runner> cli, MakeRunner(agent));
-      return std::unique_ptr<Runner>(std::make_unique<GatewayKeyRunner>(
-          std::move(cli), store_, agent.name, config_.gateway.url, gateway_hidden_variables_));
-    }
-    if (agent.runner != RunnerKind::kLlm) return MakeRunner(agent);
-    if (router_ == nullptr) {
-      return FailedPrecondition("agent '" + agent.name + "' " + models_problem_);
-    }
-    toolloop::LlmRunnerOptions options;
-    options.agent_paused = [this](std::string_view name) { return budget_->IsPaused(name); };
-    options.pause_poll_ms = pause_poll_ms_;
-    return std::unique_ptr<Runner>(
-        std::make_unique<toolloop::LlmRunner>(*router_, agent, std::move(options)));
-  };
+  return [this](const AgentSpec& agent) { return runners_.Make(agent); };
 }
 
-Result<std::vector<AgentPause>> RunEnvironment::SyncPauses() {
-  FACTORY_ASSIGN_OR_RETURN(std::vector<AgentPause> pauses, budget_->Pauses());
-  const AgentPause* all = nullptr;
-  std::map<std::string, const AgentPause*> by_agent;
-  for (const auto& pause : pauses) {
-    if (pause.agent == ledger::kAllAgents) all = &pause;
-    by_agent[pause.agent] = &pause;
-  }
-  std::lock_guard lock(pause_mu_);
-  for (const AgentSpec* agent : agents_->agents()) {
-    const AgentPause* pause = all;
-    if (auto it = by_agent.find(agent->name); it != by_agent.end()) pause = it->second;
-    if (pause != nullptr) {
-      if (paused_by_mirror_.insert(agent->name).second) {
-        (void)agents_->Pause(agent->name, pause->reason);
-        spdlog::info("agent {} paused: {}", agent->name, pause->reason);
-      }
-    } else if (paused_by_mirror_.erase(agent->name) > 0) {
-      (void)agents_->Resume(agent->name);
-      spdlog::info("agent {} resumed", agent->name);
-    }
-  }
-  return pauses;
-}
-
-void RunEnvironment::PauseMirrorLoop() {
-  std::unique_lock lock(pause_mu_);
-  while (!stopping_) {
-    pause_cv_.wait_for(lock, std::chrono::milliseconds(pause_poll_ms_),
-                       [this] { return stopping_; });
-    if (stopping_) break;
-    lock.unlock();
-    if (auto synced = SyncPauses(); !synced) {
-      spdlog::warn("cannot read budget pauses: {}", synced.error().ToString());
-    }
-    lock.lock();
-  }
-}
-
-std::string RunEnvironment::ReviewerSharesModel(const BacklogTask& task, const AgentSpec& resolved,
-                                                const fs::path& backlog,
-                                                std::set<std::string>& reported) const {
-  if (router_ == nullptr || !config_.HasReviewGate()) return "";
-  const llm::ModelsConfig& models = router_->config();
-  // The agents the task may get: the one it names or its binding default, else any capable one.
-  std::vector<const AgentSpec*> builders;
-  auto binding = config_.default_agents.find(task.type);
-  if (!task.agent.empty() ||
-      (binding != config_.default_agents.end() && binding->second == resolved.name)) {
-    builders.push_back(&resolved);
-  } else {
-    for (const AgentSpec* agent : agents_->agents()) {
-      if (agent->Covers(task.capabilities)) builders.push_back(agent);
-    }
-  }
-  std::string problems;
-  for (const GateConfig& gate : config_.gates) {
-    if (gate.kind != GateKind::kReview) continue;
-    std::map<std::string, std::string> reviewer;
-    AddModelsOf(models, gate.model, reviewer);
-    for (const AgentSpec* builder : builders) {
-      auto shared = SharedModel(reviewer, BuilderModels(models, *builder, task.type));
-      if (!shared || !reported.insert(gate.name + "\n" + builder->name).second) continue;
-      problems += ConfigWhere(config_, gate.model_line > 0 ? gate.model_line : gate.line) +
-                  "gate '" + gate.name + "': the reviewer's model " + gate.model +
-                  (*shared == gate.model ? "" : " (" + *shared + ")") + " is also a model of " +
-                  AgentWhere(*builder, "model") + ", which may build task '" + task.id + "' (" +
-                  backlog.string() + ":" + std::to_string(task.line) +
-                  "); the reviewer must use a different model from the builder\n";
-    }
-  }
-  return problems;
-}
+Result<std::vector<AgentPause>> RunEnvironment::SyncPauses() { return pause_mirror_->Sync(); }
 
 Result<Loaded<Backlog>> RunEnvironment::LoadBacklog(const fs::path& path) const {
   BacklogOptions backlog_options;
   backlog_options.agents = agents_.get();
   FACTORY_ASSIGN_OR_RETURN(Loaded<Backlog> backlog, factory::LoadBacklog(path, backlog_options));
-
-  // Every agent a task would get must be runnable here, checked before anything starts.
-  std::string problems;
-  std::set<std::string> checked;
-  std::set<std::string> reported_shared;  // "gate\nagent" pairs already reported
-  for (const BacklogTask& task : backlog.value.tasks) {
-    AgentRequest request;
-    request.type = task.type;
-    request.capabilities = task.capabilities;
-    request.agent = task.agent;
-    auto agent = agents_->Resolve(request);
-    if (!agent) {
-      problems += path.string() + ":" + std::to_string(task.line) + ": task '" + task.id +
-                  "': " + agent.error().message + "\n";
-      continue;
-    }
-    const std::string where =
-        path.string() + ":" + std::to_string(task.line) + ": task '" + task.id + "': ";
-    if (std::string shared = ReviewerSharesModel(task, **agent, path, reported_shared);
-        !shared.empty()) {
-      problems += shared;
-    }
-    if ((*agent)->runner == RunnerKind::kLlm) {
-      // The first attempt's models depend on the task type (the cost pyramid).
-      if (!checked.insert((*agent)->name + "\n" + task.type).second) continue;
-      if (std::string problem = LlmAgentProblem(**agent, task.type); !problem.empty()) {
-        problems += where + problem + "\n";
-      }
-      continue;
-    }
-    if (!checked.insert((*agent)->name).second) continue;
-    Status available = CheckRunnerAvailable(**agent);
-    if (!available) {
-      problems += where + "agent '" + (*agent)->name + "': " + available.error().message + "\n";
-    }
-  }
-  if (!problems.empty()) {
-    problems.pop_back();
-    return InvalidArgument(problems);
-  }
+  FACTORY_RETURN_IF_ERROR(CheckBacklogRunnable(backlog.value, path,
+                                               RunCheckDeps{.config = &config_,
+                                                            .agents = agents_.get(),
+                                                            .router = router_.get(),
+                                                            .runners = &runners_}));
   return backlog;
 }
 

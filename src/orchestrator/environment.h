@@ -10,8 +10,9 @@
 // built-in tool-loop runner for llm agents (cost pyramid, budget pauses: toolloop/llm_runner.h)
 // and MakeRunner's for the others. Budget pauses recorded in the store (an agent's daily cap,
 // the global cap "*", velocity; from this or any other process) are mirrored into the agent
-// registry while the environment is open, polled every pause_poll_ms, so a paused agent takes
-// no new task until `factory agents resume NAME` lifts the pause.
+// registry while the environment is open (orchestrator/pause_mirror.h), polled every
+// pause_poll_ms, so a paused agent takes no new task until `factory agents resume NAME` lifts
+// the pause.
 //
 // Review gates and rebases (orchestrator/review.h, rebase.h) call models through the same
 // Router: it is built whenever models.yaml exists and something needs it (an llm agent, a
@@ -59,12 +60,14 @@
 #include "ledger/ledger.h"
 #include "llm/models_config.h"
 #include "llm/router.h"
+#include "orchestrator/pause_mirror.h"
 #include "orchestrator/pipeline.h"
 #include "orchestrator/run.h"
 #include "plan/backlog.h"
 #include "plan/config.h"
 #include "prompts/library.h"
 #include "queue/queue.h"
+#include "runners/registry.h"
 #include "store/store.h"
 #include "workspace/merge_queue.h"
 #include "workspace/sandbox.h"
@@ -107,7 +110,8 @@ class RunEnvironment {
   RunEnvironment& operator=(const RunEnvironment&) = delete;
 
   // Reads and validates a backlog (YAML, or JSON by extension) against the agents, then checks
-  // that the agent each task would get can run here (a cli preset's binary on PATH; for an llm
+  // (orchestrator/run_checks.h CheckBacklogRunnable) that the agent each task would get can run
+  // here (a cli preset's binary on PATH; for an llm
   // agent a usable models.yaml and, for its first attempt's models, a provider whose API key
   // variable is set), and that no agent a task may get (its explicit or binding default agent,
   // else every agent with its capabilities) can use a review gate's model (llm agents: every
@@ -116,9 +120,10 @@ class RunEnvironment {
   // line, the task and the agent (and config.yaml's line for a review gate).
   Result<Loaded<Backlog>> LoadBacklog(const std::filesystem::path& path) const;
 
-  // Runners for the pipeline: toolloop::LlmRunner over router() for llm agents, MakeRunner for
-  // the others (for cli agents behind the configured gateway, with a key per attempt). Pass it
-  // as ExecuteOptions::make_runner. Valid while the environment lives.
+  // Runners for the pipeline, from the project's runner registry: toolloop::LlmRunner over
+  // router() for llm agents, the built-in kinds for the others (for cli agents behind the
+  // configured gateway, with a key per attempt: orchestrator/gateway_key_runner.h). Pass it as
+  // ExecuteOptions::make_runner. Valid while the environment lives.
   RunnerFactory runner_factory();
 
   // The model router; null when nothing needs one (no llm agent, no review gate, rebasing off)
@@ -150,16 +155,11 @@ class RunEnvironment {
 
   // Loads models.yaml and builds the router when something needs it (see the file comment).
   Status OpenModelLayer(const std::filesystem::path& root, const RunEnvironmentOptions& options);
+  // The runner kinds of this project: the built-in ones, llm over router(), cli behind the
+  // gateway when one is configured. REQUIRES: after OpenModelLayer.
+  void RegisterRunners();
   // The rebase agent's models, or why rebasing is off. REQUIRES: after OpenModelLayer.
   Status ChooseRebaseModels(const llm::ModelsConfig* models);
-  // Why a builder of `task` would share a model with a review gate ("" when none can).
-  std::string ReviewerSharesModel(const BacklogTask& task, const AgentSpec& resolved,
-                                  const std::filesystem::path& backlog,
-                                  std::set<std::string>& reported) const;
-  // Why `agent` (llm) cannot make its first attempt's calls for a task of `task_type`; "" when
-  // it can.
-  std::string LlmAgentProblem(const AgentSpec& agent, const std::string& task_type) const;
-  void PauseMirrorLoop();
 
   Store& store_;
   int64_t pause_poll_ms_ = 1'000;
@@ -171,6 +171,7 @@ class RunEnvironment {
   std::unique_ptr<MergeQueue> merges_;
   std::unique_ptr<Sandbox> sandbox_;
   std::unique_ptr<RunManager> runs_;
+  RunnerRegistry runners_;  // set up by Open, read-only afterwards
 
   std::unique_ptr<ledger::Ledger> ledger_;
   std::unique_ptr<ledger::BudgetGuard> budget_;
@@ -184,11 +185,7 @@ class RunEnvironment {
   // api_key_env names).
   std::vector<std::string> gateway_hidden_variables_;
 
-  std::mutex pause_mu_;
-  std::condition_variable pause_cv_;
-  bool stopping_ = false;                   // guarded by pause_mu_
-  std::set<std::string> paused_by_mirror_;  // guarded by pause_mu_: agents the mirror paused
-  std::thread pause_mirror_;                // last: stopped first
+  std::unique_ptr<PauseMirror> pause_mirror_;  // last: stopped first
 };
 
 }  // namespace factory

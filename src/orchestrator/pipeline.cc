@@ -23,6 +23,7 @@
 #include "plan/glob.h"
 #include "plan/scope.h"
 #include "stats/stats.h"
+#include "store/details.h"
 #include "verify/checkout.h"
 #include "verify/gates.h"
 
@@ -34,27 +35,11 @@ using json = nlohmann::json;
 
 constexpr int64_t kMiB = 1024 * 1024;
 
-json ParseObject(const std::string& text) {
-  json parsed = json::parse(text.empty() ? "{}" : text, nullptr, /*allow_exceptions=*/false);
-  if (parsed.is_discarded() || !parsed.is_object()) return json::object();
-  return parsed;
-}
-
 std::vector<std::string> ParseStringArray(const std::string& text) {
   std::vector<std::string> values;
   json parsed = json::parse(text.empty() ? "[]" : text, nullptr, /*allow_exceptions=*/false);
   if (parsed.is_discarded() || !parsed.is_array()) return values;
   for (const auto& item : parsed) {
-    if (item.is_string()) values.push_back(item.get<std::string>());
-  }
-  return values;
-}
-
-std::vector<std::string> StringArrayField(const json& object, const char* key) {
-  std::vector<std::string> values;
-  auto it = object.find(key);
-  if (it == object.end() || !it->is_array()) return values;
-  for (const auto& item : *it) {
     if (item.is_string()) values.push_back(item.get<std::string>());
   }
   return values;
@@ -79,20 +64,6 @@ std::string Tail(const std::string& text, size_t bytes) {
 }
 
 int64_t NowMillis(const Queue& queue) { return queue.clock().NowMillis(); }
-
-// The command gates' results as the reviewer reads them: status and the tail of the output.
-std::string DescribeGateResults(const std::vector<GateResult>& results) {
-  std::string text;
-  for (const auto& gate : results) {
-    text += "- " + gate.name + " (`" + gate.command + "`): " + (gate.passed ? "passed" : "failed") +
-            ", exit " + std::to_string(gate.exit_code) + ", " + std::to_string(gate.duration_ms) +
-            " ms\n";
-    std::string tail = Tail(gate.output_tail, 1024);
-    while (!tail.empty() && (tail.back() == '\n' || tail.back() == ' ')) tail.pop_back();
-    if (!tail.empty()) text += "  Output (tail):\n  ```\n" + tail + "\n  ```\n";
-  }
-  return text;
-}
 
 std::string OneLineTitle(const std::string& title) {
   std::string line = title;
@@ -150,11 +121,11 @@ std::vector<NamedSecret> SecretsFromEnvironment() {
 }  // namespace
 
 std::string TaskKey(const Task& task) {
-  json metadata = ParseObject(task.metadata_json);
-  auto it = metadata.find("backlog_id");
-  if (it != metadata.end() && it->is_string()) {
-    std::string key = it->get<std::string>();
-    if (WorkspaceManager::ValidateId("task id", key)) return key;
+  // A task whose metadata cannot be read goes by its other names.
+  auto metadata = ParseTaskMetadata(task.metadata_json);
+  if (metadata && !metadata->backlog_id.empty() &&
+      WorkspaceManager::ValidateId("task id", metadata->backlog_id)) {
+    return metadata->backlog_id;
   }
   if (task.idempotency_key && WorkspaceManager::ValidateId("task id", *task.idempotency_key)) {
     return *task.idempotency_key;
@@ -172,10 +143,9 @@ Result<std::string> PreviousFeedback(Queue& queue, const std::string& task_id,
     if (latest == nullptr || attempt.epoch > latest->epoch) latest = &attempt;
   }
   if (latest == nullptr) return std::string();
-  json details = ParseObject(latest->details_json);
-  auto it = details.find(kDetailsFeedback);
-  if (it != details.end() && it->is_string()) return it->get<std::string>();
-  return latest->error;
+  auto details = ParseAttemptDetails(latest->details_json);
+  if (!details) return std::unexpected(details.error().Wrap("attempt " + latest->id));
+  return details->feedback.value_or(latest->error);
 }
 
 // One attempt of one task: the state shared by the phases.
@@ -190,7 +160,7 @@ class PipelineExecutor::AttemptRun {
         lease_(claimed.lease),
         cancel_(cancel),
         key_(TaskKey(claimed.task)),
-        metadata_(ParseObject(claimed.task.metadata_json)) {
+        metadata_(ParseTaskMetadata(claimed.task.metadata_json)) {
     progress_.run_id = task_.run_id;
     progress_.task_id = task_.id;
     progress_.task_key = key_;
@@ -198,8 +168,8 @@ class PipelineExecutor::AttemptRun {
     progress_.attempt = lease_.attempt_number;
     progress_.max_attempts = task_.max_attempts;
     progress_.started_ms = NowMillis(*deps_.queue);
-    details_["attempt"] = lease_.attempt_number;
-    details_["task_key"] = key_;
+    details_.attempt = lease_.attempt_number;
+    details_.task_key = key_;
     acceptance_ = ParseStringArray(task_.acceptance_json);
     history_.spec = task_.spec;
   }
@@ -233,8 +203,11 @@ class PipelineExecutor::AttemptRun {
   std::optional<ExecResult> RunRunner();
   std::optional<ExecResult> Commit();
   std::optional<ExecResult> CheckProtected();
-  std::optional<ExecResult> Gates();
-  std::optional<ExecResult> Review();
+  // The gates, in one phase: each of the project's gates (PipelineExecutor::gates_) in order,
+  // the task `verifying` for the command gates and in `review` for the review gates.
+  std::optional<ExecResult> Verify();
+  void ReviewEvent(const GateReport& report);
+  class Subject;
   std::optional<ExecResult> Merge();
 
   PipelineExecutor& ex_;
@@ -244,17 +217,17 @@ class PipelineExecutor::AttemptRun {
   const Lease& lease_;
   const std::atomic<bool>& cancel_;
   const std::string key_;
-  const json metadata_;
+  // The task's backlog fields; an error fails the attempt before it starts.
+  const Result<TaskMetadata> metadata_;
 
   AttemptProgress progress_;
-  json details_ = json::object();
+  AttemptDetails details_;
   const AgentSpec* agent_ = nullptr;
   bool agent_acquired_ = false;
   std::optional<AttemptWorkspace> workspace_;
   std::string attempt_dir_;
   std::string commit_;
   std::vector<std::string> gates_passed_;
-  std::vector<GateResult> command_gate_results_;
   double cost_usd_ = 0;  // reported by the runner (model calls of the pipeline are apart)
   std::vector<std::string> acceptance_;
   TaskHistory history_;   // spec versions and failures, as of this attempt
@@ -318,10 +291,10 @@ void PipelineExecutor::AttemptRun::Cleanup(bool final) {
                  removed.error().ToString());
     return;
   }
-  json saved = json::object();
-  if (removed->snapshot_ref) saved["snapshot_ref"] = *removed->snapshot_ref;
-  if (removed->attempt_ref) saved["attempt_ref"] = *removed->attempt_ref;
-  if (!saved.empty()) details_["saved_refs"] = saved;
+  if (removed->snapshot_ref || removed->attempt_ref) {
+    details_.saved_refs =
+        SavedRefsDetails{removed->snapshot_ref.value_or(""), removed->attempt_ref.value_or("")};
+  }
 }
 
 void PipelineExecutor::AttemptRun::RemoveLeftoverWorktrees() {
@@ -348,15 +321,15 @@ void PipelineExecutor::AttemptRun::RemoveLeftoverWorktrees() {
 ExecResult PipelineExecutor::AttemptRun::Fail(const std::string& phase, const std::string& error,
                                               const std::string& feedback, bool retryable) {
   const bool final = !retryable || lease_.attempt_number >= task_.max_attempts;
-  details_["failed_phase"] = phase;
-  details_[kDetailsFeedback] = feedback;
-  if (cost_usd_ > 0) details_["cost_usd"] = cost_usd_;
+  details_.failed_phase = phase;
+  details_.feedback = feedback;
+  if (cost_usd_ > 0) details_.cost_usd = cost_usd_;
   Cleanup(final);
   ExecResult result;
   result.success = false;
   result.retryable = retryable;
   result.error = error;
-  result.details_json = details_.dump(-1, ' ', false, json::error_handler_t::replace);
+  result.details_json = AttemptDetailsJson(details_);
   spdlog::info("task {} attempt {}: failed in {}: {}", key_, lease_.attempt_number, phase,
                FirstLine(error));
   return result;
@@ -366,21 +339,21 @@ ExecResult PipelineExecutor::AttemptRun::Cancelled() {
   ExecResult result;
   result.cancelled = true;
   result.error = "cancelled";
-  details_["cancelled_in"] = progress_.phase;
-  result.details_json = details_.dump(-1, ' ', false, json::error_handler_t::replace);
+  details_.cancelled_in = progress_.phase;
+  result.details_json = AttemptDetailsJson(details_);
   return result;
 }
 
 ExecResult PipelineExecutor::AttemptRun::Succeed() {
-  if (cost_usd_ > 0) details_["cost_usd"] = cost_usd_;
+  if (cost_usd_ > 0) details_.cost_usd = cost_usd_;
   Cleanup(/*final=*/true);
   ExecResult result;
   result.success = true;
   json summary{{"task_key", key_}, {"attempt", lease_.attempt_number}};
-  if (details_.contains("merge_commit")) summary["merge_commit"] = details_["merge_commit"];
+  if (!details_.merge_commit.empty()) summary["merge_commit"] = details_.merge_commit;
   if (agent_ != nullptr) summary["agent"] = agent_->name;
   result.result_json = summary.dump(-1, ' ', false, json::error_handler_t::replace);
-  result.details_json = details_.dump(-1, ' ', false, json::error_handler_t::replace);
+  result.details_json = AttemptDetailsJson(details_);
   return result;
 }
 
@@ -396,8 +369,8 @@ Status PipelineExecutor::AttemptRun::AcquireAgent() {
     if (acquired) {
       agent_ = *acquired;
       agent_acquired_ = true;
-      details_["agent"] = agent_->name;
-      details_["runner"] = std::string(RunnerKindName(agent_->runner));
+      details_.agent = agent_->name;
+      details_.runner = std::string(RunnerKindName(agent_->runner));
       return Ok();
     }
     if (acquired.error().code != ErrorCode::kUnavailable) return std::unexpected(acquired.error());
@@ -421,12 +394,13 @@ const prompts::PromptLibrary* PipelineExecutor::AttemptRun::Prompts() const {
 }
 
 std::vector<std::string> PipelineExecutor::AttemptRun::Scope() const {
-  return StringArrayField(metadata_, "scope");
+  return metadata_ ? metadata_->scope : std::vector<std::string>{};
 }
 
 std::string PipelineExecutor::AttemptRun::RelevantFiles() const {
   std::string lines;
-  for (const auto& path : StringArrayField(metadata_, "files")) lines += "- " + path + "\n";
+  if (!metadata_) return lines;
+  for (const auto& path : metadata_->files) lines += "- " + path + "\n";
   return lines;
 }
 
@@ -447,7 +421,7 @@ void PipelineExecutor::AttemptRun::PrepareSpec() {
       deps_.router != nullptr) {
     Rebase();
   }
-  details_["spec_version"] = history_.spec_version;
+  details_.spec_version = history_.spec_version;
 }
 
 void PipelineExecutor::AttemptRun::Rebase() {
@@ -479,12 +453,12 @@ void PipelineExecutor::AttemptRun::Rebase() {
                                       .relevant_files = RelevantFiles(),
                                       .history = history_},
                           context, &cost);
-  details_["rebase_cost_usd"] = cost;
+  details_.rebase_cost_usd = cost;
   ex_.AddCost(task_.id, cost);  // the run's cost; details.cost_usd stays the agent's
   auto failed = [&](const std::string& why) {
     spdlog::warn("task {}: the rebase failed, going on with spec version {}: {}", key_,
                  previous_version, why);
-    details_["rebase_failed"] = why;
+    details_.rebase_failed = why;
     RecordEvent(kTaskRebaseFailedEvent, json{{"reason", why},
                                              {"agent", kRebaseAgent},
                                              {"spec_version", previous_version},
@@ -514,9 +488,9 @@ void PipelineExecutor::AttemptRun::Rebase() {
                                payload.dump(-1, ' ', false, json::error_handler_t::replace));
   if (!recorded) return failed("cannot record the new spec: " + recorded.error().message);
   spdlog::info("task {}: rebased to spec version {} ({})", key_, result->spec_version, reason);
-  details_["rebased"] = json{{"spec_version", result->spec_version},
-                             {"previous_spec_version", previous_version},
-                             {"spec_file", spec_file}};
+  details_.rebased = RebasedDetails{.spec_version = result->spec_version,
+                                    .previous_spec_version = previous_version,
+                                    .spec_file = spec_file};
   // A clean context: the new spec, nothing of the attempts before it.
   ++history_.rebases;
   history_.spec_version = result->spec_version;
@@ -552,7 +526,7 @@ std::optional<ExecResult> PipelineExecutor::AttemptRun::RunRunner() {
   // The feedback quotes earlier attempts' output: what the agent (and its provider) reads of it
   // never holds a known secret, whatever missed redaction on the way in.
   input.feedback = ProcessRedactor().Redact(feedback_);
-  details_["had_feedback"] = !input.feedback.empty();
+  details_.had_feedback = !input.feedback.empty();
 
   // The implementation prompt: the only text the agent gets about its task.
   const prompts::PromptLibrary* library = Prompts();
@@ -614,23 +588,22 @@ std::optional<ExecResult> PipelineExecutor::AttemptRun::RunRunner() {
                                    {"summary", step.summary}});
     ++recorded;
   }
-  json usage{{"input_tokens", run.usage.input_tokens},
-             {"output_tokens", run.usage.output_tokens},
-             {"cached_tokens", run.usage.cached_tokens}};
+  details_.usage = AttemptUsageDetails{.input_tokens = run.usage.input_tokens,
+                                       .output_tokens = run.usage.output_tokens,
+                                       .cached_tokens = run.usage.cached_tokens,
+                                       .cost_usd = run.usage.cost_usd,
+                                       .model = run.usage.model};
   if (run.usage.cost_usd) {
-    usage["cost_usd"] = *run.usage.cost_usd;
     cost_usd_ += *run.usage.cost_usd;
     ex_.AddCost(task_.id, *run.usage.cost_usd);
   }
-  if (!run.usage.model.empty()) usage["model"] = run.usage.model;
-  details_["usage"] = usage;
   // What reached the agent when its runner knows (the llm runner: system and task messages; a
   // cli agent: its prompt file), else the rendered implementation prompt.
-  details_["prompt_bytes"] = run.prompt_bytes > 0 ? run.prompt_bytes : prompt_bytes;
-  details_["runner_ms"] = run.duration_ms;
-  details_["runner_exit_code"] = run.exit_code;
-  details_["steps"] = run.steps.size();
-  if (!run.summary.empty()) details_["agent_summary"] = Tail(run.summary, 2000);
+  details_.prompt_bytes = run.prompt_bytes > 0 ? run.prompt_bytes : prompt_bytes;
+  details_.runner_ms = run.duration_ms;
+  details_.runner_exit_code = run.exit_code;
+  details_.steps = static_cast<int64_t>(run.steps.size());
+  if (!run.summary.empty()) details_.agent_summary = Tail(run.summary, 2000);
 
   if (run.cancelled || cancel_.load()) return Cancelled();
   if (!run.success) {
@@ -642,7 +615,7 @@ std::optional<ExecResult> PipelineExecutor::AttemptRun::RunRunner() {
     }
     // A task's budget only shrinks: another attempt would be refused as well.
     if (run.error.starts_with(kBudgetExceeded)) {
-      details_[kBudgetExceeded] = true;
+      details_.budget_exceeded = true;
       return Fail(kPhaseRunner, error, feedback, /*retryable=*/false);
     }
     return Fail(kPhaseRunner, error, feedback);
@@ -668,19 +641,19 @@ std::optional<ExecResult> PipelineExecutor::AttemptRun::Commit() {
   auto commit = deps_.workspace->CommitAttempt(*workspace_, message, policy, &excluded);
   if (!excluded.empty()) {
     constexpr size_t kMaxListed = 100;
-    json listed = json::array();
-    for (size_t index = 0; index < excluded.size() && index < kMaxListed; ++index) {
-      listed.push_back(excluded[index]);
+    details_.excluded_paths = std::vector<std::string>(
+        excluded.begin(),
+        excluded.begin() + static_cast<std::ptrdiff_t>(std::min(excluded.size(), kMaxListed)));
+    if (excluded.size() > kMaxListed) {
+      details_.excluded_paths_total = static_cast<int64_t>(excluded.size());
     }
-    details_["excluded_paths"] = listed;
-    if (excluded.size() > kMaxListed) details_["excluded_paths_total"] = excluded.size();
   }
   if (!commit) {
     const std::string& why = commit.error().message;
     if (commit.error().code == ErrorCode::kFailedPrecondition) {
       // Tampering or a refused change: the agent's doing, so the message is its feedback.
       const bool tampering = why.rfind(kTamperingPrefix, 0) == 0;
-      if (tampering) details_["tampering"] = true;
+      if (tampering) details_.tampering = true;
       return Fail(kPhaseCommit, why,
                   why + (tampering ? ". The worktree's .git file links it to the factory's "
                                      "repository: leave .git alone (no git init, no edits in "
@@ -698,7 +671,7 @@ std::optional<ExecResult> PipelineExecutor::AttemptRun::Commit() {
                 "task asks for.");
   }
   commit_ = **commit;
-  details_["commit"] = commit_;
+  details_.commit = commit_;
   return std::nullopt;
 }
 
@@ -709,11 +682,12 @@ std::optional<ExecResult> PipelineExecutor::AttemptRun::CheckProtected() {
     std::string error = "cannot list the attempt's changes: " + changed.error().message;
     return Fail(kPhaseProtected, error, error);
   }
-  details_["changed_paths"] = *changed;
-  const std::vector<std::string> allow = StringArrayField(metadata_, "allow_protected");
+  details_.changed_paths = *changed;
+  const std::vector<std::string> allow =
+      metadata_ ? metadata_->allow_protected : std::vector<std::string>{};
   std::vector<std::string> violations = ProtectedViolations(*deps_.config, *changed, allow);
   if (!violations.empty()) {
-    details_["protected_violations"] = violations;
+    details_.protected_violations = violations;
     const std::string error = "the attempt changed protected paths: " + JoinPaths(violations);
     return Fail(kPhaseProtected, error,
                 error +
@@ -722,7 +696,7 @@ std::optional<ExecResult> PipelineExecutor::AttemptRun::CheckProtected() {
   }
   const std::vector<std::string> scope = Scope();
   if (std::vector<std::string> outside = OutsideScope(scope, *changed); !outside.empty()) {
-    details_["scope_violations"] = outside;
+    details_.scope_violations = outside;
     const std::string error = "the attempt changed paths outside the task's scope (" +
                               JoinPaths(scope) + "): " + JoinPaths(outside);
     return Fail(kPhaseProtected, error,
@@ -761,7 +735,7 @@ std::optional<ExecResult> PipelineExecutor::AttemptRun::CheckProtected() {
     for (const auto& item : shadowing) {
       named.push_back(item.path + " (shadows '" + item.module + "')");
     }
-    details_["shadowing_paths"] = named;
+    details_.shadowing_paths = named;
     const std::string error =
         "the attempt adds top-level Python modules named like standard ones: " + JoinPaths(named);
     return Fail(kPhaseProtected, error,
@@ -773,167 +747,171 @@ std::optional<ExecResult> PipelineExecutor::AttemptRun::CheckProtected() {
   return std::nullopt;
 }
 
-std::optional<ExecResult> PipelineExecutor::AttemptRun::Gates() {
-  Status advanced = deps_.queue->Advance(
-      lease_, TaskState::kVerifying,
-      json{{"commit", commit_}}.dump(-1, ' ', false, json::error_handler_t::replace));
-  if (!advanced) {
-    // Aborted: the lease is stale; the worker learns it when it records the outcome.
-    return Fail(kPhaseGates, "cannot move the task to verifying: " + advanced.error().message, "");
-  }
-  const std::vector<GateConfig> command_gates = deps_.config->GatesOfKind(GateKind::kCommand);
-  Phase(kPhaseGates, json{{"gates", command_gates.size()}});
-  json gates = json::array();
-  details_["gates"] = gates;
-  if (command_gates.empty()) return std::nullopt;
+// The commit under test, as the gates see it: a clean checkout made when the first gate asks
+// for one and removed when the command stage ends, and the attempt's diff.
+class PipelineExecutor::AttemptRun::Subject final : public GateSubject {
+ public:
+  explicit Subject(AttemptRun& attempt) : attempt_(attempt) {}
+  ~Subject() override { RemoveCheckout(); }
 
-  RemoveLeftoverCheckouts(lease_.attempt_number);
-  // A clean checkout of the commit: untracked leftovers of the agent do not count.
-  Git repo = deps_.workspace->git();
-  auto checkout = [&] {
-    std::lock_guard lock(ex_.worktree_mu_);
-    return MakeCleanCheckout(repo, commit_, CheckoutPath(lease_.attempt_number));
-  }();
-  if (!checkout) {
-    std::string error =
-        "cannot check out the attempt's commit for the gates: " + checkout.error().message;
-    return Fail(kPhaseGates, error, error);
-  }
-  GateRunOptions gate_options = GateOptionsFromPolicy(deps_.config->sandbox, deps_.sandbox);
-  gate_options.tail_bytes = 4096;
-  gate_options.logs_dir = attempt_dir_ + "/gates";
-  gate_options.cancel = &cancel_;
-  auto results = RunGates(command_gates, checkout->path(), gate_options);
-  if (auto removed =
-          [&] {
-            std::lock_guard lock(ex_.worktree_mu_);
-            return checkout->Remove();
-          }();
-      !removed) {
-    spdlog::warn("task {}: cannot remove the gate checkout: {}", key_, removed.error().ToString());
-  }
-  if (!results) {
-    std::string error = "cannot run the gates: " + results.error().message;
-    return Fail(kPhaseGates, error, error);
-  }
-  const GateResult* failed = nullptr;
-  for (const auto& gate : *results) {
-    gates.push_back(json{{"name", gate.name},
-                         {"passed", gate.passed},
-                         {"exit_code", gate.exit_code},
-                         {"timed_out", gate.timed_out},
-                         {"duration_ms", gate.duration_ms},
-                         {"log", gate.log_path}});
-    if (gate.passed) {
-      gates_passed_.push_back(gate.name);
-    } else if (failed == nullptr) {
-      failed = &gate;
+  Result<std::string> Checkout() override {
+    if (checkout_) return checkout_->path();
+    attempt_.RemoveLeftoverCheckouts(attempt_.lease_.attempt_number);
+    Git repo = attempt_.deps_.workspace->git();
+    auto made = [&] {
+      std::lock_guard lock(attempt_.ex_.worktree_mu_);
+      return MakeCleanCheckout(repo, attempt_.commit_,
+                               attempt_.CheckoutPath(attempt_.lease_.attempt_number));
+    }();
+    if (!made) {
+      return MakeError(made.error().code, "cannot check out the attempt's commit for the gates: " +
+                                              made.error().message);
     }
+    checkout_.emplace(std::move(*made));
+    return checkout_->path();
   }
-  details_["gates"] = gates;
-  command_gate_results_ = *results;
-  if (cancel_.load() || (failed != nullptr && failed->cancelled)) return Cancelled();
-  if (failed != nullptr) {
-    RecordEvent("gate.failed", json{{"gate", failed->name},
-                                    {"exit_code", failed->exit_code},
-                                    {"timed_out", failed->timed_out}});
-    std::string error = "gate '" + failed->name + "' failed";
-    error +=
-        failed->timed_out ? " (timed out)" : " (exit " + std::to_string(failed->exit_code) + ")";
-    return Fail(kPhaseGates, error, GateFeedback(*failed));
+
+  Result<AttemptDiff> Diff() override {
+    const Git& git = attempt_.deps_.workspace->git();
+    const std::string& start = attempt_.workspace_->start_commit;
+    auto diff = git.Run({"diff", "--no-color", "--no-ext-diff", start, attempt_.commit_});
+    auto stat = git.Run({"diff", "--no-color", "--stat", start, attempt_.commit_});
+    if (!diff || !stat) {
+      const Error& error = diff ? stat.error() : diff.error();
+      return MakeError(error.code,
+                       "cannot compute the attempt's diff for the review: " + error.message);
+    }
+    return AttemptDiff{.diff = std::move(*diff), .stat = std::move(*stat)};
   }
-  if (results->size() < command_gates.size()) {
-    std::string error = "the gates stopped before the last one without a failure";
-    return Fail(kPhaseGates, error, error);
+
+  void RemoveCheckout() {
+    if (!checkout_) return;
+    auto removed = [&] {
+      std::lock_guard lock(attempt_.ex_.worktree_mu_);
+      return checkout_->Remove();
+    }();
+    if (!removed) {
+      spdlog::warn("task {}: cannot remove the gate checkout: {}", attempt_.key_,
+                   removed.error().ToString());
+    }
+    checkout_.reset();
+  }
+
+ private:
+  AttemptRun& attempt_;
+  std::optional<CleanCheckout> checkout_;
+};
+
+std::optional<ExecResult> PipelineExecutor::AttemptRun::Verify() {
+  if (!ex_.gates_) {
+    const std::string error = "cannot set up the gates: " + ex_.gates_.error().message;
+    return Fail(kPhaseGates, error, "", /*retryable=*/false);
+  }
+  details_.gates = std::vector<GateDetails>{};
+  Subject subject(*this);
+  GateContext context{.subject = &subject,
+                      .task_key = key_,
+                      .title = task_.title,
+                      .spec = history_.spec,
+                      .acceptance = acceptance_,
+                      .run_id = task_.run_id,
+                      .task_id = task_.id,
+                      .attempt_id = lease_.attempt_id,
+                      .logs_dir = attempt_dir_ + "/gates",
+                      .cancel = &cancel_};
+  // Stage by stage (verify/gate.h StageOf): the command gates with the task `verifying`, even
+  // when there are none; then the review gates, when there are any, with the task in `review`.
+  struct Stage {
+    TaskState state;
+    const char* phase;        // the attempt.phase it runs in
+    const char* error_phase;  // the failed_phase of an attempt the stage could not judge
+  };
+  constexpr Stage kStages[] = {{TaskState::kVerifying, kPhaseGates, kPhaseGates},
+                               {TaskState::kReview, kPhaseReview, kFailedPhaseReviewError}};
+  for (int stage_index = 0; stage_index < 2; ++stage_index) {
+    const Stage& stage = kStages[stage_index];
+    std::vector<Gate*> gates;
+    for (const auto& gate : *ex_.gates_) {
+      if (StageOf(gate->kind()) == stage_index) gates.push_back(gate.get());
+    }
+    if (stage_index > 0 && gates.empty()) break;
+    subject.RemoveCheckout();  // a later stage reads the diff, not the checkout
+    Status advanced = deps_.queue->Advance(
+        lease_, stage.state,
+        json{{"commit", commit_}}.dump(-1, ' ', false, json::error_handler_t::replace));
+    if (!advanced) {
+      // Aborted: the lease is stale; the worker learns it when it records the outcome.
+      return Fail(stage.error_phase,
+                  std::string("cannot move the task to ") +
+                      std::string(TaskStateName(stage.state)) + ": " + advanced.error().message,
+                  "");
+    }
+    Phase(stage.phase, json{{"gates", gates.size()}});
+    for (Gate* gate : gates) {
+      if (cancel_.load()) return Cancelled();
+      auto report = gate->Run(context);
+      if (!report) {
+        const std::string& error = report.error().message;
+        return Fail(stage.error_phase, error, stage_index == 0 ? error : "");
+      }
+      if (report->command) {
+        const GateResult& result = *report->command;
+        details_.gates->push_back(GateDetails{.name = result.name,
+                                              .passed = result.passed,
+                                              .exit_code = result.exit_code,
+                                              .timed_out = result.timed_out,
+                                              .duration_ms = result.duration_ms,
+                                              .log = result.log_path});
+      } else {
+        // A reviewer: its cost is the run's, apart from the agent's (details.cost_usd).
+        details_.review_cost_usd = details_.review_cost_usd.value_or(0) + report->cost_usd;
+        ex_.AddCost(task_.id, report->cost_usd);
+        if (!details_.reviews) details_.reviews = std::vector<ReviewDetails>{};
+        ReviewDetails review{.gate = report->name};
+        if (report->verdict == GateVerdict::kNoVerdict) {
+          review.error = report->log;
+        } else {
+          review.model = report->model;
+          review.verdict = report->verdict == GateVerdict::kPass ? "pass" : "fail";
+          review.reasons = report->reasons;
+        }
+        details_.reviews->push_back(std::move(review));
+      }
+      if (report->cancelled || cancel_.load()) return Cancelled();
+      switch (report->verdict) {
+        case GateVerdict::kPass:
+          if (!report->command) ReviewEvent(*report);
+          gates_passed_.push_back(report->name);
+          break;
+        case GateVerdict::kFail:
+          if (report->command) {
+            RecordEvent("gate.failed", json{{"gate", report->name},
+                                            {"exit_code", report->command->exit_code},
+                                            {"timed_out", report->command->timed_out}});
+          } else {
+            ReviewEvent(*report);
+          }
+          return Fail(stage.phase, report->error, report->feedback);
+        case GateVerdict::kNoVerdict:
+          RecordEvent("review.failed", json{{"gate", report->name},
+                                            {"model", report->model},
+                                            {"error", report->log},
+                                            {"cost_usd", report->cost_usd}});
+          return Fail(stage.error_phase, report->error, "", report->retryable);
+      }
+      context.earlier.push_back(std::move(*report));
+    }
   }
   return std::nullopt;
 }
 
-std::optional<ExecResult> PipelineExecutor::AttemptRun::Review() {
-  const std::vector<GateConfig> review_gates = deps_.config->GatesOfKind(GateKind::kReview);
-  if (review_gates.empty()) return std::nullopt;
-  Status advanced = deps_.queue->Advance(
-      lease_, TaskState::kReview,
-      json{{"commit", commit_}}.dump(-1, ' ', false, json::error_handler_t::replace));
-  if (!advanced) {
-    return Fail(kFailedPhaseReviewError,
-                "cannot move the task to review: " + advanced.error().message, "");
-  }
-  Phase(kPhaseReview, json{{"gates", review_gates.size()}});
-  const prompts::PromptLibrary* library = Prompts();
-  if (deps_.router == nullptr || library == nullptr) {
-    const std::string error = deps_.router == nullptr
-                                  ? "review gate '" + review_gates.front().name +
-                                        "' needs the model router (.factory/models.yaml)"
-                                  : "no prompt templates: " + ex_.prompts_problem_;
-    return Fail(kFailedPhaseReviewError, error, "", /*retryable=*/false);
-  }
-
-  // What the reviewer sees: the attempt's whole change against where it started.
-  const Git& git = deps_.workspace->git();
-  auto diff = git.Run({"diff", "--no-color", "--no-ext-diff", workspace_->start_commit, commit_});
-  auto stat = git.Run({"diff", "--no-color", "--stat", workspace_->start_commit, commit_});
-  if (!diff || !stat) {
-    const std::string error = "cannot compute the attempt's diff for the review: " +
-                              (diff ? stat.error() : diff.error()).message;
-    return Fail(kFailedPhaseReviewError, error, "");
-  }
-  ReviewInput input{.task_key = key_,
-                    .title = task_.title,
-                    .spec = history_.spec,
-                    .acceptance = acceptance_,
-                    .diff = CapDiff(*diff),
-                    .diff_stat = *stat,
-                    .gate_results = DescribeGateResults(command_gate_results_)};
-  json reviews = json::array();
-  double review_cost = 0;
-  for (const GateConfig& gate : review_gates) {
-    if (cancel_.load()) return Cancelled();
-    llm::CallContext context;
-    context.run_id = task_.run_id;
-    context.task_id = task_.id;
-    context.attempt_id = lease_.attempt_id;
-    context.agent = gate.name;
-    context.purpose = kReviewPurpose;
-    context.deadline_ms =
-        SystemClock().NowMillis() +
-        std::chrono::duration_cast<std::chrono::milliseconds>(gate.timeout).count();
-    double cost = 0;
-    auto verdict = RequestReview(*deps_.router, *library, gate, input, context, &cost);
-    review_cost += cost;
-    details_["review_cost_usd"] = review_cost;
-    ex_.AddCost(task_.id, cost);  // the run's cost; details.cost_usd stays the agent's
-    if (!verdict) {
-      // Not the builder's fault: retried without feedback, and no rebase counts it.
-      reviews.push_back(json{{"gate", gate.name}, {"error", verdict.error().message}});
-      details_["reviews"] = reviews;
-      RecordEvent("review.failed", json{{"gate", gate.name},
-                                        {"model", gate.model},
-                                        {"error", verdict.error().message},
-                                        {"cost_usd", cost}});
-      return Fail(kFailedPhaseReviewError,
-                  "review gate '" + gate.name + "' gave no verdict: " + verdict.error().message,
-                  "");
-    }
-    const char* verdict_name = verdict->passed ? "pass" : "fail";
-    RecordEvent(kReviewVerdictEvent, json{{"gate", gate.name},
-                                          {"model", verdict->model},
-                                          {"verdict", verdict_name},
-                                          {"reasons", verdict->reasons},
-                                          {"cost_usd", verdict->cost_usd}});
-    reviews.push_back(json{{"gate", gate.name},
-                           {"model", verdict->model},
-                           {"verdict", verdict_name},
-                           {"reasons", verdict->reasons}});
-    details_["reviews"] = reviews;
-    if (!verdict->passed) {
-      std::string error = "review gate '" + gate.name + "' failed";
-      if (!verdict->reasons.empty()) error += ": " + FirstLine(verdict->reasons.front());
-      return Fail(kPhaseReview, error, ReviewFeedback(gate.name, verdict->reasons));
-    }
-    gates_passed_.push_back(gate.name);
-  }
-  return std::nullopt;
+void PipelineExecutor::AttemptRun::ReviewEvent(const GateReport& report) {
+  RecordEvent(kReviewVerdictEvent,
+              json{{"gate", report.name},
+                   {"model", report.model},
+                   {"verdict", report.verdict == GateVerdict::kPass ? "pass" : "fail"},
+                   {"reasons", report.reasons},
+                   {"cost_usd", report.cost_usd}});
 }
 
 std::optional<ExecResult> PipelineExecutor::AttemptRun::Merge() {
@@ -953,7 +931,7 @@ std::optional<ExecResult> PipelineExecutor::AttemptRun::Merge() {
   }();
   if (!merged) {
     if (!conflicts.empty()) {
-      details_["conflicts"] = conflicts;
+      details_.conflicts = conflicts;
       RecordEvent("merge.conflict", json{{"paths", conflicts}});
       const std::string error =
           "merge conflict with the integration branch in: " + JoinPaths(conflicts);
@@ -967,9 +945,9 @@ std::optional<ExecResult> PipelineExecutor::AttemptRun::Merge() {
     std::string error = "merge failed: " + merged.error().message;
     return Fail(kPhaseMerge, error, error);
   }
-  details_["merge_commit"] = merged->merge_commit;
-  details_["already_merged"] = merged->already_merged;
-  details_["gates_passed"] = gates_passed_;
+  details_.merge_commit = merged->merge_commit;
+  details_.already_merged = merged->already_merged;
+  details_.gates_passed = gates_passed_;
   RecordEvent("task.merged", json{{"merge_commit", merged->merge_commit},
                                   {"already_merged", merged->already_merged},
                                   {"agent", agent_->name}});
@@ -987,14 +965,19 @@ ExecResult PipelineExecutor::AttemptRun::Run() {
   }
   if (existing->has_value()) {
     Phase(kPhaseMerge, json{{"already_merged", true}});
-    details_["merge_commit"] = **existing;
-    details_["already_merged"] = true;
+    details_.merge_commit = **existing;
+    details_.already_merged = true;
     RecordEvent("task.merged", json{{"merge_commit", **existing}, {"already_merged", true}});
     RemoveLeftoverWorktrees();
     return Succeed();
   }
 
   Phase(kPhaseAgent);
+  if (!metadata_) {
+    // The task's scope and exemptions are unknown: running it could break them.
+    return Fail(kPhaseAgent, "cannot read the task: " + metadata_.error().message, "",
+                /*retryable=*/false);
+  }
   Status acquired = AcquireAgent();
   if (!acquired) {
     if (cancel_.load()) return Cancelled();
@@ -1015,8 +998,8 @@ ExecResult PipelineExecutor::AttemptRun::Run() {
     return Fail(kPhaseWorktree, error, "", retryable);
   }
   workspace_ = *workspace;
-  details_["worktree"] = workspace_->path;
-  details_["start_commit"] = workspace_->start_commit;
+  details_.worktree = workspace_->path;
+  details_.start_commit = workspace_->start_commit;
   attempt_dir_ = options_.artifacts_dir + "/" + task_.run_id + "/" + key_ + "-" +
                  std::to_string(lease_.attempt_number);
   std::error_code fs_error;
@@ -1026,7 +1009,7 @@ ExecResult PipelineExecutor::AttemptRun::Run() {
     std::string error = "cannot create " + attempt_dir_ + ": " + fs_error.message();
     return Fail(kPhaseWorktree, error, "");
   }
-  details_["attempt_dir"] = attempt_dir_;
+  details_.attempt_dir = attempt_dir_;
 
   if (cancel_.load()) return Cancelled();
   PrepareSpec();
@@ -1036,9 +1019,7 @@ ExecResult PipelineExecutor::AttemptRun::Run() {
   if (auto failed = Commit()) return std::move(*failed);
   if (auto failed = CheckProtected()) return std::move(*failed);
   if (cancel_.load()) return Cancelled();
-  if (auto failed = Gates()) return std::move(*failed);
-  if (cancel_.load()) return Cancelled();
-  if (auto failed = Review()) return std::move(*failed);
+  if (auto failed = Verify()) return std::move(*failed);
   if (cancel_.load()) return Cancelled();
   if (auto failed = Merge()) return std::move(*failed);
   return Succeed();
@@ -1060,6 +1041,14 @@ PipelineExecutor::PipelineExecutor(PipelineDeps deps, PipelineOptions options)
       prompts_problem_ = builtin.error().message;
     }
   }
+  // The project's gates, made once: a Gate may judge several attempts at once.
+  GateRunOptions gate_options = GateOptionsFromPolicy(deps_.config->sandbox, deps_.sandbox);
+  gate_options.tail_bytes = 4096;
+  GateRegistry gates = CommandGateRegistry(gate_options);
+  const prompts::PromptLibrary* library =
+      deps_.prompts != nullptr ? deps_.prompts : (builtin_prompts_ ? &*builtin_prompts_ : nullptr);
+  RegisterReviewGates(gates, deps_.router, library, prompts_problem_);
+  gates_ = gates.MakeAll(deps_.config->gates);
 }
 
 PipelineExecutor::~PipelineExecutor() = default;

@@ -14,9 +14,10 @@
 //             path outside the task's scope (metadata "scope", globs; none: the whole
 //             repository), and a new top-level Python module named like a standard one
 //             (plan/scope.h), unless the task's allow_protected names it
-//   gates     (task -> verifying) the configured command gates on a clean checkout of the commit
-//   review    (task -> review) the review gates, each a reviewer model's verdict on the diff
-//             (orchestrator/review.h)
+//   gates     the configured gates through one interface (verify/gate.h), stage by stage:
+//             (task -> verifying) the command gates on a clean checkout of the commit, then
+//             (task -> review, phase "review") the review gates, each a reviewer model's verdict
+//             on the diff (orchestrator/review.h)
 //   merge     the merge queue (--no-ff, structured message); a conflict fails the attempt
 //
 // The implementation prompt: the project's `implement` template rendered with the task's id,
@@ -26,8 +27,9 @@
 // runner's environment) and given to the runner as AttemptInput::prompt; details.prompt_bytes is
 // its size. A template that cannot be rendered fails the attempt finally, naming the template file.
 //
-// A failed attempt stores its feedback in its details (`"feedback"`) and the phase it failed in
-// (`"failed_phase"`); the next attempt reads them back from the queue's attempt list. Failures are
+// A failed attempt stores its feedback and the phase it failed in in its details
+// (store/details.h AttemptDetails); the next attempt reads them back from the queue's attempt
+// list. Failures are
 // retryable unless no agent can ever take the task, so the queue's retry/backoff applies; after
 // the last attempt the task fails finally and the queue blocks its dependents.
 //
@@ -58,6 +60,7 @@
 #include "queue/queue.h"
 #include "queue/worker.h"
 #include "runners/runner.h"
+#include "verify/gate.h"
 #include "workspace/merge_queue.h"
 #include "workspace/sandbox.h"
 #include "workspace/worktree.h"
@@ -105,14 +108,12 @@ struct PipelineOptions {
   std::vector<NamedSecret> commit_secrets;
 };
 
-// Keys of an attempt's details_json written by the pipeline.
-inline constexpr char kDetailsFeedback[] = "feedback";
 // The failed_phase of an attempt whose review could not be obtained (the reviewer's call failed
 // or its answer was invalid twice): an infrastructure failure, not the builder's, so it does not
 // count towards a rebase and leaves no feedback.
 inline constexpr char kFailedPhaseReviewError[] = "review_error";
 // A runner error starting with this (the llm runner's task budget refusal) ends the task: the
-// attempt fails finally with details {"budget_exceeded": true}.
+// attempt fails finally with AttemptDetails::budget_exceeded set.
 inline constexpr char kBudgetExceeded[] = "budget_exceeded";
 
 class PipelineExecutor final : public Executor {
@@ -147,6 +148,9 @@ class PipelineExecutor final : public Executor {
   PipelineOptions options_;
   std::optional<prompts::PromptLibrary> builtin_prompts_;  // when deps_.prompts was null
   std::string prompts_problem_;  // why there are no prompts (a broken embedded default)
+  // The project's gates in the order they run (GateRegistry::MakeAll), or why they cannot be
+  // made. Set by the constructor, read-only afterwards.
+  Result<std::vector<std::unique_ptr<Gate>>> gates_;
 
   // Serialises the git commands that add, remove or prune worktrees (attempt worktrees, gate
   // checkouts, the merge worktree): `git worktree prune` run by one of them can delete the

@@ -8,6 +8,7 @@
 #include "orchestrator/observer.h"
 #include "orchestrator/task_prompts.h"
 #include "stats/stats.h"
+#include "store/details.h"
 #include "toolloop/workspace_fs.h"
 
 namespace factory {
@@ -23,11 +24,6 @@ json ParseObject(const std::string& text) {
   json parsed = json::parse(text.empty() ? "{}" : text, nullptr, /*allow_exceptions=*/false);
   if (parsed.is_discarded() || !parsed.is_object()) return json::object();
   return parsed;
-}
-
-std::string StringOf(const json& object, const char* key) {
-  auto it = object.find(key);
-  return it != object.end() && it->is_string() ? it->get<std::string>() : std::string();
 }
 
 // The end of a long feedback (the useful part of an output tail), on a UTF-8 boundary.
@@ -86,15 +82,13 @@ Result<TaskHistory> ReadTaskHistory(Queue& queue, const Task& task, int64_t curr
   for (const Attempt& attempt : attempts) {
     if (attempt.epoch >= current_epoch || attempt.status != AttemptStatus::kFailed) continue;
     if (history.rebases > 0 && attempt.epoch < history.rebased_at_epoch) continue;
-    const json details = ParseObject(attempt.details_json);
+    auto details = ParseAttemptDetails(attempt.details_json);
+    if (!details) return std::unexpected(details.error().Wrap("attempt " + attempt.id));
     FailedAttempt failure;
     failure.number = attempt.number;
     failure.epoch = attempt.epoch;
-    failure.phase = StringOf(details, "failed_phase");
-    auto feedback = details.find("feedback");
-    failure.feedback = feedback != details.end() && feedback->is_string()
-                           ? feedback->get<std::string>()
-                           : attempt.error;
+    failure.phase = details->failed_phase;
+    failure.feedback = details->feedback.value_or(attempt.error);
     if (IsGateFailurePhase(failure.phase)) ++history.gate_failures;
     history.failures.push_back(std::move(failure));
   }

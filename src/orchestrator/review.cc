@@ -1,8 +1,10 @@
 #include "orchestrator/review.h"
 
+#include <chrono>
 #include <map>
 #include <utility>
 
+#include "core/clock.h"
 #include "orchestrator/agent_answer.h"
 #include "orchestrator/task_prompts.h"
 #include "toolloop/workspace_fs.h"
@@ -86,6 +88,123 @@ std::string ReviewFeedback(const std::string& gate, const std::vector<std::strin
       "The reviewer (review gate '" + gate + "') rejected the change. Fix each of these points:\n";
   for (const auto& reason : reasons) feedback += "- " + reason + "\n";
   return feedback;
+}
+
+namespace {
+
+std::string FirstLineOf(const std::string& text) {
+  std::string line = text.substr(0, text.find('\n'));
+  if (line.size() > 300) line = line.substr(0, 300) + "...";
+  return line;
+}
+
+std::string TailOf(const std::string& text, size_t bytes) {
+  if (text.size() <= bytes) return text;
+  return "..." + text.substr(text.size() - bytes);
+}
+
+class ReviewGate final : public Gate {
+ public:
+  ReviewGate(GateConfig config, llm::Router* router, const prompts::PromptLibrary* library,
+             std::string no_prompts_reason)
+      : config_(std::move(config)),
+        router_(router),
+        library_(library),
+        no_prompts_reason_(std::move(no_prompts_reason)) {}
+
+  const std::string& name() const override { return config_.name; }
+  std::string_view kind() const override { return GateKindName(GateKind::kReview); }
+
+  Result<GateReport> Run(const GateContext& context) override {
+    GateReport report;
+    report.name = name();
+    report.kind = std::string(kind());
+    report.model = config_.model;
+    if (router_ == nullptr || library_ == nullptr) {
+      report.verdict = GateVerdict::kNoVerdict;
+      report.retryable = false;
+      report.error = router_ == nullptr ? "review gate '" + name() +
+                                              "' needs the model router (.factory/models.yaml)"
+                                        : "no prompt templates: " + no_prompts_reason_;
+      report.log = report.error;
+      return report;
+    }
+    if (context.subject == nullptr) return InvalidArgument("gate '" + name() + "': no subject");
+    FACTORY_ASSIGN_OR_RETURN(AttemptDiff diff, context.subject->Diff());
+    std::vector<GateResult> commands;
+    for (const GateReport& earlier : context.earlier) {
+      if (earlier.command) commands.push_back(*earlier.command);
+    }
+    ReviewInput input{.task_key = context.task_key,
+                      .title = context.title,
+                      .spec = context.spec,
+                      .acceptance = context.acceptance,
+                      .diff = CapDiff(diff.diff),
+                      .diff_stat = diff.stat,
+                      .gate_results = DescribeGateResults(commands)};
+    llm::CallContext call;
+    call.run_id = context.run_id;
+    call.task_id = context.task_id;
+    call.attempt_id = context.attempt_id;
+    call.agent = name();
+    call.purpose = kReviewPurpose;
+    call.deadline_ms =
+        SystemClock().NowMillis() +
+        std::chrono::duration_cast<std::chrono::milliseconds>(config_.timeout).count();
+    auto verdict = RequestReview(*router_, *library_, config_, input, call, &report.cost_usd);
+    if (!verdict) {
+      // Not the builder's fault: retried without feedback, and no rebase counts it.
+      report.verdict = GateVerdict::kNoVerdict;
+      report.log = verdict.error().message;
+      report.error = "review gate '" + name() + "' gave no verdict: " + verdict.error().message;
+      return report;
+    }
+    report.model = verdict->model;
+    report.reasons = verdict->reasons;
+    report.log.clear();
+    for (const auto& reason : verdict->reasons) report.log += reason + "\n";
+    if (verdict->passed) {
+      report.verdict = GateVerdict::kPass;
+      return report;
+    }
+    report.verdict = GateVerdict::kFail;
+    report.error = "review gate '" + name() + "' failed";
+    if (!verdict->reasons.empty()) report.error += ": " + FirstLineOf(verdict->reasons.front());
+    report.feedback = ReviewFeedback(name(), verdict->reasons);
+    return report;
+  }
+
+ private:
+  const GateConfig config_;
+  llm::Router* const router_;
+  const prompts::PromptLibrary* const library_;
+  const std::string no_prompts_reason_;
+};
+
+}  // namespace
+
+std::string DescribeGateResults(const std::vector<GateResult>& results) {
+  std::string text;
+  for (const auto& gate : results) {
+    text += "- " + gate.name + " (`" + gate.command + "`): " + (gate.passed ? "passed" : "failed") +
+            ", exit " + std::to_string(gate.exit_code) + ", " + std::to_string(gate.duration_ms) +
+            " ms\n";
+    std::string tail = TailOf(gate.output_tail, 1024);
+    while (!tail.empty() && (tail.back() == '\n' || tail.back() == ' ')) tail.pop_back();
+    if (!tail.empty()) text += "  Output (tail):\n  ```\n" + tail + "\n  ```\n";
+  }
+  return text;
+}
+
+void RegisterReviewGates(GateRegistry& registry, llm::Router* router,
+                         const prompts::PromptLibrary* library, std::string no_prompts_reason) {
+  (void)registry.Register(
+      std::string(GateKindName(GateKind::kReview)),
+      [router, library, reason = std::move(no_prompts_reason)](
+          const GateConfig& config) -> Result<std::unique_ptr<Gate>> {
+        return std::unique_ptr<Gate>(std::make_unique<ReviewGate>(config, router, library, reason));
+      },
+      /*replace=*/true);
 }
 
 }  // namespace factory

@@ -23,6 +23,7 @@
 #include "llm/router.h"
 #include "plan/config.h"
 #include "prompts/library.h"
+#include "verify/gate.h"
 
 namespace factory {
 
@@ -68,5 +69,15 @@ Result<ReviewVerdict> RequestReview(llm::Router& router, const prompts::PromptLi
 
 // The feedback the next attempt gets from a `fail` verdict.
 std::string ReviewFeedback(const std::string& gate, const std::vector<std::string>& reasons);
+
+// The command gates' results as the reviewer reads them: status and the tail of the output.
+std::string DescribeGateResults(const std::vector<GateResult>& results);
+
+// Registers the review gate kind: each gate asks its reviewer (RequestReview) about the
+// subject's diff, with the command gates' results from GateContext::earlier. Without a router
+// or prompts, its gates give no verdict (not retryable), saying why. REQUIRES: router and
+// library, when non-null, outlive the registry's gates.
+void RegisterReviewGates(GateRegistry& registry, llm::Router* router,
+                         const prompts::PromptLibrary* library, std::string no_prompts_reason);
 
 }  // namespace factory

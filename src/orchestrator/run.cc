@@ -14,6 +14,7 @@
 
 #include "core/ulid.h"
 #include "orchestrator/rebase.h"
+#include "store/details.h"
 
 namespace factory {
 namespace {
@@ -32,20 +33,13 @@ std::string StringField(const json& object, const char* key) {
   return it->get<std::string>();
 }
 
-double NumberField(const json& object, const char* key) {
-  auto it = object.find(key);
-  if (it == object.end() || !it->is_number()) return 0;
-  return it->get<double>();
-}
-
 constexpr char kFinalGatesPassedEvent[] = "feature.final_gates.passed";
 constexpr char kFinalGatesFailedEvent[] = "feature.final_gates.failed";
 
 // The feature a run builds: its metadata's "feature" or, for runs created before that was
 // recorded, the id in its title ("feature ID..."); "" for a backlog run.
-std::string FeatureOf(const Run& run) {
-  const std::string recorded = StringField(ParseObject(run.metadata_json), "feature");
-  if (!recorded.empty()) return recorded;
+std::string FeatureOf(const Run& run, const RunMetadata& metadata) {
+  if (!metadata.feature.empty()) return metadata.feature;
   constexpr std::string_view kPrefix = "feature ";
   if (!run.title.starts_with(kPrefix)) return "";
   const std::string rest = run.title.substr(kPrefix.size());
@@ -207,8 +201,9 @@ Result<CreatedRun> RunManager::InsertRun(const std::string& source, const Create
     created.created = false;
     FACTORY_ASSIGN_OR_RETURN(std::optional<Run> existing, txn.GetRun(created.run_id));
     if (existing) {
-      json metadata = ParseObject(existing->metadata_json);
-      const std::string existing_base = StringField(metadata, "base_branch");
+      auto metadata = ParseRunMetadata(existing->metadata_json);
+      if (!metadata) return std::unexpected(metadata.error().Wrap("run " + created.run_id));
+      const std::string& existing_base = metadata->base_branch;
       if (!existing_base.empty() && existing_base != base_branch) {
         return FailedPrecondition("run " + created.run_id + " was started from branch '" +
                                   existing_base + "', not '" + base_branch + "'");
@@ -219,13 +214,14 @@ Result<CreatedRun> RunManager::InsertRun(const std::string& source, const Create
     run.id = created.run_id;
     run.title = options.title.empty() ? source : options.title;
     run.state = state;
-    json metadata{{"base_branch", base_branch},
-                  {"integration_branch", created.integration_branch},
-                  {"backlog", source},
-                  {"repo", deps_.workspace->repo_root()}};
-    if (!options.feature.empty()) metadata["feature"] = options.feature;
-    if (!options.feature_request.empty()) metadata["feature_request"] = options.feature_request;
-    run.metadata_json = metadata.dump();
+    RunMetadata metadata;
+    metadata.base_branch = base_branch;
+    metadata.integration_branch = created.integration_branch;
+    metadata.backlog = source;
+    metadata.repo = deps_.workspace->repo_root();
+    metadata.feature = options.feature;
+    metadata.feature_request = options.feature_request;
+    run.metadata_json = RunMetadataJson(metadata);
     run.created_ms = now_ms;
     run.updated_ms = now_ms;
     FACTORY_RETURN_IF_ERROR(txn.InsertRun(run));
@@ -257,12 +253,15 @@ Result<CreatedRun> RunManager::CreateRun(const Backlog& backlog, const CreateRun
     request.depends_on_keys = task.depends_on;
     request.idempotency_key = task.id;
     request.max_attempts = task.max_attempts.value_or(deps_.config->max_attempts);
-    request.metadata_json =
-        json{{"backlog_id", task.id},    {"allow_protected", task.allow_protected},
-             {"scope", task.scope},      {"agent", task.agent},
-             {"type", task.type},        {"capabilities", task.capabilities},
-             {"backlog_line", task.line}}
-            .dump();
+    TaskMetadata metadata;
+    metadata.backlog_id = task.id;
+    metadata.allow_protected = task.allow_protected;
+    metadata.scope = task.scope;
+    metadata.agent = task.agent;
+    metadata.type = task.type;
+    metadata.capabilities = task.capabilities;
+    metadata.backlog_line = task.line;
+    request.metadata_json = TaskMetadataJson(metadata);
     requests.push_back(std::move(request));
   }
   FACTORY_ASSIGN_OR_RETURN(std::vector<EnqueueResult> results, deps_.queue->EnqueueMany(requests));
@@ -499,7 +498,9 @@ Result<RunSummary> RunManager::SummarizeTasks(const Run& run, const std::vector<
   summary.run_id = run.id;
   summary.gates = deps_.config != nullptr ? static_cast<int64_t>(deps_.config->gates.size()) : 0;
   summary.integration_branch = WorkspaceManager::IntegrationBranch(run.id);
-  summary.base_branch = StringField(ParseObject(run.metadata_json), "base_branch");
+  auto run_metadata = ParseRunMetadata(run.metadata_json);
+  if (!run_metadata) return std::unexpected(run_metadata.error().Wrap("run " + run.id));
+  summary.base_branch = run_metadata->base_branch;
   std::map<std::string, std::string> keys;  // task id -> key
   for (const auto& task : tasks) keys[task.id] = TaskKey(task);
 
@@ -540,13 +541,9 @@ Result<RunSummary> RunManager::SummarizeTasks(const Run& run, const std::vector<
     view.attempts = task.attempts;
     view.max_attempts = task.max_attempts;
     {
-      const json metadata = ParseObject(task.metadata_json);
-      auto scope = metadata.find("scope");
-      if (scope != metadata.end() && scope->is_array()) {
-        for (const auto& glob : *scope) {
-          if (glob.is_string()) view.scope.push_back(glob.get<std::string>());
-        }
-      }
+      auto metadata = ParseTaskMetadata(task.metadata_json);
+      if (!metadata) return std::unexpected(metadata.error().Wrap("task " + task.id));
+      view.scope = std::move(metadata->scope);
     }
     for (const auto& dep : task.depends_on) {
       auto it = keys.find(dep);
@@ -556,18 +553,16 @@ Result<RunSummary> RunManager::SummarizeTasks(const Run& run, const std::vector<
     for (const auto& attempt : attempts) {
       if (attempt.status == AttemptStatus::kReleased) continue;
       ++counted;
-      json details = ParseObject(attempt.details_json);
+      auto details = ParseAttemptDetails(attempt.details_json);
+      if (!details) return std::unexpected(details.error().Wrap("attempt " + attempt.id));
       // The agent's spending plus the pipeline's own model calls for the attempt (reviewers,
       // the rebase agent), which the attempt keeps apart from the agent's usage.
-      const double cost = NumberField(details, "cost_usd") +
-                          NumberField(details, "review_cost_usd") +
-                          NumberField(details, "rebase_cost_usd");
+      const double cost = details->TotalCostUsd();
       view.cost_usd += cost;
       summary.cost_usd += cost;
-      const std::string agent = StringField(details, "agent");
-      if (!agent.empty()) view.agent = agent;
+      if (!details->agent.empty()) view.agent = details->agent;
       if (attempt.status == AttemptStatus::kSucceeded) {
-        view.merge_commit = StringField(details, "merge_commit");
+        view.merge_commit = details->merge_commit;
         if (attempt.number == 1) ++first_try;
       }
       if (attempt.status == AttemptStatus::kFailed || attempt.status == AttemptStatus::kExpired) {
@@ -585,7 +580,7 @@ Result<RunSummary> RunManager::SummarizeTasks(const Run& run, const std::vector<
   summary.first_attempt_success_rate =
       attempted > 0 ? static_cast<double>(first_try) / static_cast<double>(attempted) : 0.0;
   if (first_start > 0 && last_end >= first_start) summary.wall_ms = last_end - first_start;
-  summary.feature = FeatureOf(run);
+  summary.feature = FeatureOf(run, *run_metadata);
   if (!summary.feature.empty()) {
     FACTORY_ASSIGN_OR_RETURN(summary.planning_cost_usd, PlanningCost(run.id));
     summary.cost_usd += summary.planning_cost_usd;

@@ -10,6 +10,7 @@
 #include <string>
 
 #include "core/redact.h"
+#include "store/details.h"
 
 namespace factory {
 namespace {
@@ -360,8 +361,10 @@ std::string FormatRunDetails(const RunDetails& details, bool as_json) {
                            {"scope", task.scope},
                            {"cost_usd", task.cost_usd}});
     }
-    json metadata = json::parse(details.run.metadata_json, nullptr, false);
-    if (metadata.is_discarded()) metadata = json::object();
+    // Through the codec: the keys it knows come out typed, the others as they were stored.
+    auto run_metadata = ParseRunMetadata(details.run.metadata_json);
+    const json metadata =
+        run_metadata ? json::parse(RunMetadataJson(*run_metadata)) : json::object();
     json out{{"run", json{{"id", details.run.id},
                           {"title", details.run.title},
                           {"state", details.run.state},

@@ -8,6 +8,8 @@
 #include <nlohmann/json.hpp>
 #include <utility>
 
+#include "store/details.h"
+
 namespace factory::stats {
 namespace {
 
@@ -26,49 +28,24 @@ struct AttemptUsage {
   int64_t prompt_bytes = 0;
 };
 
-int64_t IntField(const Json& object, const char* key) {
-  auto it = object.find(key);
-  if (it == object.end() || !it->is_number()) return 0;
-  if (it->is_number_float()) return static_cast<int64_t>(it->get<double>());
-  return it->get<int64_t>();
-}
-
-std::string StringField(const Json& object, const char* key) {
-  auto it = object.find(key);
-  return it != object.end() && it->is_string() ? it->get<std::string>() : std::string();
-}
-
-Json ParseObject(const std::string& text) {
-  Json parsed = Json::parse(text.empty() ? "{}" : text, nullptr, /*allow_exceptions=*/false);
-  return parsed.is_object() ? parsed : Json::object();
-}
-
-AttemptUsage ReadUsage(const Attempt& attempt) {
-  const Json details = ParseObject(attempt.details_json);
+// REQUIRES: details read by ParseAttemptDetails.
+AttemptUsage ReadUsage(const AttemptDetails& details) {
   AttemptUsage usage;
-  usage.agent = StringField(details, "agent");
-  usage.prompt_bytes = std::max<int64_t>(IntField(details, "prompt_bytes"), 0);
-  auto it = details.find("usage");
-  const Json runner_usage = it != details.end() && it->is_object() ? *it : Json::object();
-  usage.model = StringField(runner_usage, "model");
-  usage.input_tokens = IntField(runner_usage, "input_tokens");
-  usage.output_tokens = IntField(runner_usage, "output_tokens");
-  usage.cached_tokens = IntField(runner_usage, "cached_tokens");
-  // The pipeline writes the runner's cost in usage and its sum again at the top level: take
-  // one of them, never both.
-  if (auto cost = runner_usage.find("cost_usd"); cost != runner_usage.end() && cost->is_number()) {
-    usage.cost_usd = cost->get<double>();
-  } else if (auto total = details.find("cost_usd"); total != details.end() && total->is_number()) {
-    usage.cost_usd = total->get<double>();
+  usage.agent = details.agent;
+  usage.prompt_bytes = std::max<int64_t>(details.prompt_bytes.value_or(0), 0);
+  if (details.usage) {
+    usage.model = details.usage->model;
+    usage.input_tokens = details.usage->input_tokens;
+    usage.output_tokens = details.usage->output_tokens;
+    usage.cached_tokens = details.usage->cached_tokens;
   }
+  usage.cost_usd = details.AgentCostUsd();
   return usage;
 }
 
 // The key the orchestrator names a task by (orchestrator's TaskKey, without its path checks).
-std::string TaskKeyOf(const Task& task) {
-  const Json metadata = ParseObject(task.metadata_json);
-  std::string backlog_id = StringField(metadata, "backlog_id");
-  if (!backlog_id.empty()) return backlog_id;
+std::string TaskKeyOf(const Task& task, const TaskMetadata& metadata) {
+  if (!metadata.backlog_id.empty()) return metadata.backlog_id;
   if (task.idempotency_key && !task.idempotency_key->empty()) return *task.idempotency_key;
   return task.id;
 }
@@ -299,11 +276,17 @@ Result<StatsReport> ComputeStats(Store& store, const StatsQuery& query) {
     std::sort(attempts.begin(), attempts.end(),
               [](const Attempt& a, const Attempt& b) { return a.epoch < b.epoch; });
     std::vector<AttemptUsage> usages;
-    for (const Attempt& attempt : attempts) usages.push_back(ReadUsage(attempt));
+    for (const Attempt& attempt : attempts) {
+      auto details = ParseAttemptDetails(attempt.details_json);
+      if (!details) return std::unexpected(details.error().Wrap("attempt " + attempt.id));
+      usages.push_back(ReadUsage(*details));
+    }
+    auto metadata = ParseTaskMetadata(task.metadata_json);
+    if (!metadata) return std::unexpected(metadata.error().Wrap("task " + task.id));
 
     TaskFigures row;
     row.id = task.id;
-    row.key = TaskKeyOf(task);
+    row.key = TaskKeyOf(task, *metadata);
     row.title = task.title;
     row.state = std::string(TaskStateName(task.state));
     row.agent = usages.empty() ? task.agent : usages.back().agent;

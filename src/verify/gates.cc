@@ -40,53 +40,60 @@ std::string Seconds(int64_t ms) {
 
 }  // namespace
 
-Result<std::vector<GateResult>> RunGates(const std::vector<GateConfig>& gates,
-                                         const std::string& checkout,
-                                         const GateRunOptions& options) {
+Result<GateResult> RunCommandGate(const GateConfig& gate, size_t index, const std::string& checkout,
+                                  const GateRunOptions& options) {
   if (options.sandbox == nullptr) return InvalidArgument("RunGates needs a sandbox");
   if (!options.logs_dir.empty()) {
     std::error_code error;
     fs::create_directories(options.logs_dir, error);
     if (error) return Internal("cannot create gate logs directory " + options.logs_dir);
   }
+  GateResult result;
+  result.name = gate.name;
+  result.command = gate.command;
+  result.timeout_ms = std::chrono::duration_cast<std::chrono::milliseconds>(gate.timeout).count();
+
+  SandboxedCommand command;
+  // stderr joins stdout so the tail reads as the user would see it in a terminal.
+  command.shell = "exec 2>&1\n" + gate.command;
+  command.worktree = checkout;
+  command.network = options.network;
+  command.limits = options.limits;
+  command.timeout_ms = result.timeout_ms;
+  command.tail_bytes = options.tail_bytes;
+  command.cancel = options.cancel;
+  if (!options.logs_dir.empty()) {
+    result.log_path = (fs::path(options.logs_dir) / LogFileName(index, gate.name)).string();
+    command.stdout_path = result.log_path;
+  }
+  auto process = options.sandbox->Run(command);
+  if (!process) return std::unexpected(process.error().Wrap("gate '" + gate.name + "'"));
+
+  result.exit_code = process->exit_code;
+  result.timed_out = process->timed_out;
+  result.cancelled = process->cancelled;
+  result.quota_exceeded = process->quota_exceeded;
+  if (result.quota_exceeded) {
+    result.quota_message = DiskQuotaMessage(options.sandbox->disk_quota_mb());
+  }
+  result.duration_ms = process->duration_ms;
+  std::string output = process->stdout_tail;
+  if (!process->stderr_tail.empty()) output += process->stderr_tail;  // the shell's own errors
+  result.output_tail = Utf8Tail(output, options.tail_bytes);
+  result.passed = process->exit_code == 0 && !process->timed_out && !process->cancelled &&
+                  !process->quota_exceeded;
+  return result;
+}
+
+Result<std::vector<GateResult>> RunGates(const std::vector<GateConfig>& gates,
+                                         const std::string& checkout,
+                                         const GateRunOptions& options) {
+  if (options.sandbox == nullptr) return InvalidArgument("RunGates needs a sandbox");
   std::vector<GateResult> results;
   for (size_t index = 0; index < gates.size(); ++index) {
-    const GateConfig& gate = gates[index];
     if (options.cancel != nullptr && options.cancel->load()) break;
-    GateResult result;
-    result.name = gate.name;
-    result.command = gate.command;
-    result.timeout_ms = std::chrono::duration_cast<std::chrono::milliseconds>(gate.timeout).count();
-
-    SandboxedCommand command;
-    // stderr joins stdout so the tail reads as the user would see it in a terminal.
-    command.shell = "exec 2>&1\n" + gate.command;
-    command.worktree = checkout;
-    command.network = options.network;
-    command.limits = options.limits;
-    command.timeout_ms = result.timeout_ms;
-    command.tail_bytes = options.tail_bytes;
-    command.cancel = options.cancel;
-    if (!options.logs_dir.empty()) {
-      result.log_path = (fs::path(options.logs_dir) / LogFileName(index, gate.name)).string();
-      command.stdout_path = result.log_path;
-    }
-    auto process = options.sandbox->Run(command);
-    if (!process) return std::unexpected(process.error().Wrap("gate '" + gate.name + "'"));
-
-    result.exit_code = process->exit_code;
-    result.timed_out = process->timed_out;
-    result.cancelled = process->cancelled;
-    result.quota_exceeded = process->quota_exceeded;
-    if (result.quota_exceeded) {
-      result.quota_message = DiskQuotaMessage(options.sandbox->disk_quota_mb());
-    }
-    result.duration_ms = process->duration_ms;
-    std::string output = process->stdout_tail;
-    if (!process->stderr_tail.empty()) output += process->stderr_tail;  // the shell's own errors
-    result.output_tail = Utf8Tail(output, options.tail_bytes);
-    result.passed = process->exit_code == 0 && !process->timed_out && !process->cancelled &&
-                    !process->quota_exceeded;
+    FACTORY_ASSIGN_OR_RETURN(GateResult result,
+                             RunCommandGate(gates[index], index, checkout, options));
     const bool stop = !result.passed;
     results.push_back(std::move(result));
     if (stop) break;

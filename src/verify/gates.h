@@ -60,6 +60,10 @@ Result<std::vector<GateResult>> RunGates(const std::vector<GateConfig>& gates,
                                          const std::string& checkout,
                                          const GateRunOptions& options);
 
+// Runs one command gate, as RunGates does; `index` (0-based) names its log file.
+Result<GateResult> RunCommandGate(const GateConfig& gate, size_t index, const std::string& checkout,
+                                  const GateRunOptions& options);
+
 // The protected paths among `changed` (repository-relative), honouring the task's
 // `allow_protected` globs. Empty when the change is acceptable.
 std::vector<std::string> ProtectedViolations(const ProjectConfig& config,

@@ -88,6 +88,27 @@ TEST(CliBasicsTest, DbFlagAndEnvironment) {
   EXPECT_EQ(sandbox.Run({"--db", db, "--sync", "sometimes", "task", "list"}).exit_code, 2);
 }
 
+TEST(CliBasicsTest, DbTakesStoreUrls) {
+  CliSandbox sandbox;
+  const std::string db = sandbox.Path("by-url.db").string();
+  sandbox.Ok({"--db", "sqlite://" + db, "init"});
+  auto id = sandbox.Ok({"--db", "sqlite://" + db, "task", "add", "--title", "via url"}).Line();
+  // The same file as a plain path.
+  auto list = sandbox.Ok({"--db", db, "task", "list", "--json"}).Json();
+  ASSERT_EQ(list.size(), 1u);
+  EXPECT_EQ(list[0]["id"], id);
+
+  auto postgres =
+      sandbox.Run({"--db", "postgresql://alice:pw-s3cret@db.example/f", "task", "list"});
+  EXPECT_EQ(postgres.exit_code, 4) << postgres.err;
+  EXPECT_THAT(postgres.err, HasSubstr("PostgreSQL support is not built yet"));
+  EXPECT_THAT(postgres.err, ::testing::Not(HasSubstr("pw-s3cret")));
+  auto unknown = sandbox.Run({"--db", "mysql://h/f", "task", "list"});
+  EXPECT_EQ(unknown.exit_code, 2) << unknown.err;
+  EXPECT_THAT(unknown.err, HasSubstr("mysql://h/f"));
+  EXPECT_FALSE(std::filesystem::exists(sandbox.Path("mysql:")));
+}
+
 TEST_F(CliTest, MalformedArgumentsExitTwo) {
   const std::vector<std::vector<std::string>> bad = {
       {"frobnicate"},

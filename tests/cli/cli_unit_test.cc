@@ -91,6 +91,20 @@ TEST(JsonFormatTest, TaskShapeAndStoredJson) {
   EXPECT_EQ(json["metadata"], Json::object());
   EXPECT_EQ(json["created_at"], "2023-11-14T22:13:20.000Z");
   EXPECT_EQ(json["updated_at"], nullptr);
+  EXPECT_FALSE(json.contains("metadata_error"));
+  // A stored value the codec cannot read is shown as stored, with why beside it.
+  task.metadata_json = R"({"scope": "src/**"})";
+  json = TaskToJson(task);
+  EXPECT_EQ(json["metadata"]["scope"], "src/**");
+  EXPECT_THAT(json["metadata_error"].get<std::string>(),
+              HasSubstr("field 'scope': expected an array of strings"));
+  Attempt attempt;
+  attempt.details_json = R"({"gates": [{"name": "build", "passed": "yes"}]})";
+  Json shown = AttemptToJson(attempt);
+  EXPECT_EQ(shown["details"]["gates"][0]["name"], "build");
+  EXPECT_THAT(shown["details_error"].get<std::string>(), HasSubstr("field 'gates[0].passed'"));
+  attempt.details_json = R"({"agent": "coder", "usage": {"input_tokens": 3}})";
+  EXPECT_FALSE(AttemptToJson(attempt).contains("details_error"));
   // Invalid UTF-8 from a child process is replaced, not thrown on.
   Json odd;
   odd["tail"] = std::string("bad \xff byte");

@@ -31,6 +31,7 @@ namespace {
 using llm::Usage;
 using llm::fake::FakeProviderServer;
 using llm::fake::FakeReply;
+using ::testing::EndsWith;
 using ::testing::HasSubstr;
 using ::testing::Not;
 using ::testing::StartsWith;
@@ -538,6 +539,63 @@ TEST_F(StepsTest, InvalidReviewerAnswersFailTheAttemptWithoutBlamingTheBuilder) 
   EXPECT_EQ(Details(attempts[1])["had_feedback"], false);
   EXPECT_THAT(PromptOf("badreview", 2), Not(HasSubstr("previous attempt was rejected")));
   EXPECT_EQ(Events("badreview", "review.failed").size(), 1u);
+}
+
+TEST_F(StepsTest, CommandAndReviewGatesRunInOnePhaseCommandsFirstWhateverTheConfigOrder) {
+  // The reviewer is configured first; it still runs after the command gates and reads them.
+  WriteText(repo_ + "/.factory/config.yaml",
+            "concurrency: 1\n"
+            "max_attempts: 3\n"
+            "gates:\n"
+            "  - {name: review, kind: review, model: cloud/frontier, timeout: 60}\n"
+            "  - {name: check, command: \"sh check.sh\", timeout: 60}\n"
+            "  - {name: lint, command: \"true\", timeout: 60}\n"
+            "protected: [\"check.sh\"]\n"
+            "rebase: {max_per_task: 0}\n");
+  WriteModels();
+  // Wrong on the first attempt (the check gate fails), right once told why.
+  WriteBuilder("previous attempt");
+  fake_.Enqueue(FakeReply::Text(Verdict("pass", {"fine"})));
+  RunSummary summary = Execute("onephase");
+  EXPECT_EQ(summary.done, 1);
+  EXPECT_EQ(summary.attempts, 2);
+
+  const auto attempts = Attempts("onephase");
+  ASSERT_EQ(attempts.size(), 2u);
+  // Attempt 1: the failed command gate stopped the phase before the reviewer.
+  const json first = Details(attempts[0]);
+  EXPECT_EQ(first["failed_phase"], "gates");
+  ASSERT_EQ(first["gates"].size(), 1u);
+  EXPECT_EQ(first["gates"][0]["name"], "check");
+  EXPECT_FALSE(first.contains("reviews"));
+  EXPECT_THAT(first["feedback"].get<std::string>(), HasSubstr("Gate 'check'"));
+  EXPECT_EQ(Events("onephase", "gate.failed").size(), 1u);
+
+  // Attempt 2: both command gates, then the reviewer, which read their results.
+  const json second = Details(attempts[1]);
+  ASSERT_EQ(second["gates"].size(), 2u);
+  EXPECT_EQ(second["gates"][0]["name"], "check");
+  EXPECT_EQ(second["gates"][1]["name"], "lint");
+  EXPECT_THAT(second["gates"][1]["log"].get<std::string>(), EndsWith("/gates/2-lint.log"));
+  ASSERT_EQ(second["reviews"].size(), 1u);
+  EXPECT_EQ(second["reviews"][0]["verdict"], "pass");
+  EXPECT_EQ(second["gates_passed"], json({"check", "lint", "review"}));
+  ASSERT_EQ(fake_.request_count(), 1u);
+  EXPECT_THAT(RequestText(0), HasSubstr("- check (`sh check.sh`): passed"));
+  EXPECT_THAT(RequestText(0), HasSubstr("- lint (`true`): passed"));
+
+  // The phase events of attempt 2: gates (two gates), then review (one).
+  std::vector<json> phases;
+  for (const json& phase : Events("onephase", "attempt.phase")) {
+    if (phase["attempt"] == 2 && (phase["phase"] == "gates" || phase["phase"] == "review")) {
+      phases.push_back(phase);
+    }
+  }
+  ASSERT_EQ(phases.size(), 2u);
+  EXPECT_EQ(phases[0]["phase"], "gates");
+  EXPECT_EQ(phases[0]["gates"], 2);
+  EXPECT_EQ(phases[1]["phase"], "review");
+  EXPECT_EQ(phases[1]["gates"], 1);
 }
 
 // --- Validation ---------------------------------------------------------------------------

@@ -392,6 +392,25 @@ TEST_F(StatsTest, AnUnknownRunIsNotFound) {
   EXPECT_NE(report.error().message.find("nope"), std::string::npos);
 }
 
+TEST_F(StatsTest, AMalformedStoredValueIsAnErrorNamingTheField) {
+  AddRun("r1");
+  AddTask("t1", "r1", TaskState::kDone, R"({"backlog_id": "T1"})");
+  AddAttempt("t1", 1, AttemptStatus::kSucceeded, 10, 20,
+             R"({"agent": "coder", "usage": {"input_tokens": "lots"}})");
+  auto report = ComputeStats(*store_, StatsQuery{.run_id = "r1"});
+  ASSERT_FALSE(report.has_value());
+  EXPECT_EQ(report.error().code, ErrorCode::kInvalidArgument);
+  EXPECT_NE(report.error().message.find("attempt t1-attempt-1"), std::string::npos)
+      << report.error().message;
+  EXPECT_NE(report.error().message.find("field 'usage.input_tokens'"), std::string::npos)
+      << report.error().message;
+
+  AddTask("t2", "r1", TaskState::kDone, R"({"backlog_id": 7})");
+  auto by_task = ComputeStats(*store_, StatsQuery{.run_id = "r1"});
+  ASSERT_FALSE(by_task.has_value());
+  EXPECT_NE(by_task.error().message.find("field '"), std::string::npos) << by_task.error().message;
+}
+
 TEST_F(StatsTest, JsonCarriesTheFigures) {
   FillScenario();
   const StatsReport report = Compute("r1");
