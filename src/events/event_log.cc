@@ -306,10 +306,9 @@ EventLog::EventLog(Store& store, EventLogOptions options)
 
 EventLog::~EventLog() { impl_->Stop(); }
 
-Result<Event> EventLog::AppendInTxn(StoreTxn& txn, NewEvent event) {
+Status EventLog::AppendInTxn(StoreTxn& txn, NewEvent event) {
   Event built = impl_->Build(std::move(event));
-  FACTORY_RETURN_IF_ERROR(txn.AppendEvent(built));
-  return built;
+  return txn.AppendEvent(built);
 }
 
 Result<Event> EventLog::Append(NewEvent event) {

@@ -86,9 +86,9 @@ class EventLog {
   void AppendOrWarn(NewEvent event);
 
   // Appends inside the caller's write transaction, so the event commits (or not) with the
-  // change it records. Returns the event as it will be stored. Call NotifyAppended() after the
-  // transaction committed so subscriptions in this process see it at once. Thread-safe.
-  Result<Event> AppendInTxn(StoreTxn& txn, NewEvent event);
+  // change it records. Call NotifyAppended() after the transaction committed so subscriptions
+  // in this process see it at once. Thread-safe.
+  Status AppendInTxn(StoreTxn& txn, NewEvent event);
 
   // Wakes every subscription poller in this process (events were committed). Cheap.
   static void NotifyAppended();

@@ -17,6 +17,7 @@
 #include "core/clock.h"
 #include "core/redact.h"
 #include "core/text_file.h"
+#include "events/event_log.h"
 #include "orchestrator/rebase.h"
 #include "orchestrator/review.h"
 #include "orchestrator/task_prompts.h"
@@ -213,7 +214,7 @@ class PipelineExecutor::AttemptRun {
                   bool retryable = true);
   ExecResult Cancelled();
   ExecResult Succeed();
-  void RecordEvent(const std::string& kind, json payload);
+  void RecordEvent(events::EventKind kind, json payload);
   void Cleanup(bool final);
   // Removes worktrees earlier attempts left behind (a crash), saving their state to refs.
   void RemoveLeftoverWorktrees();
@@ -266,14 +267,14 @@ class PipelineExecutor::AttemptRun {
   }
 };
 
-void PipelineExecutor::AttemptRun::RecordEvent(const std::string& kind, json payload) {
+void PipelineExecutor::AttemptRun::RecordEvent(events::EventKind kind, json payload) {
   payload["attempt"] = lease_.attempt_number;
-  Status recorded =
-      deps_.queue->RecordEvent(task_.run_id, task_.id, kind, options_.actor,
-                               payload.dump(-1, ' ', false, json::error_handler_t::replace));
-  if (!recorded) {
-    spdlog::warn("task {}: cannot record {} event: {}", key_, kind, recorded.error().ToString());
-  }
+  deps_.queue->events().AppendOrWarn(
+      {.kind = kind,
+       .run_id = task_.run_id,
+       .task_id = task_.id,
+       .actor = options_.actor,
+       .payload_json = payload.dump(-1, ' ', false, json::error_handler_t::replace)});
 }
 
 void PipelineExecutor::AttemptRun::Phase(const char* phase, json extra) {
@@ -281,7 +282,7 @@ void PipelineExecutor::AttemptRun::Phase(const char* phase, json extra) {
   progress_.phase_started_ms = NowMillis(*deps_.queue);
   if (agent_ != nullptr) progress_.agent = agent_->name;
   extra["phase"] = phase;
-  RecordEvent("attempt.phase", std::move(extra));
+  RecordEvent(events::EventKind::kAttemptPhase, std::move(extra));
   ex_.UpdateProgress(progress_, /*started=*/false);
 }
 
@@ -485,11 +486,11 @@ void PipelineExecutor::AttemptRun::Rebase() {
     spdlog::warn("task {}: the rebase failed, going on with spec version {}: {}", key_,
                  previous_version, why);
     details_["rebase_failed"] = why;
-    RecordEvent(kTaskRebaseFailedEvent, json{{"reason", why},
-                                             {"agent", kRebaseAgent},
-                                             {"spec_version", previous_version},
-                                             {"cost_usd", cost},
-                                             {"epoch", lease_.epoch}});
+    RecordEvent(events::EventKind::kTaskRebaseFailed, json{{"reason", why},
+                                                           {"agent", kRebaseAgent},
+                                                           {"spec_version", previous_version},
+                                                           {"cost_usd", cost},
+                                                           {"epoch", lease_.epoch}});
   };
   if (!result) return failed(result.error().message);
 
@@ -509,9 +510,12 @@ void PipelineExecutor::AttemptRun::Rebase() {
                {"attempt", lease_.attempt_number},
                {"epoch", lease_.epoch}};
   // The event is the spec's history: without it the new version would not exist.
-  Status recorded =
-      deps_.queue->RecordEvent(task_.run_id, task_.id, stats::kTaskRebasedEvent, options_.actor,
-                               payload.dump(-1, ' ', false, json::error_handler_t::replace));
+  auto recorded = deps_.queue->events().Append(
+      {.kind = events::EventKind::kTaskRebased,
+       .run_id = task_.run_id,
+       .task_id = task_.id,
+       .actor = options_.actor,
+       .payload_json = payload.dump(-1, ' ', false, json::error_handler_t::replace)});
   if (!recorded) return failed("cannot record the new spec: " + recorded.error().message);
   spdlog::info("task {}: rebased to spec version {} ({})", key_, result->spec_version, reason);
   details_["rebased"] = json{{"spec_version", result->spec_version},
@@ -608,10 +612,10 @@ std::optional<ExecResult> PipelineExecutor::AttemptRun::RunRunner() {
   size_t recorded = 0;
   for (const auto& step : run.steps) {
     if (recorded >= options_.max_step_events) break;
-    RecordEvent("agent.step", json{{"agent", agent_->name},
-                                   {"index", recorded},
-                                   {"kind", step.kind},
-                                   {"summary", step.summary}});
+    RecordEvent(events::EventKind::kAgentStep, json{{"agent", agent_->name},
+                                                    {"index", recorded},
+                                                    {"kind", step.kind},
+                                                    {"summary", step.summary}});
     ++recorded;
   }
   json usage{{"input_tokens", run.usage.input_tokens},
@@ -834,9 +838,9 @@ std::optional<ExecResult> PipelineExecutor::AttemptRun::Gates() {
   command_gate_results_ = *results;
   if (cancel_.load() || (failed != nullptr && failed->cancelled)) return Cancelled();
   if (failed != nullptr) {
-    RecordEvent("gate.failed", json{{"gate", failed->name},
-                                    {"exit_code", failed->exit_code},
-                                    {"timed_out", failed->timed_out}});
+    RecordEvent(events::EventKind::kGateFailed, json{{"gate", failed->name},
+                                                     {"exit_code", failed->exit_code},
+                                                     {"timed_out", failed->timed_out}});
     std::string error = "gate '" + failed->name + "' failed";
     error +=
         failed->timed_out ? " (timed out)" : " (exit " + std::to_string(failed->exit_code) + ")";
@@ -907,20 +911,20 @@ std::optional<ExecResult> PipelineExecutor::AttemptRun::Review() {
       // Not the builder's fault: retried without feedback, and no rebase counts it.
       reviews.push_back(json{{"gate", gate.name}, {"error", verdict.error().message}});
       details_["reviews"] = reviews;
-      RecordEvent("review.failed", json{{"gate", gate.name},
-                                        {"model", gate.model},
-                                        {"error", verdict.error().message},
-                                        {"cost_usd", cost}});
+      RecordEvent(events::EventKind::kReviewFailed, json{{"gate", gate.name},
+                                                         {"model", gate.model},
+                                                         {"error", verdict.error().message},
+                                                         {"cost_usd", cost}});
       return Fail(kFailedPhaseReviewError,
                   "review gate '" + gate.name + "' gave no verdict: " + verdict.error().message,
                   "");
     }
     const char* verdict_name = verdict->passed ? "pass" : "fail";
-    RecordEvent(kReviewVerdictEvent, json{{"gate", gate.name},
-                                          {"model", verdict->model},
-                                          {"verdict", verdict_name},
-                                          {"reasons", verdict->reasons},
-                                          {"cost_usd", verdict->cost_usd}});
+    RecordEvent(events::EventKind::kReviewVerdict, json{{"gate", gate.name},
+                                                        {"model", verdict->model},
+                                                        {"verdict", verdict_name},
+                                                        {"reasons", verdict->reasons},
+                                                        {"cost_usd", verdict->cost_usd}});
     reviews.push_back(json{{"gate", gate.name},
                            {"model", verdict->model},
                            {"verdict", verdict_name},
@@ -954,7 +958,7 @@ std::optional<ExecResult> PipelineExecutor::AttemptRun::Merge() {
   if (!merged) {
     if (!conflicts.empty()) {
       details_["conflicts"] = conflicts;
-      RecordEvent("merge.conflict", json{{"paths", conflicts}});
+      RecordEvent(events::EventKind::kMergeConflict, json{{"paths", conflicts}});
       const std::string error =
           "merge conflict with the integration branch in: " + JoinPaths(conflicts);
       return Fail(kPhaseMerge, error,
@@ -970,9 +974,9 @@ std::optional<ExecResult> PipelineExecutor::AttemptRun::Merge() {
   details_["merge_commit"] = merged->merge_commit;
   details_["already_merged"] = merged->already_merged;
   details_["gates_passed"] = gates_passed_;
-  RecordEvent("task.merged", json{{"merge_commit", merged->merge_commit},
-                                  {"already_merged", merged->already_merged},
-                                  {"agent", agent_->name}});
+  RecordEvent(events::EventKind::kTaskMerged, json{{"merge_commit", merged->merge_commit},
+                                                   {"already_merged", merged->already_merged},
+                                                   {"agent", agent_->name}});
   return std::nullopt;
 }
 
@@ -989,7 +993,8 @@ ExecResult PipelineExecutor::AttemptRun::Run() {
     Phase(kPhaseMerge, json{{"already_merged", true}});
     details_["merge_commit"] = **existing;
     details_["already_merged"] = true;
-    RecordEvent("task.merged", json{{"merge_commit", **existing}, {"already_merged", true}});
+    RecordEvent(events::EventKind::kTaskMerged,
+                json{{"merge_commit", **existing}, {"already_merged", true}});
     RemoveLeftoverWorktrees();
     return Succeed();
   }

@@ -8,6 +8,8 @@
 #include <nlohmann/json.hpp>
 #include <utility>
 
+#include "events/event_kind.h"
+
 namespace factory::stats {
 namespace {
 
@@ -143,7 +145,7 @@ Result<Snapshot> ReadSnapshot(Store& store, const StatsQuery& query) {
     while (true) {
       FACTORY_ASSIGN_OR_RETURN(std::vector<Event> page, txn.ListEvents(events));
       for (const Event& event : page) {
-        if (event.kind == kTaskRebasedEvent && !event.task_id.empty())
+        if (events::KindOf(event) == events::EventKind::kTaskRebased && !event.task_id.empty())
           ++snapshot.rebases[event.task_id];
       }
       if (static_cast<int>(page.size()) < kEventPage) break;

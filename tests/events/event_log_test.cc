@@ -2,13 +2,17 @@
 
 #include <gtest/gtest.h>
 #include <spawn.h>
+#include <spdlog/sinks/ostream_sink.h>
+#include <spdlog/spdlog.h>
 #include <sys/wait.h>
 
 #include <chrono>
 #include <condition_variable>
+#include <future>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <set>
+#include <sstream>
 #include <thread>
 
 #include "common/test_util.h"
@@ -271,6 +275,41 @@ TEST_F(EventLogTest, SubscriberGetsEventsAnotherProcessAppends) {
   auto report = VerifyChain(*store_);
   ASSERT_TRUE(report);
   EXPECT_TRUE(report->ok) << report->problem;
+}
+
+TEST_F(EventLogTest, ADroppedEventIsLoggedNamingKindRunAndTask) {
+  // A second connection whose writes give up quickly, while the first holds the write lock.
+  auto impatient = OpenSqliteStore(SqliteOptions{.path = db_path(), .busy_timeout_ms = 20});
+  ASSERT_TRUE(impatient) << impatient.error().ToString();
+  EventLog log(**impatient);
+  std::promise<void> locked;
+  std::promise<void> release;
+  std::thread holder([&] {
+    Status held = store_->Write([&](StoreTxn& txn) -> Status {
+      FACTORY_RETURN_IF_ERROR(txn.InsertRun(factory::Run{.id = "holder", .state = "active"}));
+      locked.set_value();
+      release.get_future().wait();
+      return Ok();
+    });
+    EXPECT_TRUE(held) << held.error().ToString();
+  });
+  locked.get_future().wait();
+
+  std::ostringstream captured;
+  auto previous = spdlog::default_logger();
+  spdlog::set_default_logger(std::make_shared<spdlog::logger>(
+      "capture", std::make_shared<spdlog::sinks::ostream_sink_mt>(captured)));
+  log.AppendOrWarn({.kind = EventKind::kBudgetOverrun, .run_id = "run-x", .task_id = "task-y"});
+  spdlog::set_default_logger(previous);
+  release.set_value();
+  holder.join();
+
+  EXPECT_NE(captured.str().find("dropped a budget.overrun event (run 'run-x', task 'task-y')"),
+            std::string::npos)
+      << captured.str();
+  auto events = log_->List(EventQuery{});
+  ASSERT_TRUE(events);
+  EXPECT_TRUE(events->empty());
 }
 
 }  // namespace
