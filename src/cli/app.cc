@@ -167,6 +167,7 @@ int ParseAndRun(int argc, char** argv) {
   AddPromptCommands(app, ctx);
   AddStatsCommand(app, ctx);
   AddDoctorCommand(app, ctx);
+  AddMcpCommand(app, ctx);
 
   try {
     app.parse(argc, argv);

@@ -84,6 +84,7 @@ void AddGatewayCommands(CLI::App& app, CliContext& ctx);  // gateway, keys creat
 void AddPromptCommands(CLI::App& app, CliContext& ctx);   // prompts, prompts show
 void AddStatsCommand(CLI::App& app, CliContext& ctx);     // stats
 void AddDoctorCommand(CLI::App& app, CliContext& ctx);    // doctor
+void AddMcpCommand(CLI::App& app, CliContext& ctx);       // mcp
 
 // Parses argv, runs the selected command, returns the process exit code. Never throws.
 int RunCli(int argc, char** argv);

@@ -8,7 +8,6 @@
 #include "core/clock.h"
 #include "ledger/budget.h"
 #include "ledger/ledger.h"
-#include "queue/queue.h"
 
 namespace factory::cli {
 namespace {
@@ -56,8 +55,7 @@ int ResumeAgent(const CliContext& ctx, const std::string& name) {
   if (name.empty()) return ReportError("agent name is empty", kExitUsage);
   auto store = ctx.OpenStore(/*create_if_missing=*/false);
   if (!store) return ReportError(store.error());
-  Queue queue(**store, QueueOptions{.actor = "cli"});
-  ledger::BudgetGuard guard(**store, queue, ledger::BudgetEnvelope{});
+  ledger::BudgetGuard guard(**store, ledger::BudgetEnvelope{});
   if (auto status = guard.Resume(name, "cli"); !status) return ReportError(status.error());
   std::cout << "factory: resumed " << name << "\n";
   return kExitOk;

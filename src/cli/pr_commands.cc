@@ -107,9 +107,11 @@ std::variant<Pushed, int> PushRun(const CliContext& ctx, const PrArgs& args,
       {"up_to_date", pushed.push.up_to_date}, {"forced", !pushed.forced_blockers.empty()}};
   if (!pushed.forced_blockers.empty()) payload["overridden"] = pushed.forced_blockers;
   // The branch is on the remote already: a failed record is a warning, not a failed push.
-  if (Status recorded = pushed.env->queue().RecordEvent(
-          args.run_id, "", "run.pushed", "cli",
-          payload.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+  if (auto recorded = pushed.env->queue().events().Append(
+          {.kind = events::EventKind::kRunPushed,
+           .run_id = args.run_id,
+           .actor = "cli",
+           .payload_json = payload.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)});
       !recorded) {
     std::cerr << "factory: warning: cannot record the push in the event log: "
               << recorded.error().message << "\n";
@@ -356,9 +358,11 @@ int PullRequestCommand(const CliContext& ctx, const PrArgs& args) {
                             {"base_branch", request.base_branch},
                             {"commit", pushed.push.commit},
                             {"draft", args.draft}};
-  if (Status recorded = pushed.env->queue().RecordEvent(
-          args.run_id, "", "run.pull_request_opened", "cli",
-          payload.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+  if (auto recorded = pushed.env->queue().events().Append(
+          {.kind = events::EventKind::kRunPullRequestOpened,
+           .run_id = args.run_id,
+           .actor = "cli",
+           .payload_json = payload.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)});
       !recorded) {
     std::cerr << "factory: warning: cannot record the pull request in the event log: "
               << recorded.error().message << "\n";

@@ -136,7 +136,7 @@ Result<feature::FeatureBuildOutcome> FinishFeature(RunEnvironment& env,
   deps.workspace = &env.workspace();
   deps.sandbox = &env.sandbox();
   deps.config = &env.config();
-  deps.queue = &env.queue();
+  deps.events = &env.queue().events();
   deps.cancel = &cancel;
   return feature::FinishFeatureBuild(deps, spec_dir, summary);
 }
@@ -469,7 +469,7 @@ int PlanAndBuildFeature(RunEnvironment& env, const RunArgs& args,
   deps.prompts = &env.prompts();  // the project's templates, loaded (and checked) with the run
   deps.agents = &env.agents();
   deps.config = &env.config();
-  deps.queue = &env.queue();
+  deps.events = &env.queue().events();
   PlanningLines lines(ViewStream(args));
   feature::PlanningInterrupt interrupt;
   feature::PlanningOptions planning;

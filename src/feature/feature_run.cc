@@ -153,9 +153,13 @@ class Planning {
   }
 
   // The plan itself is saved in the spec folder; a lost event must not fail it.
-  void Event(const std::string& kind, const std::string& actor, const json& payload) {
-    if (deps_.queue == nullptr) return;
-    (void)deps_.queue->RecordEvent(options_.run_id, "", kind, actor, payload.dump());
+  void Event(events::EventKind kind, const std::string& actor, const json& payload) {
+    if (deps_.events == nullptr) return;
+    deps_.events->AppendOrWarn(
+        {.kind = kind,
+         .run_id = options_.run_id,
+         .actor = actor,
+         .payload_json = payload.dump(-1, ' ', false, json::error_handler_t::replace)});
   }
 
   llm::CallContext Context(const std::string& agent, const std::string& purpose) const {
@@ -187,7 +191,7 @@ class Planning {
     PlannerOutcome outcome;
     outcome.name = name;
     outcome.started_ms = SystemClock().NowMillis();
-    Event("feature.planner.started", agent,
+    Event(events::EventKind::kFeaturePlannerStarted, agent,
           {{"planner", name}, {"started_ms", outcome.started_ms}});
     (void)folder_.Update([&](json& metadata) {
       metadata["planners"][name] = {{"status", "running"}, {"started_ms", outcome.started_ms}};
@@ -204,7 +208,7 @@ class Planning {
     if (!response) {
       Progress(
           {.name = name, .state = "failed", .elapsed_ms = outcome.ended_ms - outcome.started_ms});
-      Event("feature.planner.failed", agent,
+      Event(events::EventKind::kFeaturePlannerFailed, agent,
             {{"planner", name}, {"error", response.error().message}});
       (void)folder_.Update([&](json& metadata) {
         metadata["planners"][name]["status"] = "failed";
@@ -246,7 +250,7 @@ class Planning {
               .elapsed_ms = outcome.ended_ms - outcome.started_ms,
               .cost_usd = outcome.cost_usd,
               .model = outcome.model});
-    Event("feature.planner.finished", agent,
+    Event(events::EventKind::kFeaturePlannerFinished, agent,
           {{"planner", name},
            {"started_ms", outcome.started_ms},
            {"ended_ms", outcome.ended_ms},
@@ -314,14 +318,14 @@ class Planning {
         metadata["backlog_errors"] = errors;
       }));
       if (check.ok()) {
-        Event("feature.backlog.accepted", "backlog-planner",
+        Event(events::EventKind::kFeatureBacklogAccepted, "backlog-planner",
               {{"attempt", attempt}, {"tasks", check.backlog->value.tasks.size()}});
         return std::move(check.backlog->value);
       }
       std::string joined;
       for (const auto& error : errors) joined += error + "\n";
       FACTORY_RETURN_IF_ERROR(WriteAtomically(saved.string() + ".errors.txt", joined));
-      Event("feature.backlog.invalid", "backlog-planner",
+      Event(events::EventKind::kFeatureBacklogInvalid, "backlog-planner",
             {{"attempt", attempt}, {"errors", errors}});
       if (attempt > options_.max_repairs) break;
       // Repair in the same conversation: the model keeps the plans it worked from.
@@ -513,7 +517,8 @@ Result<FeaturePlan> PlanFeature(const FeatureRequest& request, const PlanningDep
   if (options.interrupt != nullptr) {
     options.interrupt->Attach([&folder, &planning] {
       std::vector<std::string> marked = folder.Interrupt();
-      planning.Event("feature.planning.interrupted", "orchestrator", {{"planners", marked}});
+      planning.Event(events::EventKind::kFeaturePlanningInterrupted, "orchestrator",
+                     {{"planners", marked}});
       for (const auto& name : marked) planning.Progress({.name = name, .state = "interrupted"});
       return marked;
     });
@@ -523,7 +528,7 @@ Result<FeaturePlan> PlanFeature(const FeatureRequest& request, const PlanningDep
   FeaturePlan plan;
   plan.version = version;
   plan.backlog_path = options.spec_dir / kBacklogFile;
-  planning.Event("feature.planning.started", "orchestrator",
+  planning.Event(events::EventKind::kFeaturePlanningStarted, "orchestrator",
                  {{"feature", request.id}, {"version", version}, {"resumed", resuming}});
 
   // A saved backlog of this run: planning is over.
@@ -574,7 +579,8 @@ Result<FeaturePlan> PlanFeature(const FeatureRequest& request, const PlanningDep
       outcome.ended_ms = saved[name].value("ended_ms", int64_t{0});
       outcome.model = saved[name].value("model", "");
       outcome.cost_usd = saved[name].value("cost_usd", 0.0);
-      planning.Event("feature.planner.reused", name + "-planner", {{"planner", name}});
+      planning.Event(events::EventKind::kFeaturePlannerReused, name + "-planner",
+                     {{"planner", name}});
       planning.Progress({.name = name,
                          .state = "reused",
                          .elapsed_ms = outcome.ended_ms - outcome.started_ms,

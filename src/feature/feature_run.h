@@ -44,7 +44,7 @@
 // answer `interrupted` (status `interrupted`) and writes nothing more; planning again with the
 // same run id re-uses what was saved before.
 //
-// Events (queue event log, with the run id): feature.planning.started, feature.planner.started,
+// Events (the event log, with the run id): feature.planning.started, feature.planner.started,
 // feature.planner.finished (payload started_ms/ended_ms), feature.planner.reused,
 // feature.planner.failed, feature.backlog.invalid (payload errors), feature.backlog.accepted,
 // feature.planning.interrupted (payload planners).
@@ -60,11 +60,11 @@
 
 #include "agents/diagnostics.h"
 #include "core/result.h"
+#include "events/event_log.h"
 #include "llm/router.h"
 #include "plan/backlog.h"
 #include "plan/config.h"
 #include "prompts/library.h"
-#include "queue/queue.h"
 
 namespace factory {
 class AgentRegistry;
@@ -95,7 +95,7 @@ struct PlanningDeps {
   const prompts::PromptLibrary* prompts = nullptr;
   const AgentRegistry* agents = nullptr;
   const ProjectConfig* config = nullptr;  // gates and task types for the prompts; may be null
-  Queue* queue = nullptr;                 // events; null: none recorded
+  events::EventLog* events = nullptr;     // null: no events recorded
 };
 
 // One planner's state, for displays. `name` is spec, architecture, qa or backlog.

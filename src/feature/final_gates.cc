@@ -158,7 +158,7 @@ Result<FinalGatesOutcome> RunFinalGates(const FinalGatesDeps& deps, const std::s
   }
   outcome.duration_ms = SystemClock().NowMillis() - started_ms;
 
-  if (deps.queue != nullptr && !outcome.cancelled()) {
+  if (deps.events != nullptr && !outcome.cancelled()) {
     json payload = {{"commit", outcome.commit}, {"branch", outcome.branch}};
     json names = json::array();
     for (const auto& gate : outcome.results) names.push_back(gate.name);
@@ -170,9 +170,12 @@ Result<FinalGatesOutcome> RunFinalGates(const FinalGatesDeps& deps, const std::s
     }
     if (!outcome.error.empty()) payload["error"] = outcome.error;
     // The outcome is in metadata.json; a lost event must not fail the feature.
-    (void)deps.queue->RecordEvent(
-        run_id, "", outcome.passed() ? "feature.final_gates.passed" : "feature.final_gates.failed",
-        "orchestrator", payload.dump(-1, ' ', false, json::error_handler_t::replace));
+    deps.events->AppendOrWarn(
+        {.kind = outcome.passed() ? events::EventKind::kFeatureFinalGatesPassed
+                                  : events::EventKind::kFeatureFinalGatesFailed,
+         .run_id = run_id,
+         .actor = "orchestrator",
+         .payload_json = payload.dump(-1, ' ', false, json::error_handler_t::replace)});
   }
   return outcome;
 }

@@ -5,7 +5,7 @@
 // The feature is `done` only when they pass.
 //
 //   auto outcome = FinishFeatureBuild({.workspace = &env.workspace(), .sandbox = &env.sandbox(),
-//                                      .config = &env.config(), .queue = &env.queue()},
+//                                      .config = &env.config(), .events = &env.queue().events()},
 //                                     spec_dir, summary);
 //
 // What is recorded in spec_dir/metadata.json:
@@ -31,9 +31,9 @@
 #include <vector>
 
 #include "core/result.h"
+#include "events/event_log.h"
 #include "orchestrator/run.h"
 #include "plan/config.h"
-#include "queue/queue.h"
 #include "verify/gates.h"
 #include "workspace/sandbox.h"
 #include "workspace/worktree.h"
@@ -45,7 +45,7 @@ struct FinalGatesDeps {
   WorkspaceManager* workspace = nullptr;
   Sandbox* sandbox = nullptr;
   const ProjectConfig* config = nullptr;
-  Queue* queue = nullptr;                     // events; null: none recorded
+  events::EventLog* events = nullptr;         // null: no events recorded
   const std::atomic<bool>* cancel = nullptr;  // stops the gate running (e.g. on Ctrl-C)
 };
 

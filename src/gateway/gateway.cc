@@ -20,7 +20,6 @@
 #include "llm/router.h"
 #include "llm/sse.h"
 #include "net/http_server.h"
-#include "queue/queue.h"
 
 namespace factory::gateway {
 namespace {
@@ -168,8 +167,7 @@ class GatewayImpl final : public Gateway {
       : options_(std::move(options)),
         clock_(options_.clock != nullptr ? *options_.clock : SystemClock()),
         store_(store),
-        queue_(store, QueueOptions{.clock = &clock_, .actor = "gateway"}),
-        guard_(store, queue_, options_.budgets, &clock_),
+        guard_(store, options_.budgets, &clock_),
         writer_(store),
         admission_(store, guard_, writer_, clock_, options_.cache_ttl_ms),
         keys_(store, clock_, options_.cache_ttl_ms) {}
@@ -622,7 +620,6 @@ class GatewayImpl final : public Gateway {
   const GatewayOptions options_;
   const Clock& clock_;
   Store& store_;
-  Queue queue_;
   ledger::BudgetGuard guard_;
   internal::LedgerWriter writer_;
   internal::GatewayAdmission admission_;

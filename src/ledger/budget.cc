@@ -51,11 +51,11 @@ struct BudgetGuard::Decision {
   std::string refusal;  // "" = admitted
 };
 
-BudgetGuard::BudgetGuard(Store& store, Queue& queue, BudgetEnvelope envelope, const Clock* clock)
+BudgetGuard::BudgetGuard(Store& store, BudgetEnvelope envelope, const Clock* clock)
     : store_(store),
-      queue_(queue),
       envelope_(std::move(envelope)),
       clock_(clock != nullptr ? *clock : SystemClock()),
+      events_(store, events::EventLogOptions{.clock = &clock_, .actor = "budget"}),
       velocity_(std::make_unique<internal::VelocityMeter>(
           envelope_.velocity_window_ms + envelope_.velocity_baseline_ms,
           std::max<int64_t>(1, envelope_.velocity_window_ms / kBucketsPerWindow))) {}
@@ -336,8 +336,11 @@ Status BudgetGuard::RecordOverrun(const llm::CallContext& context, double reserv
   nlohmann::json payload = {{"agent", context.agent},     {"run_id", context.run_id},
                             {"task_id", context.task_id}, {"reserved_usd", reserved_usd},
                             {"actual_usd", actual_usd},   {"overrun_usd", overrun}};
-  return queue_.RecordEvent(context.run_id, context.task_id, "budget.overrun", "budget",
-                            payload.dump());
+  FACTORY_RETURN_IF_ERROR(events_.Append({.kind = events::EventKind::kBudgetOverrun,
+                                          .run_id = context.run_id,
+                                          .task_id = context.task_id,
+                                          .payload_json = payload.dump()}));
+  return Ok();
 }
 
 Status BudgetGuard::RecordPaused(const AgentPause& pause, const llm::CallContext& context) {
@@ -345,8 +348,11 @@ Status BudgetGuard::RecordPaused(const AgentPause& pause, const llm::CallContext
                             {"reason", pause.reason},
                             {"by", pause.by},
                             {"since_ms", pause.since_ms}};
-  return queue_.RecordEvent(context.run_id, context.task_id, "agent.paused", "budget",
-                            payload.dump());
+  FACTORY_RETURN_IF_ERROR(events_.Append({.kind = events::EventKind::kAgentPaused,
+                                          .run_id = context.run_id,
+                                          .task_id = context.task_id,
+                                          .payload_json = payload.dump()}));
+  return Ok();
 }
 
 Result<bool> BudgetGuard::IsPaused(std::string_view agent) {
@@ -374,7 +380,10 @@ Status BudgetGuard::Resume(std::string_view agent, std::string_view by) {
   }));
   if (!cleared) return NotFound("agent " + std::string(agent) + " is not paused");
   nlohmann::json payload = {{"agent", agent}, {"by", by}};
-  return queue_.RecordEvent("", "", "agent.resumed", std::string(by), payload.dump());
+  FACTORY_RETURN_IF_ERROR(events_.Append({.kind = events::EventKind::kAgentResumed,
+                                          .actor = std::string(by),
+                                          .payload_json = payload.dump()}));
+  return Ok();
 }
 
 Status BudgetGuard::Pause(std::string_view agent, std::string_view reason, std::string_view by) {

@@ -47,8 +47,8 @@
 
 #include "core/clock.h"
 #include "core/result.h"
+#include "events/event_log.h"
 #include "llm/call_record.h"
-#include "queue/queue.h"
 #include "store/store.h"
 
 namespace factory::ledger {
@@ -89,9 +89,9 @@ inline constexpr char kAllAgents[] = "*";
 
 class BudgetGuard final : public llm::CallAdmission {
  public:
-  // REQUIRES: store, queue (used for `agent.paused` / `agent.resumed` events) and clock
-  // outlive the guard. clock null = SystemClock().
-  BudgetGuard(Store& store, Queue& queue, BudgetEnvelope envelope, const Clock* clock = nullptr);
+  // REQUIRES: store and clock outlive the guard. clock null = SystemClock(). The guard records
+  // `budget.overrun`, `agent.paused` and `agent.resumed` in the store's event log.
+  BudgetGuard(Store& store, BudgetEnvelope envelope, const Clock* clock = nullptr);
   ~BudgetGuard() override;
 
   // CallAdmission. Refusals are kResourceExhausted (see the file comment); store failures are
@@ -145,9 +145,9 @@ class BudgetGuard final : public llm::CallAdmission {
                                                       const ReservationRow& reservation);
 
   Store& store_;
-  Queue& queue_;
   const BudgetEnvelope envelope_;
   const Clock& clock_;
+  events::EventLog events_;
   std::unique_ptr<internal::VelocityMeter> velocity_;
   std::mutex velocity_mu_;
   std::map<std::string, int64_t, std::less<>> velocity_paused_ms_;  // guarded by velocity_mu_

@@ -158,8 +158,8 @@ Result<std::unique_ptr<RunEnvironment>> RunEnvironment::Open(Store& store,
   env->prompts_ = std::move(*prompts);
 
   env->ledger_ = std::make_unique<ledger::Ledger>(store);
-  env->budget_ = std::make_unique<ledger::BudgetGuard>(
-      store, *env->queue_, MakeBudgetEnvelope(env->config_, *env->agents_));
+  env->budget_ =
+      std::make_unique<ledger::BudgetGuard>(store, MakeBudgetEnvelope(env->config_, *env->agents_));
   FACTORY_RETURN_IF_ERROR(env->OpenModelLayer(root, options));
 
   RunDeps run_deps{&store,

@@ -17,6 +17,7 @@
 #include "core/clock.h"
 #include "core/redact.h"
 #include "core/text_file.h"
+#include "events/event_log.h"
 #include "orchestrator/rebase.h"
 #include "orchestrator/review.h"
 #include "orchestrator/task_prompts.h"
@@ -183,7 +184,7 @@ class PipelineExecutor::AttemptRun {
                   bool retryable = true);
   ExecResult Cancelled();
   ExecResult Succeed();
-  void RecordEvent(const std::string& kind, json payload);
+  void RecordEvent(events::EventKind kind, json payload);
   void Cleanup(bool final);
   // Removes worktrees earlier attempts left behind (a crash), saving their state to refs.
   void RemoveLeftoverWorktrees();
@@ -239,14 +240,14 @@ class PipelineExecutor::AttemptRun {
   }
 };
 
-void PipelineExecutor::AttemptRun::RecordEvent(const std::string& kind, json payload) {
+void PipelineExecutor::AttemptRun::RecordEvent(events::EventKind kind, json payload) {
   payload["attempt"] = lease_.attempt_number;
-  Status recorded =
-      deps_.queue->RecordEvent(task_.run_id, task_.id, kind, options_.actor,
-                               payload.dump(-1, ' ', false, json::error_handler_t::replace));
-  if (!recorded) {
-    spdlog::warn("task {}: cannot record {} event: {}", key_, kind, recorded.error().ToString());
-  }
+  deps_.queue->events().AppendOrWarn(
+      {.kind = kind,
+       .run_id = task_.run_id,
+       .task_id = task_.id,
+       .actor = options_.actor,
+       .payload_json = payload.dump(-1, ' ', false, json::error_handler_t::replace)});
 }
 
 void PipelineExecutor::AttemptRun::Phase(const char* phase, json extra) {
@@ -254,7 +255,7 @@ void PipelineExecutor::AttemptRun::Phase(const char* phase, json extra) {
   progress_.phase_started_ms = NowMillis(*deps_.queue);
   if (agent_ != nullptr) progress_.agent = agent_->name;
   extra["phase"] = phase;
-  RecordEvent("attempt.phase", std::move(extra));
+  RecordEvent(events::EventKind::kAttemptPhase, std::move(extra));
   ex_.UpdateProgress(progress_, /*started=*/false);
 }
 
@@ -459,7 +460,7 @@ void PipelineExecutor::AttemptRun::Rebase() {
     spdlog::warn("task {}: the rebase failed, going on with spec version {}: {}", key_,
                  previous_version, why);
     details_.rebase_failed = why;
-    RecordEvent(kTaskRebaseFailedEvent, json{{"reason", why},
+    RecordEvent(events::EventKind::kTaskRebaseFailed, json{{"reason", why},
                                              {"agent", kRebaseAgent},
                                              {"spec_version", previous_version},
                                              {"cost_usd", cost},
@@ -483,9 +484,12 @@ void PipelineExecutor::AttemptRun::Rebase() {
                {"attempt", lease_.attempt_number},
                {"epoch", lease_.epoch}};
   // The event is the spec's history: without it the new version would not exist.
-  Status recorded =
-      deps_.queue->RecordEvent(task_.run_id, task_.id, stats::kTaskRebasedEvent, options_.actor,
-                               payload.dump(-1, ' ', false, json::error_handler_t::replace));
+  auto recorded = deps_.queue->events().Append(
+      {.kind = events::EventKind::kTaskRebased,
+       .run_id = task_.run_id,
+       .task_id = task_.id,
+       .actor = options_.actor,
+       .payload_json = payload.dump(-1, ' ', false, json::error_handler_t::replace)});
   if (!recorded) return failed("cannot record the new spec: " + recorded.error().message);
   spdlog::info("task {}: rebased to spec version {} ({})", key_, result->spec_version, reason);
   details_.rebased = RebasedDetails{.spec_version = result->spec_version,
@@ -582,10 +586,10 @@ std::optional<ExecResult> PipelineExecutor::AttemptRun::RunRunner() {
   size_t recorded = 0;
   for (const auto& step : run.steps) {
     if (recorded >= options_.max_step_events) break;
-    RecordEvent("agent.step", json{{"agent", agent_->name},
-                                   {"index", recorded},
-                                   {"kind", step.kind},
-                                   {"summary", step.summary}});
+    RecordEvent(events::EventKind::kAgentStep, json{{"agent", agent_->name},
+                                                    {"index", recorded},
+                                                    {"kind", step.kind},
+                                                    {"summary", step.summary}});
     ++recorded;
   }
   details_.usage = AttemptUsageDetails{.input_tokens = run.usage.input_tokens,
@@ -885,7 +889,7 @@ std::optional<ExecResult> PipelineExecutor::AttemptRun::Verify() {
           break;
         case GateVerdict::kFail:
           if (report->command) {
-            RecordEvent("gate.failed", json{{"gate", report->name},
+            RecordEvent(events::EventKind::kGateFailed, json{{"gate", report->name},
                                             {"exit_code", report->command->exit_code},
                                             {"timed_out", report->command->timed_out}});
           } else {
@@ -893,7 +897,7 @@ std::optional<ExecResult> PipelineExecutor::AttemptRun::Verify() {
           }
           return Fail(stage.phase, report->error, report->feedback);
         case GateVerdict::kNoVerdict:
-          RecordEvent("review.failed", json{{"gate", report->name},
+          RecordEvent(events::EventKind::kReviewFailed, json{{"gate", report->name},
                                             {"model", report->model},
                                             {"error", report->log},
                                             {"cost_usd", report->cost_usd}});
@@ -906,7 +910,7 @@ std::optional<ExecResult> PipelineExecutor::AttemptRun::Verify() {
 }
 
 void PipelineExecutor::AttemptRun::ReviewEvent(const GateReport& report) {
-  RecordEvent(kReviewVerdictEvent,
+  RecordEvent(events::EventKind::kReviewVerdict,
               json{{"gate", report.name},
                    {"model", report.model},
                    {"verdict", report.verdict == GateVerdict::kPass ? "pass" : "fail"},
@@ -932,7 +936,7 @@ std::optional<ExecResult> PipelineExecutor::AttemptRun::Merge() {
   if (!merged) {
     if (!conflicts.empty()) {
       details_.conflicts = conflicts;
-      RecordEvent("merge.conflict", json{{"paths", conflicts}});
+      RecordEvent(events::EventKind::kMergeConflict, json{{"paths", conflicts}});
       const std::string error =
           "merge conflict with the integration branch in: " + JoinPaths(conflicts);
       return Fail(kPhaseMerge, error,
@@ -948,7 +952,7 @@ std::optional<ExecResult> PipelineExecutor::AttemptRun::Merge() {
   details_.merge_commit = merged->merge_commit;
   details_.already_merged = merged->already_merged;
   details_.gates_passed = gates_passed_;
-  RecordEvent("task.merged", json{{"merge_commit", merged->merge_commit},
+  RecordEvent(events::EventKind::kTaskMerged, json{{"merge_commit", merged->merge_commit},
                                   {"already_merged", merged->already_merged},
                                   {"agent", agent_->name}});
   return std::nullopt;
@@ -967,7 +971,7 @@ ExecResult PipelineExecutor::AttemptRun::Run() {
     Phase(kPhaseMerge, json{{"already_merged", true}});
     details_.merge_commit = **existing;
     details_.already_merged = true;
-    RecordEvent("task.merged", json{{"merge_commit", **existing}, {"already_merged", true}});
+    RecordEvent(events::EventKind::kTaskMerged, json{{"merge_commit", **existing}, {"already_merged", true}});
     RemoveLeftoverWorktrees();
     return Succeed();
   }

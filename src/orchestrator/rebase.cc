@@ -4,6 +4,7 @@
 #include <map>
 #include <utility>
 
+#include "events/event_kind.h"
 #include "orchestrator/agent_answer.h"
 #include "orchestrator/observer.h"
 #include "orchestrator/task_prompts.h"
@@ -63,7 +64,7 @@ Result<TaskHistory> ReadTaskHistory(Queue& queue, const Task& task, int64_t curr
   while (true) {
     FACTORY_ASSIGN_OR_RETURN(std::vector<Event> page, queue.ListEvents(query));
     for (const Event& event : page) {
-      if (event.kind != stats::kTaskRebasedEvent) continue;
+      if (events::KindOf(event) != events::EventKind::kTaskRebased) continue;
       const json payload = ParseObject(event.payload_json);
       auto spec = payload.find("spec");
       if (spec == payload.end() || !spec->is_string()) continue;

@@ -2,7 +2,7 @@
 // Rebase: a task that keeps failing its gates gets a better spec.
 //
 // A task's spec has versions: version 1 is its backlog description (Task::spec); each rebase
-// appends a `task.rebased` event (stats::kTaskRebasedEvent) to the queue's event log with the
+// appends a `task.rebased` event (events::EventKind::kTaskRebased) to the event log with the
 // task's run and id and the payload
 //   {spec_version, previous_spec_version, agent, model, reason, changes, spec, cost_usd,
 //    attempt, epoch}
@@ -33,10 +33,8 @@ namespace factory {
 
 inline constexpr char kRebaseAgent[] = "rebaser";
 inline constexpr char kRebasePurpose[] = "rebase";
-inline constexpr char kTaskRebaseFailedEvent[] = "task.rebase_failed";
-// A run-level event, once per execution, when rebasing is configured but has no model:
-// {reason}.
-inline constexpr char kRebaseOffEvent[] = "run.rebase_off";
+// When rebasing is configured but has no model, a run-level `run.rebase_off` event {reason}
+// is appended once per execution.
 // The largest spec a rebase may produce.
 inline constexpr size_t kMaxSpecBytes = 64 * 1024;
 

@@ -28,7 +28,6 @@
 namespace factory {
 
 inline constexpr char kReviewPurpose[] = "review";
-inline constexpr char kReviewVerdictEvent[] = "review.verdict";
 inline constexpr size_t kMaxReviewDiff = 64 * 1024;
 
 // "" when `answer` is a valid verdict: "verdict" is "pass" or "fail", "reasons" an array of

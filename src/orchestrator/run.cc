@@ -13,6 +13,7 @@
 #include <utility>
 
 #include "core/ulid.h"
+#include "events/event_log.h"
 #include "orchestrator/rebase.h"
 #include "store/details.h"
 
@@ -33,8 +34,6 @@ std::string StringField(const json& object, const char* key) {
   return it->get<std::string>();
 }
 
-constexpr char kFinalGatesPassedEvent[] = "feature.final_gates.passed";
-constexpr char kFinalGatesFailedEvent[] = "feature.final_gates.failed";
 
 // The feature a run builds: its metadata's "feature" or, for runs created before that was
 // recorded, the id in its title ("feature ID..."); "" for a backlog run.
@@ -173,13 +172,15 @@ RunManager::RunManager(RunDeps deps) : deps_(deps) {}
 Result<CreatedRun> RunManager::OpenRun(const CreateRunOptions& options) {
   FACTORY_ASSIGN_OR_RETURN(CreatedRun created, InsertRun("", options, "planning"));
   if (created.created) {
-    FACTORY_RETURN_IF_ERROR(
-        deps_.queue->RecordEvent(created.run_id, "", "run.created", "orchestrator",
-                                 json{{"tasks_created", 0},
-                                      {"tasks_existing", 0},
-                                      {"integration_branch", created.integration_branch},
-                                      {"base_branch", deps_.workspace->base_branch()}}
-                                     .dump()));
+    FACTORY_RETURN_IF_ERROR(deps_.queue->events().Append(
+        {.kind = events::EventKind::kRunCreated,
+         .run_id = created.run_id,
+         .actor = "orchestrator",
+         .payload_json = json{{"tasks_created", 0},
+                              {"tasks_existing", 0},
+                              {"integration_branch", created.integration_branch},
+                              {"base_branch", deps_.workspace->base_branch()}}
+                             .dump()}));
   }
   return created;
 }
@@ -272,13 +273,15 @@ Result<CreatedRun> RunManager::CreateRun(const Backlog& backlog, const CreateRun
       ++created.tasks_existing;
     }
   }
-  FACTORY_RETURN_IF_ERROR(deps_.queue->RecordEvent(
-      created.run_id, "", created.created ? "run.created" : "run.resumed", "orchestrator",
-      json{{"tasks_created", created.tasks_created},
-           {"tasks_existing", created.tasks_existing},
-           {"integration_branch", created.integration_branch},
-           {"base_branch", base_branch}}
-          .dump()));
+  FACTORY_RETURN_IF_ERROR(deps_.queue->events().Append(
+      {.kind = created.created ? events::EventKind::kRunCreated : events::EventKind::kRunResumed,
+       .run_id = created.run_id,
+       .actor = "orchestrator",
+       .payload_json = json{{"tasks_created", created.tasks_created},
+                            {"tasks_existing", created.tasks_existing},
+                            {"integration_branch", created.integration_branch},
+                            {"base_branch", base_branch}}
+                           .dump()}));
   return created;
 }
 
@@ -340,8 +343,10 @@ Result<RunSummary> RunManager::ExecuteRun(const std::string& run_id,
     const std::string reason =
         deps_.rebase_off_reason.empty() ? "no model for the rebase agent" : deps_.rebase_off_reason;
     spdlog::info("run {}: rebase is off: {}", run_id, reason);
-    (void)deps_.queue->RecordEvent(run_id, "", kRebaseOffEvent, "orchestrator",
-                                   json{{"reason", reason}}.dump());
+    deps_.queue->events().AppendOrWarn({.kind = events::EventKind::kRunRebaseOff,
+                                        .run_id = run_id,
+                                        .actor = "orchestrator",
+                                        .payload_json = json{{"reason", reason}}.dump()});
   }
 
   WorkerOptions worker_options;
@@ -424,13 +429,16 @@ Result<RunSummary> RunManager::ExecuteRun(const std::string& run_id,
                             : summary.unfinished > 0 ? "stopped"
                                                      : "failed";
   FACTORY_RETURN_IF_ERROR(SetRunState(run_id, state));
-  (void)deps_.queue->RecordEvent(run_id, "", "run.executed", "orchestrator",
-                                 json{{"state", state},
-                                      {"done", summary.done},
-                                      {"failed", summary.failed},
-                                      {"blocked", summary.blocked},
-                                      {"wall_ms", wall_ms}}
-                                     .dump());
+  deps_.queue->events().AppendOrWarn({.kind = events::EventKind::kRunExecuted,
+                                      .run_id = run_id,
+                                      .actor = "orchestrator",
+                                      .payload_json = json{
+                                          {"state", state},
+                                          {"done", summary.done},
+                                          {"failed", summary.failed},
+                                          {"blocked", summary.blocked},
+                                          {"wall_ms",
+                                           wall_ms}}.dump()});
   if (!observers.empty()) {
     auto counts = Counts(run_id, summary.cost_usd);
     if (counts) observers.OnRunFinished(run_id, *counts);
@@ -464,20 +472,18 @@ Result<ResumeReport> RunManager::ExpireDeadLeases(const std::string& run_id) {
       }
       task.updated_ms = now_ms;
       FACTORY_RETURN_IF_ERROR(txn.UpdateTask(task));
-      Event event;
-      event.id = NewUlid();
-      event.ts_ms = now_ms;
-      event.run_id = run_id;
-      event.task_id = task.id;
-      event.kind = "task.dead_lease_expired";
-      event.actor = "orchestrator";
-      event.payload_json = payload.dump();
-      FACTORY_RETURN_IF_ERROR(txn.AppendEvent(event));
+      FACTORY_RETURN_IF_ERROR(
+          deps_.queue->events().AppendInTxn(txn, {.kind = events::EventKind::kTaskDeadLeaseExpired,
+                                                  .run_id = run_id,
+                                                  .task_id = task.id,
+                                                  .actor = "orchestrator",
+                                                  .payload_json = payload.dump()}));
       ++report.dead_leases_expired;
     }
     return Ok();
   }));
   if (report.dead_leases_expired > 0) {
+    events::EventLog::NotifyAppended();
     spdlog::info("run {}: expired {} lease(s) of dead workers", run_id, report.dead_leases_expired);
   }
   return report;
@@ -611,9 +617,13 @@ Status RunManager::ReadFinalGates(RunSummary& summary) {
   while (true) {
     FACTORY_ASSIGN_OR_RETURN(std::vector<Event> page, deps_.queue->ListEvents(query));
     for (const Event& event : page) {
-      if (event.kind != kFinalGatesPassedEvent && event.kind != kFinalGatesFailedEvent) continue;
+      const std::optional<events::EventKind> kind = events::KindOf(event);
+      if (kind != events::EventKind::kFeatureFinalGatesPassed &&
+          kind != events::EventKind::kFeatureFinalGatesFailed) {
+        continue;
+      }
       last = ParseObject(event.payload_json);
-      (*last)["passed"] = event.kind == kFinalGatesPassedEvent;
+      (*last)["passed"] = kind == events::EventKind::kFeatureFinalGatesPassed;
     }
     if (page.size() < static_cast<size_t>(query.limit)) break;
     query.after_seq = page.back().seq;
@@ -727,25 +737,29 @@ Result<BaseMergeResult> RunManager::MergeRunIntoBase(const std::string& run_id,
                              " needs a reason (--reason): it goes into the audit log");
     }
     // Recorded before merging: an override that cannot be audited does not happen.
-    FACTORY_RETURN_IF_ERROR(
-        deps_.queue->RecordEvent(run_id, "", "run.merge_forced", options.actor,
-                                 json{{"user", options.user},
-                                      {"reason", options.reason},
-                                      {"overridden", blockers},
-                                      {"base_branch", deps_.workspace->base_branch()}}
-                                     .dump(-1, ' ', false, json::error_handler_t::replace)));
+    FACTORY_RETURN_IF_ERROR(deps_.queue->events().Append(
+        {.kind = events::EventKind::kRunMergeForced,
+         .run_id = run_id,
+         .actor = options.actor,
+         .payload_json = json{{"user", options.user},
+                              {"reason", options.reason},
+                              {"overridden", blockers},
+                              {"base_branch", deps_.workspace->base_branch()}}
+                             .dump(-1, ' ', false, json::error_handler_t::replace)}));
   }
   FACTORY_ASSIGN_OR_RETURN(BaseMergeResult merged, deps_.workspace->MergeIntoBase(run_id));
-  (void)deps_.queue->RecordEvent(run_id, "", "run.merged_into_base", options.actor,
-                                 json{{"base_branch", merged.base_branch},
-                                      {"old_tip", merged.old_tip},
-                                      {"new_tip", merged.new_tip},
-                                      {"up_to_date", merged.up_to_date},
-                                      {"fast_forward", merged.fast_forward},
-                                      {"done", summary.done},
-                                      {"total", summary.total},
-                                      {"forced", !blockers.empty()}}
-                                     .dump());
+  deps_.queue->events().AppendOrWarn({.kind = events::EventKind::kRunMergedIntoBase,
+                                      .run_id = run_id,
+                                      .actor = options.actor,
+                                      .payload_json = json{{"base_branch", merged.base_branch},
+                                                           {"old_tip", merged.old_tip},
+                                                           {"new_tip", merged.new_tip},
+                                                           {"up_to_date", merged.up_to_date},
+                                                           {"fast_forward", merged.fast_forward},
+                                                           {"done", summary.done},
+                                                           {"total", summary.total},
+                                                           {"forced", !blockers.empty()}}
+                                                          .dump()});
   return merged;
 }
 

@@ -8,6 +8,7 @@
 #include <type_traits>
 
 #include "core/redact.h"
+#include "events/event_kind.h"
 #include "queue/state_machine.h"
 
 namespace factory {
@@ -63,11 +64,6 @@ std::string Quote(std::string_view text) {
 // also matches a secret's JSON-escaped form.
 std::string Redacted(std::string_view text) { return ProcessRedactor().Redact(text); }
 
-Status AppendRedacted(StoreTxn& txn, Event& event) {
-  ProcessRedactor().RedactInPlace(event.payload_json);
-  return txn.AppendEvent(event);
-}
-
 bool IsFinalFailure(TaskState state) {
   return state == TaskState::kFailed || state == TaskState::kCancelled ||
          state == TaskState::kBlocked;
@@ -81,12 +77,13 @@ Queue::Queue(Store& store, QueueOptions options)
       retry_(options.retry),
       actor_(options.actor),
       ids_(clock_),
+      events_(store, events::EventLogOptions{.clock = &clock_, .actor = actor_}),
       rng_(std::random_device{}()) {}
 
 Result<Run> Queue::EnsureRun(const std::string& run_id, const std::string& title) {
   if (run_id.empty()) return InvalidArgument("run id is empty");
   Run result;
-  FACTORY_RETURN_IF_ERROR(store_.Write([&](StoreTxn& txn) -> Status {
+  FACTORY_RETURN_IF_ERROR(Write([&](StoreTxn& txn) -> Status {
     FACTORY_ASSIGN_OR_RETURN(auto existing, txn.GetRun(run_id));
     if (existing) {
       result = *existing;
@@ -95,13 +92,10 @@ Result<Run> Queue::EnsureRun(const std::string& run_id, const std::string& title
     int64_t now = clock_.NowMillis();
     result = Run{run_id, title, "active", "{}", now, now};
     FACTORY_RETURN_IF_ERROR(txn.InsertRun(result));
-    Event event{.id = ids_.Next(),
-                .ts_ms = now,
-                .run_id = run_id,
-                .kind = "run.created",
-                .actor = actor_,
-                .payload_json = json{{"title", title}}.dump(-1, ' ', false, kReplaceInvalid)};
-    return AppendRedacted(txn, event);
+    return events_.AppendInTxn(
+        txn, {.kind = events::EventKind::kRunCreated,
+              .run_id = run_id,
+              .payload_json = json{{"title", title}}.dump(-1, ' ', false, kReplaceInvalid)});
   }));
   return result;
 }
@@ -134,13 +128,8 @@ Result<EnqueueResult> Queue::EnqueueInTxn(StoreTxn& txn, const EnqueueRequest& r
     if (!run) {
       run = Run{request.run_id, "", "active", "{}", now, now};
       FACTORY_RETURN_IF_ERROR(txn.InsertRun(*run));
-      Event event{.id = ids_.Next(),
-                  .ts_ms = now,
-                  .run_id = request.run_id,
-                  .kind = "run.created",
-                  .actor = actor_,
-                  .payload_json = "{}"};
-      FACTORY_RETURN_IF_ERROR(AppendRedacted(txn, event));
+      FACTORY_RETURN_IF_ERROR(events_.AppendInTxn(
+          txn, {.kind = events::EventKind::kRunCreated, .run_id = request.run_id}));
     }
     known_runs.emplace(request.run_id, *run);
   }
@@ -192,13 +181,13 @@ Result<EnqueueResult> Queue::EnqueueInTxn(StoreTxn& txn, const EnqueueRequest& r
   if (task.idempotency_key) payload += ",\"idempotency_key\":" + Quote(*task.idempotency_key);
   payload += ",\"priority\":" + std::to_string(task.priority) + ",\"state\":\"" +
              StateName(task.state) + "\",\"title\":" + Quote(task.title) + "}";
-  FACTORY_RETURN_IF_ERROR(AppendEvent(txn, task, "task.created", payload));
+  FACTORY_RETURN_IF_ERROR(AppendEvent(txn, task, events::EventKind::kTaskCreated, payload));
   return EnqueueResult{std::move(task), true};
 }
 
 Result<EnqueueResult> Queue::Enqueue(const EnqueueRequest& request) {
   EnqueueResult result;
-  FACTORY_RETURN_IF_ERROR(store_.Write([&](StoreTxn& txn) -> Status {
+  FACTORY_RETURN_IF_ERROR(Write([&](StoreTxn& txn) -> Status {
     std::map<std::string, Run> known_runs;
     FACTORY_ASSIGN_OR_RETURN(result, EnqueueInTxn(txn, request, known_runs));
     return Ok();
@@ -208,7 +197,7 @@ Result<EnqueueResult> Queue::Enqueue(const EnqueueRequest& request) {
 
 Result<std::vector<EnqueueResult>> Queue::EnqueueMany(const std::vector<EnqueueRequest>& requests) {
   std::vector<EnqueueResult> results;
-  FACTORY_RETURN_IF_ERROR(store_.Write([&](StoreTxn& txn) -> Status {
+  FACTORY_RETURN_IF_ERROR(Write([&](StoreTxn& txn) -> Status {
     results.clear();
     results.reserve(requests.size());
     std::map<std::string, Run> known_runs;
@@ -238,7 +227,7 @@ Result<std::vector<ClaimedTask>> Queue::ClaimImpl(const std::string& owner, int6
   FACTORY_RETURN_IF_ERROR(CheckClaimant(owner, lease_ms));
   if (limit < 1) return InvalidArgument("claim limit must be at least 1");
   std::vector<ClaimedTask> claimed;
-  FACTORY_RETURN_IF_ERROR(store_.Write([&](StoreTxn& txn) -> Status {
+  FACTORY_RETURN_IF_ERROR(Write([&](StoreTxn& txn) -> Status {
     claimed.clear();
     return ClaimInTxn(txn, owner, lease_ms, limit, filter, start, claimed);
   }));
@@ -256,16 +245,16 @@ Status Queue::ClaimInTxn(StoreTxn& txn, const std::string& owner, int64_t lease_
     // The attempt's row is written when it ends (Store::InsertAttempt); until then the task
     // row holds it.
     FACTORY_RETURN_IF_ERROR(AppendEvent(
-        txn, task, "task.claimed",
+        txn, task, events::EventKind::kTaskClaimed,
         "{\"attempt\":" + std::to_string(task.attempts) + ",\"attempt_id\":\"" + task.attempt_id +
             "\",\"from\":\"ready\",\"lease_expires_ms\":" + std::to_string(expires) +
             ",\"owner\":" + Quote(owner) + ",\"to\":\"claimed\"}",
         "worker:" + owner));
     Lease lease{task.id, owner, task.lease_epoch, task.attempt_id, task.attempts, expires};
     if (start) {
-      FACTORY_RETURN_IF_ERROR(Transition(txn, task, TaskState::kRunning, "task.started",
-                                         json{{"attempt", lease.attempt_number}},
-                                         "worker:" + owner));
+      FACTORY_RETURN_IF_ERROR(
+          Transition(txn, task, TaskState::kRunning, events::EventKind::kTaskStarted,
+                     json{{"attempt", lease.attempt_number}}, "worker:" + owner));
     }
     claimed.push_back(ClaimedTask{std::move(task), std::move(lease)});
   }
@@ -277,7 +266,7 @@ Result<std::vector<ClaimedTask>> Queue::CompleteAndClaim(
     const std::string& owner, int64_t lease_ms, int claim_limit, const ClaimFilter& filter) {
   if (claim_limit > 0) FACTORY_RETURN_IF_ERROR(CheckClaimant(owner, lease_ms));
   std::vector<ClaimedTask> claimed;
-  FACTORY_RETURN_IF_ERROR(store_.Write([&](StoreTxn& txn) -> Status {
+  FACTORY_RETURN_IF_ERROR(Write([&](StoreTxn& txn) -> Status {
     claimed.clear();
     FACTORY_RETURN_IF_ERROR(CompleteInTxn(txn, lease, result_json, details_json));
     if (claim_limit <= 0) return Ok();
@@ -299,19 +288,22 @@ Result<Task> Queue::LoadLeased(StoreTxn& txn, const Lease& lease) {
   return std::move(*task);
 }
 
-Status Queue::AppendEvent(StoreTxn& txn, const Task& task, const std::string& kind,
+Status Queue::AppendEvent(StoreTxn& txn, const Task& task, events::EventKind kind,
                           const std::string& payload_json, const std::string& actor) {
-  Event event{.id = ids_.Next(),
-              .ts_ms = clock_.NowMillis(),
-              .run_id = task.run_id,
-              .task_id = task.id,
-              .kind = kind,
-              .actor = actor.empty() ? actor_ : actor,
-              .payload_json = payload_json};
-  return AppendRedacted(txn, event);
+  return events_.AppendInTxn(txn, {.kind = kind,
+                                   .run_id = task.run_id,
+                                   .task_id = task.id,
+                                   .actor = actor,
+                                   .payload_json = payload_json});
 }
 
-Status Queue::Transition(StoreTxn& txn, Task& task, TaskState to, const std::string& kind,
+Status Queue::Write(const std::function<Status(StoreTxn&)>& fn) {
+  FACTORY_RETURN_IF_ERROR(store_.Write(fn));
+  events::EventLog::NotifyAppended();
+  return Ok();
+}
+
+Status Queue::Transition(StoreTxn& txn, Task& task, TaskState to, events::EventKind kind,
                          json payload, const std::string& actor) {
   FACTORY_RETURN_IF_ERROR(CheckTransition(task.state, to));
   payload["from"] = StateName(task.state);
@@ -353,7 +345,7 @@ Status Queue::FinishAttempt(StoreTxn& txn, const Task& task, AttemptStatus statu
 Result<Lease> Queue::Heartbeat(const Lease& lease, int64_t lease_ms) {
   if (lease_ms <= 0) return InvalidArgument("lease duration must be positive");
   Lease renewed = lease;
-  FACTORY_RETURN_IF_ERROR(store_.Write([&](StoreTxn& txn) -> Status {
+  FACTORY_RETURN_IF_ERROR(Write([&](StoreTxn& txn) -> Status {
     FACTORY_ASSIGN_OR_RETURN(Task task, LoadLeased(txn, lease));
     task.lease_expires_ms = clock_.NowMillis() + lease_ms;
     renewed.expires_ms = task.lease_expires_ms;
@@ -366,12 +358,12 @@ Result<Lease> Queue::Heartbeat(const Lease& lease, int64_t lease_ms) {
 Status Queue::Start(const Lease& lease) { return StartMany({lease}); }
 
 Status Queue::StartMany(const std::vector<Lease>& leases) {
-  return store_.Write([&](StoreTxn& txn) -> Status {
+  return Write([&](StoreTxn& txn) -> Status {
     for (const auto& lease : leases) {
       FACTORY_ASSIGN_OR_RETURN(Task task, LoadLeased(txn, lease));
-      FACTORY_RETURN_IF_ERROR(Transition(txn, task, TaskState::kRunning, "task.started",
-                                         json{{"attempt", lease.attempt_number}},
-                                         "worker:" + lease.owner));
+      FACTORY_RETURN_IF_ERROR(
+          Transition(txn, task, TaskState::kRunning, events::EventKind::kTaskStarted,
+                     json{{"attempt", lease.attempt_number}}, "worker:" + lease.owner));
     }
     return Ok();
   });
@@ -382,9 +374,9 @@ Status Queue::Advance(const Lease& lease, TaskState to, const std::string& paylo
       to == TaskState::kCancelled) {
     return InvalidArgument("use Complete/Fail/Release/Cancel to move a task to " + StateName(to));
   }
-  return store_.Write([&](StoreTxn& txn) -> Status {
+  return Write([&](StoreTxn& txn) -> Status {
     FACTORY_ASSIGN_OR_RETURN(Task task, LoadLeased(txn, lease));
-    return Transition(txn, task, to, "task." + StateName(to), ParseObject(payload_json),
+    return Transition(txn, task, to, events::TaskStateEventKind(to), ParseObject(payload_json),
                       "worker:" + lease.owner);
   });
 }
@@ -394,7 +386,7 @@ Status Queue::CompleteInTxn(StoreTxn& txn, const Lease& lease, const std::string
   FACTORY_ASSIGN_OR_RETURN(Task task, LoadLeased(txn, lease));
   FACTORY_RETURN_IF_ERROR(FinishAttempt(txn, task, AttemptStatus::kSucceeded, "", details_json));
   task.result_json = Redacted(result_json);
-  FACTORY_RETURN_IF_ERROR(Transition(txn, task, TaskState::kDone, "task.completed",
+  FACTORY_RETURN_IF_ERROR(Transition(txn, task, TaskState::kDone, events::EventKind::kTaskCompleted,
                                      json{{"attempt", lease.attempt_number}},
                                      "worker:" + lease.owner));
   return PromoteDependents(txn, task.id);
@@ -402,13 +394,13 @@ Status Queue::CompleteInTxn(StoreTxn& txn, const Lease& lease, const std::string
 
 Status Queue::Complete(const Lease& lease, const std::string& result_json,
                        const std::string& details_json) {
-  return store_.Write([&](StoreTxn& txn) -> Status {
+  return Write([&](StoreTxn& txn) -> Status {
     return CompleteInTxn(txn, lease, result_json, details_json);
   });
 }
 
 Status Queue::CompleteMany(const std::vector<Lease>& leases) {
-  return store_.Write([&](StoreTxn& txn) -> Status {
+  return Write([&](StoreTxn& txn) -> Status {
     for (const auto& lease : leases) {
       FACTORY_RETURN_IF_ERROR(CompleteInTxn(txn, lease, "{}", "{}"));
     }
@@ -428,14 +420,10 @@ Status Queue::PromoteDependents(StoreTxn& txn, const std::string& task_id) {
                                    {"to", StateName(TaskState::kReady)}}
                                   .dump(-1, ' ', false, kReplaceInvalid);
   for (const auto& dependent : promoted) {
-    Event event{.id = ids_.Next(),
-                .ts_ms = now_ms,
-                .run_id = dependent.run_id,
-                .task_id = dependent.id,
-                .kind = "task.ready",
-                .actor = actor_,
-                .payload_json = payload};
-    FACTORY_RETURN_IF_ERROR(AppendRedacted(txn, event));
+    FACTORY_RETURN_IF_ERROR(events_.AppendInTxn(txn, {.kind = events::EventKind::kTaskReady,
+                                                      .run_id = dependent.run_id,
+                                                      .task_id = dependent.id,
+                                                      .payload_json = payload}));
   }
   return Ok();
 }
@@ -455,7 +443,8 @@ Result<std::vector<std::string>> Queue::BlockDependents(StoreTxn& txn, const std
       if (dependent->state != TaskState::kPending && dependent->state != TaskState::kReady) {
         continue;
       }
-      FACTORY_RETURN_IF_ERROR(Transition(txn, *dependent, TaskState::kBlocked, "task.blocked",
+      FACTORY_RETURN_IF_ERROR(Transition(txn, *dependent, TaskState::kBlocked,
+                                         events::EventKind::kTaskBlocked,
                                          json{{"cause", cause}, {"via", current}}, ""));
       blocked.push_back(dependent_id);
       frontier.push_back(dependent_id);
@@ -472,7 +461,7 @@ int64_t Queue::NextBackoff(int attempt) {
 Result<FailureOutcome> Queue::Fail(const Lease& lease, const std::string& error,
                                    const std::string& details_json, bool retryable) {
   FailureOutcome outcome;
-  FACTORY_RETURN_IF_ERROR(store_.Write([&](StoreTxn& txn) -> Status {
+  FACTORY_RETURN_IF_ERROR(Write([&](StoreTxn& txn) -> Status {
     outcome = FailureOutcome{};
     FACTORY_ASSIGN_OR_RETURN(Task task, LoadLeased(txn, lease));
     FACTORY_RETURN_IF_ERROR(FinishAttempt(txn, task, AttemptStatus::kFailed, error, details_json));
@@ -482,7 +471,7 @@ Result<FailureOutcome> Queue::Fail(const Lease& lease, const std::string& error,
       task.not_before_ms = clock_.NowMillis() + delay;
       outcome.will_retry = true;
       outcome.not_before_ms = task.not_before_ms;
-      return Transition(txn, task, TaskState::kReady, "task.retry_scheduled",
+      return Transition(txn, task, TaskState::kReady, events::EventKind::kTaskRetryScheduled,
                         json{{"error", error},
                              {"attempt", lease.attempt_number},
                              {"delay_ms", delay},
@@ -490,7 +479,7 @@ Result<FailureOutcome> Queue::Fail(const Lease& lease, const std::string& error,
                         actor);
     }
     FACTORY_RETURN_IF_ERROR(Transition(
-        txn, task, TaskState::kFailed, "task.failed",
+        txn, task, TaskState::kFailed, events::EventKind::kTaskFailed,
         json{{"error", error}, {"attempt", lease.attempt_number}, {"final", true}}, actor));
     FACTORY_ASSIGN_OR_RETURN(outcome.blocked, BlockDependents(txn, task.id, task.id));
     return Ok();
@@ -499,12 +488,12 @@ Result<FailureOutcome> Queue::Fail(const Lease& lease, const std::string& error,
 }
 
 Status Queue::Release(const Lease& lease, const std::string& reason) {
-  return store_.Write([&](StoreTxn& txn) -> Status {
+  return Write([&](StoreTxn& txn) -> Status {
     FACTORY_ASSIGN_OR_RETURN(Task task, LoadLeased(txn, lease));
     FACTORY_RETURN_IF_ERROR(FinishAttempt(txn, task, AttemptStatus::kReleased, reason, "{}"));
     // A release is the worker's choice (shutdown), not the task's failure: give the attempt back.
     task.attempts = std::max(0, task.attempts - 1);
-    return Transition(txn, task, TaskState::kReady, "task.released",
+    return Transition(txn, task, TaskState::kReady, events::EventKind::kTaskReleased,
                       json{{"reason", reason}, {"attempt", lease.attempt_number}},
                       "worker:" + lease.owner);
   });
@@ -529,19 +518,20 @@ Status Queue::ReapInTxn(StoreTxn& txn, Task& task, const std::string& reason,
                        " time(s) while running it (max_crashes " +
                        std::to_string(task.max_crashes) + ")";
     payload["final"] = true;
-    FACTORY_RETURN_IF_ERROR(
-        Transition(txn, task, TaskState::kFailed, "task.failed", payload, "reaper"));
+    FACTORY_RETURN_IF_ERROR(Transition(txn, task, TaskState::kFailed,
+                                       events::EventKind::kTaskFailed, payload, "reaper"));
     FACTORY_RETURN_IF_ERROR(BlockDependents(txn, task.id, task.id));
     if (failed_finally != nullptr) failed_finally->push_back(task.id);
     return Ok();
   }
-  return Transition(txn, task, TaskState::kReady, "task.lease_expired", payload, "reaper");
+  return Transition(txn, task, TaskState::kReady, events::EventKind::kTaskLeaseExpired, payload,
+                    "reaper");
 }
 
 Result<int> Queue::ReapExpired(int limit, std::vector<std::string>* failed_finally) {
   int reaped = 0;
   std::vector<std::string> failed;
-  FACTORY_RETURN_IF_ERROR(store_.Write([&](StoreTxn& txn) -> Status {
+  FACTORY_RETURN_IF_ERROR(Write([&](StoreTxn& txn) -> Status {
     reaped = 0;
     failed.clear();
     FACTORY_ASSIGN_OR_RETURN(auto expired, txn.ListExpiredLeases(clock_.NowMillis(), limit));
@@ -580,7 +570,7 @@ Result<int> Queue::ReapDeadOwners(
   if (!any_dead) return 0;
   int reaped = 0;
   std::vector<std::string> failed;
-  FACTORY_RETURN_IF_ERROR(store_.Write([&](StoreTxn& txn) -> Status {
+  FACTORY_RETURN_IF_ERROR(Write([&](StoreTxn& txn) -> Status {
     reaped = 0;
     failed.clear();
     FACTORY_ASSIGN_OR_RETURN(auto leased, txn.ListExpiredLeases(kEveryLease, kMaxLeases));
@@ -598,7 +588,7 @@ Result<int> Queue::ReapDeadOwners(
 }
 
 Status Queue::Cancel(const std::string& task_id, const std::string& reason) {
-  return store_.Write([&](StoreTxn& txn) -> Status {
+  return Write([&](StoreTxn& txn) -> Status {
     FACTORY_ASSIGN_OR_RETURN(auto task, txn.GetTask(task_id));
     if (!task) return NotFound("task " + task_id + " does not exist");
     if (IsTerminalState(task->state)) {
@@ -611,15 +601,16 @@ Status Queue::Cancel(const std::string& task_id, const std::string& reason) {
       FACTORY_RETURN_IF_ERROR(
           FinishAttempt(txn, *task, AttemptStatus::kCancelled, "cancelled", "{}"));
     }
-    FACTORY_RETURN_IF_ERROR(Transition(txn, *task, TaskState::kCancelled, "task.cancelled",
-                                       json{{"reason", reason}}, ""));
+    FACTORY_RETURN_IF_ERROR(Transition(txn, *task, TaskState::kCancelled,
+                                       events::EventKind::kTaskCancelled, json{{"reason", reason}},
+                                       ""));
     FACTORY_RETURN_IF_ERROR(BlockDependents(txn, task_id, task_id));
     return Ok();
   });
 }
 
 Status Queue::Retry(const std::string& task_id) {
-  return store_.Write([&](StoreTxn& txn) -> Status {
+  return Write([&](StoreTxn& txn) -> Status {
     FACTORY_ASSIGN_OR_RETURN(auto task, txn.GetTask(task_id));
     if (!task) return NotFound("task " + task_id + " does not exist");
     if (task->state != TaskState::kFailed && task->state != TaskState::kBlocked) {
@@ -639,7 +630,7 @@ Status Queue::Retry(const std::string& task_id) {
     task->not_before_ms = 0;
     FACTORY_RETURN_IF_ERROR(Transition(txn, *task,
                                        unfinished == 0 ? TaskState::kReady : TaskState::kPending,
-                                       "task.retried", json::object(), ""));
+                                       events::EventKind::kTaskRetried, json::object(), ""));
     // Dependents blocked because of this task wait again, unless another dependency of theirs
     // still failed.
     std::deque<std::string> frontier{task_id};
@@ -657,31 +648,13 @@ Status Queue::Retry(const std::string& task_id) {
         }
         if (still_blocked) continue;
         FACTORY_ASSIGN_OR_RETURN(int waiting, txn.CountUnfinishedDependencies(dependent_id));
-        FACTORY_RETURN_IF_ERROR(Transition(txn, *dependent,
-                                           waiting == 0 ? TaskState::kReady : TaskState::kPending,
-                                           "task.unblocked", json{{"cause", task_id}}, ""));
+        FACTORY_RETURN_IF_ERROR(
+            Transition(txn, *dependent, waiting == 0 ? TaskState::kReady : TaskState::kPending,
+                       events::EventKind::kTaskUnblocked, json{{"cause", task_id}}, ""));
         frontier.push_back(dependent_id);
       }
     }
     return Ok();
-  });
-}
-
-Status Queue::RecordEvent(const std::string& run_id, const std::string& task_id,
-                          const std::string& kind, const std::string& actor,
-                          const std::string& payload_json) {
-  if (kind.empty()) return InvalidArgument("event kind is empty");
-  json payload = json::parse(payload_json.empty() ? "{}" : payload_json, nullptr, false);
-  if (payload.is_discarded()) return InvalidArgument("event payload is not valid JSON");
-  return store_.Write([&](StoreTxn& txn) -> Status {
-    Event event{.id = ids_.Next(),
-                .ts_ms = clock_.NowMillis(),
-                .run_id = run_id,
-                .task_id = task_id,
-                .kind = kind,
-                .actor = actor.empty() ? actor_ : actor,
-                .payload_json = payload.dump(-1, ' ', false, kReplaceInvalid)};
-    return AppendRedacted(txn, event);
   });
 }
 
@@ -690,7 +663,7 @@ Status Queue::UpdateMetadata(const std::string& task_id, const std::string& patc
   if (patch.is_discarded() || !patch.is_object()) {
     return InvalidArgument("metadata patch must be a JSON object");
   }
-  return store_.Write([&](StoreTxn& txn) -> Status {
+  return Write([&](StoreTxn& txn) -> Status {
     FACTORY_ASSIGN_OR_RETURN(auto task, txn.GetTask(task_id));
     if (!task) return NotFound("task " + task_id + " does not exist");
     json metadata = ParseObject(task->metadata_json);

@@ -18,6 +18,7 @@
 #include "core/clock.h"
 #include "core/result.h"
 #include "core/ulid.h"
+#include "events/event_log.h"
 #include "queue/backoff.h"
 #include "store/store.h"
 
@@ -156,10 +157,6 @@ class Queue {
   // again. FailedPrecondition when a dependency is itself failed or cancelled.
   Status Retry(const std::string& task_id);
 
-  // Appends an event that is not a state change (an agent step, a phase, a merge...) to the
-  // chain. run_id and task_id may be empty.
-  Status RecordEvent(const std::string& run_id, const std::string& task_id, const std::string& kind,
-                     const std::string& actor, const std::string& payload_json);
   // Merges `patch` (a JSON object) into the task's metadata. NotFound / InvalidArgument.
   Status UpdateMetadata(const std::string& task_id, const std::string& patch_json);
 
@@ -175,6 +172,9 @@ class Queue {
   Result<std::optional<int64_t>> NextReadyAt(const ClaimFilter& filter = {});
 
   Store& store() { return store_; }
+  // The log the queue appends its state changes to (inside the changes' transactions); shared
+  // with whoever records events next to the queue's work.
+  events::EventLog& events() { return events_; }
   const Clock& clock() const { return clock_; }
 
  private:
@@ -187,9 +187,11 @@ class Queue {
                     const ClaimFilter& filter, bool start, std::vector<ClaimedTask>& claimed);
   // Checks and applies a state change and appends its event (payload gains "from" and "to").
   // actor empty: the Queue's own actor.
-  Status Transition(StoreTxn& txn, Task& task, TaskState to, const std::string& kind,
+  Status Transition(StoreTxn& txn, Task& task, TaskState to, events::EventKind kind,
                     nlohmann::json payload, const std::string& actor);
-  Status AppendEvent(StoreTxn& txn, const Task& task, const std::string& kind,
+  // store_.Write, then wakes the process's event subscriptions (the write appended events).
+  Status Write(const std::function<Status(StoreTxn&)>& fn);
+  Status AppendEvent(StoreTxn& txn, const Task& task, events::EventKind kind,
                      const std::string& payload_json, const std::string& actor = "");
   Status CompleteInTxn(StoreTxn& txn, const Lease& lease, const std::string& result_json,
                        const std::string& details_json);
@@ -209,6 +211,7 @@ class Queue {
   RetryPolicy retry_;
   std::string actor_;
   UlidGenerator ids_;
+  events::EventLog events_;
   std::mutex rng_mu_;
   std::mt19937_64 rng_;  // guarded by rng_mu_
 };

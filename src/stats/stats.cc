@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 #include <utility>
 
+#include "events/event_kind.h"
 #include "store/details.h"
 
 namespace factory::stats {
@@ -120,7 +121,7 @@ Result<Snapshot> ReadSnapshot(Store& store, const StatsQuery& query) {
     while (true) {
       FACTORY_ASSIGN_OR_RETURN(std::vector<Event> page, txn.ListEvents(events));
       for (const Event& event : page) {
-        if (event.kind == kTaskRebasedEvent && !event.task_id.empty())
+        if (events::KindOf(event) == events::EventKind::kTaskRebased && !event.task_id.empty())
           ++snapshot.rebases[event.task_id];
       }
       if (static_cast<int>(page.size()) < kEventPage) break;

@@ -8,7 +8,7 @@
 //    counted attempt with the lowest epoch; a first attempt counts for the success rate once it
 //    has finished (any status but `running`) and succeeds when its status is `succeeded`.
 //  - attempts_per_task = attempts of the tasks that have any / the number of those tasks.
-//  - Rebases are events of kind kTaskRebasedEvent ("task.rebased") on the tasks.
+//  - Rebases are events of kind events::EventKind::kTaskRebased ("task.rebased") on the tasks.
 //  - Tokens and cost come from the ledger and the attempt details, each call or attempt counted
 //    once. An attempt whose runner's calls are in the ledger (purpose kRunnerCallPurpose or
 //    kGatewayCallPurpose, attempt_id = the attempt's id) gets its usage from those metered
@@ -37,12 +37,6 @@
 #include "store/store.h"
 
 namespace factory::stats {
-
-// The event the rebase step appends, with the task's run and id, when it replaces
-// a task's spec with an improved one. Payload: {"spec_version": N (the new version; 2 after the
-// first rebase), "previous_spec_version": N-1, "agent": the rebase agent, "reason": short text}.
-// Stats only count these events; the payload is for the audit trail.
-inline constexpr char kTaskRebasedEvent[] = "task.rebased";
 
 // The purposes (llm::CallContext::purpose) of the calls an attempt's runner makes: the built-in
 // tool loop's, and an external CLI agent's through the gateway. They are the metered truth of

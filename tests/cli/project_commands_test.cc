@@ -57,8 +57,7 @@ TEST(ProjectCommandsTest, ResumeLiftsAPause) {
   {
     auto store = OpenSqliteStore(SqliteOptions{.path = sandbox.DbPath().string()});
     ASSERT_TRUE(store.has_value());
-    Queue queue(**store);
-    ledger::BudgetGuard guard(**store, queue, ledger::BudgetEnvelope{});
+    ledger::BudgetGuard guard(**store, ledger::BudgetEnvelope{});
     ASSERT_TRUE(guard.Pause("builder", "daily cap reached", "test").has_value());
     EXPECT_TRUE(*guard.IsPaused("builder"));
   }
@@ -80,7 +79,7 @@ TEST(ProjectCommandsTest, ResumeLiftsAPause) {
   EXPECT_EQ(find(sandbox.Ok({"agents", "--json"}).Json(), "builder")["status"], "idle");
   auto store = OpenSqliteStore(SqliteOptions{.path = sandbox.DbPath().string()});
   Queue queue(**store);
-  ledger::BudgetGuard guard(**store, queue, ledger::BudgetEnvelope{});
+  ledger::BudgetGuard guard(**store, ledger::BudgetEnvelope{});
   EXPECT_FALSE(*guard.IsPaused("builder"));
   auto events = queue.ListEvents(EventQuery{.limit = 0});
   int resumed = 0;

@@ -82,7 +82,7 @@ class BuildOutcomeTest : public ::testing::Test {
     return FinalGatesDeps{.workspace = workspace_.get(),
                           .sandbox = sandbox_.get(),
                           .config = &config_,
-                          .queue = nullptr,
+                          .events = nullptr,
                           .cancel = nullptr};
   }
 

@@ -117,7 +117,7 @@ class PlanningTest : public ::testing::Test {
     deps.router = router_.get();
     deps.prompts = &*prompts_;
     deps.agents = &agents_;
-    deps.queue = queue_.get();
+    deps.events = &queue_->events();
     return PlanFeature(request_, deps, Options(run_id));
   }
 

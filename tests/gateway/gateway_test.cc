@@ -500,8 +500,7 @@ TEST_F(GatewayTest, AgentDailyCapIsEnforcedInTheStoreWithoutPausingTheAgent) {
   EXPECT_THAT(refused.body, HasSubstr("worst case"));
   EXPECT_EQ(fake_.request_count(), 1u);
   // A worst case that does not fit refuses that call; the agent is not paused for it.
-  Queue queue(*store_);
-  ledger::BudgetGuard guard(*store_, queue, budgets);
+  ledger::BudgetGuard guard(*store_, budgets);
   EXPECT_FALSE(*guard.IsPaused("coder"));
   // Spend recorded as the built-in agent's is: settled reservations in the store.
   std::optional<double> spent;
@@ -526,8 +525,7 @@ TEST_F(GatewayTest, PausedAgentIsRefusedAndUnlimitedSpendStillCounts) {
   }));
   EXPECT_NEAR(*spent, (1'000 * kMiniIn + 1'000 * kMiniOut) / 1e6, 1e-12);
 
-  Queue queue(*store_);
-  ledger::BudgetGuard guard(*store_, queue, {});
+  ledger::BudgetGuard guard(*store_, {});
   ASSERT_TRUE(guard.Pause("coder", "test", "test"));
   auto refused = Post("/v1/chat/completions", Chat("mini"), key_);
   ExpectOpenAiError(refused, 402, "insufficient_quota");

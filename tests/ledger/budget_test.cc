@@ -54,7 +54,7 @@ TEST_P(BudgetRaceTest, ConcurrentReservationsNeverPassTheRunCap) {
   constexpr int kTriesPerThread = 40;
   BudgetEnvelope envelope;
   envelope.project.per_run_usd = kCap;
-  BudgetGuard guard(*store_, *queue_, envelope, &clock_);
+  BudgetGuard guard(*store_, envelope, &clock_);
 
   std::mutex mu;
   double admitted = 0;  // guarded by mu
@@ -110,8 +110,7 @@ TEST_F(BudgetTest, SixteenConnectionsNeverPassTheRunCap) {
         ++failures;
         return;
       }
-      Queue queue(**store, QueueOptions{.clock = &clock_});
-      BudgetGuard guard(**store, queue, envelope, &clock_);
+      BudgetGuard guard(**store, envelope, &clock_);
       for (int i = 0; i < 20; ++i) {
         auto reserved = guard.ReserveUsd(Ctx("race2", "", "a"), 0.25);
         if (reserved) {
@@ -147,10 +146,9 @@ TEST_F(BudgetTest, TwoProcessesNeverPassTheRunCap) {
         auto store = OpenSqliteStore(SqliteOptions{.path = db_path()});
         if (!store) ::_exit(255);
         FakeClock clock;
-        Queue queue(**store, QueueOptions{.clock = &clock});
         BudgetEnvelope envelope;
         envelope.project.per_run_usd = kCap;
-        BudgetGuard guard(**store, queue, envelope, &clock);
+        BudgetGuard guard(**store, envelope, &clock);
         for (int i = 0; i < kTries; ++i) {
           auto reserved = guard.ReserveUsd(Ctx("forked", "", "p"), 0.25);
           if (reserved) {
@@ -185,7 +183,7 @@ TEST_F(BudgetTest, TwoProcessesNeverPassTheRunCap) {
 TEST_F(BudgetTest, SettlingReplacesTheWorstCaseWithTheActualCost) {
   BudgetEnvelope envelope;
   envelope.project.per_run_usd = 1.0;
-  BudgetGuard guard(*store_, *queue_, envelope, &clock_);
+  BudgetGuard guard(*store_, envelope, &clock_);
   auto first = guard.ReserveUsd(Ctx("r", "t", "a"), 0.75);
   ASSERT_TRUE(first);
   // Unsettled, the worst case holds the room.
@@ -201,7 +199,7 @@ TEST_F(BudgetTest, SettlingReplacesTheWorstCaseWithTheActualCost) {
 TEST_F(BudgetTest, PerCallCapRefusesAnExpensiveCall) {
   BudgetEnvelope envelope;
   envelope.project.per_call_usd = 0.5;
-  BudgetGuard guard(*store_, *queue_, envelope, &clock_);
+  BudgetGuard guard(*store_, envelope, &clock_);
   EXPECT_TRUE(guard.ReserveUsd(Ctx("r", "t", "a"), 0.5));
   auto refused = guard.ReserveUsd(Ctx("r", "t", "a"), 0.75);
   ASSERT_FALSE(refused);
@@ -214,7 +212,7 @@ TEST_F(BudgetTest, TaskCapEndsTheAttemptAsBudgetExceeded) {
   BudgetEnvelope envelope;
   envelope.project.per_task_usd = 1.0;
   envelope.project.per_run_usd = 100.0;
-  BudgetGuard guard(*store_, *queue_, envelope, &clock_);
+  BudgetGuard guard(*store_, envelope, &clock_);
   for (int i = 0; i < 2; ++i) {
     auto reserved = guard.ReserveUsd(Ctx("r", "task-1", "coder"), 0.5);
     ASSERT_TRUE(reserved) << reserved.error().ToString();
@@ -236,7 +234,7 @@ TEST_F(BudgetTest, TaskCapEndsTheAttemptAsBudgetExceeded) {
 TEST_F(BudgetTest, TaskTokenCapEndsTheAttemptAsBudgetExceeded) {
   BudgetEnvelope envelope;
   envelope.agents["coder"].per_task_tokens = 1'000;
-  BudgetGuard guard(*store_, *queue_, envelope, &clock_);
+  BudgetGuard guard(*store_, envelope, &clock_);
   Ledger ledger(*store_);
   llm::CallRecord record;
   record.context = Ctx("r", "task-1", "coder");
@@ -257,7 +255,7 @@ TEST_F(BudgetTest, AgentDailyCapRefusesAWorstCaseWithoutPausing) {
   BudgetEnvelope envelope;
   envelope.project.per_agent_daily_usd = 5.0;
   envelope.agents["coder"].per_agent_daily_usd = 1.0;  // the agent's own budget wins
-  BudgetGuard guard(*store_, *queue_, envelope, &clock_);
+  BudgetGuard guard(*store_, envelope, &clock_);
   ASSERT_TRUE(guard.ReserveUsd(Ctx("r", "t1", "coder"), 0.625));
   auto refused = guard.ReserveUsd(Ctx("r", "t2", "coder"), 0.5);
   ASSERT_FALSE(refused);
@@ -274,7 +272,7 @@ TEST_F(BudgetTest, AgentDailyCapRefusesAWorstCaseWithoutPausing) {
 TEST_F(BudgetTest, AgentDailyCapPausesTheAgentOnceSettledSpendReachesIt) {
   BudgetEnvelope envelope;
   envelope.agents["coder"].per_agent_daily_usd = 1.0;
-  BudgetGuard guard(*store_, *queue_, envelope, &clock_);
+  BudgetGuard guard(*store_, envelope, &clock_);
   auto first = guard.ReserveUsd(Ctx("r", "t1", "coder"), 0.5);
   ASSERT_TRUE(first);
   ASSERT_TRUE(guard.SettleUsd(*first, 0.5));
@@ -313,7 +311,7 @@ TEST_F(BudgetTest, AgentDailyCapPausesTheAgentOnceSettledSpendReachesIt) {
 TEST_F(BudgetTest, GlobalDailyCapPausesEveryAgentOnceSettledSpendReachesIt) {
   BudgetEnvelope envelope;
   envelope.global_daily_usd = 1.0;
-  BudgetGuard guard(*store_, *queue_, envelope, &clock_);
+  BudgetGuard guard(*store_, envelope, &clock_);
   auto first = guard.ReserveUsd(Ctx("r1", "t1", "coder"), 0.75);
   ASSERT_TRUE(first);
   // A worst case that does not fit beside it is refused; nobody is paused for that.
@@ -344,7 +342,7 @@ TEST_F(BudgetTest, GlobalDailyCapPausesEveryAgentOnceSettledSpendReachesIt) {
 
 TEST_F(BudgetTest, VelocityPausesAnAgentSpendingThreeTimesItsTrailingRate) {
   BudgetEnvelope envelope;  // defaults: 3x, 10-minute window, 60-minute baseline
-  BudgetGuard guard(*store_, *queue_, envelope, &clock_);
+  BudgetGuard guard(*store_, envelope, &clock_);
   auto spend = [&](const std::string& agent, double usd) {
     auto reserved = guard.ReserveUsd(Ctx("r", "t", agent), usd);
     ASSERT_TRUE(reserved) << reserved.error().ToString();
@@ -382,7 +380,7 @@ TEST_F(BudgetTest, VelocityPausesAnAgentSpendingThreeTimesItsTrailingRate) {
 TEST_F(BudgetTest, VelocityUsesTheConfiguredMinimumBaselineForANewAgent) {
   BudgetEnvelope envelope;
   envelope.velocity_min_baseline_usd = 0.25;  // per 10 minutes: pause above $0.75
-  BudgetGuard guard(*store_, *queue_, envelope, &clock_);
+  BudgetGuard guard(*store_, envelope, &clock_);
   for (int i = 0; i < 3; ++i) {
     auto reserved = guard.ReserveUsd(Ctx("r", "t", "fresh"), 0.25);
     ASSERT_TRUE(reserved);

@@ -45,7 +45,7 @@ retry: {max_attempts: 2, base_ms: 10, max_ms: 100}
     });
     ASSERT_TRUE(config) << config.error().ToString();
     ledger_ = std::make_unique<Ledger>(*store_);
-    guard_ = std::make_unique<BudgetGuard>(*store_, *queue_, std::move(envelope), &clock_);
+    guard_ = std::make_unique<BudgetGuard>(*store_, std::move(envelope), &clock_);
     llm::RouterOptions options;
     options.clock = &clock_;
     options.sleeper = [this](int64_t ms) { clock_.Advance(ms); };

@@ -253,7 +253,7 @@ TEST_F(StepsTest, EachAttemptGetsTheRenderedImplementTemplateAndNothingElse) {
   EXPECT_EQ(Details(attempts[1])["prompt_bytes"], static_cast<int64_t>(second.size()));
 
   // No models.yaml: rebasing is off, said once in the run's log.
-  const auto off = Events("prompt", kRebaseOffEvent);
+  const auto off = Events("prompt", "run.rebase_off");
   ASSERT_EQ(off.size(), 1u);
   EXPECT_THAT(off[0]["reason"].get<std::string>(), HasSubstr("models.yaml")) << off[0].dump();
 }

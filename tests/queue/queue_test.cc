@@ -505,12 +505,16 @@ TEST_F(QueueTest, DependenciesByIdempotencyKeyResolveInsideOneBatch) {
   EXPECT_NE(unknown.error().message.find("'nope'"), std::string::npos);
 }
 
-TEST_F(QueueTest, RecordEventAndMetadataPatch) {
+TEST_F(QueueTest, EventBesideTheQueueAndMetadataPatch) {
   std::string id = Add("t");
-  ASSERT_TRUE(
-      queue_->RecordEvent("default", id, "agent.step", "agent:x", R"({"n":1})").has_value());
+  ASSERT_TRUE(queue_->events()
+                  .Append({.kind = events::EventKind::kAgentStep,
+                           .run_id = "default",
+                           .task_id = id,
+                           .actor = "agent:x",
+                           .payload_json = R"({"n":1})"})
+                  .has_value());
   EXPECT_EQ(CountEvents(id, "agent.step"), 1);
-  EXPECT_FALSE(queue_->RecordEvent("", id, "agent.step", "", "{oops").has_value());
   ASSERT_TRUE(queue_->UpdateMetadata(id, R"({"backlog_id":"a","n":2})").has_value());
   ASSERT_TRUE(queue_->UpdateMetadata(id, R"({"n":3})").has_value());
   EXPECT_EQ(nlohmann::json::parse(queue_->GetTask(id)->metadata_json),

@@ -468,14 +468,15 @@ TEST_F(StoreTest, ListsATasksEventsAmongOthers) {
     auto task = queue.Enqueue(EnqueueRequest{.run_id = "r", .title = "t" + std::to_string(i)});
     ASSERT_TRUE(task) << task.error().ToString();
     ids.push_back(task->task.id);
-    ASSERT_TRUE(queue.RecordEvent("r", ids.back(), "task.note", "test", "{}"));
+    ASSERT_TRUE(queue.events().Append(
+        {.kind = events::EventKind::kAgentStep, .run_id = "r", .task_id = ids.back()}));
   }
   for (const auto& id : ids) {
     auto events = queue.ListEvents(EventQuery{.task_id = id});
     ASSERT_TRUE(events) << events.error().ToString();
     ASSERT_EQ(events->size(), 2u) << id;
     EXPECT_EQ((*events)[0].kind, "task.created");
-    EXPECT_EQ((*events)[1].kind, "task.note");
+    EXPECT_EQ((*events)[1].kind, "agent.step");
     for (const auto& event : *events) EXPECT_EQ(event.task_id, id);
   }
 }

@@ -34,8 +34,7 @@ class BudgetAttackTest : public testing::GatewayFixture {
   }
 
   bool Paused(const std::string& agent) {
-    Queue queue(*store_);
-    ledger::BudgetGuard guard(*store_, queue, {});
+    ledger::BudgetGuard guard(*store_, {});
     auto paused = guard.IsPaused(agent);
     EXPECT_TRUE(paused) << paused.error().ToString();
     return paused && *paused;
@@ -162,8 +161,7 @@ TEST_F(BudgetAttackTest, AnOverrunIsRecordedAndItsScopeRefusedUntilBackUnderTheC
   // resumed, it is still refused while its spend is over the cap.
   auto refused = Post("/v1/chat/completions", body, key_);
   EXPECT_EQ(refused.status, 402) << refused.body;
-  Queue queue(*store_);
-  ledger::BudgetGuard guard(*store_, queue, budgets);
+  ledger::BudgetGuard guard(*store_, budgets);
   EXPECT_TRUE(*guard.IsPaused("coder"));
   ASSERT_TRUE(guard.Resume("coder"));
   refused = Post("/v1/chat/completions", body, key_);

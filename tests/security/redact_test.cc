@@ -235,8 +235,12 @@ TEST(QueueRedactionTest, EventsAttemptsResultsAndMetadataAreStoredRedacted) {
       ASSERT_TRUE(queue.Complete(task.lease, nlohmann::json{{"out", secret}}.dump()));
     }
   }
-  ASSERT_TRUE(queue.RecordEvent("default", first->task.id, "agent.step", "test",
-                                nlohmann::json{{"summary", secret + " " + quoted}}.dump()));
+  ASSERT_TRUE(queue.events().Append(
+      {.kind = events::EventKind::kAgentStep,
+       .run_id = "default",
+       .task_id = first->task.id,
+       .actor = "test",
+       .payload_json = nlohmann::json{{"summary", secret + " " + quoted}}.dump()}));
   ASSERT_TRUE(queue.UpdateMetadata(second->task.id, nlohmann::json{{"note", secret}}.dump()));
 
   auto attempts = queue.ListAttempts(first->task.id);

@@ -69,9 +69,12 @@ TEST(StatsCliTest, JsonFiguresEqualWhatTheStoreHolds) {
       return Ok();
     });
     ASSERT_TRUE(written.has_value()) << written.error().ToString();
-    ASSERT_TRUE(queue
-                    .RecordEvent("r1", bad, stats::kTaskRebasedEvent, "test",
-                                 R"({"spec_version":2,"previous_spec_version":1})")
+    ASSERT_TRUE(queue.events()
+                    .Append({.kind = events::EventKind::kTaskRebased,
+                             .run_id = "r1",
+                             .task_id = bad,
+                             .actor = "test",
+                             .payload_json = R"({"spec_version":2,"previous_spec_version":1})"})
                     .has_value());
   }
 

@@ -121,7 +121,7 @@ class StatsTest : public ::testing::Test {
                Details("builder", "m-small", 100, 10, 0, 0.25, 1000));
     AddAttempt("t-a", 2, AttemptStatus::kSucceeded, 5000, 9000,
                Details("builder", "m-big", 200, 20, 50, 0.5, 2000));
-    AddEvent("r1", "t-a", kTaskRebasedEvent);
+    AddEvent("r1", "t-a", "task.rebased");
     AddEvent("r1", "t-a", "task.completed");
     // B: done at the first attempt (coder on m-small), which reports its cost only at the top
     // level of the details.
