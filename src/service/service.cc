@@ -617,6 +617,11 @@ std::string ErrorField(const Error& error) {
     return "";
   }
   const std::string_view word(message.data(), end);
+  // Other errors may begin with a plain word that is also a field's name ("run r1 does not
+  // exist"); only a reference to a missing thing names its field (depends_on).
+  if (error.code != ErrorCode::kInvalidArgument && word.find('_') == std::string_view::npos) {
+    return "";
+  }
   for (std::string_view field : kFields) {
     if (field == word) return std::string(word);
   }

@@ -62,7 +62,8 @@ namespace factory::service {
 
 // The HTTP status for an error code (table above).
 int HttpStatusFor(ErrorCode code);
-// The request field an InvalidArgument error of this service is about ("" when it names none).
+// The request field an error of this service is about ("" when it names none): the first word of
+// an InvalidArgument error's message, or of a NotFound one about a referenced id (depends_on).
 std::string ErrorField(const Error& error);
 
 struct ServiceOptions {

@@ -281,6 +281,8 @@ TEST(HttpStatusForTest, MapsEveryCode) {
   EXPECT_EQ(ErrorField(Error{ErrorCode::kInvalidArgument, "no task with id 'x'"}), "");
   EXPECT_EQ(ErrorField(Error{ErrorCode::kInvalidArgument, "title must not be empty"}), "title");
   EXPECT_EQ(ErrorField(Error{ErrorCode::kInvalidArgument, "since: bad"}), "since");
+  EXPECT_EQ(ErrorField(Error{ErrorCode::kNotFound, "run r1 does not exist"}), "");
+  EXPECT_EQ(ErrorField(Error{ErrorCode::kNotFound, "depends_on X: no such task"}), "depends_on");
 }
 
 }  // namespace
