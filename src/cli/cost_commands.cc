@@ -5,8 +5,7 @@
 #include <iostream>
 
 #include "cli/cli.h"
-#include "core/clock.h"
-#include "ledger/budget.h"
+#include "cli/service_glue.h"
 #include "ledger/ledger.h"
 
 namespace factory::cli {
@@ -19,19 +18,14 @@ struct CostsOptions {
 };
 
 int ShowCosts(const CliContext& ctx, const CostsOptions& options) {
-  auto group = ledger::ParseCostGroup(options.by);
-  if (!group) return ReportError(group.error());
-  int64_t since_ms = 0;
-  if (!options.since.empty()) {
-    auto parsed = ledger::ParseSince(options.since, SystemClock().NowMillis());
-    if (!parsed) return ReportError(parsed.error().Wrap("--since"));
-    since_ms = *parsed;
-  }
-  auto store = ctx.OpenStore(/*create_if_missing=*/false);
-  if (!store) return ReportError(store.error());
-  ledger::Ledger ledger(**store);
-  auto report = ledger.Costs(*group, since_ms);
-  if (!report) return ReportError(report.error());
+  auto opened = OpenService(ctx);
+  if (!opened) return ReportError(opened.error());
+  auto costs =
+      opened->service->Costs(service::CostsRequest{.by = options.by, .since = options.since});
+  if (!costs) return ReportServiceError(costs.error());
+  const ledger::CostReport* report = &costs->report;
+  const ledger::CostGroup* group = &costs->group;
+  const int64_t since_ms = costs->since_ms;
   if (options.json) {
     std::cout << ledger::CostReportJson(*report, *group, since_ms) << "\n";
     return kExitOk;
@@ -53,10 +47,11 @@ int ShowCosts(const CliContext& ctx, const CostsOptions& options) {
 
 int ResumeAgent(const CliContext& ctx, const std::string& name) {
   if (name.empty()) return ReportError("agent name is empty", kExitUsage);
-  auto store = ctx.OpenStore(/*create_if_missing=*/false);
-  if (!store) return ReportError(store.error());
-  ledger::BudgetGuard guard(**store, ledger::BudgetEnvelope{});
-  if (auto status = guard.Resume(name, "cli"); !status) return ReportError(status.error());
+  auto opened = OpenService(ctx);
+  if (!opened) return ReportError(opened.error());
+  if (auto status = opened->service->ResumeAgent(name); !status) {
+    return ReportServiceError(status.error());
+  }
   std::cout << "factory: resumed " << name << "\n";
   return kExitOk;
 }

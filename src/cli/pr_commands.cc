@@ -14,6 +14,7 @@
 
 #include "cli/cli.h"
 #include "cli/json_format.h"
+#include "cli/service_glue.h"
 #include "events/audit.h"
 #include "feature/feature_run.h"
 #include "forge/pull_request.h"
@@ -39,8 +40,8 @@ struct PrArgs {
 // What both commands did before the request: the run, where it went, and where it can be
 // reviewed.
 struct Pushed {
-  std::unique_ptr<Store> store;
-  std::unique_ptr<RunEnvironment> env;
+  OpenedService opened;
+  RunEnvironment* env = nullptr;  // the service's
   RunDetails details;
   forge::PushOutcome push;
   std::optional<forge::RemoteLocation> location;  // nullopt: not a forge's URL
@@ -55,18 +56,17 @@ struct Pushed {
 std::variant<Pushed, int> PushRun(const CliContext& ctx, const PrArgs& args,
                                   const std::string& command) {
   Pushed pushed;
-  auto store = ctx.OpenStore(/*create_if_missing=*/false);
-  if (!store) return ReportError(store.error());
-  pushed.store = std::move(*store);
-  RunEnvironmentOptions options;
-  options.repo_path = args.repo;
-  auto env = RunEnvironment::Open(*pushed.store, options);
+  auto opened = OpenService(ctx, service::ServiceOptions{.repo_path = args.repo});
+  if (!opened) return ReportError(opened.error());
+  pushed.opened = std::move(*opened);
+  std::vector<std::string> warnings;
+  auto env = pushed.opened.service->Environment(&warnings);
   if (!env) return ReportError(env.error());
-  pushed.env = std::move(*env);
-  for (const auto& warning : pushed.env->warnings()) std::cerr << warning.ToString() << "\n";
-  auto details = pushed.env->runs().ShowRun(args.run_id);
-  if (!details) return ReportError(details.error());
-  pushed.details = std::move(*details);
+  pushed.env = *env;
+  for (const auto& warning : warnings) std::cerr << warning << "\n";
+  auto run = pushed.opened.service->GetRun(args.run_id);
+  if (!run) return ReportServiceError(run.error(), {{"run_id", ""}});
+  pushed.details = RunDetails{std::move(run->run), std::move(run->summary), std::move(run->tasks)};
   const RunSummary& summary = pushed.details.summary;
 
   const std::vector<std::string> blockers = summary.MergeBlockers();
@@ -279,7 +279,7 @@ forge::PullRequestContent GatherContent(const Pushed& pushed) {
     if (auto attempts = queue.ListAttempts(view.task_id)) task.gates = GatesOf(*attempts);
     content.tasks.push_back(std::move(task));
   }
-  if (auto audit = VerifyChain(*pushed.store)) {
+  if (auto audit = VerifyChain(*pushed.opened.store)) {
     content.audit_events = audit->events_checked;
     if (audit->ok) {
       content.audit_head = audit->head_hash;

@@ -17,6 +17,7 @@
 #include <optional>
 
 #include "cli/cli.h"
+#include "cli/service_glue.h"
 #include "cli/signals.h"
 #include "cli/validate.h"
 #include "core/redact.h"
@@ -55,22 +56,25 @@ struct RunArgs {
 // A command interrupted by Ctrl-C (128 + SIGINT), as shells report it.
 constexpr int kExitInterrupted = 130;
 
-// Opens the store, then the run environment (config, agents, repository).
+// The store, the service over it, and the service's run environment (config, agents,
+// repository), which the feature's planning and final gates use directly.
 struct Opened {
-  std::unique_ptr<Store> store;
-  std::unique_ptr<RunEnvironment> env;
+  OpenedService opened;
+  RunEnvironment* env = nullptr;  // owned by the service
+  service::Service& svc() { return *opened.service; }
 };
 
 // The database must exist: only `factory init` creates one.
 Result<Opened> OpenEverything(const CliContext& ctx, const RunArgs& args) {
-  Opened opened;
-  FACTORY_ASSIGN_OR_RETURN(opened.store, ctx.OpenStore(/*create_if_missing=*/false));
-  RunEnvironmentOptions options;
+  service::ServiceOptions options;
   options.repo_path = args.repo;
   options.base_branch = args.base_branch;
   if (args.no_sandbox) options.use_sandbox = false;
-  FACTORY_ASSIGN_OR_RETURN(opened.env, RunEnvironment::Open(*opened.store, options));
-  for (const auto& warning : opened.env->warnings()) std::cerr << warning.ToString() << "\n";
+  Opened opened;
+  FACTORY_ASSIGN_OR_RETURN(opened.opened, OpenService(ctx, std::move(options)));
+  std::vector<std::string> warnings;
+  FACTORY_ASSIGN_OR_RETURN(opened.env, opened.svc().Environment(&warnings));
+  for (const auto& warning : warnings) std::cerr << warning << "\n";
   // Building anything needs an agent: say how to get one before planning spends anything.
   if ((!args.backlog.empty() || !args.feature.empty()) && opened.env->agents().size() == 0) {
     return NotFound(setup::NoAgentMessage(
@@ -86,20 +90,21 @@ int FinishWithSummary(const Result<RunSummary>& summary, bool json) {
   return summary->all_done() ? kExitOk : kExitFailed;
 }
 
-// Runs `execute` with a live view (on stderr when --json keeps stdout for the summary) and
-// Ctrl-C handling: the first signal stops claiming and lets running attempts finish, the second
-// cancels them; `factory run resume` continues either way.
-template <typename Execute>
-Result<RunSummary> ExecuteWithLiveView(RunEnvironment& env, const RunArgs& args,
-                                       Execute&& execute) {
+// Executes the run in the service's run executor with a live view (on stderr when --json keeps
+// stdout for the summary) and Ctrl-C handling: the first signal stops claiming and lets running
+// attempts finish, the second cancels them; `factory run resume` continues either way. `resume`
+// expires dead workers' leases first (said on stderr when there were any).
+Result<RunSummary> ExecuteWithLiveView(Opened& opened, const RunArgs& args,
+                                       const std::string& run_id, bool resume,
+                                       bool say_expired = true) {
+  RunEnvironment& env = *opened.env;
   RunViewOptions view_options;
   if (args.plain) view_options.mode = RunViewOptions::Mode::kPlain;
   RunView view(args.json ? stderr : stdout, view_options);
-  ExecuteOptions options;
-  options.concurrency = args.concurrency;
-  options.keep_worktrees = args.keep_worktrees;
-  options.observer = &view;
-  options.make_runner = env.runner_factory();
+  service::ExecuteRequest request;
+  request.concurrency = args.concurrency;
+  request.keep_worktrees = args.keep_worktrees;
+  request.observer = &view;
   // A paused agent takes no task until resumed: say so before the run seems to hang.
   if (auto pauses = env.SyncPauses(); pauses) {
     for (const auto& pause : *pauses) {
@@ -109,16 +114,28 @@ Result<RunSummary> ExecuteWithLiveView(RunEnvironment& env, const RunArgs& args,
                 << (all ? "'*'" : pause.agent) << "`\n";
     }
   }
-  SignalWatcher signals([&env](int) { env.runs().RequestStop(); },
-                        [&env](int) { env.runs().RequestCancel(); });
-  return execute(options);
+  service::Service& svc = opened.svc();
+  SignalWatcher signals(
+      [&svc, run_id](int) { (void)svc.StopRun(run_id, service::StopMode::kGraceful); },
+      [&svc, run_id](int) { (void)svc.StopRun(run_id, service::StopMode::kNow); });
+  int dead_leases_expired = 0;
+  if (resume) {
+    auto resumed = svc.ResumeRun(run_id, request);
+    if (!resumed) return std::unexpected(resumed.error());
+    dead_leases_expired = resumed->report.dead_leases_expired;
+  } else if (auto started = svc.ExecuteRun(run_id, request); !started) {
+    return std::unexpected(started.error());
+  }
+  auto summary = svc.WaitRun(run_id);
+  if (summary && say_expired && dead_leases_expired > 0) {
+    std::cerr << "factory: expired " << dead_leases_expired << " lease(s) held by dead processes\n";
+  }
+  return summary;
 }
 
 // ExecuteWithLiveView, then the run's summary on stdout; exit 0 when every task is done.
-template <typename Execute>
-int ExecuteWithView(RunEnvironment& env, const RunArgs& args, Execute&& execute) {
-  return FinishWithSummary(ExecuteWithLiveView(env, args, std::forward<Execute>(execute)),
-                           args.json);
+int ExecuteWithView(Opened& opened, const RunArgs& args, const std::string& run_id, bool resume) {
+  return FinishWithSummary(ExecuteWithLiveView(opened, args, run_id, resume), args.json);
 }
 
 // After a feature's build: records it in the spec folder and, when every task is done, runs
@@ -177,22 +194,16 @@ int RunBacklog(const CliContext& ctx, const RunArgs& args) {
   }
   auto opened = OpenEverything(ctx, args);
   if (!opened) return ReportError(opened.error());
-  RunEnvironment& env = *opened->env;
-  auto backlog = env.LoadBacklog(args.backlog);
-  if (!backlog) return ReportError(backlog.error());
-  for (const auto& warning : backlog->warnings) std::cerr << warning.ToString() << "\n";
-  CreateRunOptions create;
-  if (!args.run_id.empty()) create.run_id = args.run_id;
-  create.title = args.backlog;
-  auto created = env.runs().CreateRun(backlog->value, create);
-  if (!created) return ReportError(created.error());
-  std::cerr << "factory: run " << created->run_id << " on " << created->integration_branch << " ("
-            << created->tasks_created << " new tasks, " << created->tasks_existing
-            << " already there)\n";
-  const std::string run_id = created->run_id;
-  return ExecuteWithView(env, args, [&](const ExecuteOptions& options) {
-    return env.runs().ExecuteRun(run_id, options);
-  });
+  service::StartRunRequest request;
+  if (!args.run_id.empty()) request.run_id = args.run_id;
+  request.backlog_path = args.backlog;
+  auto created = opened->svc().CreateRun(request);
+  if (!created) return ReportServiceError(created.error(), {{"run_id", ""}});
+  for (const auto& warning : created->warnings) std::cerr << warning << "\n";
+  std::cerr << "factory: run " << created->created.run_id << " on "
+            << created->created.integration_branch << " (" << created->created.tasks_created
+            << " new tasks, " << created->created.tasks_existing << " already there)\n";
+  return ExecuteWithView(*opened, args, created->created.run_id, /*resume=*/false);
 }
 
 // The planners' router: the environment's when an llm agent or a review gate made it build one,
@@ -392,8 +403,9 @@ int ReportAlreadyDone(const RunArgs& args, const std::string& feature_id,
 // The build half of a feature run, from the spec folder's BACKLOG.yaml: the run's tasks, their
 // execution (ResumeRun when the run was building, so a dead process's leases expire at once),
 // then the final gates. Exit 0 when the feature is done.
-int BuildFeature(RunEnvironment& env, const RunArgs& args, const std::string& feature_id,
+int BuildFeature(Opened& opened, const RunArgs& args, const std::string& feature_id,
                  const std::filesystem::path& spec_dir, const std::string& run_id, int version) {
+  RunEnvironment& env = *opened.env;
   const std::filesystem::path backlog_path = spec_dir / "BACKLOG.yaml";
   auto backlog = env.LoadBacklog(backlog_path);
   if (!backlog) return ReportError(backlog.error());
@@ -412,16 +424,7 @@ int BuildFeature(RunEnvironment& env, const RunArgs& args, const std::string& fe
             << created->tasks_created << " new tasks, " << created->tasks_existing
             << " already there)\n";
   (void)feature::SetSpecStatus(spec_dir, "building");
-  auto summary = ExecuteWithLiveView(env, args, [&](const ExecuteOptions& options) {
-    if (!was_building) return env.runs().ExecuteRun(run_id, options);
-    ResumeReport report;
-    auto resumed = env.runs().ResumeRun(run_id, options, &report);
-    if (resumed && report.dead_leases_expired > 0) {
-      std::cerr << "factory: expired " << report.dead_leases_expired
-                << " lease(s) held by dead processes\n";
-    }
-    return resumed;
-  });
+  auto summary = ExecuteWithLiveView(opened, args, run_id, /*resume=*/was_building);
   if (!summary) return ReportError(summary.error());
   auto outcome = FinishFeature(env, spec_dir, *summary);
   if (!outcome) return ReportError(outcome.error());
@@ -448,8 +451,9 @@ int BuildFeature(RunEnvironment& env, const RunArgs& args, const std::string& fe
 // Plans the feature under `run_id` (re-using what an earlier execution of that run saved), then,
 // unless --plan-only, builds it. The run exists in the store before the first planning call.
 // Ctrl-C while planning marks the planners interrupted and ends the process (exit 130).
-int PlanAndBuildFeature(RunEnvironment& env, const RunArgs& args,
-                        const feature::FeatureRequest& request, const std::string& run_id) {
+int PlanAndBuildFeature(Opened& opened, const RunArgs& args, const feature::FeatureRequest& request,
+                        const std::string& run_id) {
+  RunEnvironment& env = *opened.env;
   const std::filesystem::path repo_root = env.workspace().repo_root();
   std::unique_ptr<llm::Router> own_router;
   auto router = PlanningRouter(env, own_router);
@@ -516,7 +520,7 @@ int PlanAndBuildFeature(RunEnvironment& env, const RunArgs& args,
               plan->backlog.value);
     return kExitOk;
   }
-  return BuildFeature(env, args, request.id, planning.spec_dir, run_id, plan->version);
+  return BuildFeature(opened, args, request.id, planning.spec_dir, run_id, plan->version);
 }
 
 // `factory run FEATURE.md`: plan (feature/feature_run.h), then build the planned backlog as
@@ -564,7 +568,7 @@ int RunFeature(const CliContext& ctx, const RunArgs& args) {
     }
   }
   if (run_id.empty()) run_id = NewRunId();
-  return PlanAndBuildFeature(env, args, *request, run_id);
+  return PlanAndBuildFeature(*opened, args, *request, run_id);
 }
 
 // `factory run --spec FEATURE`: builds the stored plan of the feature's current version (its
@@ -624,7 +628,8 @@ int RunSpec(const CliContext& ctx, const RunArgs& args) {
   std::cerr << "factory: feature " << found->id << ": building the stored plan of version "
             << metadata.value("version", 1) << " (run " << run_id << "; "
             << check.backlog->value.tasks.size() << " tasks)\n";
-  return BuildFeature(env, args, found->id, found->spec_dir, run_id, metadata.value("version", 1));
+  return BuildFeature(*opened, args, found->id, found->spec_dir, run_id,
+                      metadata.value("version", 1));
 }
 
 // `factory regenerate FEATURE`: the stored spec built again as a new version on a fresh
@@ -667,10 +672,8 @@ int RegenerateCommand(const CliContext& ctx, const RunArgs& args) {
             << created->tasks_created << " new tasks, " << created->tasks_existing
             << " already there)\n";
   const std::string run_id = start->run_id;
-  auto summary = ExecuteWithLiveView(env, args, [&](const ExecuteOptions& options) {
-    return start->resumed ? env.runs().ResumeRun(run_id, options)
-                          : env.runs().ExecuteRun(run_id, options);
-  });
+  auto summary = ExecuteWithLiveView(*opened, args, run_id, /*resume=*/start->resumed,
+                                     /*say_expired=*/false);
   if (!summary) return ReportError(summary.error());
   auto outcome = FinishFeature(env, found->spec_dir, *summary);
   if (!outcome) return ReportError(outcome.error());
@@ -757,30 +760,23 @@ int ResumeRunCommand(const CliContext& ctx, const RunArgs& args) {
       if (!request) return ReportError(request.error());
       std::cerr << "factory: run " << args.target_run << ": continuing the planning of feature "
                 << feature_id << "\n";
-      return PlanAndBuildFeature(env, args, *request, args.target_run);
+      return PlanAndBuildFeature(*opened, args, *request, args.target_run);
     }
     if (current) {
-      return BuildFeature(env, args, feature_id, spec_dir, args.target_run,
+      return BuildFeature(*opened, args, feature_id, spec_dir, args.target_run,
                           metadata.value("version", 1));
     }
   }
-  return ExecuteWithView(env, args, [&](const ExecuteOptions& options) {
-    ResumeReport report;
-    auto resumed = env.runs().ResumeRun(args.target_run, options, &report);
-    if (resumed && report.dead_leases_expired > 0) {
-      std::cerr << "factory: expired " << report.dead_leases_expired
-                << " lease(s) held by dead processes\n";
-    }
-    return resumed;
-  });
+  return ExecuteWithView(*opened, args, args.target_run, /*resume=*/true);
 }
 
 int ShowRunCommand(const CliContext& ctx, const RunArgs& args) {
   auto opened = OpenEverything(ctx, args);
   if (!opened) return ReportError(opened.error());
-  auto details = opened->env->runs().ShowRun(args.target_run);
-  if (!details) return ReportError(details.error());
-  std::cout << FormatRunDetails(*details, args.json);
+  auto run = opened->svc().GetRun(args.target_run);
+  if (!run) return ReportServiceError(run.error(), {{"run_id", ""}});
+  RunDetails details{std::move(run->run), std::move(run->summary), std::move(run->tasks)};
+  std::cout << FormatRunDetails(details, args.json);
   return kExitOk;
 }
 
@@ -803,12 +799,13 @@ int MergeRunCommand(const CliContext& ctx, const RunArgs& args) {
   }
   auto opened = OpenEverything(ctx, args);
   if (!opened) return ReportError(opened.error());
-  RunMergeOptions options;
-  options.force = args.force;
-  options.reason = args.reason;
-  options.user = UserName();
-  auto merged = opened->env->runs().MergeRunIntoBase(args.target_run, options);
-  if (!merged) return ReportError(merged.error());
+  service::MergeRunRequest request;
+  request.run_id = args.target_run;
+  request.force = args.force;
+  request.reason = args.reason;
+  request.user = UserName();
+  auto merged = opened->svc().MergeRun(request);
+  if (!merged) return ReportServiceError(merged.error(), {{"run_id", ""}});
   if (merged->up_to_date) {
     std::cout << "factory: " << merged->base_branch << " already contains run " << args.target_run
               << "\n";
@@ -823,9 +820,11 @@ int MergeRunCommand(const CliContext& ctx, const RunArgs& args) {
 int ListRunsCommand(const CliContext& ctx, const RunArgs& args) {
   auto opened = OpenEverything(ctx, args);
   if (!opened) return ReportError(opened.error());
-  auto runs = opened->env->runs().ListRuns();
-  if (!runs) return ReportError(runs.error());
-  std::cout << FormatRunList(*runs, args.json);
+  auto page = opened->svc().ListRuns(service::ListRunsRequest{.limit = 100});
+  if (!page) return ReportServiceError(page.error());
+  std::vector<RunListEntry> runs;
+  for (auto& info : page->runs) runs.push_back({std::move(info.run), std::move(info.summary)});
+  std::cout << FormatRunList(runs, args.json);
   return kExitOk;
 }
 

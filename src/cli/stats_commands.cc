@@ -5,16 +5,17 @@
 #include <iostream>
 
 #include "cli/cli.h"
+#include "cli/service_glue.h"
 #include "stats/stats.h"
 
 namespace factory::cli {
 namespace {
 
 int ShowStats(const CliContext& ctx, const std::string& run_id, bool with_tasks, bool as_json) {
-  auto store = ctx.OpenStore(/*create_if_missing=*/false);
-  if (!store) return ReportError(store.error());
-  auto report = stats::ComputeStats(**store, stats::StatsQuery{.run_id = run_id});
-  if (!report) return ReportError(report.error());
+  auto opened = OpenService(ctx);
+  if (!opened) return ReportError(opened.error());
+  auto report = opened->service->Stats(service::StatsRequest{.run = run_id});
+  if (!report) return ReportServiceError(report.error());
   if (as_json) {
     std::cout << stats::StatsReportJson(*report) << "\n";
   } else {

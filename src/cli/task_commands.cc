@@ -11,6 +11,7 @@
 
 #include "cli/cli.h"
 #include "cli/json_format.h"
+#include "cli/service_glue.h"
 #include "cli/validate.h"
 #include "core/clock.h"
 #include "core/ulid.h"
@@ -20,22 +21,11 @@
 namespace factory::cli {
 namespace {
 
-constexpr char kCliActor[] = "cli";
-
-QueueOptions CliQueueOptions() {
-  QueueOptions options;
-  options.actor = kCliActor;
+// Task commands work on the database alone: no repository is opened.
+service::ServiceOptions CliServiceOptions() {
+  service::ServiceOptions options;
+  options.actor = "cli";
   return options;
-}
-
-// A lookup of a task by id given on the command line; NotFound names the id.
-Result<Task> LookupTask(Queue& queue, const std::string& id) {
-  auto task = queue.GetTask(id);
-  if (!task && task.error().code == ErrorCode::kNotFound) {
-    return NotFound("no task with id '" + id + "'" +
-                    (IsUlid(id) ? "" : " (task ids are 26-character ULIDs)"));
-  }
-  return task;
 }
 
 std::string Ellipsize(const std::string& text, size_t max_chars) {
@@ -60,58 +50,27 @@ struct AddArgs {
 };
 
 int RunAdd(const CliContext& ctx, AddArgs& args, const CLI::App& cmd) {
-  EnqueueRequest request;
-  if (auto ok = ValidateText("--title", args.title, kMaxTitleBytes); !ok) {
-    return ReportError(ok.error());
-  }
+  service::AddTaskRequest request;
   request.title = args.title;
   if (!args.spec_file.empty()) {
     auto spec = ReadSpecFile(args.spec_file);
     if (!spec) return ReportError(spec.error());
     request.spec = std::move(*spec);
-  } else if (auto ok = ValidateText("--spec", args.spec, kMaxSpecBytes, /*allow_empty=*/true);
-             !ok) {
-    return ReportError(ok.error());
   } else {
     request.spec = args.spec;
   }
-  if (cmd.count("--command") > 0) {
-    if (auto ok = ValidateText("--command", args.command, kMaxCommandBytes); !ok) {
-      return ReportError(ok.error());
-    }
-    request.command = args.command;
-  }
-  if (cmd.count("--idempotency-key") > 0) {
-    if (auto ok = ValidateText("--idempotency-key", args.idempotency_key, kMaxKeyBytes); !ok) {
-      return ReportError(ok.error());
-    }
-    request.idempotency_key = args.idempotency_key;
-  }
-  if (auto ok = ValidateRunId("--run", args.run); !ok) return ReportError(ok.error());
-  request.run_id = args.run;
+  if (cmd.count("--command") > 0) request.command = args.command;
+  if (cmd.count("--idempotency-key") > 0) request.idempotency_key = args.idempotency_key;
+  request.run = args.run;
   request.priority = args.priority;
   request.max_attempts = args.max_attempts;
   request.max_crashes = args.max_crashes;
-  for (const auto& dep : args.depends_on) {
-    if (!IsUlid(dep)) {
-      return ReportError("--depends-on '" + dep + "' is not a task id (a 26-character ULID)",
-                         kExitUsage);
-    }
-    request.depends_on.push_back(dep);
-  }
+  request.depends_on = args.depends_on;
 
-  auto store = ctx.OpenStore(/*create_if_missing=*/false);
-  if (!store) return ReportError(store.error());
-  Queue queue(**store, CliQueueOptions());
-  for (const auto& dep : request.depends_on) {
-    auto found = queue.GetTask(dep);
-    if (!found && found.error().code == ErrorCode::kNotFound) {
-      return ReportError("--depends-on " + dep + ": no such task", kExitNotFound);
-    }
-    if (!found) return ReportError(found.error());
-  }
-  auto result = queue.Enqueue(request);
-  if (!result) return ReportError(result.error());
+  auto opened = OpenService(ctx, CliServiceOptions());
+  if (!opened) return ReportError(opened.error());
+  auto result = opened->service->AddTask(request);
+  if (!result) return ReportServiceError(result.error());
   if (args.json) {
     Json json = TaskToJson(result->task);
     json["created"] = result->created;
@@ -132,29 +91,12 @@ struct ListArgs {
 };
 
 int RunList(const CliContext& ctx, const ListArgs& args) {
-  TaskQuery query;
-  if (!args.state.empty()) {
-    auto state = ParseTaskState(args.state);
-    if (!state) {
-      std::string names;
-      for (TaskState s : kAllTaskStates)
-        names += (names.empty() ? "" : ", ") + std::string(TaskStateName(s));
-      return ReportError("--state '" + args.state + "' is not a task state (one of " + names + ")",
-                         kExitUsage);
-    }
-    query.state = *state;
-  }
-  if (!args.run.empty()) {
-    if (auto ok = ValidateRunId("--run", args.run); !ok) return ReportError(ok.error());
-    query.run_id = args.run;
-  }
-  query.limit = args.limit;
-
-  auto store = ctx.OpenStore(/*create_if_missing=*/false);
-  if (!store) return ReportError(store.error());
-  Queue queue(**store, CliQueueOptions());
-  auto tasks = queue.ListTasks(query);
-  if (!tasks) return ReportError(tasks.error());
+  auto opened = OpenService(ctx, CliServiceOptions());
+  if (!opened) return ReportError(opened.error());
+  auto page = opened->service->ListTasks(
+      service::ListTasksRequest{.run = args.run, .state = args.state, .limit = args.limit});
+  if (!page) return ReportServiceError(page.error());
+  const std::vector<Task>* tasks = &page->tasks;
 
   if (args.json) {
     Json json = Json::array();
@@ -179,18 +121,13 @@ int RunList(const CliContext& ctx, const ListArgs& args) {
 // --- show
 
 int RunShow(const CliContext& ctx, const std::string& id, bool json_output) {
-  auto store = ctx.OpenStore(/*create_if_missing=*/false);
-  if (!store) return ReportError(store.error());
-  Queue queue(**store, CliQueueOptions());
-  auto task = LookupTask(queue, id);
-  if (!task) return ReportError(task.error());
-  auto attempts = queue.ListAttempts(id);
-  if (!attempts) return ReportError(attempts.error());
-  EventQuery event_query;
-  event_query.task_id = id;
-  event_query.limit = 100'000;
-  auto events = queue.ListEvents(event_query);
-  if (!events) return ReportError(events.error());
+  auto opened = OpenService(ctx, CliServiceOptions());
+  if (!opened) return ReportError(opened.error());
+  auto details = opened->service->GetTask(id);
+  if (!details) return ReportServiceError(details.error());
+  const Task* task = &details->task;
+  const std::vector<Attempt>* attempts = &details->attempts;
+  const std::vector<Event>* events = &details->events;
 
   if (json_output) {
     Json json = TaskToJson(*task);
@@ -253,28 +190,20 @@ int RunShow(const CliContext& ctx, const std::string& id, bool json_output) {
 // --- cancel / retry
 
 int RunCancel(const CliContext& ctx, const std::string& id, const std::string& reason) {
-  if (auto ok = ValidateText("--reason", reason, kMaxTitleBytes, /*allow_empty=*/true); !ok) {
-    return ReportError(ok.error());
-  }
-  auto store = ctx.OpenStore(/*create_if_missing=*/false);
-  if (!store) return ReportError(store.error());
-  Queue queue(**store, CliQueueOptions());
-  if (auto task = LookupTask(queue, id); !task) return ReportError(task.error());
-  if (auto cancelled = queue.Cancel(id, reason); !cancelled) {
-    return ReportError(cancelled.error());
+  auto opened = OpenService(ctx, CliServiceOptions());
+  if (!opened) return ReportError(opened.error());
+  if (auto cancelled = opened->service->CancelTask(id, reason); !cancelled) {
+    return ReportServiceError(cancelled.error());
   }
   std::cout << "cancelled " << id << "\n";
   return kExitOk;
 }
 
 int RunRetry(const CliContext& ctx, const std::string& id) {
-  auto store = ctx.OpenStore(/*create_if_missing=*/false);
-  if (!store) return ReportError(store.error());
-  Queue queue(**store, CliQueueOptions());
-  if (auto task = LookupTask(queue, id); !task) return ReportError(task.error());
-  if (auto retried = queue.Retry(id); !retried) return ReportError(retried.error());
-  auto task = queue.GetTask(id);
-  if (!task) return ReportError(task.error());
+  auto opened = OpenService(ctx, CliServiceOptions());
+  if (!opened) return ReportError(opened.error());
+  auto task = opened->service->RetryTask(id);
+  if (!task) return ReportServiceError(task.error());
   std::cout << "retrying " << id << " (now " << TaskStateName(task->state) << ")\n";
   return kExitOk;
 }
