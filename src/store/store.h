@@ -128,6 +128,8 @@ class StoreTxn {
   // Appends to the chain: fills seq, prev_hash and hash (id, ts_ms must be set by the caller).
   virtual Status AppendEvent(Event& event) = 0;
   virtual Result<std::vector<Event>> ListEvents(const EventQuery& query) = 0;
+  // The seq of the chain's last event (0 when there is none).
+  virtual Result<int64_t> LastEventSeq() = 0;
 
   // --- model-call ledger (schema v2)
   // Appends a call; returns its id.

@@ -560,6 +560,11 @@ class SqliteTxn final : public StoreTxn {
     return Ok();
   }
 
+  Result<int64_t> LastEventSeq() override {
+    FACTORY_RETURN_IF_ERROR(LoadChainHead());
+    return head_seq_;
+  }
+
   Result<std::vector<Event>> ListEvents(const EventQuery& query) override {
     std::string sql = std::string("SELECT ") + kEventColumns + " FROM events WHERE ";
     if (query.task_id.empty()) {
