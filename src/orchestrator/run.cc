@@ -357,6 +357,7 @@ Result<RunSummary> RunManager::ExecuteRun(const std::string& run_id,
   worker_options.until_idle = true;
   worker_options.filter.run_id = run_id;
   worker_options.reap_interval_ms = 1'000;
+  worker_options.shutdown_grace_ms = options.shutdown_grace_ms;
   worker_options.on_event = [&](const WorkerEvent& event) {
     if (observers.empty()) {
       if (event.kind != WorkerEvent::Kind::kStarted) (void)executor.TakeAttempt(event.task_id);

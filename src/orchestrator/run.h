@@ -119,6 +119,8 @@ struct ExecuteOptions {
   RunObserver* observer = nullptr;  // not owned; may be null
   RunnerFactory make_runner;        // empty: MakeRunner
   std::string worker_owner;         // empty: DefaultWorkerOwner()
+  // After RequestStop: how long running attempts may take to finish before they are released.
+  int64_t shutdown_grace_ms = 10'000;
 };
 
 struct RunTaskView {

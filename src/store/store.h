@@ -26,6 +26,7 @@ struct TaskQuery {
   std::string run_id;              // empty: any run
   std::optional<TaskState> state;  // empty: any state
   int limit = 0;                   // 0: no limit
+  std::string after_id;            // only tasks with a greater id (pagination); "": from the first
 };
 
 struct EventQuery {

@@ -377,11 +377,13 @@ class SqliteTxn final : public StoreTxn {
     std::string sql = std::string("SELECT ") + kTaskColumns + " FROM tasks WHERE 1";
     if (!query.run_id.empty()) sql += " AND run_id = ?1";
     if (query.state) sql += " AND state = ?2";
+    if (!query.after_id.empty()) sql += " AND id > ?4";
     sql += " ORDER BY id LIMIT ?3";
     FACTORY_ASSIGN_OR_RETURN(Statement * stmt, conn_.Prepare(sql));
     if (!query.run_id.empty()) stmt->Bind(1, query.run_id);
     if (query.state) stmt->Bind(2, TaskStateName(*query.state));
     stmt->Bind(3, static_cast<int64_t>(query.limit > 0 ? query.limit : -1));
+    if (!query.after_id.empty()) stmt->Bind(4, query.after_id);
     FACTORY_ASSIGN_OR_RETURN(std::vector<Task> tasks, CollectTasks(*stmt));
     for (auto& task : tasks) {
       FACTORY_ASSIGN_OR_RETURN(task.depends_on, ListDependencies(task.id));
