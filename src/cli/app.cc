@@ -169,6 +169,8 @@ int ParseAndRun(int argc, char** argv) {
   AddPromptCommands(app, ctx);
   AddStatsCommand(app, ctx);
   AddDoctorCommand(app, ctx);
+  AddServeCommand(app, ctx);
+  AddTokenCommands(app, ctx);
 
   try {
     app.parse(argc, argv);

@@ -84,6 +84,8 @@ void AddGatewayCommands(CLI::App& app, CliContext& ctx);  // gateway, keys creat
 void AddPromptCommands(CLI::App& app, CliContext& ctx);   // prompts, prompts show
 void AddStatsCommand(CLI::App& app, CliContext& ctx);     // stats
 void AddDoctorCommand(CLI::App& app, CliContext& ctx);    // doctor
+void AddServeCommand(CLI::App& app, CliContext& ctx);     // serve
+void AddTokenCommands(CLI::App& app, CliContext& ctx);    // tokens create/list/revoke
 
 // Parses argv, runs the selected command, returns the process exit code. Never throws.
 int RunCli(int argc, char** argv);
