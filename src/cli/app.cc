@@ -168,6 +168,8 @@ int ParseAndRun(int argc, char** argv) {
   AddStatsCommand(app, ctx);
   AddDoctorCommand(app, ctx);
   AddMcpCommand(app, ctx);
+  AddServeCommand(app, ctx);
+  AddTokenCommands(app, ctx);
 
   try {
     app.parse(argc, argv);

@@ -85,6 +85,8 @@ void AddPromptCommands(CLI::App& app, CliContext& ctx);   // prompts, prompts sh
 void AddStatsCommand(CLI::App& app, CliContext& ctx);     // stats
 void AddDoctorCommand(CLI::App& app, CliContext& ctx);    // doctor
 void AddMcpCommand(CLI::App& app, CliContext& ctx);       // mcp
+void AddServeCommand(CLI::App& app, CliContext& ctx);     // serve
+void AddTokenCommands(CLI::App& app, CliContext& ctx);    // tokens create/list/revoke
 
 // Parses argv, runs the selected command, returns the process exit code. Never throws.
 int RunCli(int argc, char** argv);

@@ -19,6 +19,7 @@
 #include "llm/redact.h"
 #include "llm/router.h"
 #include "llm/sse.h"
+#include "net/beast_server.h"
 #include "net/http_server.h"
 
 namespace factory::gateway {
@@ -177,7 +178,7 @@ class GatewayImpl final : public Gateway {
     (void)writer_.Flush();
   }
 
-  Status Init(llm::ModelsConfig models) {
+  Status InitRouter(llm::ModelsConfig models) {
     for (const llm::ProviderConfig& provider : models.providers) {
       if (provider.api_key_env.empty()) continue;
       const char* value = std::getenv(provider.api_key_env.c_str());
@@ -191,6 +192,11 @@ class GatewayImpl final : public Gateway {
                                                                         .observer = &writer_,
                                                                         .admission = &admission_,
                                                                     }));
+    return Ok();
+  }
+
+  Status Init(llm::ModelsConfig models) {
+    FACTORY_RETURN_IF_ERROR(InitRouter(std::move(models)));
     net::HttpServerOptions server_options;
     server_options.host = options_.host;
     server_options.port = options_.port;
@@ -211,20 +217,33 @@ class GatewayImpl final : public Gateway {
       Respond(res, protocol, internal::BadRequest(protocol, status, text));
     };
     server_ = std::make_unique<net::HttpServer>(std::move(server_options));
-    server_->Route("POST", "/v1/chat/completions",
-                   [this](const net::Request& req, net::Responder& res) {
-                     HandleCall(kChatCompletions, req, res);
-                   });
-    server_->Route("POST", "/v1/embeddings", [this](const net::Request& req, net::Responder& res) {
+    AddRoutes(*server_);
+    return Ok();
+  }
+
+  // Serves the /v1 routes on `server` (another module's listener) instead of a server of its own.
+  // REQUIRES: server is not started yet and is stopped before this gateway is destroyed.
+  Status InitMounted(llm::ModelsConfig models, net::BeastServer& server) {
+    FACTORY_RETURN_IF_ERROR(InitRouter(std::move(models)));
+    AddRoutes(server);
+    mounted_ = true;
+    return Ok();
+  }
+
+  template <class Server>
+  void AddRoutes(Server& server) {
+    server.Route("POST", "/v1/chat/completions",
+                 [this](const net::Request& req, net::Responder& res) {
+                   HandleCall(kChatCompletions, req, res);
+                 });
+    server.Route("POST", "/v1/embeddings", [this](const net::Request& req, net::Responder& res) {
       HandleCall(kEmbeddings, req, res);
     });
-    server_->Route("POST", "/v1/messages", [this](const net::Request& req, net::Responder& res) {
+    server.Route("POST", "/v1/messages", [this](const net::Request& req, net::Responder& res) {
       HandleCall(kMessages, req, res);
     });
-    server_->Route("GET", "/v1/models", [this](const net::Request& req, net::Responder& res) {
-      HandleModels(req, res);
-    });
-    return Ok();
+    server.Route("GET", "/v1/models",
+                 [this](const net::Request& req, net::Responder& res) { HandleModels(req, res); });
   }
 
   Status Bind() {
@@ -628,7 +647,8 @@ class GatewayImpl final : public Gateway {
   std::map<std::string, std::string> upstream_keys_;  // provider name -> key; immutable
   std::vector<std::string> secrets_;                  // the upstream keys, for Redact()
   std::unique_ptr<llm::Router> router_;
-  std::unique_ptr<net::HttpServer> server_;
+  std::unique_ptr<net::HttpServer> server_;  // null when mounted on another listener
+  bool mounted_ = false;
   int port_ = 0;
   std::mutex stop_mu_;
   std::condition_variable stop_cv_;
@@ -651,6 +671,14 @@ Result<std::unique_ptr<Gateway>> Gateway::Start(llm::ModelsConfig models, Store&
   auto gateway = std::make_unique<GatewayImpl>(store, std::move(options));
   FACTORY_RETURN_IF_ERROR(gateway->Init(std::move(models)));
   FACTORY_RETURN_IF_ERROR(gateway->Bind());
+  return std::unique_ptr<Gateway>(std::move(gateway));
+}
+
+Result<std::unique_ptr<Gateway>> Gateway::Mount(llm::ModelsConfig models, Store& store,
+                                                net::BeastServer& server, GatewayOptions options) {
+  if (options.cache_ttl_ms < 0) return InvalidArgument("cache_ttl_ms must be >= 0");
+  auto gateway = std::make_unique<GatewayImpl>(store, std::move(options));
+  FACTORY_RETURN_IF_ERROR(gateway->InitMounted(std::move(models), server));
   return std::unique_ptr<Gateway>(std::move(gateway));
 }
 

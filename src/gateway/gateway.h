@@ -34,6 +34,10 @@
 #include "llm/models_config.h"
 #include "store/store.h"
 
+namespace factory::net {
+class BeastServer;
+}
+
 namespace factory::gateway {
 
 struct GatewayOptions {
@@ -59,6 +63,14 @@ class Gateway {
   // Errors: Unavailable when the address cannot be bound, InvalidArgument for bad options or a
   // router that cannot be built from `models`.
   static Result<std::unique_ptr<Gateway>> Start(llm::ModelsConfig models, Store& store,
+                                                GatewayOptions options = {});
+  // The same gateway with its /v1 routes served by `server` (`factory serve`'s listener): it
+  // binds nothing itself. port() and base_url() are unset (0); Stop() and Wait() concern only
+  // the ledger writer, the server's owner stops the server first.
+  // REQUIRES: server not started yet; store and server outlive the gateway's use; the server
+  // is stopped before the gateway is destroyed (its handlers point into it).
+  static Result<std::unique_ptr<Gateway>> Mount(llm::ModelsConfig models, Store& store,
+                                                net::BeastServer& server,
                                                 GatewayOptions options = {});
   virtual ~Gateway() = default;
 

@@ -117,8 +117,8 @@ std::string Headers::Get(std::string_view name) const {
 // ---------------------------------------------------------------------------------------------
 // Responder
 
-void Responder::AppendHead(std::string& out, int status, const HeaderFields& headers,
-                           bool chunked) {
+void SocketResponder::AppendHead(std::string& out, int status, const HeaderFields& headers,
+                                 bool chunked) {
   if (stopping_.load(std::memory_order_relaxed)) keep_alive_ = false;
   out += "HTTP/1.1 ";
   out += std::to_string(status);
@@ -139,7 +139,7 @@ void Responder::AppendHead(std::string& out, int status, const HeaderFields& hea
   }
 }
 
-bool Responder::Write(iovec* parts, int count) {
+bool SocketResponder::Write(iovec* parts, int count) {
   if (broken_) return false;
   if (!internal::SendAll(fd_, parts, static_cast<size_t>(count))) {
     broken_ = true;  // the client is gone, or stopped reading for the write timeout
@@ -148,8 +148,9 @@ bool Responder::Write(iovec* parts, int count) {
   return true;
 }
 
-bool Responder::Send(int status, const HeaderFields& headers, std::string_view body) {
-  if (state_ != State::kNone) throw std::logic_error("Responder::Send after an answer started");
+bool SocketResponder::Send(int status, const HeaderFields& headers, std::string_view body) {
+  if (state_ != State::kNone)
+    throw std::logic_error("SocketResponder::Send after an answer started");
   state_ = State::kSent;
   // 1xx and 204 answers have no body and no Content-Length (RFC 9110, 8.6).
   const bool bodiless = status < 200 || status == 204;
@@ -168,9 +169,9 @@ bool Responder::Send(int status, const HeaderFields& headers, std::string_view b
   return Write(parts, with_body ? 2 : 1);
 }
 
-bool Responder::StartStream(int status, const HeaderFields& headers) {
+bool SocketResponder::StartStream(int status, const HeaderFields& headers) {
   if (state_ != State::kNone) {
-    throw std::logic_error("Responder::StartStream after an answer started");
+    throw std::logic_error("SocketResponder::StartStream after an answer started");
   }
   state_ = State::kStreaming;
   // HTTP/1.0 has no chunked encoding: the body ends when the connection closes.
@@ -184,9 +185,9 @@ bool Responder::StartStream(int status, const HeaderFields& headers) {
   return Write(parts, 1);
 }
 
-bool Responder::WriteChunk(std::string_view data) {
+bool SocketResponder::WriteChunk(std::string_view data) {
   if (state_ != State::kStreaming) {
-    throw std::logic_error("Responder::WriteChunk outside a stream");
+    throw std::logic_error("SocketResponder::WriteChunk outside a stream");
   }
   if (broken_) return false;
   if (data.empty()) return true;  // an empty chunk would end the stream
@@ -205,8 +206,9 @@ bool Responder::WriteChunk(std::string_view data) {
   return Write(parts, 3);
 }
 
-bool Responder::EndStream() {
-  if (state_ != State::kStreaming) throw std::logic_error("Responder::EndStream outside a stream");
+bool SocketResponder::EndStream() {
+  if (state_ != State::kStreaming)
+    throw std::logic_error("SocketResponder::EndStream outside a stream");
   state_ = State::kEnded;
   if (request_.version < 11) return !broken_;  // the close ends it
   static char kLastChunk[] = "0\r\n\r\n";
@@ -582,7 +584,7 @@ void HttpServer::Serve(Taken& taken) {
 
     if (refusal.status != 0) {
       const Request partial = parser.Head();
-      Responder responder(fd, partial, /*keep_alive=*/false, stopping_);
+      SocketResponder responder(fd, partial, /*keep_alive=*/false, stopping_);
       RespondError(refusal.status, refusal.message, partial, responder);
       if (!responder.broken_) Linger(fd, buffer);
       break;
@@ -590,12 +592,12 @@ void HttpServer::Serve(Taken& taken) {
 
     const bool keep_alive = parser.keep_alive();
     Request request = parser.Take();
-    Responder responder(fd, request, keep_alive, stopping_);
+    SocketResponder responder(fd, request, keep_alive, stopping_);
     Dispatch(request, responder);
     taken.kept_alive = true;
     taken.head_started = false;
     open = responder.keep_alive_ && !responder.broken_ &&
-           responder.state_ != Responder::State::kStreaming && !stopping_.load();
+           responder.state_ != SocketResponder::State::kStreaming && !stopping_.load();
   }
   Drop(taken);
 }
@@ -616,7 +618,7 @@ void HttpServer::RespondError(int status, std::string_view message, const Reques
   if (!responder.started()) DefaultErrorAnswer(status, message, request, responder);
 }
 
-void HttpServer::Dispatch(const Request& request, Responder& responder) {
+void HttpServer::Dispatch(const Request& request, SocketResponder& responder) {
   const RouteEntry* route = nullptr;
   bool path_known = false;
   for (const RouteEntry& entry : routes_) {

@@ -73,7 +73,10 @@ struct Request {
   std::string body;  // chunked bodies are already de-chunked
 };
 
-// How a handler answers: either Send() once, or StartStream(), WriteChunk()*, EndStream().
+class AsyncStream;
+
+// How a handler answers: either Send() once, or StartStream(), WriteChunk()*, EndStream(), or
+// (servers that support it) Detach() to hand the stream to other threads and return.
 // The server adds Content-Length / Transfer-Encoding and, when the connection will close,
 // `Connection: close`; the handler's headers must not contain those three.
 // Every method returns false when the client is gone (or stopped reading for the write
@@ -81,28 +84,64 @@ struct Request {
 // no-ops returning false. Used by one thread: the one the handler runs on.
 class Responder {
  public:
+  Responder() = default;
   Responder(const Responder&) = delete;
   Responder& operator=(const Responder&) = delete;
+  virtual ~Responder() = default;
 
   // The whole answer in one write. REQUIRES: nothing was sent yet.
-  bool Send(int status, const HeaderFields& headers, std::string_view body);
+  virtual bool Send(int status, const HeaderFields& headers, std::string_view body) = 0;
   // Sends status line and headers at once; the body follows as chunks (HTTP/1.0 clients: a
   // body delimited by closing the connection). REQUIRES: nothing was sent yet.
-  bool StartStream(int status, const HeaderFields& headers);
+  virtual bool StartStream(int status, const HeaderFields& headers) = 0;
   // One chunk, one write; an empty `data` sends nothing. REQUIRES: StartStream() was called.
-  bool WriteChunk(std::string_view data);
+  virtual bool WriteChunk(std::string_view data) = 0;
   // The terminating chunk. A stream not ended when the handler returns is cut: the connection
   // closes, so the client sees an incomplete answer rather than a complete-looking one.
-  bool EndStream();
+  virtual bool EndStream() = 0;
+  // Sends the head of a streamed answer and returns the stream, which other threads feed
+  // without blocking after the handler returned (no thread is held while it is open); the
+  // connection stays open until the stream ends or the client goes. nullptr when the server
+  // cannot do that (HttpServer) or the client is gone. REQUIRES: nothing was sent yet.
+  virtual std::shared_ptr<AsyncStream> Detach(int /*status*/, const HeaderFields& /*headers*/) {
+    return nullptr;
+  }
 
   // Whether any byte of the answer was sent (or attempted).
-  bool started() const { return state_ != State::kNone; }
+  virtual bool started() const = 0;
+};
+
+// A streamed answer detached from its handler (Responder::Detach). Thread-safe.
+class AsyncStream {
+ public:
+  virtual ~AsyncStream() = default;
+  // Queues `data` as one chunk and returns at once; false when the stream is closed. A client
+  // that lets more than the server's stream buffer limit pile up is cut off (the stream closes).
+  virtual bool Write(std::string data) = 0;
+  // Sends what is queued, then the terminating chunk, then closes the connection. Idempotent.
+  virtual void End() = 0;
+  // Whether the stream closed (ended, the client went away, or the server stopped).
+  virtual bool closed() const = 0;
+  // `callback` runs once, on a server thread, when the stream closes for any reason (at once
+  // when it already has). It must not block.
+  virtual void OnClose(std::function<void()> callback) = 0;
+};
+
+// The Responder of HttpServer: blocking writes on the connection's socket.
+class SocketResponder final : public Responder {
+ public:
+  bool Send(int status, const HeaderFields& headers, std::string_view body) override;
+  bool StartStream(int status, const HeaderFields& headers) override;
+  bool WriteChunk(std::string_view data) override;
+  bool EndStream() override;
+  bool started() const override { return state_ != State::kNone; }
 
  private:
   friend class HttpServer;
   enum class State { kNone, kSent, kStreaming, kEnded };
 
-  Responder(int fd, const Request& request, bool keep_alive, const std::atomic<bool>& stopping)
+  SocketResponder(int fd, const Request& request, bool keep_alive,
+                  const std::atomic<bool>& stopping)
       : fd_(fd), request_(request), keep_alive_(keep_alive), stopping_(stopping) {}
   // Appends the status line and the headers every answer gets.
   void AppendHead(std::string& out, int status, const HeaderFields& headers, bool chunked);
@@ -212,7 +251,7 @@ class HttpServer {
   void Reap();
   // REQUIRES: conns_mu_. Removes a connection from the set and closes it.
   void CloseLocked(uint64_t id, Connection& connection);
-  void Dispatch(const Request& request, Responder& responder);
+  void Dispatch(const Request& request, SocketResponder& responder);
   void RespondError(int status, std::string_view message, const Request& request,
                     Responder& responder);
 

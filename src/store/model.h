@@ -189,4 +189,16 @@ struct VirtualKey {
   int64_t revoked_ms = 0;  // 0 = active
 };
 
+// A bearer token of `factory serve`'s API (schema v8). Scopes nest: admin > operator > read.
+struct ApiToken {
+  std::string id;          // ULID
+  std::string name;        // unique; what access logs show and `tokens revoke` takes
+  std::string scope;       // "read" | "operator" | "admin"
+  std::string token_hash;  // lower-case hex SHA-256 of the token
+  std::string prefix;      // the token's first characters, to recognise it in a listing
+  int64_t created_ms = 0;
+  int64_t expires_ms = 0;  // 0 = never
+  int64_t revoked_ms = 0;  // 0 = active
+};
+
 }  // namespace factory

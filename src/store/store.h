@@ -163,6 +163,17 @@ class StoreTxn {
   // Marks an active key revoked at now_ms. True when it was active; false when it was already
   // revoked; NotFound when no key has this id.
   virtual Result<bool> RevokeVirtualKey(std::string_view id, int64_t now_ms) = 0;
+
+  // --- API tokens (schema v8)
+  // AlreadyExists on a duplicate id, name or token_hash.
+  virtual Status InsertApiToken(const ApiToken& token) = 0;
+  // The token (active, expired or revoked) with this hash, or nullopt.
+  virtual Result<std::optional<ApiToken>> FindApiTokenByHash(std::string_view token_hash) = 0;
+  // Every token, revoked ones included, oldest first.
+  virtual Result<std::vector<ApiToken>> ListApiTokens() = 0;
+  // Revokes the token whose id or name is `id_or_name`. True when it was active, false when it
+  // was revoked already; NotFound when there is no such token.
+  virtual Result<bool> RevokeApiToken(std::string_view id_or_name, int64_t now_ms) = 0;
 };
 
 struct StoreInfo {

@@ -210,6 +210,19 @@ ALTER TABLE tasks ADD COLUMN max_crashes INTEGER NOT NULL DEFAULT 5 CHECK (max_c
     R"sql(
 ALTER TABLE model_calls ADD COLUMN overrun_usd REAL NOT NULL DEFAULT 0;
 )sql",
+    // 8: API tokens of `factory serve` (`factory tokens`): only the token's SHA-256 is kept.
+    R"sql(
+CREATE TABLE IF NOT EXISTS api_tokens (
+  id TEXT PRIMARY KEY,
+  name TEXT NOT NULL UNIQUE,
+  scope TEXT NOT NULL CHECK (scope IN ('read', 'operator', 'admin')),
+  token_hash TEXT NOT NULL UNIQUE,
+  prefix TEXT NOT NULL,
+  created_ms INTEGER NOT NULL,
+  expires_ms INTEGER NOT NULL DEFAULT 0,
+  revoked_ms INTEGER NOT NULL DEFAULT 0
+);
+)sql",
 };
 
 inline constexpr int kLatestVersion = static_cast<int>(std::size(kMigrations));

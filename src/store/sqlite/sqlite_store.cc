@@ -804,10 +804,79 @@ class SqliteTxn final : public StoreTxn {
     return false;
   }
 
+  // --- API tokens
+  Status InsertApiToken(const ApiToken& token) override {
+    FACTORY_RETURN_IF_ERROR(CheckWritable());
+    FACTORY_ASSIGN_OR_RETURN(
+        Statement * stmt,
+        conn_.Prepare("INSERT INTO api_tokens (id, name, scope, token_hash, prefix, created_ms, "
+                      "expires_ms, revoked_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"));
+    stmt->Bind(1, token.id).Bind(2, token.name).Bind(3, token.scope).Bind(4, token.token_hash);
+    stmt->Bind(5, token.prefix).Bind(6, token.created_ms).Bind(7, token.expires_ms);
+    stmt->Bind(8, token.revoked_ms);
+    return stmt->Run();
+  }
+
+  Result<std::optional<ApiToken>> FindApiTokenByHash(std::string_view token_hash) override {
+    FACTORY_ASSIGN_OR_RETURN(
+        Statement * stmt, conn_.Prepare(std::string(kApiTokenSelect) + " WHERE token_hash = ?1"));
+    stmt->Bind(1, token_hash);
+    FACTORY_ASSIGN_OR_RETURN(bool has_row, stmt->Step());
+    if (!has_row) return std::optional<ApiToken>();
+    ApiToken token = ReadApiToken(*stmt);
+    stmt->Reset();
+    return std::optional<ApiToken>(std::move(token));
+  }
+
+  Result<std::vector<ApiToken>> ListApiTokens() override {
+    FACTORY_ASSIGN_OR_RETURN(
+        Statement * stmt, conn_.Prepare(std::string(kApiTokenSelect) + " ORDER BY created_ms, id"));
+    std::vector<ApiToken> tokens;
+    while (true) {
+      FACTORY_ASSIGN_OR_RETURN(bool has_row, stmt->Step());
+      if (!has_row) break;
+      tokens.push_back(ReadApiToken(*stmt));
+    }
+    return tokens;
+  }
+
+  Result<bool> RevokeApiToken(std::string_view id_or_name, int64_t now_ms) override {
+    FACTORY_RETURN_IF_ERROR(CheckWritable());
+    FACTORY_ASSIGN_OR_RETURN(
+        Statement * stmt,
+        conn_.Prepare("UPDATE api_tokens SET revoked_ms = ?2 WHERE (id = ?1 OR name = ?1) AND "
+                      "revoked_ms = 0"));
+    stmt->Bind(1, id_or_name).Bind(2, now_ms);
+    FACTORY_RETURN_IF_ERROR(stmt->Run());
+    if (sqlite3_changes(conn_.handle()) > 0) return true;
+    FACTORY_ASSIGN_OR_RETURN(Statement * exists,
+                             conn_.Prepare("SELECT 1 FROM api_tokens WHERE id = ?1 OR name = ?1"));
+    exists->Bind(1, id_or_name);
+    FACTORY_ASSIGN_OR_RETURN(bool found, exists->Step());
+    exists->Reset();
+    if (!found) return NotFound("no API token named or with id " + std::string(id_or_name));
+    return false;
+  }
+
  private:
   static constexpr char kVirtualKeySelect[] =
       "SELECT id, agent, key_hash, prefix, label, run_id, task_id, attempt_id, created_ms, "
       "revoked_ms FROM virtual_keys";
+
+  static constexpr char kApiTokenSelect[] =
+      "SELECT id, name, scope, token_hash, prefix, created_ms, expires_ms, revoked_ms FROM "
+      "api_tokens";
+
+  static ApiToken ReadApiToken(const Statement& row) {
+    return ApiToken{.id = row.ColumnText(0),
+                    .name = row.ColumnText(1),
+                    .scope = row.ColumnText(2),
+                    .token_hash = row.ColumnText(3),
+                    .prefix = row.ColumnText(4),
+                    .created_ms = row.ColumnInt(5),
+                    .expires_ms = row.ColumnInt(6),
+                    .revoked_ms = row.ColumnInt(7)};
+  }
 
   static VirtualKey ReadVirtualKey(const Statement& row) {
     return VirtualKey{.id = row.ColumnText(0),
