@@ -251,6 +251,8 @@ class PipelineExecutor::AttemptRun {
   const AgentSpec* agent_ = nullptr;
   bool agent_acquired_ = false;
   std::optional<AttemptWorkspace> workspace_;
+  // What the attempt may write (sandbox.disk_mb), across its agent's commands and its gates.
+  std::unique_ptr<DiskQuota> disk_quota_;
   std::string attempt_dir_;
   std::string commit_;
   std::vector<std::string> gates_passed_;
@@ -595,6 +597,7 @@ std::optional<ExecResult> PipelineExecutor::AttemptRun::RunRunner() {
   context.timeout_ms = options_.runner_timeout_ms;
   context.output_tail_bytes = 4096;
   context.cancel = &cancel_;
+  context.disk_quota = disk_quota_.get();
   context.extra_env["FACTORY_PROMPT_FILE"] = prompt_file;
 
   auto outcome = (*runner)->Run(context);
@@ -803,6 +806,7 @@ std::optional<ExecResult> PipelineExecutor::AttemptRun::Gates() {
   gate_options.tail_bytes = 4096;
   gate_options.logs_dir = attempt_dir_ + "/gates";
   gate_options.cancel = &cancel_;
+  gate_options.disk_quota = disk_quota_.get();
   auto results = RunGates(command_gates, checkout->path(), gate_options);
   if (auto removed =
           [&] {
@@ -838,8 +842,12 @@ std::optional<ExecResult> PipelineExecutor::AttemptRun::Gates() {
                                     {"exit_code", failed->exit_code},
                                     {"timed_out", failed->timed_out}});
     std::string error = "gate '" + failed->name + "' failed";
-    error +=
-        failed->timed_out ? " (timed out)" : " (exit " + std::to_string(failed->exit_code) + ")";
+    if (failed->quota_exceeded) {
+      error += ": " + failed->quota_message;
+    } else {
+      error +=
+          failed->timed_out ? " (timed out)" : " (exit " + std::to_string(failed->exit_code) + ")";
+    }
     return Fail(kPhaseGates, error, GateFeedback(*failed));
   }
   if (results->size() < command_gates.size()) {
@@ -1015,6 +1023,9 @@ ExecResult PipelineExecutor::AttemptRun::Run() {
     return Fail(kPhaseWorktree, error, "", retryable);
   }
   workspace_ = *workspace;
+  disk_quota_ =
+      std::make_unique<DiskQuota>(deps_.sandbox != nullptr ? deps_.sandbox->disk_quota_mb() : 0);
+  disk_quota_->Track(workspace_->path);
   details_["worktree"] = workspace_->path;
   details_["start_commit"] = workspace_->start_commit;
   attempt_dir_ = options_.artifacts_dir + "/" + task_.run_id + "/" + key_ + "-" +
@@ -1033,6 +1044,11 @@ ExecResult PipelineExecutor::AttemptRun::Run() {
   if (cancel_.load()) return Cancelled();
   if (auto failed = RunRunner()) return std::move(*failed);
   if (cancel_.load()) return Cancelled();
+  if (disk_quota_->exceeded()) {
+    // Whatever the runner concluded, an attempt past its quota is not committed.
+    const std::string error = disk_quota_->Message();
+    return Fail(kPhaseRunner, error, "The agent failed: " + error);
+  }
   if (auto failed = Commit()) return std::move(*failed);
   if (auto failed = CheckProtected()) return std::move(*failed);
   if (cancel_.load()) return Cancelled();
