@@ -285,6 +285,9 @@ bool GroupHasLiveMembers(pid_t pgid) {
       if (fd != error_fd) ::fcntl(fd, F_SETFD, FD_CLOEXEC);
     }
   }
+  for (int fd : options.inherit_fds) {
+    if (::fcntl(fd, F_SETFD, 0) != 0) fail(ChildStage::kSetup);
+  }
 
   if (!options.cwd.empty() && ::chdir(options.cwd.c_str()) != 0) fail(ChildStage::kChdir);
 

@@ -50,6 +50,10 @@ struct SubprocessOptions {
   // the caller configured there covers the whole process tree. RLIMIT_NPROC does not bind root; a
   // pids cgroup does. Failure to join is a start error.
   std::string cgroup_dir;
+  // Descriptors of this process the child keeps, at the same numbers (everything else above 2
+  // is closed on exec), e.g. a pipe end the wrapped program is told to wait on. The caller owns
+  // them and closes its copies after Start.
+  std::vector<int> inherit_fds;
   // When set, both streams go through it (core/redact.h StreamRedactor) before they reach the
   // output files and the tails: a secret split across two reads is still caught. Null keeps
   // the output as the child wrote it (host-side git, whose output is data). Must outlive Wait.

@@ -226,6 +226,8 @@ class PipelineExecutor::AttemptRun {
   const AgentSpec* agent_ = nullptr;
   bool agent_acquired_ = false;
   std::optional<AttemptWorkspace> workspace_;
+  // What the attempt may write (sandbox.disk_mb), across its agent's commands and its gates.
+  std::unique_ptr<DiskQuota> disk_quota_;
   std::string attempt_dir_;
   std::string commit_;
   std::vector<std::string> gates_passed_;
@@ -461,10 +463,10 @@ void PipelineExecutor::AttemptRun::Rebase() {
                  previous_version, why);
     details_.rebase_failed = why;
     RecordEvent(events::EventKind::kTaskRebaseFailed, json{{"reason", why},
-                                             {"agent", kRebaseAgent},
-                                             {"spec_version", previous_version},
-                                             {"cost_usd", cost},
-                                             {"epoch", lease_.epoch}});
+                                                           {"agent", kRebaseAgent},
+                                                           {"spec_version", previous_version},
+                                                           {"cost_usd", cost},
+                                                           {"epoch", lease_.epoch}});
   };
   if (!result) return failed(result.error().message);
 
@@ -573,6 +575,7 @@ std::optional<ExecResult> PipelineExecutor::AttemptRun::RunRunner() {
   context.timeout_ms = options_.runner_timeout_ms;
   context.output_tail_bytes = 4096;
   context.cancel = &cancel_;
+  context.disk_quota = disk_quota_.get();
   context.extra_env["FACTORY_PROMPT_FILE"] = prompt_file;
 
   auto outcome = (*runner)->Run(context);
@@ -822,7 +825,8 @@ std::optional<ExecResult> PipelineExecutor::AttemptRun::Verify() {
                       .task_id = task_.id,
                       .attempt_id = lease_.attempt_id,
                       .logs_dir = attempt_dir_ + "/gates",
-                      .cancel = &cancel_};
+                      .cancel = &cancel_,
+                      .disk_quota = disk_quota_.get()};
   // Stage by stage (verify/gate.h StageOf): the command gates with the task `verifying`, even
   // when there are none; then the review gates, when there are any, with the task in `review`.
   struct Stage {
@@ -889,18 +893,19 @@ std::optional<ExecResult> PipelineExecutor::AttemptRun::Verify() {
           break;
         case GateVerdict::kFail:
           if (report->command) {
-            RecordEvent(events::EventKind::kGateFailed, json{{"gate", report->name},
-                                            {"exit_code", report->command->exit_code},
-                                            {"timed_out", report->command->timed_out}});
+            RecordEvent(events::EventKind::kGateFailed,
+                        json{{"gate", report->name},
+                             {"exit_code", report->command->exit_code},
+                             {"timed_out", report->command->timed_out}});
           } else {
             ReviewEvent(*report);
           }
           return Fail(stage.phase, report->error, report->feedback);
         case GateVerdict::kNoVerdict:
           RecordEvent(events::EventKind::kReviewFailed, json{{"gate", report->name},
-                                            {"model", report->model},
-                                            {"error", report->log},
-                                            {"cost_usd", report->cost_usd}});
+                                                             {"model", report->model},
+                                                             {"error", report->log},
+                                                             {"cost_usd", report->cost_usd}});
           return Fail(stage.error_phase, report->error, "", report->retryable);
       }
       context.earlier.push_back(std::move(*report));
@@ -953,8 +958,8 @@ std::optional<ExecResult> PipelineExecutor::AttemptRun::Merge() {
   details_.already_merged = merged->already_merged;
   details_.gates_passed = gates_passed_;
   RecordEvent(events::EventKind::kTaskMerged, json{{"merge_commit", merged->merge_commit},
-                                  {"already_merged", merged->already_merged},
-                                  {"agent", agent_->name}});
+                                                   {"already_merged", merged->already_merged},
+                                                   {"agent", agent_->name}});
   return std::nullopt;
 }
 
@@ -971,7 +976,8 @@ ExecResult PipelineExecutor::AttemptRun::Run() {
     Phase(kPhaseMerge, json{{"already_merged", true}});
     details_.merge_commit = **existing;
     details_.already_merged = true;
-    RecordEvent(events::EventKind::kTaskMerged, json{{"merge_commit", **existing}, {"already_merged", true}});
+    RecordEvent(events::EventKind::kTaskMerged,
+                json{{"merge_commit", **existing}, {"already_merged", true}});
     RemoveLeftoverWorktrees();
     return Succeed();
   }
@@ -1002,6 +1008,9 @@ ExecResult PipelineExecutor::AttemptRun::Run() {
     return Fail(kPhaseWorktree, error, "", retryable);
   }
   workspace_ = *workspace;
+  disk_quota_ =
+      std::make_unique<DiskQuota>(deps_.sandbox != nullptr ? deps_.sandbox->disk_quota_mb() : 0);
+  disk_quota_->Track(workspace_->path);
   details_.worktree = workspace_->path;
   details_.start_commit = workspace_->start_commit;
   attempt_dir_ = options_.artifacts_dir + "/" + task_.run_id + "/" + key_ + "-" +
@@ -1020,6 +1029,11 @@ ExecResult PipelineExecutor::AttemptRun::Run() {
   if (cancel_.load()) return Cancelled();
   if (auto failed = RunRunner()) return std::move(*failed);
   if (cancel_.load()) return Cancelled();
+  if (disk_quota_->exceeded()) {
+    // Whatever the runner concluded, an attempt past its quota is not committed.
+    const std::string error = disk_quota_->Message();
+    return Fail(kPhaseRunner, error, "The agent failed: " + error);
+  }
   if (auto failed = Commit()) return std::move(*failed);
   if (auto failed = CheckProtected()) return std::move(*failed);
   if (cancel_.load()) return Cancelled();

@@ -622,7 +622,7 @@ constexpr std::string_view kAfterNetwork = R"yaml(  cpu_seconds: 600
   max_processes: 512
   output_limit_kb: 1024 # per stream; the tail is kept
   tmp_mb: 512           # the private /tmp (HOME is in it); writes past it fail
-  disk_mb: 2048         # what one command may add to its worktree and /tmp; past it: killed
+  disk_mb: 2048         # what one attempt may add to its worktrees and hold in /tmp; past it: failed
   read_paths: []        # host paths readable inside, e.g. [/opt/toolchain, /var/cache/pip]
   env: []               # variables passed through, e.g. [GOPROXY]; provider keys only if named
 

@@ -73,7 +73,7 @@ struct SandboxPolicy {
   int64_t max_processes = 512;
   int64_t output_limit_kb = 1024;  // per stream; the tail is kept
   int64_t tmp_mb = 512;            // the private /tmp (a tmpfs; HOME lives in it)
-  int64_t disk_mb = 2048;          // what one command may add to its worktree and /tmp
+  int64_t disk_mb = 2048;          // what one attempt may add to its worktrees and hold in /tmp
   // Host paths readable (read-only) inside the sandbox besides the system directories: a
   // toolchain under /opt, a package cache. Absolute.
   std::vector<std::string> read_paths;

@@ -64,6 +64,7 @@ class CliRunner final : public Runner {
     command.stdout_path = context.attempt_dir + "/runner.stdout.log";
     command.stderr_path = context.attempt_dir + "/runner.stderr.log";
     command.cancel = context.cancel;
+    command.disk_quota = context.disk_quota;
 
     auto process = context.sandbox->Run(command);
     if (!process) return std::unexpected(process.error().Wrap("agent '" + agent_.name + "'"));

@@ -73,6 +73,9 @@ struct RunnerContext {
   // write somewhere else (a CLI agent's own state directory such as ~/.claude). Empty by
   // default: the worktree is the only writable place; attempt_dir stays read-only inside.
   std::vector<std::string> extra_writable_paths;
+  // The attempt's disk quota (workspace/sandbox.h), which the agent's commands count against;
+  // null: the runner's run is the attempt.
+  DiskQuota* disk_quota = nullptr;
 };
 
 // One step an agent reported through its structured output (tool use, message...), recorded as

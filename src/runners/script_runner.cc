@@ -35,6 +35,7 @@ class ScriptRunner final : public Runner {
     command.stdout_path = context.attempt_dir + "/runner.stdout.log";
     command.stderr_path = context.attempt_dir + "/runner.stderr.log";
     command.cancel = context.cancel;
+    command.disk_quota = context.disk_quota;
 
     auto process = context.sandbox->Run(command);
     if (!process) {

@@ -310,9 +310,17 @@ Result<RunnerOutcome> LlmRunner::Run(const RunnerContext& context) {
   int64_t context_window = 0;
   if (auto limits = router_.LimitsFor(targets); limits) context_window = limits->context_window;
 
+  // The attempt's disk quota when the pipeline gives one; else this run is the attempt.
+  DiskQuota own_quota(context.disk_quota == nullptr && context.sandbox != nullptr
+                          ? context.sandbox->disk_quota_mb()
+                          : 0);
+  DiskQuota& disk_quota = context.disk_quota != nullptr ? *context.disk_quota : own_quota;
+  disk_quota.Track(context.worktree);
+
   ToolEnv env;
   env.fs = &fs;
   env.sandbox = context.sandbox;
+  env.disk_quota = &disk_quota;
   env.network = agent_.network;
   env.limits = context.limits;
   env.command_tail_bytes = options_.command_tail_bytes;
@@ -457,6 +465,12 @@ Result<RunnerOutcome> LlmRunner::Run(const RunnerContext& context) {
                            (result.ok ? "" : " -> error: " + Shorten(result.output, 120))});
       messages.push_back(llm::Message::ToolResult(call.id, result.output));
       transcript.WriteMessage(turn + 1, messages.back());
+      if (disk_quota.exceeded()) {
+        // Whatever the model does next, the attempt holds more than it may: it ends here.
+        outcome.error = disk_quota.Message();
+        done = true;
+        break;
+      }
       if (result.finished) {
         outcome.success = true;
         outcome.summary = result.summary;

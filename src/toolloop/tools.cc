@@ -177,11 +177,22 @@ ToolResult ReadFileTool(const ToolEnv& env, const Args& args) {
   return Succeed(std::move(out));
 }
 
+// A file is replaced through a new file beside it: until the rename both exist, so the whole
+// new size must fit in the attempt's disk quota.
+Status ReserveDisk(const ToolEnv& env, size_t bytes) {
+  if (env.disk_quota == nullptr) return Ok();
+  if (auto fits = env.disk_quota->Reserve(static_cast<int64_t>(bytes)); !fits) {
+    return ResourceExhausted("not written: " + fits.error().message);
+  }
+  return Ok();
+}
+
 ToolResult WriteFileTool(const ToolEnv& env, const Args& args) {
   std::string error;
   auto path = args.String("path", true, error);
   auto content = error.empty() ? args.String("content", true, error) : std::nullopt;
   if (!error.empty()) return Fail(error);
+  if (auto fits = ReserveDisk(env, content->size()); !fits) return Fail(fits.error().message);
   if (auto written = env.fs->WriteFile(*path, *content); !written) {
     return Fail(written.error().message);
   }
@@ -208,6 +219,7 @@ ToolResult EditFileTool(const ToolEnv& env, const Args& args) {
   }
   std::string updated = *content;
   updated.replace(updated.find(*search), search->size(), *replace);
+  if (auto fits = ReserveDisk(env, updated.size()); !fits) return Fail(fits.error().message);
   if (auto written = env.fs->WriteFile(*path, updated); !written) {
     return Fail(written.error().message);
   }
@@ -360,6 +372,7 @@ ToolResult RunCommandTool(const ToolEnv& env, const Args& args) {
   sandboxed.limits = env.limits;
   sandboxed.tail_bytes = env.command_tail_bytes;
   sandboxed.cancel = env.cancel;
+  sandboxed.disk_quota = env.disk_quota;
   auto result = env.sandbox->Run(sandboxed);
   if (!result) return Fail("the command could not be started: " + result.error().message);
   std::string out = "exit code " + std::to_string(result->exit_code);

@@ -35,7 +35,11 @@ inline constexpr int64_t kMaxCommandTimeoutS = 1800;
 struct ToolEnv {
   const WorkspaceFs* fs = nullptr;  // REQUIRES: non-null
   Sandbox* sandbox = nullptr;       // null: run_command answers that commands are unavailable
-  bool network = false;             // the agent's network permission, for run_command
+  // The attempt's disk quota: run_command's commands count against it, and write_file and
+  // edit_file are refused once a write would pass it (the quota is then exceeded, which ends
+  // the tool loop). Null: writes are not metered.
+  DiskQuota* disk_quota = nullptr;
+  bool network = false;  // the agent's network permission, for run_command
   ResourceLimits limits;
   size_t command_tail_bytes = 8192;  // of stdout and of stderr each
   // Upper bound for one command (the runner's remaining wall time); 0 = kMaxCommandTimeoutS.

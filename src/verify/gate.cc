@@ -27,6 +27,7 @@ class CommandGate final : public Gate {
     GateRunOptions options = options_;
     options.logs_dir = context.logs_dir;
     options.cancel = context.cancel;
+    options.disk_quota = context.disk_quota;
     FACTORY_ASSIGN_OR_RETURN(GateResult result, RunCommandGate(config_, index, checkout, options));
 
     GateReport report;
@@ -36,9 +37,13 @@ class CommandGate final : public Gate {
     report.cancelled = result.cancelled;
     report.log = result.output_tail;
     if (!result.passed) {
-      report.error = "gate '" + name() + "' failed" +
-                     (result.timed_out ? std::string(" (timed out)")
-                                       : " (exit " + std::to_string(result.exit_code) + ")");
+      report.error = "gate '" + name() + "' failed";
+      if (result.quota_exceeded) {
+        report.error += ": " + result.quota_message;
+      } else {
+        report.error += result.timed_out ? std::string(" (timed out)")
+                                         : " (exit " + std::to_string(result.exit_code) + ")";
+      }
       report.feedback = GateFeedback(result);
     }
     report.command = std::move(result);

@@ -74,6 +74,7 @@ struct GateContext {
   std::vector<GateReport> earlier;  // the reports of the gates that ran before, in order
   std::string logs_dir;             // where gates keep their full output; "" = nowhere
   const std::atomic<bool>* cancel = nullptr;
+  DiskQuota* disk_quota = nullptr;  // the attempt's, shared with its other commands; may be null
 };
 
 class Gate {

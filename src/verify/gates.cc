@@ -62,6 +62,7 @@ Result<GateResult> RunCommandGate(const GateConfig& gate, size_t index, const st
   command.timeout_ms = result.timeout_ms;
   command.tail_bytes = options.tail_bytes;
   command.cancel = options.cancel;
+  command.disk_quota = options.disk_quota;
   if (!options.logs_dir.empty()) {
     result.log_path = (fs::path(options.logs_dir) / LogFileName(index, gate.name)).string();
     command.stdout_path = result.log_path;

@@ -44,6 +44,9 @@ struct GateRunOptions {
   // and the name reduced to [A-Za-z0-9._-]; created when missing. "" = not kept.
   std::string logs_dir;
   const std::atomic<bool>* cancel = nullptr;
+  // The attempt's disk quota the gates count against (workspace/sandbox.h); null: each gate
+  // has one of its own.
+  DiskQuota* disk_quota = nullptr;
 };
 
 // The options the project's sandbox policy gives its gates: the sandbox, the gates' network

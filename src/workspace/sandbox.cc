@@ -14,6 +14,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -21,6 +22,7 @@
 #include <optional>
 #include <sstream>
 #include <thread>
+#include <utility>
 
 extern char** environ;
 #include "core/redact.h"
@@ -216,16 +218,50 @@ int64_t UsageBelow(int dir_fd, dev_t device) {
   return total;
 }
 
-// Bytes used in the tmpfs of `size_bytes` mounted at `path`; 0 when unknown or when the file
-// system there is not that one (the process whose root `path` goes through has gone, and its
-// pid was reused).
-int64_t TmpfsUsedBytes(const std::string& path, int64_t size_bytes) {
+// Bytes used in the file system of the open directory `fd`; 0 when unknown.
+int64_t UsedBytesAt(int fd) {
   struct statfs st {};
-  if (::statfs(path.c_str(), &st) != 0 || st.f_type != TMPFS_MAGIC) return 0;
-  const auto block = static_cast<int64_t>(st.f_bsize);
-  if (static_cast<int64_t>(st.f_blocks) * block != size_bytes) return 0;
-  return static_cast<int64_t>(st.f_blocks - st.f_bfree) * block;
+  if (fd < 0 || ::fstatfs(fd, &st) != 0) return 0;
+  return static_cast<int64_t>(st.f_blocks - st.f_bfree) * static_cast<int64_t>(st.f_bsize);
 }
+
+// Whether the open directory `fd` is the root of a tmpfs of `size_bytes` other than this
+// process's own /tmp: the sandbox's private /tmp once bwrap has mounted it.
+bool IsPrivateTmpfs(int fd, int64_t size_bytes) {
+  struct statfs fs_info {};
+  if (::fstatfs(fd, &fs_info) != 0 || fs_info.f_type != TMPFS_MAGIC) return false;
+  if (static_cast<int64_t>(fs_info.f_blocks) * static_cast<int64_t>(fs_info.f_bsize) !=
+      size_bytes) {
+    return false;
+  }
+  struct stat own {};
+  struct stat seen {};
+  if (::fstat(fd, &seen) != 0) return false;
+  return ::stat("/tmp", &own) != 0 || own.st_dev != seen.st_dev;
+}
+
+// An owned descriptor.
+class UniqueFd {
+ public:
+  UniqueFd() = default;
+  explicit UniqueFd(int fd) : fd_(fd) {}
+  UniqueFd(UniqueFd&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
+  UniqueFd& operator=(UniqueFd&& other) noexcept {
+    if (this != &other) reset(std::exchange(other.fd_, -1));
+    return *this;
+  }
+  UniqueFd(const UniqueFd&) = delete;
+  UniqueFd& operator=(const UniqueFd&) = delete;
+  ~UniqueFd() { reset(); }
+  int get() const { return fd_; }
+  void reset(int fd = -1) {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = fd;
+  }
+
+ private:
+  int fd_ = -1;
+};
 
 std::vector<std::string> ComputeSecretEtcPaths() {
   std::vector<std::string> paths;
@@ -350,11 +386,18 @@ class HostScratch {
 };
 
 // The sandbox's own part of one run, made before the start: the rlimit sandbox's host scratch
-// directory, and where HOME and TMPDIR point.
+// directory, where HOME and TMPDIR point, and bubblewrap's private /tmp.
 struct RunSetup {
   std::unique_ptr<HostScratch> scratch;
   std::string home;
   std::string tmpdir;
+  // bwrap waits on `block_read` (--block-fd) with the sandbox set up, until `block_write` is
+  // written: meanwhile the factory opens the private /tmp as `tmp`. Holding it keeps the tmpfs
+  // alive after the command's end, until the last measurement; the tmpfs goes with the
+  // descriptor.
+  UniqueFd block_read;
+  UniqueFd block_write;
+  UniqueFd tmp;
 };
 
 // The first child of `pid` (bwrap's process inside the new namespaces), or 0.
@@ -363,6 +406,16 @@ int FirstChildOf(int pid) {
   int child = 0;
   in >> child;
   return child;
+}
+
+// Whether `pid` has exited (a zombie not yet reaped, or gone).
+bool HasExited(int pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const size_t paren = stat.rfind(')');
+  if (paren == std::string::npos || paren + 2 >= stat.size()) return true;
+  const char state = stat[paren + 2];
+  return state == 'Z' || state == 'X';
 }
 
 // What one running command is watched for: its disk quota and its caller's cancel flag.
@@ -545,12 +598,17 @@ class SandboxBase : public Sandbox {
     if (!FindInPath(inner[0], env["PATH"])) {
       return NotFound("program not found: " + inner[0]);
     }
-    FACTORY_ASSIGN_OR_RETURN(RunSetup setup, Prepare());
+    // Without the attempt's quota the command has one of its own, as large.
+    DiskQuota own_quota(command.disk_quota == nullptr ? config_.disk_mb : 0);
+    DiskQuota& quota = command.disk_quota != nullptr ? *command.disk_quota : own_quota;
+    const int64_t quota_bytes = quota.quota_bytes();
+    FACTORY_ASSIGN_OR_RETURN(RunSetup setup, Prepare(/*measure_tmp=*/quota.enabled()));
     env["HOME"] = setup.home;
     env["TMPDIR"] = setup.tmpdir;
 
     SubprocessOptions options;
-    options.argv = Wrap(command, inner);
+    options.argv = Wrap(command, inner, setup);
+    if (setup.block_read.get() >= 0) options.inherit_fds = {setup.block_read.get()};
     options.cwd = command.worktree;
     options.env_set = std::move(env);
     options.clear_env = true;
@@ -578,13 +636,8 @@ class SandboxBase : public Sandbox {
       }
     }
 
-    const int64_t quota_bytes = config_.disk_mb > 0 ? config_.disk_mb * kMiB : 0;
-    const int64_t worktree_before = quota_bytes > 0 ? DiskUsageBytes(command.worktree) : 0;
-    std::atomic<int> pid{0};
-    auto written = [&, worktree = command.worktree] {
-      return std::max<int64_t>(0, DiskUsageBytes(worktree) - worktree_before) +
-             TmpUsedBytes(setup, pid.load());
-    };
+    if (quota.enabled()) quota.Track(command.worktree);
+    auto written = [&] { return quota.WorktreeBytes() + TmpUsedBytes(setup); };
     QuotaWatch watch;
     watch.written = written;
     watch.quota_bytes = quota_bytes;
@@ -596,29 +649,34 @@ class SandboxBase : public Sandbox {
     if (watched) options.cancel = &watch.stop;
     auto process = Subprocess::Start(options);
     if (!process) return std::unexpected(process.error());
-    pid = process->pid();
+    Started(setup, process->pid());
     if (watched) QuotaMonitor::Get().Add(watch);
     SubprocessResult result = process->Wait();
-    pid = 0;  // reaped: the number may already be another process's
     if (watched) QuotaMonitor::Get().Remove(watch);
     cgroup.reset();  // kills anything of the tree still alive, whatever group it moved to
     if (watch.exceeded.load()) {
       result.quota_exceeded = true;
       result.cancelled = false;  // stopped through the cancel flag, but not by the caller
     } else if (quota_bytes > 0 && written() > quota_bytes) {
-      // Written between the last measurement and the end (a command quicker than one period).
+      // Written between the last measurement and the end (a command quicker than one period);
+      // its /tmp is still held here, so what it wrote there counts too.
       result.quota_exceeded = true;
     }
-    return result;
+    if (result.quota_exceeded) quota.MarkExceeded();
+    return result;  // `setup` goes now: the private /tmp with it
   }
 
  protected:
   virtual std::vector<std::string> Wrap(const SandboxedCommand& command,
-                                        const std::vector<std::string>& inner) const = 0;
-  // HOME and TMPDIR of one run, and whatever must live as long as it.
-  virtual Result<RunSetup> Prepare() const = 0;
-  // What the run wrote to its /tmp so far (`pid`: the started process, 0 before).
-  virtual int64_t TmpUsedBytes(const RunSetup& setup, int pid) const = 0;
+                                        const std::vector<std::string>& inner,
+                                        const RunSetup& setup) const = 0;
+  // HOME and TMPDIR of one run, and whatever must live as long as it; `measure_tmp`: the disk
+  // quota will measure its /tmp.
+  virtual Result<RunSetup> Prepare(bool measure_tmp) const = 0;
+  // Right after the start of process `pid`, before it is watched.
+  virtual void Started(RunSetup& setup, int pid) const = 0;
+  // What the run holds in its /tmp now (until `setup` goes, also after the command's end).
+  virtual int64_t TmpUsedBytes(const RunSetup& setup) const = 0;
 
   SandboxConfig config_;
   std::optional<std::string> cgroup_root_;
@@ -632,7 +690,8 @@ class BubblewrapSandbox final : public SandboxBase {
 
  protected:
   std::vector<std::string> Wrap(const SandboxedCommand& command,
-                                const std::vector<std::string>& inner) const override {
+                                const std::vector<std::string>& inner,
+                                const RunSetup& setup) const override {
     std::vector<std::string> argv = {bwrap_};
     argv.insert(argv.end(), system_binds_.begin(), system_binds_.end());
     // The private /tmp goes first: a worktree, a repository or a read path kept below the
@@ -668,24 +727,63 @@ class BubblewrapSandbox final : public SandboxBase {
     }
     argv.push_back("--unshare-all");
     if (command.network) argv.push_back("--share-net");
-    argv.insert(argv.end(),
-                {"--die-with-parent", "--new-session", "--chdir", command.worktree, "--"});
+    argv.insert(argv.end(), {"--die-with-parent", "--new-session"});
+    if (setup.block_read.get() >= 0) {
+      argv.insert(argv.end(), {"--block-fd", std::to_string(setup.block_read.get())});
+    }
+    argv.insert(argv.end(), {"--chdir", command.worktree, "--"});
     argv.insert(argv.end(), inner.begin(), inner.end());
     return argv;
   }
 
-  Result<RunSetup> Prepare() const override {
+  Result<RunSetup> Prepare(bool measure_tmp) const override {
     RunSetup setup;
     setup.home = kSandboxHome;
     setup.tmpdir = "/tmp";
+    if (!measure_tmp) return setup;
+    int fds[2];
+    if (::pipe2(fds, O_CLOEXEC) != 0) {
+      return Unavailable(std::string("cannot create a pipe for bwrap: ") + std::strerror(errno));
+    }
+    setup.block_read.reset(fds[0]);
+    setup.block_write.reset(fds[1]);
     return setup;
   }
 
-  int64_t TmpUsedBytes(const RunSetup&, int pid) const override {
-    // bwrap's first child lives in the new mount namespace: its /tmp is the private tmpfs.
-    const int child = pid > 0 ? FirstChildOf(pid) : 0;
-    if (child <= 0) return 0;
-    return TmpfsUsedBytes("/proc/" + std::to_string(child) + "/root/tmp", TmpBytes());
+  void Started(RunSetup& setup, int pid) const override {
+    if (setup.block_write.get() < 0) return;  // not measured: bwrap does not wait
+    setup.block_read.reset();                 // the child has its own copy
+    // bwrap's first child lives in the new mount namespace and waits on --block-fd once the
+    // sandbox is set up: its /tmp is then the private tmpfs. Before that it is another file
+    // system (the host's /tmp, bwrap's own staging tmpfs), told apart by its size and device.
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (std::chrono::steady_clock::now() < deadline) {
+      if (const int child = FirstChildOf(pid); child > 0) {
+        const std::string tmp = "/proc/" + std::to_string(child) + "/root/tmp";
+        UniqueFd fd(::open(tmp.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+        if (fd.get() >= 0 && IsPrivateTmpfs(fd.get(), TmpBytes())) {
+          setup.tmp = std::move(fd);
+          break;
+        }
+      } else if (HasExited(pid)) {
+        break;  // bwrap failed before it got there; Wait() reports its exit
+      }
+      std::this_thread::sleep_for(std::chrono::microseconds(50));
+    }
+    if (setup.tmp.get() < 0) {
+      spdlog::warn(
+          "sandbox: cannot open the private /tmp of process {}: its writes there are "
+          "not counted in the disk quota",
+          pid);
+    }
+    // A byte, or the end of the pipe, lets the command start.
+    const char go = 'x';
+    [[maybe_unused]] const ssize_t ignored = ::write(setup.block_write.get(), &go, 1);
+    setup.block_write.reset();
+  }
+
+  int64_t TmpUsedBytes(const RunSetup& setup) const override {
+    return UsedBytesAt(setup.tmp.get());
   }
 
  private:
@@ -740,12 +838,12 @@ class RlimitSandbox final : public SandboxBase {
   std::string_view name() const override { return "rlimit"; }
 
  protected:
-  std::vector<std::string> Wrap(const SandboxedCommand&,
-                                const std::vector<std::string>& inner) const override {
+  std::vector<std::string> Wrap(const SandboxedCommand&, const std::vector<std::string>& inner,
+                                const RunSetup&) const override {
     return inner;
   }
 
-  Result<RunSetup> Prepare() const override {
+  Result<RunSetup> Prepare(bool) const override {
     RunSetup setup;
     setup.scratch = HostScratch::Create();
     if (!setup.scratch) return Unavailable("cannot create a private HOME and TMPDIR for a command");
@@ -754,7 +852,9 @@ class RlimitSandbox final : public SandboxBase {
     return setup;
   }
 
-  int64_t TmpUsedBytes(const RunSetup& setup, int) const override {
+  void Started(RunSetup&, int) const override {}
+
+  int64_t TmpUsedBytes(const RunSetup& setup) const override {
     return DiskUsageBytes(setup.scratch->dir());
   }
 };
@@ -762,6 +862,39 @@ class RlimitSandbox final : public SandboxBase {
 }  // namespace
 
 bool BubblewrapAvailable() { return ProbeBwrap().usable; }
+
+void DiskQuota::Track(const std::string& dir) {
+  if (!enabled()) return;
+  {
+    std::lock_guard lock(mutex_);
+    if (baselines_.contains(dir)) return;
+  }
+  const int64_t usage = DiskUsageBytes(dir);
+  std::lock_guard lock(mutex_);
+  baselines_.emplace(dir, usage);  // a concurrent first Track won: its baseline stays
+}
+
+int64_t DiskQuota::WorktreeBytes() const {
+  std::map<std::string, int64_t> baselines;
+  {
+    std::lock_guard lock(mutex_);
+    baselines = baselines_;
+  }
+  int64_t total = 0;
+  for (const auto& [dir, baseline] : baselines) {
+    total += std::max<int64_t>(0, DiskUsageBytes(dir) - baseline);
+  }
+  return total;
+}
+
+Status DiskQuota::Reserve(int64_t more) {
+  if (!enabled()) return Ok();
+  if (!exceeded() && WorktreeBytes() + std::max<int64_t>(more, 0) <= quota_bytes()) return Ok();
+  MarkExceeded();
+  return ResourceExhausted(Message());
+}
+
+std::string DiskQuota::Message() const { return DiskQuotaMessage(quota_mb_); }
 
 std::string DiskQuotaMessage(int64_t disk_mb) {
   return "the attempt wrote more than " + std::to_string(disk_mb) + " MiB (sandbox.disk_mb)";

@@ -10,6 +10,9 @@
 //     (the main checkout's files stay invisible). The worktree's `.git` file is agent-written:
 //     it is followed only when that admin dir points back at this worktree;
 //   - a private tmpfs /tmp of SandboxConfig::tmp_mb, whose /tmp/home is HOME (TMPDIR=/tmp);
+//     the factory holds it open from before the command starts until it has measured it after
+//     the command's end, so the disk quota sees what was written there however quick the
+//     command (bwrap waits on --block-fd until the factory has it);
 //   - fresh /dev and /proc; SandboxConfig::read_paths and SandboxedCommand::read_only_paths
 //     read-only, SandboxedCommand::writable_paths read-write;
 // with every namespace unshared (so no network: only a loopback-less network namespace) unless
@@ -23,9 +26,10 @@
 // Both: a clean environment (CleanEnvironment: nothing of this process's environment but PATH,
 // locale, TERM, TZ and the variables named in SandboxConfig::env or SandboxedCommand::pass_env),
 // own process group, rlimits (CPU seconds, address space, file size), a wall timeout that kills
-// the whole group, output files plus an in-memory tail, and a disk quota: one watcher thread
-// per process measures what each running command added to its worktree and its /tmp every
-// 250 ms (less often when a measurement is slow) and kills it past SandboxConfig::disk_mb
+// the whole group, output files plus an in-memory tail, and a disk quota (DiskQuota: per
+// attempt when the caller gives one, else per command): one watcher thread per process
+// measures every running command's quota every 250 ms (less often when a measurement is slow),
+// again when the command has ended, and kills the command past it
 // (SubprocessResult::quota_exceeded). A process limit is enforced with a pids cgroup when one can
 // be created (cgroup v1 `pids` hierarchy or cgroup v2 with the pids controller), because
 // RLIMIT_NPROC counts per user and does not bind root at all; everything left in that cgroup is
@@ -38,6 +42,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -56,11 +61,52 @@ struct SandboxConfig {
   std::vector<std::string> read_paths;
   // Size of the private /tmp (which holds HOME), in MiB; writes past it fail with ENOSPC.
   int64_t tmp_mb = 512;
-  // The most a command may add to its worktree and /tmp together, in MiB; past it the command
-  // is killed and its result says quota_exceeded. 0 = no quota.
+  // The disk quota, in MiB (DiskQuota): what one attempt may add to its worktrees and hold in
+  // its commands' /tmp; a command given no DiskQuota has one of its own. 0 = no quota.
   int64_t disk_mb = 2048;
   // Names of variables of this process's environment every command gets (`sandbox.env`).
   std::vector<std::string> env;
+};
+
+// The disk quota of one attempt (sandbox.disk_mb), shared by every command the attempt runs in
+// the sandbox (its agent's, each `run_command` of the llm tool loop, its gates') and by the
+// writes the factory makes for it on the host (the llm agent's write_file and edit_file tools).
+// What it counts, measured again whenever it is checked: how much each directory it tracks
+// (the attempt's worktree, a gate's checkout) holds beyond what it held when first tracked,
+// plus what the running command's private /tmp (with HOME) holds. A command's /tmp is removed
+// when the command ends, so only worktrees accumulate across commands. Past the quota the
+// running command is killed, the quota stays exceeded, and the attempt fails with Message();
+// the attempt's runner and gates report it, so nothing of the attempt is merged.
+// Thread-safe.
+class DiskQuota {
+ public:
+  // quota_mb <= 0: no quota (nothing is measured, never exceeded).
+  explicit DiskQuota(int64_t quota_mb) : quota_mb_(quota_mb > 0 ? quota_mb : 0) {}
+  DiskQuota(const DiskQuota&) = delete;
+  DiskQuota& operator=(const DiskQuota&) = delete;
+
+  int64_t quota_mb() const { return quota_mb_; }
+  int64_t quota_bytes() const { return quota_mb_ * 1024 * 1024; }
+  bool enabled() const { return quota_mb_ > 0; }
+  // Starts counting what `dir` (absolute) gains from now on. A directory already tracked keeps
+  // its first baseline, so calling it again is harmless.
+  void Track(const std::string& dir);
+  // Bytes the tracked directories hold beyond their baselines (never negative per directory;
+  // a directory removed since counts 0). Walks them: as slow as DiskUsageBytes.
+  int64_t WorktreeBytes() const;
+  // Whether `more` bytes written on the host into a tracked directory still fit; when they do
+  // not, the quota becomes exceeded and kResourceExhausted with Message() is returned.
+  Status Reserve(int64_t more);
+  void MarkExceeded() { exceeded_ = true; }
+  bool exceeded() const { return exceeded_.load(); }
+  // "the attempt wrote more than 2048 MiB (sandbox.disk_mb)" (DiskQuotaMessage).
+  std::string Message() const;
+
+ private:
+  const int64_t quota_mb_;
+  std::atomic<bool> exceeded_{false};
+  mutable std::mutex mutex_;
+  std::map<std::string, int64_t> baselines_;  // guarded by mutex_
 };
 
 struct SandboxedCommand {
@@ -85,6 +131,10 @@ struct SandboxedCommand {
   std::string stdout_path;  // empty: not kept on disk
   std::string stderr_path;
   const std::atomic<bool>* cancel = nullptr;
+  // The attempt's disk quota (not owned; must outlive Run). The worktree is tracked in it on
+  // first use, so a caller that writes there itself tracks it first. Null: the command gets a
+  // quota of its own of SandboxConfig::disk_mb, counting what it adds to its worktree.
+  DiskQuota* disk_quota = nullptr;
 };
 
 class Sandbox {
@@ -99,7 +149,7 @@ class Sandbox {
   // True when limits.max_processes is really enforced for this process's user (a pids cgroup,
   // or RLIMIT_NPROC for a non-root user).
   virtual bool EnforcesProcessLimit() const = 0;
-  // SandboxConfig::disk_mb: what a command may add to its worktree and /tmp (0 = no quota).
+  // SandboxConfig::disk_mb: the size of each attempt's DiskQuota (0 = no quota).
   virtual int64_t disk_quota_mb() const = 0;
 };
 

@@ -255,6 +255,52 @@ TEST_F(LlmRunnerTest, ApiKeyNeverReachesCommandsOrTranscript) {
   for (const auto& step : outcome->steps) EXPECT_THAT(step.summary, Not(HasSubstr(kApiKey)));
 }
 
+TEST_F(LlmRunnerTest, WriteFilePastTheDiskQuotaIsRefusedAndEndsTheAttempt) {
+  MakeRouter();
+  SandboxConfig config;
+  config.disk_mb = 1;
+  sandbox_ = MakeSandbox(config);
+  const std::string chunk(400 * 1024, 'x');
+  for (const char* name : {"a.txt", "b.txt", "c.txt"}) {
+    fake_.Enqueue(
+        FakeReply::Tools({Call(name, "write_file", {{"path", name}, {"content", chunk}})}));
+  }
+  fake_.Enqueue(FakeReply::Tools({Call("c4", "finish", {{"summary", "wrote them"}})}));
+  LlmRunner runner(*router_, Agent());
+  RunnerContext context = Context();
+  // The transcript (which quotes every write) is the factory's, outside the worktree.
+  testing::TempDir attempt_dir;
+  context.attempt_dir = attempt_dir.path().string();
+  auto outcome = runner.Run(context);
+  ASSERT_TRUE(outcome);
+  EXPECT_FALSE(outcome->success);
+  EXPECT_EQ(outcome->error, "the attempt wrote more than 1 MiB (sandbox.disk_mb)");
+  EXPECT_TRUE(std::filesystem::exists(repo_.Path("b.txt")));
+  EXPECT_FALSE(std::filesystem::exists(repo_.Path("c.txt")));
+  EXPECT_EQ(fake_.request_count(), 3u) << "the model is not asked again past the quota";
+}
+
+TEST_F(LlmRunnerTest, CommandsTogetherPastTheDiskQuotaEndTheAttempt) {
+  MakeRouter();
+  SandboxConfig config;
+  config.disk_mb = 4;
+  sandbox_ = MakeSandbox(config);
+  // Each command stays under the quota; the second takes the attempt past it.
+  for (const char* name : {"a", "b", "c"}) {
+    fake_.Enqueue(FakeReply::Tools({Call(
+        name, "run_command",
+        {{"command", std::string("dd if=/dev/zero of=") + name + " bs=1M count=3 2>/dev/null"}})}));
+  }
+  fake_.Enqueue(FakeReply::Tools({Call("c4", "finish", {{"summary", "wrote them"}})}));
+  LlmRunner runner(*router_, Agent());
+  auto outcome = runner.Run(Context());
+  ASSERT_TRUE(outcome);
+  EXPECT_FALSE(outcome->success);
+  EXPECT_EQ(outcome->error, "the attempt wrote more than 4 MiB (sandbox.disk_mb)");
+  EXPECT_FALSE(std::filesystem::exists(repo_.Path("c")));
+  EXPECT_EQ(fake_.request_count(), 2u);
+}
+
 TEST_F(LlmRunnerTest, TurnLimitEndsTheAttempt) {
   MakeRouter();
   fake_.SetDefault(FakeReply::Tools({Call("c", "list_dir", {{"path", "."}})}, {100, 10, 0, 0}));
