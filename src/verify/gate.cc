@@ -27,7 +27,9 @@ class CommandGate final : public Gate {
     GateRunOptions options = options_;
     options.logs_dir = context.logs_dir;
     options.cancel = context.cancel;
-    FACTORY_ASSIGN_OR_RETURN(GateResult result, RunCommandGate(config_, index, checkout, options));
+    auto ran = RunCommandGate(config_, index, checkout, options);
+    if (!ran) return std::unexpected(ran.error().Wrap("cannot run the gates"));
+    GateResult result = std::move(*ran);
 
     GateReport report;
     report.name = name();
