@@ -28,7 +28,9 @@ class CommandGate final : public Gate {
     options.logs_dir = context.logs_dir;
     options.cancel = context.cancel;
     options.disk_quota = context.disk_quota;
-    FACTORY_ASSIGN_OR_RETURN(GateResult result, RunCommandGate(config_, index, checkout, options));
+    auto ran = RunCommandGate(config_, index, checkout, options);
+    if (!ran) return std::unexpected(ran.error().Wrap("cannot run the gates"));
+    GateResult result = std::move(*ran);
 
     GateReport report;
     report.name = name();
