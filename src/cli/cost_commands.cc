@@ -1,4 +1,5 @@
-// `factory costs` (the model-call ledger) and `factory agents resume` (lifting budget pauses).
+// `factory costs` (the model-call ledger), `factory agents pause` and `factory agents resume`
+// (budget, velocity and manual pauses).
 
 #include <fmt/core.h>
 
@@ -56,6 +57,17 @@ int ResumeAgent(const CliContext& ctx, const std::string& name) {
   return kExitOk;
 }
 
+int PauseAgent(const CliContext& ctx, const std::string& name, const std::string& reason) {
+  if (name.empty()) return ReportError("agent name is empty", kExitUsage);
+  auto opened = OpenService(ctx);
+  if (!opened) return ReportError(opened.error());
+  if (auto status = opened->service->PauseAgent(name, reason); !status) {
+    return ReportServiceError(status.error());
+  }
+  std::cout << "factory: paused " << name << "\n";
+  return kExitOk;
+}
+
 }  // namespace
 
 void AddCostCommands(CLI::App& app, CliContext& ctx) {
@@ -78,6 +90,17 @@ void AddCostCommands(CLI::App& app, CliContext& ctx) {
                                         "('*' lifts the global pause)");
   resume->add_option("NAME", resume_name, "Agent name")->required();
   resume->callback([&ctx] { ctx.action = [&ctx] { return ResumeAgent(ctx, resume_name); }; });
+
+  static std::string pause_name;
+  static std::string pause_reason;
+  auto* pause = agents->add_subcommand(
+      "pause",
+      "Pause an agent ('*': every agent) in this and every other process on the database: it "
+      "takes no new task until `factory agents resume NAME`");
+  pause->add_option("NAME", pause_name, "Agent name")->required();
+  pause->add_option("--reason", pause_reason, "Why (recorded as agent.paused)")->required();
+  pause->callback(
+      [&ctx] { ctx.action = [&ctx] { return PauseAgent(ctx, pause_name, pause_reason); }; });
 }
 
 }  // namespace factory::cli

@@ -237,7 +237,9 @@ class Service {
   virtual Result<RunInfo> GetRun(const std::string& run_id) = 0;
 
   // Creates the run (row, integration branch, tasks) and starts executing it; returns at once.
-  // FailedPrecondition when the run is executing already or no agent is configured.
+  // FailedPrecondition when the run is executing already; NotFound (saying how to add one) when
+  // the project has no agent; InvalidArgument naming the backlog's file and line, or
+  // `backlog_text`, when the backlog is not valid here.
   virtual Result<StartRunResult> StartRun(const StartRunRequest& request) = 0;
   // StartRun's first half: the run and its tasks exist, nothing executes (ExecuteRun does).
   virtual Result<StartRunResult> CreateRun(const StartRunRequest& request) = 0;
@@ -263,7 +265,8 @@ class Service {
   virtual Result<BaseMergeResult> MergeRun(const MergeRunRequest& request) = 0;
 
   // At start of a long-running process: resumes every run a process left "running" (crashed,
-  // and no live process holds a lease of it) or "interrupted" (Shutdown). Returns their ids.
+  // and no live process holds a lease of it) or "interrupted" (Shutdown). Returns their ids. A
+  // feature run still planning (no tasks yet) is left to `factory run resume`.
   virtual Result<std::vector<std::string>> ResumeInterruptedRuns() = 0;
   // Stops claiming in every run; kGraceful lets running attempts finish within
   // shutdown_grace_ms, kNow cancels them; either way unfinished tasks are released and their

@@ -202,6 +202,23 @@ TEST_F(ServiceRunTest, CancelStopsARunningRunAndResumeContinuesIt) {
   EXPECT_EQ(finished.error().code, ErrorCode::kFailedPrecondition);
 }
 
+TEST_F(ServiceRunTest, StopEndsARunStoppedAsCtrlCDoesAndLeavesItToAnExplicitResume) {
+  ASSERT_TRUE(Start("rp", "one.yaml").has_value());
+  ASSERT_TRUE(WaitFor([&] { return Starts() == 1; }));
+  ASSERT_TRUE(service_->StopRun("rp", StopMode::kGraceful).has_value());
+  auto summary = service_->WaitRun("rp");
+  ASSERT_TRUE(summary.has_value()) << summary.error().ToString();
+  EXPECT_EQ(summary->unfinished, 1);
+  auto run = service_->GetRun("rp");
+  ASSERT_TRUE(run.has_value());
+  EXPECT_EQ(run->run.state, "stopped");
+  EXPECT_EQ(CountInState("rp", TaskState::kReady), 1) << "the attempt's task is released";
+  auto resumed = service_->ResumeInterruptedRuns();
+  ASSERT_TRUE(resumed.has_value());
+  EXPECT_TRUE(resumed->empty());
+  EXPECT_EQ(service_->StopRun("rp", StopMode::kNow).error().code, ErrorCode::kFailedPrecondition);
+}
+
 TEST_F(ServiceRunTest, ShutdownInterruptsRunsThatTheNextServiceResumes) {
   ASSERT_TRUE(Start("rs", "two.yaml").has_value());
   ASSERT_TRUE(WaitFor([&] { return Starts() == 1; }));
