@@ -107,7 +107,9 @@ class FactoryBackend final : public Backend {
   }
 
   Result<json> ListTasks(const ListTasksArgs& args) override {
-    TaskQuery query{.run_id = args.run, .limit = args.limit};
+    // The cursor is the id of the last task of the previous page (tasks come in id order).
+    // Without an id bound in TaskQuery, a later page reads the tasks before it too.
+    TaskQuery query{.run_id = args.run, .limit = args.cursor.empty() ? args.limit + 1 : 0};
     if (!args.state.empty()) {
       auto state = ParseTaskState(args.state);
       if (!state) return InvalidArgument("argument 'state': unknown state '" + args.state + "'");
@@ -115,8 +117,18 @@ class FactoryBackend final : public Backend {
     }
     FACTORY_ASSIGN_OR_RETURN(std::vector<Task> tasks, queue_.ListTasks(query));
     json out = json::array();
-    for (const Task& task : tasks) out.push_back(TaskJson(task));
-    return json{{"tasks", std::move(out)}};
+    bool more = false;
+    for (const Task& task : tasks) {
+      if (!args.cursor.empty() && task.id <= args.cursor) continue;
+      if (static_cast<int>(out.size()) == args.limit) {
+        more = true;
+        break;
+      }
+      out.push_back(TaskJson(task));
+    }
+    json page = {{"tasks", out}};
+    if (more) page["next_cursor"] = out.back()["id"];
+    return page;
   }
 
   Result<json> GetTask(const std::string& id) override {

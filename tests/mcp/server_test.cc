@@ -227,6 +227,28 @@ TEST_F(McpServerTest, CancelRunCancelsItsOpenTasksAndRetryBringsOneBack) {
   EXPECT_FALSE(costs.value("isError", false)) << costs.dump();
 }
 
+TEST_F(McpServerTest, ListTasksPagesWithACursor) {
+  Initialize();
+  std::vector<std::string> ids;
+  for (int index = 0; index < 5; ++index) {
+    json created = Call("create_task", {{"title", "t" + std::to_string(index)}, {"run", "pages"}});
+    ids.push_back(created["structuredContent"]["task"]["id"]);
+  }
+  std::vector<std::string> seen;
+  std::string cursor;
+  int pages = 0;
+  do {
+    json arguments = {{"run", "pages"}, {"limit", 2}};
+    if (!cursor.empty()) arguments["cursor"] = cursor;
+    json page = Call("list_tasks", arguments)["structuredContent"];
+    for (const json& task : page["tasks"]) seen.push_back(task["id"]);
+    cursor = page.value("next_cursor", "");
+    ++pages;
+  } while (!cursor.empty() && pages < 10);
+  EXPECT_EQ(pages, 3);
+  EXPECT_EQ(seen, ids);
+}
+
 TEST_F(McpServerTest, ServeAnswersLineByLine) {
   std::istringstream in(
       R"({"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25"}})"
