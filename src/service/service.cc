@@ -430,18 +430,18 @@ class ServiceImpl final : public Service {
   Status PauseAgent(const std::string& name, const std::string& reason) override {
     FACTORY_RETURN_IF_ERROR(CheckAgentName(name));
     FACTORY_RETURN_IF_ERROR(internal::ValidateText("reason", reason, kMaxTitleBytes));
-    ledger::BudgetGuard guard(store_, queue_, ledger::BudgetEnvelope{});
+    ledger::BudgetGuard guard(store_, ledger::BudgetEnvelope{});
     return guard.Pause(name, reason, options_.actor);
   }
 
   Status ResumeAgent(const std::string& name) override {
     FACTORY_RETURN_IF_ERROR(CheckAgentName(name));
-    ledger::BudgetGuard guard(store_, queue_, ledger::BudgetEnvelope{});
+    ledger::BudgetGuard guard(store_, ledger::BudgetEnvelope{});
     return guard.Resume(name, options_.actor);
   }
 
   Result<std::vector<AgentPause>> ListPauses() override {
-    ledger::BudgetGuard guard(store_, queue_, ledger::BudgetEnvelope{});
+    ledger::BudgetGuard guard(store_, ledger::BudgetEnvelope{});
     return guard.Pauses();
   }
 
