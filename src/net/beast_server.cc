@@ -515,7 +515,8 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
     Lowest().expires_after(std::chrono::milliseconds(options().write_timeout_ms));
     asio::async_write(stream_, asio::buffer(queue_.front()),
                       [self = this->shared_from_this()](beast::error_code ec, size_t) {
-                        if (ec) return self->Close();
+                        // Closed meanwhile (the client went, Stop): the queue is dead.
+                        if (ec || self->closed_) return self->Close();
                         const size_t sent = self->queue_.front().size();
                         self->queue_.pop_front();
                         // The chunk framing counted too: subtract what StreamWrite added.
@@ -537,7 +538,7 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
     beast::error_code ignored;
     Lowest().socket().shutdown(tcp::socket::shutdown_both, ignored);
     Lowest().close();
-    queue_.clear();
+    // queue_ stays: a write in flight may still refer to its front; the session frees it.
     if (detached_) server_->streams.fetch_sub(1);
     std::vector<std::function<void()>> callbacks;
     {
