@@ -345,17 +345,28 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
   }
 
   // --- the detached stream's side (any thread)
+  // Queues the chunk; one flush is posted for however many chunks pile up meanwhile, and it
+  // sends them with one gathered write (many subscribers x many events stay cheap).
   bool StreamWrite(std::string data) {
     if (closed_.load()) return false;
-    const size_t queued = queued_bytes_.fetch_add(data.size()) + data.size();
+    std::string chunk = Chunk(data, chunked_);
+    const size_t queued = queued_bytes_.fetch_add(chunk.size()) + chunk.size();
     if (queued > options().stream_buffer_limit) {
       asio::post(stream_.get_executor(), [self = this->shared_from_this()] { self->Close(); });
       return false;
     }
-    asio::post(stream_.get_executor(),
-               [self = this->shared_from_this(), chunk = Chunk(data, chunked_)]() mutable {
-                 self->Enqueue(std::move(chunk));
-               });
+    bool post = false;
+    {
+      std::lock_guard lock(pending_mu_);
+      pending_.push_back(std::move(chunk));
+      post = !flush_posted_;
+      flush_posted_ = true;
+    }
+    if (post) {
+      asio::post(stream_.get_executor(), [self = this->shared_from_this()] {
+        if (!self->writing_) self->WriteNext();
+      });
+    }
     return true;
   }
   void StreamEnd() {
@@ -499,35 +510,44 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
                             });
   }
 
-  void Enqueue(std::string chunk) {
-    if (closed_) return;
-    queue_.push_back(std::move(chunk));
-    if (!writing_) WriteNext();
-  }
+  // On the strand: sends everything pending in one gathered write, then looks again.
   void WriteNext() {
     if (closed_) return;
-    if (queue_.empty()) {
+    inflight_.clear();
+    {
+      std::lock_guard lock(pending_mu_);
+      inflight_.swap(pending_);
+      flush_posted_ = false;
+    }
+    if (inflight_.empty()) {
       writing_ = false;
       if (ending_) Close();
       return;
     }
     writing_ = true;
+    std::vector<asio::const_buffer> buffers;
+    buffers.reserve(inflight_.size());
+    size_t total = 0;
+    for (const std::string& chunk : inflight_) {
+      buffers.emplace_back(chunk.data(), chunk.size());
+      total += chunk.size();
+    }
     Lowest().expires_after(std::chrono::milliseconds(options().write_timeout_ms));
-    asio::async_write(stream_, asio::buffer(queue_.front()),
-                      [self = this->shared_from_this()](beast::error_code ec, size_t) {
-                        if (ec) return self->Close();
-                        const size_t sent = self->queue_.front().size();
-                        self->queue_.pop_front();
-                        // The chunk framing counted too: subtract what StreamWrite added.
-                        const size_t counted = std::min(sent, self->queued_bytes_.load());
-                        self->queued_bytes_.fetch_sub(counted);
+    asio::async_write(stream_, buffers,
+                      [self = this->shared_from_this(), total](beast::error_code ec, size_t) {
+                        // Closed meanwhile (the client went, Stop): nothing more to send.
+                        if (ec || self->closed_) return self->Close();
+                        self->queued_bytes_.fetch_sub(total);
                         self->WriteNext();
                       });
   }
   void EndStream() {
     if (closed_ || ending_) return;
     ending_ = true;
-    if (chunked_) queue_.push_back("0\r\n\r\n");
+    if (chunked_) {
+      std::lock_guard lock(pending_mu_);
+      pending_.push_back("0\r\n\r\n");
+    }
     if (!writing_) WriteNext();
   }
 
@@ -537,7 +557,7 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
     beast::error_code ignored;
     Lowest().socket().shutdown(tcp::socket::shutdown_both, ignored);
     Lowest().close();
-    queue_.clear();
+    // inflight_ stays: a write in flight may still refer to it; the session frees it.
     if (detached_) server_->streams.fetch_sub(1);
     std::vector<std::function<void()>> callbacks;
     {
@@ -559,13 +579,16 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
   std::chrono::steady_clock::time_point linger_deadline_;
   // On the strand:
   State state_ = State::kIdle;
-  std::deque<std::string> queue_;
+  std::vector<std::string> inflight_;  // the chunks of the write in flight
   bool writing_ = false;
   bool ending_ = false;
   // Set by MakeStream (a worker) before AfterHandler is posted; read on the strand after.
   std::atomic<bool> detached_{false};
   bool chunked_ = true;
   std::atomic<size_t> queued_bytes_{0};
+  std::mutex pending_mu_;
+  std::vector<std::string> pending_;  // guarded by pending_mu_: chunks not yet sent
+  bool flush_posted_ = false;         // guarded by pending_mu_: a WriteNext is on its way
   std::atomic<bool> closed_{false};
   std::mutex callbacks_mu_;
   std::vector<std::function<void()>> on_close_;  // guarded by callbacks_mu_

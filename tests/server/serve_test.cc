@@ -552,5 +552,22 @@ TEST_F(ServeTest, ATokenOverItsRateIsAnswered429WithRetryAfter) {
   EXPECT_EQ(client.Get("/api/tasks", Bearer(operator_))->status, 200);
 }
 
+TEST_F(ServeTest, GatewayRoutesShareTheListenerWithTheGatewaysVirtualKeys) {
+  ServeProcess serve(sandbox_);  // `factory init` wrote .factory/models.yaml
+  ASSERT_NE(serve.port(), 0) << serve.err();
+  auto client = serve.Client();
+  auto anonymous = client.Get("/v1/models");
+  ASSERT_TRUE(anonymous);
+  EXPECT_EQ(anonymous->status, 401);
+  EXPECT_EQ(Body(anonymous)["error"]["code"], "invalid_api_key");  // the gateway's own shape
+  // An API token is not a virtual key.
+  EXPECT_EQ(client.Get("/v1/models", Bearer(admin_))->status, 401);
+  const std::string key = sandbox_.Ok({"keys", "create", "--agent", "coder"}).Line();
+  auto models = client.Get("/v1/models", Bearer(key));
+  ASSERT_TRUE(models);
+  EXPECT_EQ(models->status, 200) << models->body;
+  EXPECT_EQ(Body(models)["object"], "list");
+}
+
 }  // namespace
 }  // namespace factory
