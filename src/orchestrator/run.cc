@@ -34,7 +34,6 @@ std::string StringField(const json& object, const char* key) {
   return it->get<std::string>();
 }
 
-
 // The feature a run builds: its metadata's "feature" or, for runs created before that was
 // recorded, the id in its title ("feature ID..."); "" for a backlog run.
 std::string FeatureOf(const Run& run, const RunMetadata& metadata) {
