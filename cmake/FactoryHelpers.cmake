@@ -31,4 +31,8 @@ function(factory_test)
                         "others with set_property(DIRECTORY APPEND PROPERTY LABELS ...)")
   endif()
   gtest_discover_tests(${ARG_NAME} PROPERTIES LABELS "${ARG_LABELS}" DISCOVERY_TIMEOUT 60)
+  # The `unit_tests` target builds these alone (the sanitizer job runs only them).
+  if(ARG_LABELS STREQUAL "unit")
+    set_property(GLOBAL APPEND PROPERTY FACTORY_UNIT_TEST_TARGETS ${ARG_NAME})
+  endif()
 endfunction()
