@@ -832,6 +832,11 @@ void BeastServer::Stop() {
   impl.keep_running.reset();
   for (std::thread& thread : impl.io_threads) thread.join();
   impl.io_threads.clear();
+  // A handler may keep what keeps a session (a detached stream held for later writes), and a
+  // session keeps the server's state: with nothing running any more, dropping the handlers
+  // breaks that cycle.
+  impl.routes.clear();
+  impl.prefixes.clear();
 }
 
 }  // namespace factory::net
