@@ -1,7 +1,5 @@
 #include "gateway/keys.h"
 
-#include <openssl/rand.h>
-
 #include <nlohmann/json.hpp>
 #include <optional>
 
@@ -14,24 +12,6 @@ namespace {
 
 constexpr size_t kKeyRandomBytes = 32;
 constexpr size_t kShownPrefixChars = 10;  // "fk-" and 7 characters: recognisable, not guessable
-
-std::string Base64Url(const unsigned char* data, size_t size) {
-  static constexpr char kAlphabet[] =
-      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-  std::string out;
-  uint32_t buffer = 0;
-  int bits = 0;
-  for (size_t index = 0; index < size; ++index) {
-    buffer = (buffer << 8) | data[index];
-    bits += 8;
-    while (bits >= 6) {
-      bits -= 6;
-      out.push_back(kAlphabet[(buffer >> bits) & 0x3f]);
-    }
-  }
-  if (bits > 0) out.push_back(kAlphabet[(buffer << (6 - bits)) & 0x3f]);
-  return out;
-}
 
 bool ValidAgentName(std::string_view name) {
   if (name.empty() || name.size() > 128) return false;
@@ -54,12 +34,10 @@ Result<IssuedKey> IssueKey(Store& store, std::string_view agent, const KeyScope&
                            "' must be 1-128 letters, digits, '.', '_' or '-'");
   }
   const Clock& time = clock != nullptr ? *clock : SystemClock();
-  unsigned char random[kKeyRandomBytes];
-  if (RAND_bytes(random, sizeof(random)) != 1) {
-    return Internal("no randomness for a virtual key (RAND_bytes failed)");
-  }
+  std::optional<std::string> secret = RandomBase64Url(kKeyRandomBytes);
+  if (!secret) return Internal("no randomness for a virtual key (RAND_bytes failed)");
   IssuedKey issued;
-  issued.key = std::string(kKeyPrefix) + Base64Url(random, sizeof(random));
+  issued.key = std::string(kKeyPrefix) + *secret;
   // One generator for the process's real clock keeps ids increasing within a millisecond.
   static UlidGenerator system_ids(SystemClock());
   std::optional<UlidGenerator> own_ids;

@@ -1,7 +1,5 @@
 #include "server/tokens.h"
 
-#include <openssl/rand.h>
-
 #include <charconv>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -14,24 +12,6 @@ namespace {
 
 constexpr size_t kTokenRandomBytes = 32;
 constexpr size_t kShownPrefixChars = 10;  // "fa-" and 7 characters: recognisable, not guessable
-
-std::string Base64Url(const unsigned char* data, size_t size) {
-  static constexpr char kAlphabet[] =
-      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-  std::string out;
-  uint32_t buffer = 0;
-  int bits = 0;
-  for (size_t index = 0; index < size; ++index) {
-    buffer = (buffer << 8) | data[index];
-    bits += 8;
-    while (bits >= 6) {
-      bits -= 6;
-      out.push_back(kAlphabet[(buffer >> bits) & 0x3f]);
-    }
-  }
-  if (bits > 0) out.push_back(kAlphabet[(buffer << (6 - bits)) & 0x3f]);
-  return out;
-}
 
 bool ValidName(std::string_view name) {
   if (name.empty() || name.size() > 64) return false;
@@ -100,12 +80,10 @@ Result<IssuedToken> IssueToken(Store& store, std::string_view name, Scope scope,
   }
   if (lifetime_ms < 0) return InvalidArgument("expires must be in the future");
   const Clock& time = clock != nullptr ? *clock : SystemClock();
-  unsigned char random[kTokenRandomBytes];
-  if (RAND_bytes(random, sizeof(random)) != 1) {
-    return Internal("no randomness for an API token (RAND_bytes failed)");
-  }
+  std::optional<std::string> secret = RandomBase64Url(kTokenRandomBytes);
+  if (!secret) return Internal("no randomness for an API token (RAND_bytes failed)");
   IssuedToken issued;
-  issued.token = std::string(kTokenPrefix) + Base64Url(random, sizeof(random));
+  issued.token = std::string(kTokenPrefix) + *secret;
   UlidGenerator ids(time);
   const int64_t now = time.NowMillis();
   issued.record = ApiToken{.id = ids.Next(),
